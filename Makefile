@@ -1,0 +1,37 @@
+# The README's two commands, `make run` and `make test`, plus the sanitizer suites and benchmarks.
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?=
+
+.PHONY: run test test-asan test-tsan bench deps build-% format clean
+
+deps:
+	@scripts/install-deps.sh
+
+build-%: deps
+	@cmake --preset $* >/dev/null
+	@cmake --build --preset $* -j $(JOBS)
+
+# Until the daemon exists, `make run` runs the seed example on the fiber runtime.
+run: build-release
+	./build/release/examples/seed_demo
+
+test: build-debug
+	cd build/debug && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-asan: build-asan
+	cd build/asan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-tsan: build-tsan
+	cd build/tsan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+bench:
+	@scripts/install-deps.sh --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+	perf/run-micro.sh build/release
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

@@ -1,0 +1,56 @@
+// The epoll backend: edge-triggered readiness, one registration per fd for its whole life.
+//
+// Each fd is added once (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) the first time a fiber waits on it
+// and removed by close(). An edge that arrives while no fiber waits is remembered in the fd's
+// record, so wait() after an edge returns at once. Cross-thread wakeup is an eventfd, written only
+// when no wakeup is already pending.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "reactor/fiber.h"
+#include "reactor/readiness_backend.h"
+#include "reactor/stats.h"
+
+namespace reactor {
+
+class EpollBackend final : public ReadinessBackend {
+ public:
+  // Creates the epoll instance and the wakeup eventfd. Loop thread.
+  static absl::StatusOr<std::unique_ptr<EpollBackend>> create();
+  ~EpollBackend() override;
+
+  std::string_view name() const override { return "epoll"; }
+  absl::Status wait(int fd, Interest interest, Deadline deadline) override;
+  absl::Status close(int fd) override;
+  void poll(Duration timeout) override;
+  void wakeup() override;
+  void counters(std::vector<Counter>& out) const override;
+
+ private:
+  struct FdRecord {
+    detail::Fiber* reader = nullptr;
+    detail::Fiber* writer = nullptr;
+    bool registered = false;
+    bool ready_read = false;  // an edge arrived while nobody waited to read
+    bool ready_write = false;
+  };
+
+  EpollBackend(int epfd, int eventfd);
+  FdRecord& record(int fd);
+
+  int epfd_;
+  int eventfd_;
+  std::atomic<bool> wakeup_pending_{false};
+  std::vector<FdRecord> fds_;
+  std::vector<epoll_event> events_;
+  RelaxedCounter wait_calls_;
+  RelaxedCounter events_total_;
+  std::atomic<uint64_t> wakeups_{0};  // written from any thread
+};
+
+}  // namespace reactor

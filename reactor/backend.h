@@ -1,0 +1,73 @@
+// The I/O backend interface (layer 2): what every backend — epoll, io_uring, libevent — implements.
+//
+// I/O calls suspend the calling fiber, never the loop. Each takes a deadline (DeadlineExceeded) and
+// returns Cancelled when the fiber is cancelled. A readiness backend tries the system call first
+// and waits on EAGAIN (see readiness_backend.h); a completion backend submits the operation itself.
+// The factory, create_backend(), lives apart in backends/registry.cc: this header knows no backend.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/time.h"
+
+namespace reactor {
+
+enum class Interest : uint8_t { kRead = 1, kWrite = 2 };
+
+struct Counter {
+  std::string_view name;  // Prometheus-style, e.g. "epoll_wait_calls_total"
+  uint64_t value;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "epoll", "io_uring", "libevent". Any thread.
+  virtual std::string_view name() const = 0;
+
+  // Fiber-suspending I/O. Loop thread, inside a fiber. `fd` is non-blocking.
+  // accept returns a non-blocking, close-on-exec connection; `peer` may be null.
+  virtual absl::StatusOr<int> accept(int fd, sockaddr_storage* peer, Deadline deadline) = 0;
+  virtual absl::Status connect(int fd, const sockaddr* addr, socklen_t len, Deadline deadline) = 0;
+  // 0 bytes from recv/readv means end of stream (or an empty buffer).
+  virtual absl::StatusOr<size_t> recv(int fd, std::span<std::byte> buf, Deadline deadline) = 0;
+  // May send less than asked; never raises SIGPIPE (EPIPE is returned instead).
+  virtual absl::StatusOr<size_t> send(int fd, std::span<const std::byte> buf,
+                                      Deadline deadline) = 0;
+  virtual absl::StatusOr<size_t> readv(int fd, std::span<const iovec> iov, Deadline deadline) = 0;
+  virtual absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) = 0;
+  // Waits until fd is readable or writable (or in error). May return spuriously; retry the call.
+  virtual absl::Status wait(int fd, Interest interest, Deadline deadline) = 0;
+
+  // Resumes every operation pending on fd with an error (FailedPrecondition "closed"), forgets the
+  // fd and closes it. Loop thread.
+  virtual absl::Status close(int fd) = 0;
+
+  // Waits up to `timeout` (negative: without limit) for I/O, then makes the fibers whose operations
+  // finished runnable. Loop thread, scheduler context (never from a fiber).
+  virtual void poll(Duration timeout) = 0;
+
+  // Ends a poll in progress, or makes the next one return at once. Any thread.
+  virtual void wakeup() = 0;
+
+  // The backend's own counters, appended to `out`. Any thread (values are relaxed atomics).
+  virtual void counters(std::vector<Counter>& out) const = 0;
+};
+
+// Creates the backend `name` ("auto", "epoll", ...) for the calling thread's loop, or says why it
+// cannot. Implemented by backends/registry.cc, the only place that knows every backend.
+absl::StatusOr<std::unique_ptr<Backend>> create_backend(std::string_view name);
+
+}  // namespace reactor

@@ -1,0 +1,88 @@
+// Channel<T>: a bounded FIFO between fibers of one reactor (asyncio.Queue with a maxsize).
+// push waits while full, pop waits while empty; both take a deadline and are cancellable.
+// close() wakes everyone: pushes then fail, pops drain what is left and then fail. Loop thread
+// only.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/wait_list.h"
+
+namespace reactor {
+
+template <class T>
+class Channel {
+ public:
+  // capacity >= 1.
+  explicit Channel(size_t capacity) : slots_(capacity == 0 ? 1 : capacity) {}
+
+  // OK, DeadlineExceeded, Cancelled, or FailedPrecondition once closed. `value` is consumed.
+  absl::Status push(T value, Deadline deadline = kNoDeadline) {
+    while (size_ == slots_.size() && !closed_) {
+      absl::Status s = not_full_.wait(deadline, "Channel::push");
+      if (!s.ok()) return s;
+    }
+    if (closed_) return absl::FailedPreconditionError("Channel::push: channel closed");
+    put(std::move(value));
+    return absl::OkStatus();
+  }
+
+  // The oldest value; DeadlineExceeded, Cancelled, or OutOfRange once closed and drained.
+  absl::StatusOr<T> pop(Deadline deadline = kNoDeadline) {
+    while (size_ == 0 && !closed_) {
+      absl::Status s = not_empty_.wait(deadline, "Channel::pop");
+      if (!s.ok()) return s;
+    }
+    if (size_ == 0) return absl::OutOfRangeError("Channel::pop: channel closed");
+    return take();
+  }
+
+  bool try_push(T& value) {
+    if (closed_ || size_ == slots_.size()) return false;
+    put(std::move(value));
+    return true;
+  }
+  std::optional<T> try_pop() {
+    if (size_ == 0) return std::nullopt;
+    return take();
+  }
+
+  void close() {
+    closed_ = true;
+    not_empty_.wake_all();
+    not_full_.wake_all();
+  }
+  bool closed() const { return closed_; }
+  size_t size() const { return size_; }
+  size_t capacity() const { return slots_.size(); }
+
+ private:
+  void put(T&& value) {
+    slots_[(head_ + size_) % slots_.size()].emplace(std::move(value));
+    ++size_;
+    not_empty_.wake_one();
+  }
+  T take() {
+    std::optional<T>& slot = slots_[head_];
+    T value = std::move(*slot);
+    slot.reset();
+    head_ = (head_ + 1) % slots_.size();
+    --size_;
+    not_full_.wake_one();
+    return value;
+  }
+
+  std::vector<std::optional<T>> slots_;
+  size_t head_ = 0;
+  size_t size_ = 0;
+  bool closed_ = false;
+  detail::WaitList not_empty_;
+  detail::WaitList not_full_;
+};
+
+}  // namespace reactor

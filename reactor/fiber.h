@@ -1,0 +1,59 @@
+// Fibers (layer 1) and the scheduling hooks the layers above use: park the running fiber, make a
+// parked one runnable. A fiber runs only on the thread of the reactor that spawned it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "reactor/context.h"
+#include "reactor/stack.h"
+#include "reactor/time.h"
+#include "reactor/timer.h"
+
+namespace reactor {
+class Reactor;
+}
+
+namespace reactor::detail {
+
+enum class FiberState : uint8_t { kRunnable, kRunning, kParked, kDone };
+
+struct FiberBody {
+  virtual ~FiberBody() = default;
+  virtual void run() = 0;
+};
+
+struct Fiber {
+  uint64_t id = 0;
+  std::string name;
+  Reactor* reactor = nullptr;
+  Context context;
+  Stack stack;
+  FiberState state = FiberState::kRunnable;
+  bool cancel_requested = false;
+  bool park_cancellable = true;
+  const char* park_op = nullptr;  // what the fiber is waiting for, while parked
+  absl::Status wake_status;
+  TimerNode deadline;  // armed while parked with a deadline
+  Fiber* next_ready = nullptr;
+  Fiber* prev_alive = nullptr;
+  Fiber* next_alive = nullptr;
+  Deadline created{};
+  std::unique_ptr<FiberBody> body;
+};
+
+// The fiber running on this thread, or null in scheduler context. Loop thread.
+Fiber* current_fiber();
+
+// Suspends the running fiber until wake() or, with a deadline, until it passes (DeadlineExceeded)
+// or, if cancellable, until the fiber is cancelled (Cancelled; at once if already cancelled).
+// `op` names the wait in error messages. Loop thread, inside a fiber.
+absl::Status park(Deadline deadline, const char* op, bool cancellable = true);
+
+// Makes a parked fiber runnable; park() returns `status`. False, doing nothing, if the fiber was
+// not parked (already woken by its deadline or a cancel). Loop thread of the fiber's reactor.
+bool wake(Fiber* fiber, absl::Status status = absl::OkStatus());
+
+}  // namespace reactor::detail

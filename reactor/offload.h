@@ -1,0 +1,83 @@
+// offload(fn): asyncio.to_thread. Runs fn on the blocking thread pool while the calling fiber
+// waits; the loop goes on running other fibers. Use it for anything that may block: files, fsync,
+// DNS, a library without a non-blocking API.
+//
+// If the fiber is cancelled or its deadline passes, offload returns at once (Cancelled or
+// DeadlineExceeded); fn still runs to completion on the pool and its result is dropped.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/reactor.h"
+
+namespace reactor {
+
+// Sets the pool's size; takes effect if called before the first offload (default 4). Any thread.
+void set_offload_threads(size_t n);
+
+// Counts of the pool (process-wide). Any thread.
+struct OffloadCounts {
+  uint64_t queued = 0;
+  uint64_t running = 0;
+  uint64_t done = 0;
+};
+OffloadCounts offload_counts();
+
+namespace detail {
+// Queues job on the pool. Any thread.
+void offload_submit(absl::AnyInvocable<void()> job);
+
+template <class R>
+struct OffloadState {
+  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+  std::exception_ptr error;
+  bool done = false;        // loop thread
+  Fiber* waiter = nullptr;  // loop thread
+};
+}  // namespace detail
+
+// Loop thread, inside a fiber. Returns fn's value (Status for void fn); rethrows fn's exception.
+template <class F, class R = std::invoke_result_t<F>>
+auto offload(F&& fn, Deadline deadline = kNoDeadline)
+    -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>> {
+  auto state = std::make_shared<detail::OffloadState<R>>();
+  state->waiter = detail::current_fiber();
+  std::shared_ptr<detail::Inbox> inbox = Reactor::current()->inbox();
+  detail::offload_submit([state, inbox, fn = std::forward<F>(fn)]() mutable {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+      } else {
+        state->value.emplace(fn());
+      }
+    } catch (...) {
+      state->error = std::current_exception();
+    }
+    inbox->post([state] {
+      state->done = true;
+      if (state->waiter != nullptr) detail::wake(state->waiter);
+    });
+  });
+  while (!state->done) {
+    absl::Status s = detail::park(deadline, "offload");
+    if (!s.ok()) {
+      state->waiter = nullptr;
+      return s;
+    }
+  }
+  if (state->error) std::rethrow_exception(state->error);
+  if constexpr (std::is_void_v<R>) {
+    return absl::OkStatus();
+  } else {
+    return std::move(*state->value);
+  }
+}
+
+}  // namespace reactor

@@ -1,0 +1,301 @@
+#include "reactor/reactor.h"
+
+#include <pthread.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+
+namespace reactor {
+namespace {
+thread_local Reactor* t_reactor = nullptr;
+
+#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
+constexpr bool kCheckThreads = true;
+#else
+constexpr bool kCheckThreads = false;
+#endif
+
+void fire_fiber_deadline(detail::TimerNode* node) {
+  auto* fiber = static_cast<detail::Fiber*>(node->data);
+  fiber->reactor->wake(
+      fiber, absl::DeadlineExceededError(
+                 absl::StrCat(fiber->park_op ? fiber->park_op : "wait", ": deadline exceeded")));
+}
+}  // namespace
+
+// ---- Inbox ----
+
+bool detail::Inbox::post(absl::AnyInvocable<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (backend_ == nullptr) return false;
+  items_.push_back(std::move(fn));
+  pending_.store(true, std::memory_order_release);
+  backend_->wakeup();
+  return true;
+}
+
+std::vector<absl::AnyInvocable<void()>> detail::Inbox::take() {
+  std::vector<absl::AnyInvocable<void()>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  out.swap(items_);
+  pending_.store(false, std::memory_order_relaxed);
+  return out;
+}
+
+void detail::Inbox::close() {
+  std::vector<absl::AnyInvocable<void()>> dropped;
+  std::lock_guard<std::mutex> lock(mu_);
+  backend_ = nullptr;
+  dropped.swap(items_);
+  pending_.store(false, std::memory_order_relaxed);
+}
+
+// ---- scheduling hooks ----
+
+detail::Fiber* detail::current_fiber() {
+  return t_reactor ? t_reactor->current_fiber() : nullptr;
+}
+
+absl::Status detail::park(Deadline deadline, const char* op, bool cancellable) {
+  return t_reactor->park(deadline, op, cancellable);
+}
+
+bool detail::wake(Fiber* fiber, absl::Status status) {
+  return fiber->reactor->wake(fiber, std::move(status));
+}
+
+void detail::cancel_fiber(Fiber* fiber) {
+  fiber->reactor->cancel(fiber);
+}
+
+bool cancelled() {
+  detail::Fiber* f = detail::current_fiber();
+  return f != nullptr && f->cancel_requested;
+}
+
+// ---- Reactor ----
+
+absl::StatusOr<std::unique_ptr<Reactor>> Reactor::create(Options options) {
+  if (t_reactor != nullptr) {
+    return absl::FailedPreconditionError("this thread already runs a reactor (one per thread)");
+  }
+  absl::StatusOr<std::unique_ptr<Backend>> backend = create_backend(options.backend);
+  if (!backend.ok()) return backend.status();
+  install_overflow_handler();
+  return std::unique_ptr<Reactor>(new Reactor(std::move(options), *std::move(backend)));
+}
+
+Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      inbox_(std::make_shared<detail::Inbox>(backend_.get())),
+      stacks_(options_.stack_size, options_.max_cached_stacks, options_.max_guarded_stacks),
+      owner_(pthread_self()) {
+  detail::init_thread_context(&scheduler_context_);
+  t_reactor = this;
+}
+
+Reactor::~Reactor() {
+  inbox_->close();
+  while (alive_head_ != nullptr) destroy_fiber(alive_head_);
+  if (t_reactor == this) t_reactor = nullptr;
+}
+
+Reactor* Reactor::current() {
+  return t_reactor;
+}
+
+void Reactor::assert_loop_thread() const {
+  if (kCheckThreads && !pthread_equal(owner_, pthread_self())) {
+    std::fprintf(stderr, "reactor: loop-thread method called from another thread\n");
+    std::abort();
+  }
+}
+
+absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
+                                                  std::unique_ptr<detail::FiberBody> body) {
+  absl::StatusOr<Stack> stack = stacks_.allocate();
+  if (!stack.ok()) {
+    stats_.spawn_failures.add();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("spawn '", name, "': ", stack.status().message()));
+  }
+  auto* f = new detail::Fiber;
+  f->id = next_fiber_id_++;
+  f->name = std::move(name);
+  f->reactor = this;
+  f->stack = *stack;
+  f->body = std::move(body);
+  f->created = Clock::now();
+  f->deadline.fire = &fire_fiber_deadline;
+  f->deadline.data = f;
+  detail::make_context(&f->context, f->stack.bottom(), f->stack.usable_size(), &fiber_entry, f);
+  f->next_alive = alive_head_;
+  if (alive_head_ != nullptr) alive_head_->prev_alive = f;
+  alive_head_ = f;
+  ++alive_count_;
+  stats_.fibers_created.add();
+  stats_.stacks_guarded.set(stacks_.guarded_in_use());
+  stats_.stacks_canary.set(stacks_.canary_in_use());
+  make_runnable(f);
+  return f;
+}
+
+void Reactor::fiber_entry(void* arg) {
+  auto* f = static_cast<detail::Fiber*>(arg);
+  Reactor* r = f->reactor;
+  detail::on_context_start(&r->scheduler_context_);
+  f->body->run();
+  f->body.reset();
+  f->state = detail::FiberState::kDone;
+  detail::switch_context(&f->context, &r->scheduler_context_, /*finishing=*/true);
+  __builtin_unreachable();
+}
+
+void Reactor::destroy_fiber(detail::Fiber* f) {
+  (f->prev_alive ? f->prev_alive->next_alive : alive_head_) = f->next_alive;
+  if (f->next_alive != nullptr) f->next_alive->prev_alive = f->prev_alive;
+  --alive_count_;
+  if (f->deadline.armed()) timers_.cancel(&f->deadline);
+  stacks_.release(f->stack);
+  detail::destroy_context(&f->context);
+  stats_.fibers_finished.add();
+  stats_.stacks_guarded.set(stacks_.guarded_in_use());
+  stats_.stacks_canary.set(stacks_.canary_in_use());
+  delete f;
+}
+
+void Reactor::make_runnable(detail::Fiber* f) {
+  f->state = detail::FiberState::kRunnable;
+  f->next_ready = nullptr;
+  (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
+  ready_tail_ = f;
+  ++ready_count_;
+}
+
+void Reactor::resume(detail::Fiber* f) {
+  current_ = f;
+  f->state = detail::FiberState::kRunning;
+  set_overflow_watch(f->name.c_str(), &f->stack);
+  stats_.context_switches.add();
+  detail::switch_context(&scheduler_context_, &f->context);
+  current_ = nullptr;
+  set_overflow_watch(nullptr, nullptr);
+  if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
+  if (f->state == detail::FiberState::kDone) destroy_fiber(f);
+}
+
+void Reactor::switch_to_scheduler(detail::Fiber* self) {
+  detail::switch_context(&self->context, &scheduler_context_);
+}
+
+absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) {
+  detail::Fiber* f = current_;
+  if (f == nullptr) {
+    std::fprintf(stderr, "reactor: '%s' would suspend outside a fiber\n", op);
+    std::abort();
+  }
+  if (cancellable && f->cancel_requested) {
+    return absl::CancelledError(absl::StrCat(op, ": cancelled"));
+  }
+  if (deadline != kNoDeadline) {
+    if (deadline <= Clock::now()) {
+      return absl::DeadlineExceededError(absl::StrCat(op, ": deadline exceeded"));
+    }
+    timers_.arm(&f->deadline, deadline);
+  }
+  f->state = detail::FiberState::kParked;
+  f->park_op = op;
+  f->park_cancellable = cancellable;
+  switch_to_scheduler(f);
+  if (f->deadline.armed()) timers_.cancel(&f->deadline);
+  f->park_op = nullptr;
+  return std::exchange(f->wake_status, absl::OkStatus());
+}
+
+bool Reactor::wake(detail::Fiber* f, absl::Status status) {
+  if (f->state != detail::FiberState::kParked) return false;
+  f->wake_status = std::move(status);
+  make_runnable(f);
+  return true;
+}
+
+void Reactor::cancel(detail::Fiber* f) {
+  assert_loop_thread();
+  f->cancel_requested = true;
+  if (f->state == detail::FiberState::kParked && f->park_cancellable) {
+    wake(f, absl::CancelledError(absl::StrCat(f->park_op ? f->park_op : "wait", ": cancelled")));
+  }
+}
+
+void Reactor::cancel_all() {
+  assert_loop_thread();
+  for (detail::Fiber* f = alive_head_; f != nullptr; f = f->next_alive) {
+    if (f != current_) cancel(f);
+  }
+}
+
+void Reactor::yield() {
+  detail::Fiber* f = current_;
+  make_runnable(f);
+  switch_to_scheduler(f);
+}
+
+absl::Status Reactor::sleep_until(Deadline deadline) {
+  absl::Status s = park(deadline, "sleep", /*cancellable=*/true);
+  if (absl::IsDeadlineExceeded(s)) return absl::OkStatus();
+  return s;
+}
+
+bool Reactor::submit(std::string name, absl::AnyInvocable<void()> fn) {
+  return post([this, name = std::move(name), fn = std::move(fn)]() mutable {
+    (void)spawn(std::move(name), std::move(fn));
+  });
+}
+
+void Reactor::stop() {
+  stop_requested_.store(true, std::memory_order_release);
+  backend_->wakeup();
+}
+
+void Reactor::run_ready_batch() {
+  for (size_t n = ready_count_; n > 0 && ready_head_ != nullptr; --n) {
+    detail::Fiber* f = ready_head_;
+    ready_head_ = f->next_ready;
+    if (ready_head_ == nullptr) ready_tail_ = nullptr;
+    --ready_count_;
+    resume(f);
+  }
+}
+
+void Reactor::drain_inbox() {
+  if (!inbox_->pending()) return;
+  for (auto& fn : inbox_->take()) fn();
+}
+
+void Reactor::run_until(const std::function<bool()>& done) {
+  assert_loop_thread();
+  for (;;) {
+    stats_.loop_iterations.add();
+    run_ready_batch();
+    if (done && done()) return;
+    if (stop_requested_.load(std::memory_order_acquire)) {
+      stop_requested_.store(false, std::memory_order_relaxed);
+      return;
+    }
+    Duration timeout{-1};
+    if (ready_count_ > 0 || inbox_->pending()) {
+      timeout = Duration::zero();
+    } else if (!timers_.empty()) {
+      timeout = std::max(Duration::zero(), timers_.next() - Clock::now());
+    }
+    stats_.polls.add();
+    backend_->poll(timeout);
+    stats_.timers_fired.add(timers_.fire_due(Clock::now()));
+    drain_inbox();
+  }
+}
+
+}  // namespace reactor

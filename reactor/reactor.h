@@ -1,0 +1,215 @@
+// The reactor (layer 3): one per thread — run queue, timers and an I/O backend — scheduling fibers
+// cooperatively. A fiber runs until it reaches a suspension point (I/O, sleep, join, a sync
+// primitive, yield); nothing else preempts it.
+//
+//   reactor::Reactor::run([] {
+//     auto a = reactor::spawn("A", [] { reactor::sleep_for(200ms); return 1; });
+//     return a->join();
+//   });
+//
+// Thread contracts: methods say who may call them. "Loop thread" means the thread that created the
+// reactor; debug and sanitizer builds check it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/backend.h"
+#include "reactor/fiber.h"
+#include "reactor/stack.h"
+#include "reactor/stats.h"
+#include "reactor/task.h"
+#include "reactor/timer.h"
+
+namespace reactor {
+
+class Reactor;
+
+namespace detail {
+// The part of a reactor other threads post to; outlives the reactor while anyone holds it, so a
+// late post (an offload finishing after shutdown) is dropped instead of touching freed memory.
+class Inbox {
+ public:
+  explicit Inbox(Backend* backend) : backend_(backend) {}
+  // Queues fn to run on the loop thread in scheduler context; false if the reactor is gone.
+  bool post(absl::AnyInvocable<void()> fn);
+  // Takes everything queued. Loop thread.
+  std::vector<absl::AnyInvocable<void()>> take();
+  bool pending() const { return pending_.load(std::memory_order_acquire); }
+  void close();
+
+ private:
+  std::mutex mu_;
+  std::vector<absl::AnyInvocable<void()>> items_;
+  std::atomic<bool> pending_{false};
+  Backend* backend_;  // null once closed
+};
+}  // namespace detail
+
+class Reactor {
+ public:
+  struct Options {
+    std::string backend = "auto";  // auto, epoll (io_uring and libevent: see backends/)
+    size_t stack_size = 64 * 1024;
+    size_t max_cached_stacks = 1024;
+    size_t max_guarded_stacks = 0;  // 0: the process-wide budget from vm.max_map_count alone
+  };
+
+  // Creates a reactor bound to the calling thread (at most one per thread). Fails if the backend
+  // cannot be created, naming why.
+  static absl::StatusOr<std::unique_ptr<Reactor>> create(Options options);
+  static absl::StatusOr<std::unique_ptr<Reactor>> create() { return create(Options{}); }
+  // Loop thread. Fibers still alive are abandoned (their stacks unmapped, destructors not run):
+  // use run() or stop fibers first.
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // asyncio.run(): creates a reactor on the calling thread, runs main() in a fiber named "main"
+  // until it returns, cancels the fibers still alive and waits for them, then returns main's
+  // value (or rethrows its exception). Fails only if the reactor cannot be created.
+  template <class F, class R = std::invoke_result_t<F>>
+  static auto run(F&& main, Options options = {})
+      -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>>;
+
+  // The reactor of the calling thread, or null. Any thread.
+  static Reactor* current();
+
+  // Starts fn() in a new fiber, runnable at once. Fails (ResourceExhausted) only when no stack can
+  // be mapped. Loop thread.
+  template <class F, class R = std::invoke_result_t<F>>
+  absl::StatusOr<Task<R>> spawn(std::string name, F&& fn);
+
+  // Runs the loop until main_done (checked after each batch) or stop(). Loop thread, outside
+  // fibers.
+  void run_until(const std::function<bool()>& done);
+  void run_until_stopped() { run_until(nullptr); }
+  // Makes run_until() return after the current batch. Any thread.
+  void stop();
+
+  // Runs fn on this reactor's loop thread in scheduler context (fn must not suspend). False if
+  // the reactor is being destroyed. Any thread.
+  bool post(absl::AnyInvocable<void()> fn) { return inbox_->post(std::move(fn)); }
+  // Runs fn in a new fiber on this reactor. Any thread; wakes the loop.
+  bool submit(std::string name, absl::AnyInvocable<void()> fn);
+  std::shared_ptr<detail::Inbox> inbox() const { return inbox_; }
+
+  Backend& backend() { return *backend_; }
+  const ReactorStats& stats() const { return stats_; }
+  const StackPool& stacks() const { return stacks_; }
+  // Fibers spawned and not yet ended. Loop thread.
+  size_t fibers_alive() const { return alive_count_; }
+
+  // Cancels every fiber alive but the calling one. Loop thread.
+  void cancel_all();
+
+  // Scheduling hooks (see fiber.h). Loop thread.
+  detail::Fiber* current_fiber() const { return current_; }
+  absl::Status park(Deadline deadline, const char* op, bool cancellable);
+  bool wake(detail::Fiber* fiber, absl::Status status);
+  void cancel(detail::Fiber* fiber);
+  // Puts the running fiber at the back of the run queue. Loop thread, inside a fiber.
+  void yield();
+  // Sleeps until the deadline: OK, or Cancelled. Loop thread, inside a fiber.
+  absl::Status sleep_until(Deadline deadline);
+  detail::TimerHeap& timers() { return timers_; }
+  void assert_loop_thread() const;
+
+ private:
+  explicit Reactor(Options options, std::unique_ptr<Backend> backend);
+  absl::StatusOr<detail::Fiber*> new_fiber(std::string name,
+                                           std::unique_ptr<detail::FiberBody> body);
+  static void fiber_entry(void* arg);
+  void make_runnable(detail::Fiber* fiber);
+  void resume(detail::Fiber* fiber);
+  void switch_to_scheduler(detail::Fiber* self);
+  void destroy_fiber(detail::Fiber* fiber);
+  void run_ready_batch();
+  void drain_inbox();
+
+  Options options_;
+  std::unique_ptr<Backend> backend_;
+  std::shared_ptr<detail::Inbox> inbox_;
+  StackPool stacks_;
+  detail::TimerHeap timers_;
+  detail::Context scheduler_context_;
+  detail::Fiber* current_ = nullptr;
+  detail::Fiber* ready_head_ = nullptr;
+  detail::Fiber* ready_tail_ = nullptr;
+  size_t ready_count_ = 0;
+  detail::Fiber* alive_head_ = nullptr;
+  size_t alive_count_ = 0;
+  uint64_t next_fiber_id_ = 1;
+  std::atomic<bool> stop_requested_{false};
+  pthread_t owner_;
+  ReactorStats stats_;
+};
+
+// Shorthands for the reactor of the calling thread. Loop thread, inside a fiber.
+template <class F, class R = std::invoke_result_t<F>>
+absl::StatusOr<Task<R>> spawn(std::string name, F&& fn) {
+  return Reactor::current()->spawn(std::move(name), std::forward<F>(fn));
+}
+inline void yield() {
+  Reactor::current()->yield();
+}
+// OK after the time passed, Cancelled if the fiber was cancelled first.
+inline absl::Status sleep_until(Deadline deadline) {
+  return Reactor::current()->sleep_until(deadline);
+}
+inline absl::Status sleep_for(Duration d) {
+  return sleep_until(deadline_after(d));
+}
+// True once the running fiber has been asked to stop.
+bool cancelled();
+
+// Runs fn in a new fiber on `target`, from any thread; wakes its loop. False if it is shutting
+// down.
+inline bool submit_to(Reactor& target, std::string name, absl::AnyInvocable<void()> fn) {
+  return target.submit(std::move(name), std::move(fn));
+}
+
+// ---- implementation ----
+
+template <class F, class R>
+absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
+  assert_loop_thread();
+  auto state = std::make_shared<detail::TaskState<R>>();
+  using Fn = std::decay_t<F>;
+  auto body = std::make_unique<detail::TaskBody<R, Fn>>(state, Fn(std::forward<F>(fn)));
+  absl::StatusOr<detail::Fiber*> fiber = new_fiber(std::move(name), std::move(body));
+  if (!fiber.ok()) return fiber.status();
+  state->fiber = *fiber;
+  return Task<R>(std::move(state), (*fiber)->id);
+}
+
+template <class F, class R>
+auto Reactor::run(F&& main, Options options)
+    -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>> {
+  absl::StatusOr<std::unique_ptr<Reactor>> reactor = create(std::move(options));
+  if (!reactor.ok()) return reactor.status();
+  Reactor& r = **reactor;
+  absl::StatusOr<Task<R>> task = r.spawn("main", std::forward<F>(main));
+  if (!task.ok()) return task.status();
+  r.run_until([&] { return task->done(); });
+  r.cancel_all();
+  r.run_until([&] { return r.fibers_alive() == 0; });
+  if constexpr (std::is_void_v<R>) {
+    task->join();
+    return absl::OkStatus();
+  } else {
+    return task->join();
+  }
+}
+
+}  // namespace reactor

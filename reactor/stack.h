@@ -1,0 +1,75 @@
+// Fiber stacks: mmap'd, pooled per reactor, guarded while the process has mappings to spare.
+//
+// A guarded stack costs two memory mappings (the PROT_NONE guard page and the stack), and
+// vm.max_map_count (65530 by default) caps a process at about 32,700 of them. Past the guard
+// budget a stack gets a canary in its lowest bytes instead, checked at every switch away from its
+// fiber. Either kind of overflow ends the process with `fiber 'NAME' overflowed its N KiB stack`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace reactor {
+
+struct Stack {
+  std::byte* mapping = nullptr;  // start of the mmap'd region (the guard or canary page)
+  size_t mapping_size = 0;
+  bool guarded = false;
+
+  std::byte* top() const { return mapping + mapping_size; }
+  // Lowest usable address: above the guard page; the canary sits in the page below it too.
+  std::byte* bottom() const;
+  size_t usable_size() const;
+  bool canary_intact() const;
+};
+
+class StackPool {
+ public:
+  // `stack_size` is the usable size, rounded up to whole pages. `max_guarded` bounds this pool's
+  // guarded stacks on top of the process-wide budget derived from vm.max_map_count (0: no bound).
+  StackPool(size_t stack_size, size_t max_cached, size_t max_guarded = 0);
+  ~StackPool();
+  StackPool(const StackPool&) = delete;
+  StackPool& operator=(const StackPool&) = delete;
+
+  // A stack from the cache, or a new mapping. Fails (ResourceExhausted, with errno) only when the
+  // kernel refuses the mapping. Owner thread only.
+  absl::StatusOr<Stack> allocate();
+  // Returns a stack to the cache, or unmaps it when the cache is full. Owner thread only.
+  void release(Stack stack);
+
+  size_t stack_size() const { return stack_size_; }
+  size_t guarded_in_use() const { return guarded_in_use_; }
+  size_t canary_in_use() const { return canary_in_use_; }
+  size_t cached() const { return cache_.size(); }
+
+ private:
+  void unmap(const Stack& stack);
+
+  size_t stack_size_;
+  size_t max_cached_;
+  size_t max_guarded_;
+  size_t guarded_in_use_ = 0;
+  size_t canary_in_use_ = 0;
+  size_t guarded_owned_ = 0;  // guarded stacks mapped by this pool, in use or cached
+  std::vector<Stack> cache_;
+};
+
+// The process-wide guard budget: how many guarded stacks may exist at once, derived once from
+// vm.max_map_count and the mappings in use at first call. Any thread.
+size_t guarded_stack_budget();
+
+// Installs the SIGSEGV/SIGBUS handler that reports a fiber's guard-page hit (once per process) and
+// an alternate signal stack for the calling thread (once per thread). Any thread.
+void install_overflow_handler();
+
+// The fiber the overflow handler names, set by the scheduler around each switch. Loop thread only.
+void set_overflow_watch(const char* fiber_name, const Stack* stack);
+
+// Writes `fiber 'NAME' overflowed its N KiB stack` to stderr and aborts. Async-signal-safe.
+[[noreturn]] void report_overflow(const char* fiber_name, size_t stack_size);
+
+}  // namespace reactor

@@ -1,0 +1,76 @@
+// An intrusive FIFO of parked fibers: the building block of Task::join and the sync primitives.
+// Loop thread only.
+#pragma once
+
+#include "absl/status/status.h"
+#include "reactor/fiber.h"
+
+namespace reactor::detail {
+
+struct Waiter {
+  Fiber* fiber = nullptr;
+  Waiter* prev = nullptr;
+  Waiter* next = nullptr;
+  bool linked = false;
+};
+
+class WaitList {
+ public:
+  WaitList() = default;
+  WaitList(const WaitList&) = delete;
+  WaitList& operator=(const WaitList&) = delete;
+
+  bool empty() const { return head_ == nullptr; }
+
+  // Parks the running fiber on this list until woken through it, the deadline passes or (when
+  // cancellable) the fiber is cancelled.
+  absl::Status wait(Deadline deadline, const char* op, bool cancellable = true) {
+    Waiter w;
+    w.fiber = current_fiber();
+    push_back(&w);
+    absl::Status s = park(deadline, op, cancellable);
+    if (w.linked) remove(&w);
+    return s;
+  }
+
+  // Wakes the first waiter that is still parked (skipping those already woken by a deadline or
+  // cancel). True if one was woken: it then returns OK from wait().
+  bool wake_one() {
+    while (Waiter* w = pop_front()) {
+      if (wake(w->fiber)) return true;
+    }
+    return false;
+  }
+
+  // Wakes every waiter. Returns how many were woken.
+  size_t wake_all() {
+    size_t n = 0;
+    while (Waiter* w = pop_front()) n += wake(w->fiber) ? 1 : 0;
+    return n;
+  }
+
+ private:
+  void push_back(Waiter* w) {
+    w->prev = tail_;
+    w->next = nullptr;
+    (tail_ ? tail_->next : head_) = w;
+    tail_ = w;
+    w->linked = true;
+  }
+  void remove(Waiter* w) {
+    (w->prev ? w->prev->next : head_) = w->next;
+    (w->next ? w->next->prev : tail_) = w->prev;
+    w->prev = w->next = nullptr;
+    w->linked = false;
+  }
+  Waiter* pop_front() {
+    Waiter* w = head_;
+    if (w != nullptr) remove(w);
+    return w;
+  }
+
+  Waiter* head_ = nullptr;
+  Waiter* tail_ = nullptr;
+};
+
+}  // namespace reactor::detail
