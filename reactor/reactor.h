@@ -12,6 +12,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,7 +64,9 @@ class Reactor {
     std::string backend = "auto";  // auto, epoll (io_uring and libevent: see backends/)
     size_t stack_size = 64 * 1024;
     size_t max_cached_stacks = 1024;
-    size_t max_guarded_stacks = 0;  // 0: the process-wide budget from vm.max_map_count alone
+    // Guarded stacks beyond this get a canary; the process-wide budget from vm.max_map_count
+    // applies as well.
+    size_t max_guarded_stacks = SIZE_MAX;
   };
 
   // Creates a reactor bound to the calling thread (at most one per thread). Fails if the backend

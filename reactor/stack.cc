@@ -136,7 +136,7 @@ absl::StatusOr<Stack> StackPool::allocate() {
   }
   s.mapping = static_cast<std::byte*>(p);
   bool guard = false;
-  if (max_guarded_ == 0 || guarded_owned_ < max_guarded_) {
+  if (guarded_owned_ < max_guarded_) {
     guard = g_guarded_live.fetch_add(1, std::memory_order_relaxed) <
             static_cast<int64_t>(guarded_stack_budget());
     if (guard && ::mprotect(s.mapping, page_size(), PROT_NONE) != 0) guard = false;  // ENOMEM

@@ -29,8 +29,8 @@ struct Stack {
 class StackPool {
  public:
   // `stack_size` is the usable size, rounded up to whole pages. `max_guarded` bounds this pool's
-  // guarded stacks on top of the process-wide budget derived from vm.max_map_count (0: no bound).
-  StackPool(size_t stack_size, size_t max_cached, size_t max_guarded = 0);
+  // guarded stacks on top of the process-wide budget derived from vm.max_map_count.
+  StackPool(size_t stack_size, size_t max_cached, size_t max_guarded = SIZE_MAX);
   ~StackPool();
   StackPool(const StackPool&) = delete;
   StackPool& operator=(const StackPool&) = delete;

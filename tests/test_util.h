@@ -1,0 +1,41 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "backends/registry.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "reactor/reactor.h"
+
+namespace reactor::testing {
+
+// Runs fn as the main fiber of a fresh reactor on `backend` and fails the test if the reactor
+// cannot be created.
+template <class F>
+void run_fiber(F&& fn, std::string backend = "auto") {
+  Reactor::Options options;
+  options.backend = std::move(backend);
+  absl::Status s = Reactor::run(std::forward<F>(fn), options);
+  ASSERT_TRUE(s.ok()) << s;
+}
+
+// The backends this machine can run, for TEST_P suites: every backend-neutral test runs on each.
+inline std::vector<std::string> available_backends() {
+  std::vector<std::string> names;
+  for (const BackendInfo& b : list_backends()) {
+    if (b.available) names.push_back(b.name);
+  }
+  return names;
+}
+
+inline std::string backend_test_name(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param;
+}
+
+inline double ms_since(Deadline start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+}  // namespace reactor::testing
