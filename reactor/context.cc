@@ -14,6 +14,10 @@
 namespace reactor::detail {
 
 void make_context(Context* ctx, void* bottom, size_t size, void (*entry)(void*), void* arg) {
+#if defined(REACTOR_ASAN)
+  // A pooled stack keeps the poisoned redzones of the fiber that used it last.
+  __asan_unpoison_memory_region(bottom, size);
+#endif
   auto top = reinterpret_cast<uintptr_t>(bottom) + size;
   top &= ~uintptr_t{15};
   auto* frame = reinterpret_cast<uint64_t*>(top);

@@ -235,7 +235,12 @@ TEST(Scheduler, TimersFireInDeadlineOrder) {
 
 // 10,000 fibers in a ring, each passing a token on through a channel.
 TEST(Scheduler, TenThousandFibersPassTokensThroughChannels) {
+#if defined(REACTOR_TSAN)
+  // TSan maps about 270 KiB of state per fiber and runs out of mappings near 10,000 fibers.
+  constexpr int kFibers = 2'000;
+#else
   constexpr int kFibers = 10'000;
+#endif
   constexpr int kRounds = 3;
   int64_t final_token = -1;
   run_fiber([&] {
