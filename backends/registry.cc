@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "backends/epoll_backend.h"
+#include "backends/libevent_backend.h"
+#include "backends/uring_backend.h"
 #include "reactor/backend.h"
 
 namespace reactor {
