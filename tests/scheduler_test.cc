@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "reactor/call_on.h"
 #include "reactor/channel.h"
 #include "reactor/offload.h"
 #include "reactor/reactor.h"
@@ -97,8 +98,7 @@ TEST(Task, ExceptionCrossesJoin) {
 }
 
 TEST(Task, ExceptionFromMainIsRethrownByRun) {
-  EXPECT_THROW((void)Reactor::run([] { throw std::logic_error("main failed"); }),
-               std::logic_error);
+  EXPECT_THROW((void)Reactor::run([] { throw std::logic_error("main failed"); }), std::logic_error);
 }
 
 TEST(Task, JoinAllRethrowsFirstExceptionAfterAllFinish) {
@@ -294,6 +294,37 @@ TEST(CrossThread, SubmitToRunsOnTargetLoop) {
   loop.join();
   EXPECT_TRUE(waited.ok()) << waited;
   EXPECT_EQ(ran_on, loop_thread);
+}
+
+TEST(CrossThread, CallOnRunsOnTargetAndReturnsValue) {
+  std::atomic<Reactor*> target{nullptr};
+  std::atomic<bool> finished{false};
+  std::thread::id target_thread, ran_on;
+  int owned_value = 0;  // belongs to the target loop
+  std::thread other([&] {
+    run_fiber([&] {
+      target_thread = std::this_thread::get_id();
+      owned_value = 41;
+      target = Reactor::current();
+      while (!finished.load()) (void)sleep_for(1ms);
+    });
+  });
+  while (target.load() == nullptr) std::this_thread::yield();
+  absl::StatusOr<int> got;
+  run_fiber([&] {
+    got = call_on(
+        *target.load(),
+        [&] {
+          ran_on = std::this_thread::get_id();
+          return ++owned_value;
+        },
+        deadline_after(5s));
+  });
+  finished = true;
+  other.join();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, 42);
+  EXPECT_EQ(ran_on, target_thread);
 }
 
 // The offloaded function blocks on a latch that only a timer fiber on the loop releases: if

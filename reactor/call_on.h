@@ -1,0 +1,78 @@
+// call_on(target, fn): runs fn on another reactor's loop and waits for its value — the way one
+// shard reaches state another shard owns (shared-nothing: the data never crosses threads, only
+// the request and the answer do).
+//
+// fn runs in the target's scheduler context, between fibers: it must not suspend. The calling
+// fiber waits (cancellably, with a deadline); if it gives up, fn may still run and its result is
+// dropped. On the calling reactor itself, fn runs inline.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/reactor.h"
+
+namespace reactor {
+
+namespace detail {
+template <class R>
+struct CallState {
+  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+  std::exception_ptr error;
+  bool done = false;        // caller's loop thread
+  Fiber* waiter = nullptr;  // caller's loop thread
+};
+}  // namespace detail
+
+// Loop thread, inside a fiber. Unavailable if the target reactor is shutting down.
+template <class F, class R = std::invoke_result_t<F>>
+auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline)
+    -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>> {
+  if (&target == Reactor::current()) {
+    if constexpr (std::is_void_v<R>) {
+      fn();
+      return absl::OkStatus();
+    } else {
+      return fn();
+    }
+  }
+  auto state = std::make_shared<detail::CallState<R>>();
+  state->waiter = detail::current_fiber();
+  std::shared_ptr<detail::Inbox> reply_to = Reactor::current()->inbox();
+  const bool posted = target.post([state, reply_to, fn = std::forward<F>(fn)]() mutable {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+      } else {
+        state->value.emplace(fn());
+      }
+    } catch (...) {
+      state->error = std::current_exception();
+    }
+    reply_to->post([state] {
+      state->done = true;
+      if (state->waiter != nullptr) detail::wake(state->waiter);
+    });
+  });
+  if (!posted) return absl::UnavailableError("call_on: the target reactor is shutting down");
+  while (!state->done) {
+    absl::Status s = detail::park(deadline, "call_on");
+    if (!s.ok()) {
+      state->waiter = nullptr;
+      return s;
+    }
+  }
+  if (state->error) std::rethrow_exception(state->error);
+  if constexpr (std::is_void_v<R>) {
+    return absl::OkStatus();
+  } else {
+    return std::move(*state->value);
+  }
+}
+
+}  // namespace reactor
