@@ -1,0 +1,39 @@
+#include "daemon/service.h"
+
+namespace reactord {
+
+Connection::Connection(reactor::Stream stream, ServiceStats& stats, const ShardView& shard)
+    : stream_(std::move(stream)), stats_(stats), shard_(shard) {
+  stats_.connections_accepted.add();
+  stats_.connections_active.add();
+}
+
+Connection::~Connection() {
+  stats_.connections_active.set(stats_.connections_active.get() - 1);
+  stats_.connections_closed.add();
+}
+
+absl::StatusOr<size_t> Connection::read(std::span<std::byte> buf, reactor::Deadline deadline) {
+  absl::StatusOr<size_t> n = stream_.read(buf, deadline);
+  if (n.ok()) stats_.bytes_in.add(*n);
+  return n;
+}
+
+absl::Status Connection::write_all(std::span<const std::byte> buf, reactor::Deadline deadline) {
+  absl::Status s = stream_.write_all(buf, deadline);
+  if (s.ok()) stats_.bytes_out.add(buf.size());
+  return s;
+}
+
+bool Connection::begin_idle() {
+  if (draining_) return false;
+  idle_ = true;
+  return true;
+}
+
+void Connection::drain() {
+  draining_ = true;
+  if (idle_) cancel();
+}
+
+}  // namespace reactord

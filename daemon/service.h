@@ -1,0 +1,91 @@
+// What a service's connection handler sees: its connection (with byte and request counting), its
+// shard, and the drain protocol.
+//
+// A shard runs each accepted connection in its own fiber, calling the service's handler with a
+// Connection. Handlers are plain blocking-style code on fibers. Drain (SIGTERM) works like this:
+// a handler marks the time it waits for the next request with begin_idle()/end_idle(); on drain
+// the shard cancels connections that are idle (their pending read returns Cancelled) and lets
+// busy ones finish their request, after which begin_idle() returns false and the handler closes.
+// A streaming handler that never goes idle (echo) runs until its peer closes or the drain timeout
+// cancels it.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/net.h"
+#include "reactor/reactor.h"
+#include "reactor/stats.h"
+
+namespace reactord {
+
+// Per shard and service. Written by the shard's loop thread, read from any thread.
+struct ServiceStats {
+  reactor::RelaxedCounter connections_accepted;
+  reactor::RelaxedCounter connections_closed;
+  reactor::RelaxedCounter connections_rejected;  // over max_connections
+  reactor::RelaxedCounter connections_active;    // gauge
+  reactor::RelaxedCounter bytes_in;
+  reactor::RelaxedCounter bytes_out;
+  reactor::RelaxedCounter requests;  // http requests, resp commands, echo reads
+};
+
+// The shards as a handler may see them. Set up before the shards start; read-only afterwards.
+struct ShardView {
+  size_t index = 0;
+  size_t count = 1;
+  std::vector<reactor::Reactor*> reactors;  // every shard's reactor, by index
+};
+
+class Connection {
+ public:
+  // Loop thread of the shard.
+  Connection(reactor::Stream stream, ServiceStats& stats, const ShardView& shard);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // I/O that counts bytes into the service's stats. Loop thread, inside the connection's fiber.
+  absl::StatusOr<size_t> read(std::span<std::byte> buf, reactor::Deadline deadline);
+  absl::Status write_all(std::span<const std::byte> buf, reactor::Deadline deadline);
+  absl::Status write_all(std::string_view s, reactor::Deadline deadline) {
+    return write_all(std::as_bytes(std::span(s.data(), s.size())), deadline);
+  }
+  void count_requests(uint64_t n = 1) { stats_.requests.add(n); }
+
+  // Marks the wait for the next request. False when the daemon is draining: close now.
+  // Loop thread.
+  bool begin_idle();
+  void end_idle() { idle_ = false; }
+  bool idle() const { return idle_; }
+  bool draining() const { return draining_; }
+
+  reactor::Stream& stream() { return stream_; }
+  const ShardView& shard() const { return shard_; }
+  ServiceStats& stats() { return stats_; }
+
+  // Used by the shard. Loop thread.
+  void set_cancel(std::function<void()> cancel) { cancel_ = std::move(cancel); }
+  // Starts the drain for this connection: cancels it now if idle.
+  void drain();
+  void cancel() {
+    if (cancel_) cancel_();
+  }
+
+ private:
+  reactor::Stream stream_;
+  ServiceStats& stats_;
+  const ShardView& shard_;
+  std::function<void()> cancel_;
+  bool idle_ = false;
+  bool draining_ = false;
+};
+
+using ConnectionHandler = std::function<void(Connection&)>;
+
+}  // namespace reactord
