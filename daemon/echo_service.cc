@@ -1,0 +1,20 @@
+#include "daemon/echo_service.h"
+
+#include <cstddef>
+
+namespace reactord {
+
+void serve_echo(Connection& c, const EchoOptions& options) {
+  std::byte buf[16 * 1024];
+  for (;;) {
+    const reactor::Deadline deadline = options.idle_timeout == reactor::Duration::zero()
+                                           ? reactor::kNoDeadline
+                                           : reactor::deadline_after(options.idle_timeout);
+    absl::StatusOr<size_t> n = c.read(buf, deadline);
+    if (!n.ok() || *n == 0) return;
+    c.count_requests();
+    if (!c.write_all(std::span(buf, *n), deadline).ok()) return;
+  }
+}
+
+}  // namespace reactord

@@ -1,0 +1,173 @@
+#include "daemon/shard.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/log.h"
+#include "reactor/error.h"
+
+namespace reactord {
+
+using namespace std::chrono_literals;
+
+Shard::~Shard() {
+  if (thread_.joinable()) {
+    stop();
+    thread_.join();
+  }
+}
+
+absl::Status Shard::start(const reactor::Reactor::Options& options, std::optional<int> cpu,
+                          std::latch* stopped) {
+  std::promise<absl::Status> created;
+  std::future<absl::Status> result = created.get_future();
+  thread_ = std::thread([this, options, cpu, stopped, &created] {
+    const std::string name = absl::StrCat("shard-", index_);
+    pthread_setname_np(pthread_self(), name.c_str());
+    if (cpu) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(*cpu, &set);
+      if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+        spdlog::warn("shard {}: cannot pin to CPU {}; running unpinned", index_, *cpu);
+      }
+    }
+    absl::StatusOr<std::unique_ptr<reactor::Reactor>> r = reactor::Reactor::create(options);
+    if (!r.ok()) {
+      created.set_value(r.status());
+      stopped->count_down();
+      return;
+    }
+    reactor_ = r->get();
+    inbox_ = reactor_->inbox();
+    created.set_value(absl::OkStatus());
+    reactor_->run_until_stopped();
+    reactor_->cancel_all();
+    reactor_->run_until([this] { return reactor_->fibers_alive() == 0; });
+    for (int fd : listen_fds_) (void)reactor_->backend().close(fd);
+    listen_fds_.clear();
+    stopped->count_down();
+    stopped->wait();  // other shards may still post to this one until they stop too
+    inbox_->close();
+    r->reset();
+  });
+  return result.get();
+}
+
+void Shard::post(absl::AnyInvocable<void()> fn) {
+  if (inbox_ != nullptr) (void)inbox_->post(std::move(fn));
+}
+
+void Shard::listen(ServiceRuntime* svc, int fd) {
+  post([this, svc, fd] {
+    if (draining_) {
+      (void)reactor_->backend().close(fd);
+      return;
+    }
+    listen_fds_.push_back(fd);
+    absl::StatusOr<reactor::Task<void>> t = reactor_->spawn(
+        absl::StrCat("accept:", svc->name), [this, svc, fd] { accept_loop(svc, fd); });
+    if (!t.ok())
+      spdlog::error("shard {}: cannot start accepting for {}: {}", index_, svc->name,
+                    t.status().ToString());
+  });
+}
+
+void Shard::accept_loop(ServiceRuntime* svc, int fd) {
+  reactor::Backend& backend = reactor_->backend();
+  ServiceStats& st = *svc->stats[index_];
+  reactor::Duration backoff = 1ms;
+  uint64_t seq = 0;
+  while (!draining_) {
+    absl::StatusOr<int> conn = backend.accept(fd, nullptr, reactor::kNoDeadline);
+    if (!conn.ok()) {
+      if (draining_ || absl::IsCancelled(conn.status())) break;
+      const int err = reactor::status_errno(conn.status());
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Out of fds: leave the connection in the backlog and retry later, without spinning.
+        if (stats_.emfile_events.get() % 1000 == 0) {
+          spdlog::warn(
+              "shard {}: {}: accept: {}; backing off (the connection waits in the backlog)", index_,
+              svc->name, conn.status().message());
+        }
+        stats_.emfile_events.add();
+        if (!reactor::sleep_for(backoff).ok()) break;
+        backoff = std::min<reactor::Duration>(backoff * 2, 100ms);
+        continue;
+      }
+      if (err == 0) break;  // the listener was closed under us
+      stats_.accept_errors.add();
+      spdlog::warn("shard {}: {}: {}", index_, svc->name, conn.status().message());
+      if (!reactor::sleep_for(1ms).ok()) break;
+      continue;
+    }
+    backoff = 1ms;
+    if (svc->active.fetch_add(1, std::memory_order_relaxed) >=
+        static_cast<int64_t>(svc->max_connections.load(std::memory_order_relaxed))) {
+      svc->active.fetch_sub(1, std::memory_order_relaxed);
+      st.connections_rejected.add();
+      ::close(*conn);  // never registered with the backend
+      continue;
+    }
+    const int cfd = *conn;
+    const uint64_t id = ++seq;
+    absl::StatusOr<reactor::Task<void>> t = reactor_->spawn(
+        absl::StrCat(svc->name, "#", id), [this, svc, cfd, id] { serve(svc, cfd, id); });
+    if (!t.ok()) {
+      svc->active.fetch_sub(1, std::memory_order_relaxed);
+      st.connections_rejected.add();
+      ::close(cfd);
+      spdlog::warn("shard {}: {}: {}", index_, svc->name, t.status().message());
+    }
+  }
+}
+
+void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
+  {
+    Connection c(reactor::Stream(reactor::FileDescriptor(fd)), *svc->stats[index_], *view_);
+    reactor::detail::Fiber* self = reactor::detail::current_fiber();
+    c.set_cancel([self] { reactor::detail::cancel_fiber(self); });
+    conns_.insert(&c);
+    connections_.store(static_cast<int64_t>(conns_.size()), std::memory_order_relaxed);
+    if (draining_) c.drain();
+    try {
+      svc->handler(c);
+    } catch (const std::exception& e) {
+      spdlog::error("shard {}: {}#{}: handler threw: {}", index_, svc->name, seq, e.what());
+    }
+    conns_.erase(&c);
+    connections_.store(static_cast<int64_t>(conns_.size()), std::memory_order_relaxed);
+  }
+  svc->active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Shard::begin_drain() {
+  post([this] {
+    draining_ = true;
+    for (int fd : listen_fds_) (void)reactor_->backend().close(fd);
+    listen_fds_.clear();
+    // drain() may cancel, which only marks fibers runnable: safe while iterating.
+    for (Connection* c : conns_) c->drain();
+  });
+}
+
+void Shard::cancel_connections() {
+  post([this] {
+    for (Connection* c : conns_) c->cancel();
+  });
+}
+
+void Shard::stop() {
+  post([this] { reactor_->stop(); });
+}
+
+void Shard::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace reactord

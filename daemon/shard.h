@@ -1,0 +1,89 @@
+// A shard: one thread running one reactor, accepting on its own listeners (SO_REUSEPORT, or a dup
+// of a socket-activated fd) and running each connection in its own fiber. Shards share nothing
+// but the read-only service table and a few atomics; everything else reaches a shard by posting
+// to its reactor.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <latch>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "daemon/service.h"
+#include "reactor/reactor.h"
+#include "reactor/stats.h"
+
+namespace reactord {
+
+// One configured service as the shards run it. Shared by every shard; read-only after start but
+// for the atomics.
+struct ServiceRuntime {
+  std::string name;
+  std::string kind;
+  std::string bound_address;  // as bound, e.g. "127.0.0.1:41234"
+  ConnectionHandler handler;
+  std::atomic<uint32_t> max_connections{0};          // across shards; SIGHUP may change it
+  std::atomic<int64_t> active{0};                    // across shards
+  std::vector<std::unique_ptr<ServiceStats>> stats;  // by shard
+};
+
+// Per shard, written by its loop thread, read from any thread.
+struct ShardStats {
+  reactor::RelaxedCounter accept_errors;
+  reactor::RelaxedCounter emfile_events;  // accept failed for lack of fds or memory: backed off
+};
+
+class Shard {
+ public:
+  explicit Shard(size_t index, const ShardView* view) : index_(index), view_(view) {}
+  ~Shard();
+
+  // Starts the thread and its reactor (pinned to `cpu` if set); returns once the reactor exists,
+  // or why it could not be created. `stopped` counts down when the loop has ended; the reactor is
+  // destroyed only once every shard has counted down (so cross-shard posts stay safe).
+  // Main thread.
+  absl::Status start(const reactor::Reactor::Options& options, std::optional<int> cpu,
+                     std::latch* stopped);
+
+  // Accepts connections for `svc` on `fd` (owned from now on). Any thread.
+  void listen(ServiceRuntime* svc, int fd);
+  // Stops accepting and drains connections (see service.h). Any thread.
+  void begin_drain();
+  // Cancels every connection still open. Any thread.
+  void cancel_connections();
+  // Ends the loop once its fibers are done. Any thread.
+  void stop();
+  // Waits for the thread. Main thread.
+  void join();
+
+  size_t index() const { return index_; }
+  reactor::Reactor* reactor() const { return reactor_; }
+  // Open connections. Any thread.
+  int64_t connections() const { return connections_.load(std::memory_order_relaxed); }
+  const ShardStats& stats() const { return stats_; }
+
+ private:
+  void post(absl::AnyInvocable<void()> fn);
+  void accept_loop(ServiceRuntime* svc, int fd);
+  void serve(ServiceRuntime* svc, int fd, uint64_t seq);
+
+  const size_t index_;
+  const ShardView* view_;
+  std::thread thread_;
+  reactor::Reactor* reactor_ = nullptr;
+  std::shared_ptr<reactor::detail::Inbox> inbox_;
+  std::atomic<int64_t> connections_{0};
+  ShardStats stats_;
+  // Loop thread only:
+  std::vector<int> listen_fds_;
+  std::unordered_set<Connection*> conns_;
+  bool draining_ = false;
+};
+
+}  // namespace reactord
