@@ -1,0 +1,209 @@
+// The RESP2 command parser on its own: multibulk and inline, every byte boundary, pipelining,
+// each limit and malformed input.
+#include "daemon/resp_parser.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace reactord {
+namespace {
+
+using Args = std::vector<std::string>;
+
+struct Outcome {
+  std::vector<Args> commands;
+  std::vector<size_t> wire_bytes;
+  std::string error;  // empty: none
+  size_t buffered = 0;
+};
+
+Outcome parse_chunks(const std::vector<std::string>& chunks, RespLimits limits = {}) {
+  RespParser parser(limits);
+  RespCommand cmd;
+  Outcome out;
+  for (const std::string& chunk : chunks) {
+    parser.feed(chunk);
+    for (;;) {
+      RespParseResult r = parser.next(cmd);
+      if (r == RespParseResult::kCommand) {
+        EXPECT_FALSE(cmd.args.empty());
+        out.commands.emplace_back(cmd.args.begin(), cmd.args.end());
+        out.wire_bytes.push_back(cmd.wire_bytes);
+        continue;
+      }
+      if (r == RespParseResult::kError) {
+        out.error = parser.error();
+        EXPECT_EQ(parser.next(cmd), RespParseResult::kError) << "an error must stick";
+        return out;
+      }
+      break;
+    }
+  }
+  out.buffered = parser.buffered();
+  return out;
+}
+
+Outcome parse(const std::string& input, RespLimits limits = {}) {
+  return parse_chunks({input}, limits);
+}
+
+void expect_same_at_every_split(const std::string& input, RespLimits limits = {}) {
+  const Outcome whole = parse(input, limits);
+  for (size_t i = 1; i < input.size(); ++i) {
+    const Outcome split = parse_chunks({input.substr(0, i), input.substr(i)}, limits);
+    ASSERT_EQ(split.commands, whole.commands) << "split at " << i;
+    ASSERT_EQ(split.wire_bytes, whole.wire_bytes) << "split at " << i;
+    ASSERT_EQ(split.error, whole.error) << "split at " << i;
+    ASSERT_EQ(split.buffered, whole.buffered) << "split at " << i;
+  }
+  std::vector<std::string> bytes;
+  for (char c : input) bytes.emplace_back(1, c);
+  const Outcome trickled = parse_chunks(bytes, limits);
+  EXPECT_EQ(trickled.commands, whole.commands);
+  EXPECT_EQ(trickled.error, whole.error);
+}
+
+std::string multibulk(const Args& args) {
+  std::string s = "*" + std::to_string(args.size()) + "\r\n";
+  for (const std::string& a : args) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return s;
+}
+
+TEST(RespParserTest, Multibulk) {
+  const std::string binary("va\r\nl\0ue", 8);
+  const std::string in = multibulk({"SET", "key", binary});
+  Outcome o = parse(in);
+  ASSERT_EQ(o.error, "");
+  ASSERT_EQ(o.commands.size(), 1u);
+  EXPECT_EQ(o.commands[0], (Args{"SET", "key", binary}));
+  EXPECT_EQ(o.wire_bytes[0], in.size());
+  EXPECT_EQ(o.buffered, 0u);
+  o = parse("*2\r\n$3\r\nGET\r\n$0\r\n\r\n");
+  ASSERT_EQ(o.commands.size(), 1u);
+  EXPECT_EQ(o.commands[0], (Args{"GET", ""}));
+}
+
+TEST(RespParserTest, Inline) {
+  Outcome o = parse("PING\r\nset  a\tb\r\n  echo x \n");
+  ASSERT_EQ(o.error, "");
+  ASSERT_EQ(o.commands.size(), 3u);
+  EXPECT_EQ(o.commands[0], (Args{"PING"}));
+  EXPECT_EQ(o.commands[1], (Args{"set", "a", "b"}));
+  EXPECT_EQ(o.commands[2], (Args{"echo", "x"}));
+  EXPECT_EQ(o.wire_bytes[0], 6u);
+}
+
+TEST(RespParserTest, EmptyCommandsAreSkipped) {
+  Outcome o = parse("\r\n   \r\n*0\r\n*-1\r\nPING\r\n");
+  ASSERT_EQ(o.error, "");
+  ASSERT_EQ(o.commands.size(), 1u);
+  EXPECT_EQ(o.commands[0], (Args{"PING"}));
+  EXPECT_EQ(o.wire_bytes[0], 2u + 5u + 4u + 5u + 6u);
+}
+
+TEST(RespParserTest, PipelinedMixAndPartialTail) {
+  const std::string in =
+      multibulk({"PING"}) + "PING\r\n" + multibulk({"GET", "k"}) + "*2\r\n$3\r\nGE";
+  Outcome o = parse(in);
+  ASSERT_EQ(o.error, "");
+  ASSERT_EQ(o.commands.size(), 3u);
+  EXPECT_EQ(o.commands[2], (Args{"GET", "k"}));
+  EXPECT_EQ(o.buffered, 10u);
+}
+
+TEST(RespParserTest, EveryByteBoundary) {
+  expect_same_at_every_split(multibulk({"SET", "key:1", std::string(40, 'v')}) + "PING hello\r\n" +
+                             "\r\n*0\r\n" + multibulk({"DEL", "a", "b", "c"}) + "*3\r\n$3\r\nSE");
+}
+
+TEST(RespParserTest, EveryByteBoundaryOfErrors) {
+  RespLimits small{16, 3, 20};
+  expect_same_at_every_split("PING\r\n*2\r\n$3\r\nGET\r\n!3\r\nkey\r\n");
+  expect_same_at_every_split(multibulk({"GET", std::string(17, 'k')}), small);
+  expect_same_at_every_split(multibulk({"DEL", "a", "b", "c"}), small);
+  expect_same_at_every_split("PING " + std::string(40, 'x') + "\r\n", small);
+}
+
+TEST(RespParserTest, BulkLimit) {
+  RespLimits limits{16, 8, 1024};
+  Outcome o = parse(multibulk({"SET", "k", std::string(16, 'v')}), limits);
+  EXPECT_EQ(o.error, "");
+  EXPECT_EQ(o.commands.size(), 1u);
+  // Refused from the length line alone: the payload need not arrive.
+  o = parse("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$17\r\n", limits);
+  EXPECT_EQ(o.error, "Protocol error: invalid bulk length");
+}
+
+TEST(RespParserTest, ArrayLimit) {
+  RespLimits limits{16, 3, 1024};
+  Outcome o = parse(multibulk({"DEL", "a", "b"}), limits);
+  EXPECT_EQ(o.error, "");
+  o = parse("*4\r\n", limits);
+  EXPECT_EQ(o.error, "Protocol error: invalid multibulk length");
+  o = parse("*99999999999999999999\r\n", limits);
+  EXPECT_EQ(o.error, "Protocol error: invalid multibulk length");
+}
+
+TEST(RespParserTest, InlineLimit) {
+  RespLimits limits{16, 8, 10};
+  // The line, its CR included, may take 10 bytes.
+  Outcome o = parse("PING 12345\r\n", limits);
+  EXPECT_EQ(o.error, "Protocol error: too big inline request");
+  o = parse("PING 1234\r\n", limits);
+  EXPECT_EQ(o.error, "");
+  EXPECT_EQ(o.commands.size(), 1u);
+  // Refused once more than the limit is buffered without a line end.
+  o = parse(std::string(11, 'x'), limits);
+  EXPECT_EQ(o.error, "Protocol error: too big inline request");
+  o = parse(std::string(10, 'x'), limits);
+  EXPECT_EQ(o.error, "");
+  EXPECT_EQ(o.buffered, 10u);
+}
+
+TEST(RespParserTest, Malformed) {
+  struct Case {
+    std::string input;
+    std::string error;
+  } cases[] = {
+      {"*x\r\n", "Protocol error: invalid multibulk length"},
+      {"*\r\n", "Protocol error: invalid multibulk length"},
+      {"*1\n", "Protocol error: invalid multibulk length"},
+      {"*1" + std::string(40, '1'), "Protocol error: invalid multibulk length"},
+      {"*1\r\nPING\r\n", "Protocol error: expected '$', got 'P'"},
+      {"*1\r\n\x01", "Protocol error: expected '$'"},
+      {"*1\r\n$-1\r\n", "Protocol error: invalid bulk length"},
+      {"*1\r\n$x\r\n", "Protocol error: invalid bulk length"},
+      {"*1\r\n$4\n", "Protocol error: invalid bulk length"},
+      {"*1\r\n$" + std::string(40, '1'), "Protocol error: invalid bulk length"},
+      {"*1\r\n$4\r\nPINGxx", "Protocol error: expected CRLF after a bulk string"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(parse(c.input).error, c.error) << "input: " << c.input;
+  }
+}
+
+TEST(RespParserTest, PrepareAndCommit) {
+  RespParser p;
+  const std::string in = "*1\r\n$4\r\nPING\r\nPI";
+  std::span<char> space = p.prepare(1000);
+  std::copy(in.begin(), in.end(), space.begin());
+  p.commit(in.size());
+  RespCommand cmd;
+  ASSERT_EQ(p.next(cmd), RespParseResult::kCommand);
+  EXPECT_EQ(cmd.args[0], "PING");
+  EXPECT_EQ(p.next(cmd), RespParseResult::kNeedMore);
+  space = p.prepare(10);
+  space[0] = 'N';
+  space[1] = 'G';
+  space[2] = '\n';
+  p.commit(3);
+  ASSERT_EQ(p.next(cmd), RespParseResult::kCommand);
+  EXPECT_EQ(cmd.args[0], "PING");
+  EXPECT_EQ(p.buffered(), 0u);
+}
+
+}  // namespace
+}  // namespace reactord
