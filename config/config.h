@@ -1,0 +1,185 @@
+// reactord's configuration: the schema as plain structs, the TOML loader that validates it, the
+// printer for the effective configuration, and the rules for changing it at run time.
+//
+// The schema is frozen: every key that any feature will read is defined here, accepted and
+// validated now, even when the feature that uses it lands later. A config file is checked in full
+// before anything starts; the first problem (in file order) is reported as
+//
+//   FILE:LINE:COLUMN: KEY: what is wrong
+//
+// e.g. `reactord.toml:12:8: service[1].kind: expected one of echo, http, resp, got "ftp"`.
+// Service indices count [[service]] tables from 0 in file order. docs/configuration.md lists every
+// key with its type, default, range and whether SIGHUP reloads it.
+//
+// Status codes, which the daemon maps to exit codes (sysexits):
+//   NotFound, PermissionDenied   the file cannot be read (missing, a directory, no permission): 66
+//   InvalidArgument              anything wrong with its content: 78
+//
+// Run-time changes. SIGHUP and the admin `set` command change only the reloadable keys:
+//   log.level, watchdog.{enabled, threshold_ms, slow_slice_ms, reports_per_minute, abort_after_ms,
+//   backtrace}, admin.{allow_uids, allow_gids}, service.NAME.max_connections.
+// Everything else needs a restart; restart_needed() names what changed.
+//
+// Every function here is pure (no global state) and may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace reactord {
+
+enum class IoBackend : uint8_t { kAuto, kEpoll, kIoUring, kLibevent };
+enum class IdleMode : uint8_t { kBlock, kSpin, kAdaptive };
+enum class LogLevel : uint8_t { kTrace, kDebug, kInfo, kWarn, kError };
+enum class LogFormat : uint8_t { kAuto, kJournal, kText };
+enum class BacktraceMode : uint8_t { kAlways, kCpuOnly, kNever };
+enum class ServiceKind : uint8_t { kEcho, kHttp, kResp };
+
+// The names used in the file: "auto", "epoll", "io_uring", "libevent"; "block", "spin",
+// "adaptive"; "trace" … "error"; "auto", "journal", "text"; "always", "cpu-only", "never";
+// "echo", "http", "resp". Any thread.
+std::string_view to_string(IoBackend v);
+std::string_view to_string(IdleMode v);
+std::string_view to_string(LogLevel v);
+std::string_view to_string(LogFormat v);
+std::string_view to_string(BacktraceMode v);
+std::string_view to_string(ServiceKind v);
+
+struct RuntimeConfig {
+  IoBackend backend = IoBackend::kAuto;
+  uint32_t shards = 0;  // 0..1024; 0 = one per online CPU
+  bool pin_cpus = false;
+  uint32_t stack_size_kib = 64;  // 16..8192, a multiple of 4
+  IdleMode idle = IdleMode::kBlock;
+  uint32_t spin_us = 50;         // 0..100000: how long `adaptive` polls without blocking
+  uint32_t offload_threads = 4;  // 1..256
+  bool operator==(const RuntimeConfig&) const = default;
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::kInfo;  // reloadable
+  LogFormat format = LogFormat::kAuto;
+  bool operator==(const LogConfig&) const = default;
+};
+
+struct AdminConfig {
+  std::string socket = "/run/reactord/admin.sock";  // absolute after loading
+  uint32_t mode = 0660;                             // permission bits of the socket, 0..0777
+  std::string group;                                // empty: keep the daemon's group
+  std::vector<uint32_t> allow_uids;                 // reloadable; read commands only
+  std::vector<uint32_t> allow_gids;                 // reloadable; read commands only
+  uint32_t max_clients = 16;                        // 1..1024
+  uint32_t idle_timeout_ms = 60000;                 // 100..3600000
+  bool operator==(const AdminConfig&) const = default;
+};
+
+struct WatchdogConfig {  // every key reloadable
+  bool enabled = true;
+  uint32_t threshold_ms = 100;       // 1..60000
+  uint32_t slow_slice_ms = 10;       // 1..60000, at most threshold_ms
+  uint32_t reports_per_minute = 10;  // 1..6000
+  uint32_t abort_after_ms = 0;       // 0 (off) or threshold_ms..3600000
+  BacktraceMode backtrace = BacktraceMode::kAlways;
+  bool operator==(const WatchdogConfig&) const = default;
+};
+
+struct ShutdownConfig {
+  uint32_t drain_timeout_ms = 30000;  // 0..3600000
+  bool operator==(const ShutdownConfig&) const = default;
+};
+
+// Where a service listens: a numeric IPv4 or IPv6 address and port, or a Unix socket path.
+struct ListenAddress {
+  enum class Family : uint8_t { kIpv4, kIpv6, kUnix };
+  Family family = Family::kIpv4;
+  std::string host;   // canonical numeric form ("127.0.0.1", "::1"); empty for kUnix
+  uint16_t port = 0;  // 0: the OS picks one
+  std::string path;   // kUnix: absolute and normalised; empty otherwise
+
+  // "127.0.0.1:7000", "[::1]:7000" or "/run/reactord/echo.sock": what the file accepts, and what
+  // reactor::SocketAddress::parse_ip / unix_path take. Any thread.
+  std::string to_string() const;
+  bool operator==(const ListenAddress&) const = default;
+};
+
+struct HttpOptions {                   // kind = "http" only
+  uint32_t header_timeout_ms = 10000;  // 100..600000
+  uint32_t max_header_bytes = 16384;   // 1024..1048576
+  bool debug_routes = false;
+  bool operator==(const HttpOptions&) const = default;
+};
+
+struct RespOptions {                  // kind = "resp" only
+  uint32_t max_bulk_bytes = 1048576;  // 1..536870912
+  uint32_t max_array_len = 1024;      // 1..1048576
+  bool operator==(const RespOptions&) const = default;
+};
+
+struct ServiceConfig {
+  std::string name;  // required, unique; [A-Za-z0-9][A-Za-z0-9_-]{0,63}, not "admin"
+  ServiceKind kind = ServiceKind::kEcho;  // required
+  ListenAddress listen;                   // required
+  uint32_t max_connections = 4096;        // 1..1000000, across all shards; reloadable
+  uint32_t idle_timeout_ms = 60000;       // 0 (never)..86400000
+  HttpOptions http;                       // defaults unless kind is kHttp
+  RespOptions resp;                       // defaults unless kind is kResp
+  bool operator==(const ServiceConfig&) const = default;
+};
+
+struct Config {
+  RuntimeConfig runtime;
+  LogConfig log;
+  AdminConfig admin;
+  WatchdogConfig watchdog;
+  ShutdownConfig shutdown;
+  std::vector<ServiceConfig> services;  // 1..256, in file order
+  bool operator==(const Config&) const = default;
+};
+
+// Reads and validates the file at `path`. NotFound / PermissionDenied when it cannot be read,
+// InvalidArgument (FILE:LINE:COLUMN: KEY: …) when its content is wrong. Any thread (blocking I/O).
+absl::StatusOr<Config> load_config_file(const std::string& path);
+
+// Validates `toml_text` as if read from `source_path`, which names the file in errors and whose
+// directory relative paths resolve against (the current directory if it has none; relative
+// directories are made absolute from the current directory). InvalidArgument on any problem.
+// Any thread.
+absl::StatusOr<Config> parse_config(std::string_view toml_text, const std::string& source_path);
+
+// The effective configuration as TOML, every key present, sections in schema order:
+// parse_config(format_config(c), any path) == c. Any thread.
+std::string format_config(const Config& cfg);
+
+// The reloadable keys, in the spelling apply_setting() takes ("log.level", …,
+// "service.NAME.max_connections" written literally with NAME). Any thread.
+std::vector<std::string> reloadable_keys();
+
+// The non-reloadable keys whose value differs between the two configs, e.g. "runtime.shards",
+// "service.web.listen", "service.web (added)", "service.old (removed)"; empty when SIGHUP can
+// apply new_cfg in full. Any thread.
+std::vector<std::string> restart_needed(const Config& old_cfg, const Config& new_cfg);
+
+// What SIGHUP makes of a freshly loaded file: `running` with every reloadable key taken from
+// `loaded` (services matched by name; services only in one of them are left as in `running`).
+// Any thread.
+Config merge_reloadable(const Config& running, const Config& loaded);
+
+// The admin `set KEY VALUE`: changes one reloadable key, validated as the loader would (including
+// the checks between keys, e.g. slow_slice_ms <= threshold_ms). KEY is "section.key" or
+// "service.NAME.max_connections"; VALUE is a TOML value or a bare word for strings ("debug",
+// "cpu-only") and a comma-separated list for arrays ("1000,1001"; "" or "[]" empties it).
+// NotFound for an unknown key, FailedPrecondition for a key that needs a restart,
+// InvalidArgument for a bad value; `cfg` is unchanged on error. Any thread.
+absl::Status apply_setting(Config& cfg, std::string_view key, std::string_view value);
+
+// Like apply_setting() but for any key outside [[service]] and any service.NAME key except name
+// and kind: what command-line flags use (--backend → "runtime.backend", --shards →
+// "runtime.shards"). Relative paths resolve against the current directory. Any thread.
+absl::Status apply_override(Config& cfg, std::string_view key, std::string_view value);
+
+}  // namespace reactord
