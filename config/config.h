@@ -107,17 +107,17 @@ struct ListenAddress {
   bool operator==(const ListenAddress&) const = default;
 };
 
-struct HttpOptions {                   // kind = "http" only
+struct HttpServiceConfig {             // kind = "http" only
   uint32_t header_timeout_ms = 10000;  // 100..600000
   uint32_t max_header_bytes = 16384;   // 1024..1048576
   bool debug_routes = false;
-  bool operator==(const HttpOptions&) const = default;
+  bool operator==(const HttpServiceConfig&) const = default;
 };
 
-struct RespOptions {                  // kind = "resp" only
+struct RespServiceConfig {            // kind = "resp" only
   uint32_t max_bulk_bytes = 1048576;  // 1..536870912
   uint32_t max_array_len = 1024;      // 1..1048576
-  bool operator==(const RespOptions&) const = default;
+  bool operator==(const RespServiceConfig&) const = default;
 };
 
 struct ServiceConfig {
@@ -126,8 +126,8 @@ struct ServiceConfig {
   ListenAddress listen;                   // required
   uint32_t max_connections = 4096;        // 1..1000000, across all shards; reloadable
   uint32_t idle_timeout_ms = 60000;       // 0 (never)..86400000
-  HttpOptions http;                       // defaults unless kind is kHttp
-  RespOptions resp;                       // defaults unless kind is kResp
+  HttpServiceConfig http;                 // defaults unless kind is kHttp
+  RespServiceConfig resp;                 // defaults unless kind is kResp
   bool operator==(const ServiceConfig&) const = default;
 };
 
