@@ -1,0 +1,59 @@
+// Runs the real reactord binary for integration tests: a temporary directory with its config, a
+// NOTIFY_SOCKET the test listens on (READY=1 and STATUS= tell which ports the OS picked), stderr
+// captured to a file, signals, and the exit code.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace reactord::testing {
+
+class DaemonProcess {
+ public:
+  DaemonProcess();
+  ~DaemonProcess();  // kills the daemon if still running, removes the directory
+
+  const std::string& dir() const { return dir_; }
+  // Writes `toml` as DIR/reactord.toml.
+  void write_config(const std::string& toml);
+
+  // Starts reactord with --config DIR/reactord.toml plus `args`. `before_exec` runs in the child.
+  void start(std::vector<std::string> args = {}, std::function<void()> before_exec = nullptr,
+             std::vector<std::string> prefix = {});
+  // Waits for a notify message containing `needle` (e.g. "READY=1"); returns the whole message.
+  std::optional<std::string> wait_notify(const std::string& needle,
+                                         std::chrono::milliseconds timeout);
+  // After READY=1: service name → "host:port" parsed from its STATUS= line.
+  std::map<std::string, std::string> addresses() const { return addresses_; }
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  void signal(int sig);
+  // The exit code, or nullopt if it did not exit in time (it is then killed).
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Polls the captured stderr until it contains `needle`.
+  bool wait_log(const std::string& needle, std::chrono::milliseconds timeout);
+  std::string log() const;
+  pid_t pid() const { return pid_; }
+
+  // Runs reactord to completion with `args` (no config written unless asked); returns the exit
+  // code and fills `output` with stdout+stderr.
+  static int run_to_exit(std::vector<std::string> args, std::string* output,
+                         std::function<void()> before_exec = nullptr);
+
+ private:
+  std::string dir_;
+  int notify_fd_ = -1;
+  pid_t pid_ = -1;
+  std::map<std::string, std::string> addresses_;
+};
+
+// The binary under test.
+const char* reactord_binary();
+
+}  // namespace reactord::testing

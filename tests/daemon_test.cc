@@ -1,0 +1,353 @@
+// The real reactord binary: exit codes, bad configs, echo through shards, sd_notify, SIGHUP
+// reload, socket activation and drain on SIGTERM. Ports are picked by the OS; the daemon reports
+// them in its STATUS= notification.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "reactor/net.h"
+#include "reactor/reactor.h"
+#include "reactor/sync.h"
+#include "tests/daemon_harness.h"
+#include "tests/seccomp_util.h"
+
+namespace reactord {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::DaemonProcess;
+using ::testing::HasSubstr;
+
+std::string config_with(const std::string& dir, const std::string& services,
+                        const std::string& extra = "") {
+  return "[runtime]\nshards = 2\n\n[log]\nlevel = \"info\"\nformat = \"text\"\n\n[admin]\nsocket = "
+         "\"" +
+         dir + "/admin.sock\"\n\n[shutdown]\ndrain_timeout_ms = 10000\n\n" + extra + services;
+}
+
+const char kEchoService[] =
+    "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n";
+
+// Echoes `payload` through addr with a plain blocking client; returns what came back.
+std::string echo_through(const std::string& host_port, const std::string& payload) {
+  std::string got;
+  absl::Status s = reactor::Reactor::run([&] {
+    auto addr = reactor::SocketAddress::parse_ip(host_port);
+    if (!addr.ok()) return;
+    // Retried for a while: a socket-activated listener may not exist yet.
+    auto c = reactor::TcpStream::connect(*addr, reactor::deadline_after(5s));
+    for (int i = 0; i < 500 && !c.ok(); ++i) {
+      (void)reactor::sleep_for(10ms);
+      c = reactor::TcpStream::connect(*addr, reactor::deadline_after(5s));
+    }
+    if (!c.ok()) return;
+    auto writer = reactor::spawn("w", [&] {
+      (void)c->write_all(payload, reactor::deadline_after(10s));
+      (void)c->shutdown_write();
+    });
+    std::vector<std::byte> buf(65536);  // not on the fiber's 64 KiB stack
+    for (;;) {
+      auto n = c->read(buf, reactor::deadline_after(10s));
+      if (!n.ok() || *n == 0) break;
+      got.append(reinterpret_cast<char*>(buf.data()), *n);
+    }
+    if (writer.ok()) writer->join();
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  return got;
+}
+
+std::string pattern(size_t n, int seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 7 + seed * 13 + i / 97) & 0xff);
+  return s;
+}
+
+// ---- exit codes ----
+
+TEST(DaemonExit, BadFlagIs64) {
+  std::string out;
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--no-such-flag"}, &out), 64);
+  EXPECT_THAT(out, HasSubstr("unknown flag '--no-such-flag'"));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"stray"}, &out), 64);
+  EXPECT_THAT(out, HasSubstr("unexpected argument 'stray'"));
+}
+
+TEST(DaemonExit, BadFlagValueIs64) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  std::string out;
+  EXPECT_EQ(
+      DaemonProcess::run_to_exit({"--config=" + d.dir() + "/reactord.toml", "--shards=many"}, &out),
+      64);
+  EXPECT_THAT(out, HasSubstr("--shards"));
+  EXPECT_EQ(DaemonProcess::run_to_exit(
+                {"--config=" + d.dir() + "/reactord.toml", "--backend=kqueue"}, &out),
+            64);
+  EXPECT_THAT(out, HasSubstr("kqueue"));
+}
+
+TEST(DaemonExit, MissingConfigIs66) {
+  std::string out;
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=/nonexistent/reactord.toml"}, &out), 66);
+  EXPECT_THAT(out, HasSubstr("/nonexistent/reactord.toml"));
+}
+
+TEST(DaemonExit, InvalidConfigIs78) {
+  DaemonProcess d;
+  d.write_config("[runtime]\nshards = -1\n" + std::string(kEchoService));
+  std::string out;
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + d.dir() + "/reactord.toml"}, &out), 78);
+  EXPECT_THAT(out, HasSubstr("runtime.shards"));
+}
+
+TEST(DaemonExit, UnavailableBackendIs69) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  std::string out;
+  const int code = DaemonProcess::run_to_exit(
+      {"--config=" + d.dir() + "/reactord.toml", "--backend=io_uring"}, &out,
+      [] { reactor::testing::fail_syscall_with(__NR_io_uring_setup, EPERM); });
+  EXPECT_EQ(code, 69) << out;
+  EXPECT_THAT(out, HasSubstr("io_uring"));
+}
+
+TEST(DaemonExit, PortInUseIs71) {
+  // Hold a port without SO_REUSEPORT: the daemon's bind to it must fail.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  DaemonProcess d;
+  d.write_config(config_with(
+      d.dir(),
+      "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:" + port + "\"\n"));
+  std::string out;
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + d.dir() + "/reactord.toml"}, &out), 71)
+      << out;
+  EXPECT_THAT(out, HasSubstr("127.0.0.1:" + port));
+  ::close(fd);
+}
+
+TEST(DaemonExit, VersionHelpCheckConfigListBackends) {
+  std::string out;
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--version"}, &out), 0);
+  EXPECT_THAT(out, HasSubstr("reactord 0."));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--help"}, &out), 0);
+  EXPECT_THAT(out, HasSubstr("--check-config"));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--list-backends"}, &out), 0);
+  EXPECT_THAT(out, HasSubstr("epoll"));
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  EXPECT_EQ(DaemonProcess::run_to_exit(
+                {"--check-config", "--config", d.dir() + "/reactord.toml", "--shards=3"}, &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("shards = 3"));
+  EXPECT_THAT(out, HasSubstr("[[service]]"));
+}
+
+// Ten kinds of bad config: each exits 78 and names the key and its line.
+TEST(DaemonExit, TenBadConfigsNameKeyAndLine) {
+  struct Case {
+    std::string toml;
+    std::string key;
+    std::string line;  // ":N:" of the offending line
+  };
+  const std::string svc = kEchoService;
+  const std::vector<Case> cases = {
+      {"[runtime]\nbogus = 1\n" + svc, "bogus", ":2:"},
+      {"[runtime]\nshards = \"two\"\n" + svc, "runtime.shards", ":2:"},
+      {"[runtime]\nstack_size_kib = 3\n" + svc, "runtime.stack_size_kib", ":2:"},
+      {"[runtime]\nbackend = \"kqueue\"\n" + svc, "runtime.backend", ":2:"},
+      {"[log]\nlevel = \"loud\"\n" + svc, "log.level", ":2:"},
+      {"[watchdog]\nthreshold_ms = 0\n" + svc, "watchdog.threshold_ms", ":2:"},
+      {svc + "max_connections = 0\n", "max_connections", ":5:"},
+      {svc + svc, "name", ":6:"},
+      {"[[service]]\nname = \"web\"\nkind = \"ftp\"\nlisten = \"127.0.0.1:0\"\n", "kind", ":3:"},
+      {"[[service]]\nname = \"web\"\nkind = \"echo\"\nlisten = \"nowhere\"\n", "listen", ":4:"},
+      {"[[service]]\nname = \"web\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\nmax_bulk_bytes = "
+       "5\n",
+       "max_bulk_bytes", ":5:"},
+  };
+  for (const Case& c : cases) {
+    DaemonProcess d;
+    d.write_config(c.toml);
+    std::string out;
+    EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + d.dir() + "/reactord.toml"}, &out), 78)
+        << c.toml << "\n"
+        << out;
+    EXPECT_THAT(out, HasSubstr(c.key)) << c.toml;
+    EXPECT_THAT(out, HasSubstr("reactord.toml" + c.line)) << c.toml;
+  }
+}
+
+// ---- running ----
+
+TEST(Daemon, EchoByteExactThroughShards) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string addr = d.addresses()["echo"];
+  ASSERT_FALSE(addr.empty()) << d.log();
+  for (int i = 0; i < 4; ++i) {  // several connections, so both shards likely serve one
+    const std::string payload = pattern(256 * 1024, i);
+    EXPECT_TRUE(echo_through(addr, payload) == payload) << "connection " << i;
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(Daemon, NotifiesReadyReloadingStopping) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  d.signal(SIGHUP);
+  auto reloading = d.wait_notify("RELOADING=1", 10s);
+  ASSERT_TRUE(reloading.has_value()) << d.log();
+  EXPECT_THAT(*reloading, HasSubstr("MONOTONIC_USEC="));
+  EXPECT_TRUE(d.wait_notify("READY=1", 10s).has_value());
+  d.signal(SIGTERM);
+  EXPECT_TRUE(d.wait_notify("STOPPING=1", 10s).has_value());
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(Daemon, SighupChangesLogLevel) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  std::string cfg = config_with(d.dir(), kEchoService);
+  cfg.replace(cfg.find("\"info\""), 6, "\"debug\"");
+  d.write_config(cfg);
+  d.signal(SIGHUP);
+  EXPECT_TRUE(d.wait_log("log level debug", 10s)) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0);
+}
+
+TEST(Daemon, InvalidFileOnSighupKeepsServing) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  d.write_config("[runtime\nthis is not toml");
+  d.signal(SIGHUP);
+  EXPECT_TRUE(d.wait_log("keeping the running configuration", 10s)) << d.log();
+  EXPECT_EQ(echo_through(d.addresses()["echo"], "still here"), "still here");
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0);
+}
+
+TEST(Daemon, SocketActivation) {
+  // Pick a free port, then let systemd-socket-activate bind it and pass it as "echo".
+  const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(probe);
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  DaemonProcess d;
+  // The configured address is never bound: the activated socket replaces it.
+  d.write_config(config_with(d.dir(), kEchoService));
+  d.start({}, nullptr,
+          {"systemd-socket-activate", "-l", addr, "--fdname=echo", "-E", "NOTIFY_SOCKET"});
+  // systemd-socket-activate starts the daemon at the first connection: connect first.
+  std::string echoed;
+  std::thread client([&] { echoed = echo_through(addr, "activated hello"); });
+  const bool ready = d.wait_ready();
+  client.join();
+  ASSERT_TRUE(ready) << d.log();
+  EXPECT_EQ(echoed, "activated hello");
+  EXPECT_THAT(d.addresses()["echo"], HasSubstr("activated"));
+  EXPECT_EQ(echo_through(addr, "second connection"), "second connection");
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// 100 clients each stream 1 MiB in chunks; SIGTERM arrives once all got their first chunk back;
+// every byte still comes back and the daemon exits 0.
+TEST(Daemon, DrainFinishesStreamingClients) {
+#if defined(REACTOR_TSAN)
+  constexpr int kClients = 20;  // TSan is ~10x slower; the shape of the test is the same
+#else
+  constexpr int kClients = 100;
+#endif
+  constexpr size_t kTotal = 1 << 20, kChunk = 16 * 1024;
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string addr = d.addresses()["echo"];
+  int complete = 0;
+  absl::Status s = reactor::Reactor::run([&] {
+    reactor::WaitGroup first_chunk;
+    first_chunk.add(kClients);
+    std::vector<reactor::Task<void>> clients;
+    for (int i = 0; i < kClients; ++i) {
+      auto t = reactor::spawn("client", [&, i] {
+        const std::string data = pattern(kTotal, i);
+        auto c = reactor::TcpStream::connect(*reactor::SocketAddress::parse_ip(addr),
+                                             reactor::deadline_after(10s));
+        if (!c.ok()) {
+          first_chunk.done();
+          return;
+        }
+        std::string got;
+        got.reserve(kTotal);
+        std::vector<std::byte> buf(kChunk);
+        bool counted = false;
+        for (size_t off = 0; off < kTotal; off += kChunk) {
+          if (!c->write_all(std::string_view(data).substr(off, kChunk),
+                            reactor::deadline_after(30s))
+                   .ok())
+            break;
+          // Read this chunk back before sending the next: a slow, steady stream.
+          while (got.size() < off + kChunk) {
+            auto n = c->read(buf, reactor::deadline_after(30s));
+            if (!n.ok() || *n == 0) break;
+            got.append(reinterpret_cast<char*>(buf.data()), *n);
+          }
+          if (!counted) {
+            counted = true;
+            first_chunk.done();
+          }
+          if (got.size() < off + kChunk) break;
+          if (off % (kChunk * 8) == 0) (void)reactor::sleep_for(1ms);
+        }
+        if (!counted) first_chunk.done();
+        if (got == data) ++complete;
+      });
+      ASSERT_TRUE(t.ok());
+      clients.push_back(*std::move(t));
+    }
+    ASSERT_TRUE(first_chunk.wait(reactor::deadline_after(60s)).ok());
+    d.signal(SIGTERM);
+    reactor::join_all(clients);
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(complete, kClients);
+  EXPECT_EQ(d.wait_exit(60s), 0) << d.log();
+  EXPECT_THAT(d.log(), HasSubstr("draining"));
+}
+
+}  // namespace
+}  // namespace reactord
