@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake ninja-build pkg-config make clang-format
+  g++ cmake ninja-build pkg-config make clang-format systemd man-db
   libabsl-dev liburing-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
