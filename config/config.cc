@@ -801,7 +801,10 @@ class Loader {
 
   absl::StatusOr<Config> load(const toml::table& root) {
     Config cfg;
-    for (auto&& [k, v] : root) {
+    for (auto&& entry : root) {
+      // Named references, not a structured binding: clang 14 cannot capture bindings in lambdas.
+      const toml::key& k = entry.first;
+      const toml::node& v = entry.second;
       const std::string key(k.str());
       bool known = false;
       for_each_section([&](const auto& section) {
