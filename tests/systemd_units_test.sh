@@ -8,17 +8,20 @@ build=$1
 stage=$(mktemp -d /tmp/reactord-stage-XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 
-DESTDIR="$stage/root" cmake --install "$build" --prefix /usr >/dev/null
-unit="$stage/root/usr/lib/systemd/system/reactord.service"
-for f in usr/bin/reactord etc/reactord/reactord.toml usr/lib/sysusers.d/reactord.conf \
-         usr/lib/tmpfiles.d/reactord.conf usr/lib/sysctl.d/60-reactord.conf \
-         usr/share/man/man8/reactord.8 usr/lib/systemd/system/reactord.service; do
-  [[ -f "$stage/root/$f" ]] || { echo "not installed: /$f"; exit 1; }
+DESTDIR="$stage/root" cmake --install "$build" >/dev/null
+unit=$(find "$stage/root" -name reactord.service -path "*systemd/system*" | head -n 1)
+[[ -n "$unit" ]] || { echo "reactord.service not installed"; exit 1; }
+bin=$(sed -n 's|^ExecStart=\([^ ]*\).*|\1|p' "$unit")
+prefix=${bin%/bin/reactord}
+for f in "$bin" /etc/reactord/reactord.toml "$prefix"/lib/sysusers.d/reactord.conf \
+         "$prefix"/lib/tmpfiles.d/reactord.conf "$prefix"/lib/sysctl.d/60-reactord.conf \
+         "$prefix"/share/man/man8/reactord.8; do
+  [[ -f "$stage/root$f" ]] || { echo "not installed: $f"; exit 1; }
 done
-"$stage/root/usr/bin/reactord" --check-config --config "$stage/root/etc/reactord/reactord.toml" >/dev/null
+"$stage/root$bin" --check-config --config "$stage/root/etc/reactord/reactord.toml" >/dev/null
 
-sed "s|^ExecStart=/usr/bin/reactord|ExecStart=$stage/root/usr/bin/reactord|" "$unit" > "$stage/reactord.service"
-out=$(MANPATH="$stage/root/usr/share/man" systemd-analyze verify "$stage/reactord.service" 2>&1)
+sed "s|^ExecStart=$bin|ExecStart=$stage/root$bin|" "$unit" > "$stage/reactord.service"
+out=$(MANPATH="$stage/root$prefix/share/man" systemd-analyze verify "$stage/reactord.service" 2>&1)
 if [[ -n "$out" ]]; then
   echo "systemd-analyze verify complained:"; echo "$out"; exit 1
 fi
