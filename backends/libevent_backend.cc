@@ -145,12 +145,19 @@ absl::Status LibeventBackend::wait(int fd, Interest interest, Deadline deadline)
   const bool read = interest == Interest::kRead;
   {
     FdRecord& r = record(fd);
+    if (r.unpollable) return absl::OkStatus();
     if (r.ev == nullptr) {
-      if (always_ready(fd)) return absl::OkStatus();
+      if (always_ready(fd)) {
+        r.unpollable = true;
+        return absl::OkStatus();
+      }
       errno = 0;
       absl::Status s = register_fd(fd, r);
-      // A character device without poll support (epoll_ctl EPERM) is always ready as well.
-      if (status_errno(s) == EPERM) return absl::OkStatus();
+      if (status_errno(s) == EPERM) {
+        // A character device without poll support (epoll_ctl EPERM) is always ready as well.
+        r.unpollable = true;
+        return absl::OkStatus();
+      }
       if (!s.ok()) return s;
     }
     bool& ready = read ? r.ready_read : r.ready_write;

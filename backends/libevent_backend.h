@@ -63,6 +63,7 @@ class LibeventBackend final : public ReadinessBackend {
     detail::Fiber* writer = nullptr;
     bool ready_read = false;  // an edge arrived while nobody waited to read
     bool ready_write = false;
+    bool unpollable = false;  // a regular file or the like: always ready, never registered
   };
 
   LibeventBackend(event_base* base, int eventfd, int timerfd);
