@@ -67,4 +67,50 @@ compiler() {
   echo
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out"
+
+# The ratios docs/benchmarks.md asks for, from the medians above.
+summarize() {
+  awk '
+    # "17.4459ns", "996.206ps", "1.2us" -> nanoseconds; "22.801k/s" -> per second.
+    function ns(v) {
+      if (v ~ /ps$/) return v / 1000
+      if (v ~ /ns$/) return v + 0
+      if (v ~ /us$/) return v * 1000
+      if (v ~ /ms$/) return v * 1e6
+      return v * 1e9
+    }
+    function rate(v,    x) {
+      x = v; sub(/\/s$/, "", x)
+      if (x ~ /k$/) return x * 1e3
+      if (x ~ /M$/) return x * 1e6
+      if (x ~ /G$/) return x * 1e9
+      return x + 0
+    }
+    function counter(line, key,    i, f) {
+      for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) { f = $i; sub(key "=", "", f); return f }
+      return ""
+    }
+    /_median/ {
+      name = $1; sub(/_median$/, "", name)
+      if (name ~ /^switch\//) sw[name] = ns(counter($0, "switch"))
+      if (name == "spawn_join/pooled_stack") spawn = ns($4 $5)
+      if (name ~ /^echo_/) {
+        split(name, p, "/")  # shape, backend, conns:N, ...
+        key = p[1] "/" p[3]
+        mps[key, p[2]] = rate(counter($0, "items_per_second"))
+        keys[key] = 1; backends[p[2]] = 1
+      }
+    }
+    END {
+      print "## summary (medians)"
+      f = sw["switch/boost_fcontext"]; o = sw["switch/reactor/switch_context"]
+      if (o > 0) printf "switch: ours %.1f ns, fcontext %s -> ours/fcontext %s (target <= 1.0)\n", o,
+        (f > 0 ? sprintf("%.1f ns", f) : "n/a"), (f > 0 ? sprintf("%.2f", o / f) : "n/a")
+      if (spawn > 0) printf "spawn+join, pooled stack: %.0f ns CPU (target < 200 ns): %s\n", spawn,
+        (spawn < 200 ? "met" : "missed")
+      for (k in keys) for (b in backends) if ((k, b) in mps && (k, "epoll") in mps)
+        printf "%s %s: %.0f msg/s, %.2fx epoll\n", k, b, mps[k, b], mps[k, b] / mps[k, "epoll"]
+    }' "$1"
+}
+summarize "$out" | sort -s -k1,1 | tee -a "$out"
 echo "run-micro: wrote $out" >&2
