@@ -6,6 +6,9 @@
 namespace reactord {
 namespace {
 
+// An emptied buffer larger than this is freed rather than kept for the next request.
+constexpr size_t kKeepCapacity = 64 * 1024;
+
 bool is_tchar(unsigned char c) {
   if (c >= '0' && c <= '9') return true;
   if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
@@ -111,7 +114,12 @@ HttpRequestParser::HttpRequestParser(HttpLimits limits) : limits_(limits) {}
 
 void HttpRequestParser::compact() {
   if (start_ == 0) return;
-  buffer_.erase(0, start_);
+  if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
+    // Everything was consumed: give a large buffer (a big body or burst) back.
+    std::string().swap(buffer_);
+  } else {
+    buffer_.erase(0, start_);
+  }
   scan_ -= start_;
   line_start_ -= start_;
   head_end_ = head_end_ >= start_ ? head_end_ - start_ : 0;

@@ -30,7 +30,7 @@
 namespace reactord {
 
 struct HttpLimits {
-  size_t max_header_bytes = 8 * 1024;
+  size_t max_header_bytes = 16 * 1024;
   size_t max_body_bytes = 64 * 1024;
 };
 

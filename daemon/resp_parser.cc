@@ -6,6 +6,9 @@
 namespace reactord {
 namespace {
 
+// An emptied buffer larger than this is freed rather than kept for the next request.
+constexpr size_t kKeepCapacity = 64 * 1024;
+
 // Longest `*N` or `$len` line accepted, CRLF included.
 constexpr size_t kMaxLengthLine = 32;
 
@@ -54,7 +57,12 @@ RespParser::RespParser(RespLimits limits) : limits_(limits) {}
 
 void RespParser::compact() {
   if (start_ == 0) return;
-  buffer_.erase(0, start_);
+  if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
+    // Everything was consumed: give a large buffer (a big body or burst) back.
+    std::string().swap(buffer_);
+  } else {
+    buffer_.erase(0, start_);
+  }
   cursor_ = cursor_ >= start_ ? cursor_ - start_ : 0;
   inline_scan_ = inline_scan_ >= start_ ? inline_scan_ - start_ : 0;
   start_ = 0;

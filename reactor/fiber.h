@@ -2,6 +2,7 @@
 // parked one runnable. A fiber runs only on the thread of the reactor that spawned it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,9 +26,25 @@ struct FiberBody {
   virtual void run() = 0;
 };
 
+// The fiber's name packed in atomic words, for threads that read a running fiber's name without
+// a lock (the watchdog): fiber records are reused, never freed while their reactor lives.
+class PackedName {
+ public:
+  static constexpr size_t kWords = 6;  // 47 characters and a terminator
+  void set(const std::string& name);
+  std::string get() const;
+
+ private:
+  std::atomic<uint64_t> words_[kWords] = {};
+};
+
 struct Fiber {
-  uint64_t id = 0;
+  std::atomic<uint64_t> id{0};  // read by the watchdog to check a snapshot is consistent
   std::string name;
+  PackedName packed_name;
+  Deadline ready_at{};  // when it last became runnable
+  int64_t last_slice_ns = 0;
+  uint64_t slices = 0;
   Reactor* reactor = nullptr;
   Context context;
   Stack stack;

@@ -1,15 +1,24 @@
 #include "reactor/reactor.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
 namespace reactor {
 namespace {
 thread_local Reactor* t_reactor = nullptr;
+
+int64_t to_ns(Duration d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+int64_t since_epoch_ns(Deadline t) {
+  return to_ns(t.time_since_epoch());
+}
 
 #if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
 constexpr bool kCheckThreads = true;
@@ -92,14 +101,17 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
       backend_(std::move(backend)),
       inbox_(std::make_shared<detail::Inbox>(backend_.get())),
       stacks_(options_.stack_size, options_.max_cached_stacks, options_.max_guarded_stacks),
-      owner_(pthread_self()) {
+      owner_(pthread_self()),
+      tid_(static_cast<pid_t>(::gettid())) {
   detail::init_thread_context(&scheduler_context_);
+  last_clock_ = last_poll_end_ = Clock::now();
   t_reactor = this;
 }
 
 Reactor::~Reactor() {
   inbox_->close();
   while (alive_head_ != nullptr) destroy_fiber(alive_head_);
+  slice_fiber_.store(nullptr, std::memory_order_relaxed);
   if (t_reactor == this) t_reactor = nullptr;
 }
 
@@ -122,9 +134,24 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
     return absl::ResourceExhaustedError(
         absl::StrCat("spawn '", name, "': ", stack.status().message()));
   }
-  auto* f = new detail::Fiber;
-  f->id = next_fiber_id_++;
+  detail::Fiber* f;
+  if (!free_fibers_.empty()) {
+    f = free_fibers_.back();
+    free_fibers_.pop_back();
+  } else {
+    fiber_records_.push_back(std::make_unique<detail::Fiber>());
+    f = fiber_records_.back().get();
+  }
+  f->id.store(next_fiber_id_++, std::memory_order_relaxed);
   f->name = std::move(name);
+  f->packed_name.set(f->name);
+  f->state = detail::FiberState::kRunnable;
+  f->cancel_requested = false;
+  f->park_op = nullptr;
+  f->wake_status = absl::OkStatus();
+  f->prev_alive = nullptr;
+  f->last_slice_ns = 0;
+  f->slices = 0;
   f->reactor = this;
   f->stack = *stack;
   f->body = std::move(body);
@@ -137,6 +164,7 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
   alive_head_ = f;
   ++alive_count_;
   stats_.fibers_created.add();
+  stats_.fibers_alive.set(alive_count_);
   stats_.stacks_guarded.set(stacks_.guarded_in_use());
   stats_.stacks_canary.set(stacks_.canary_in_use());
   make_runnable(f);
@@ -162,13 +190,18 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   stacks_.release(f->stack);
   detail::destroy_context(&f->context);
   stats_.fibers_finished.add();
+  stats_.fibers_alive.set(alive_count_);
   stats_.stacks_guarded.set(stacks_.guarded_in_use());
   stats_.stacks_canary.set(stacks_.canary_in_use());
-  delete f;
+  f->body.reset();
+  f->name.clear();
+  f->id.store(0, std::memory_order_relaxed);
+  free_fibers_.push_back(f);
 }
 
 void Reactor::make_runnable(detail::Fiber* f) {
   f->state = detail::FiberState::kRunnable;
+  f->ready_at = last_clock_;
   f->next_ready = nullptr;
   (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
   ready_tail_ = f;
@@ -180,7 +213,21 @@ void Reactor::resume(detail::Fiber* f) {
   f->state = detail::FiberState::kRunning;
   set_overflow_watch(f->name.c_str(), &f->stack);
   stats_.context_switches.add();
+  const Deadline start = Clock::now();
+  stats_.sched_latency.record(to_ns(start - f->ready_at));
+  slice_fiber_.store(f, std::memory_order_relaxed);
+  slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
   detail::switch_context(&scheduler_context_, &f->context);
+  slice_start_ns_.store(0, std::memory_order_release);
+  last_clock_ = Clock::now();
+  const int64_t slice = to_ns(last_clock_ - start);
+  stats_.slice.record(slice);
+  f->last_slice_ns = slice;
+  ++f->slices;
+  if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) {
+    stats_.slow_slices.add();
+    ++slow_by_name_[f->name.substr(0, f->name.find('#'))];
+  }
   current_ = nullptr;
   set_overflow_watch(nullptr, nullptr);
   if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
@@ -210,7 +257,10 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
   f->park_op = op;
   f->park_cancellable = cancellable;
   switch_to_scheduler(f);
-  if (f->deadline.armed()) timers_.cancel(&f->deadline);
+  if (f->deadline.armed()) {
+    timers_.cancel(&f->deadline);
+    stats_.timers_cancelled.add();
+  }
   f->park_op = nullptr;
   return std::exchange(f->wake_status, absl::OkStatus());
 }
@@ -291,11 +341,109 @@ void Reactor::run_until(const std::function<bool()>& done) {
     } else if (!timers_.empty()) {
       timeout = std::max(Duration::zero(), timers_.next() - Clock::now());
     }
-    stats_.polls.add();
-    backend_->poll(timeout);
-    stats_.timers_fired.add(timers_.fire_due(Clock::now()));
+    poll_once(timeout);
+    stats_.timers_fired.add(timers_.fire_due(last_clock_));
+    stats_.timers_armed.set(timers_.size());
     drain_inbox();
   }
+}
+
+void Reactor::poll_once(Duration timeout) {
+  const size_t before = ready_count_;
+  detail::Fiber* const tail_before = ready_tail_;
+  stats_.fibers_runnable.set(ready_count_);
+  const Deadline start = Clock::now();
+  stats_.busy_ns.add(static_cast<uint64_t>(std::max<int64_t>(0, to_ns(start - last_poll_end_))));
+  in_poll_.store(true, std::memory_order_relaxed);
+  backend_->poll(timeout);
+  in_poll_.store(false, std::memory_order_relaxed);
+  last_clock_ = last_poll_end_ = Clock::now();
+  const int64_t waited = to_ns(last_clock_ - start);
+  stats_.polls.add();
+  stats_.poll_wait_ns.add(static_cast<uint64_t>(waited));
+  stats_.poll_wait.record(waited);
+  // Fibers the poll woke are runnable from its end, not from before its wait.
+  if (ready_count_ > before) {
+    stats_.poll_wakeups.add(ready_count_ - before);
+    for (detail::Fiber* f = tail_before ? tail_before->next_ready : ready_head_; f != nullptr;
+         f = f->next_ready) {
+      f->ready_at = last_clock_;
+    }
+  }
+}
+
+Reactor::CurrentSlice Reactor::current_slice() const {
+  CurrentSlice c;
+  c.in_poll = in_poll_.load(std::memory_order_relaxed);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const int64_t start = slice_start_ns_.load(std::memory_order_acquire);
+    if (start == 0) return c;
+    const detail::Fiber* f = slice_fiber_.load(std::memory_order_relaxed);
+    if (f == nullptr) return c;
+    const uint64_t id = f->id.load(std::memory_order_relaxed);
+    std::string name = f->packed_name.get();
+    // Consistent if the same slice is still running and the record still holds the same fiber.
+    if (slice_start_ns_.load(std::memory_order_acquire) == start &&
+        f->id.load(std::memory_order_relaxed) == id) {
+      c.in_slice = true;
+      c.start_ns = start;
+      c.fiber_id = id;
+      c.fiber_name = std::move(name);
+      return c;
+    }
+  }
+  return c;
+}
+
+std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot() const {
+  assert_loop_thread();
+  std::vector<FiberInfo> out;
+  out.reserve(alive_count_);
+  const Deadline now = Clock::now();
+  for (const detail::Fiber* f = alive_head_; f != nullptr; f = f->next_alive) {
+    FiberInfo i;
+    i.id = f->id.load(std::memory_order_relaxed);
+    i.name = f->name;
+    i.state = f->state == detail::FiberState::kRunning    ? "running"
+              : f->state == detail::FiberState::kRunnable ? "runnable"
+                                                          : "waiting";
+    i.waiting_on = f->state == detail::FiberState::kParked && f->park_op ? f->park_op : "";
+    i.age_seconds = std::chrono::duration<double>(now - f->created).count();
+    i.last_slice_ns = f->last_slice_ns;
+    i.slices = f->slices;
+    i.stack_size = f->stack.usable_size();
+    const auto top = reinterpret_cast<uintptr_t>(f->stack.top());
+    const auto sp = f == current_ ? reinterpret_cast<uintptr_t>(__builtin_frame_address(0))
+                                  : reinterpret_cast<uintptr_t>(f->context.sp);
+    i.stack_used = sp != 0 && sp <= top ? top - sp : 0;
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, uint64_t>> Reactor::slow_slices_by_name() const {
+  assert_loop_thread();
+  return {slow_by_name_.begin(), slow_by_name_.end()};
+}
+
+void detail::PackedName::set(const std::string& name) {
+  char buf[kWords * 8] = {};
+  name.copy(buf, sizeof buf - 1);
+  for (size_t i = 0; i < kWords; ++i) {
+    uint64_t w;
+    std::memcpy(&w, buf + i * 8, 8);
+    words_[i].store(w, std::memory_order_relaxed);
+  }
+}
+
+std::string detail::PackedName::get() const {
+  char buf[kWords * 8];
+  for (size_t i = 0; i < kWords; ++i) {
+    const uint64_t w = words_[i].load(std::memory_order_relaxed);
+    std::memcpy(buf + i * 8, &w, 8);
+  }
+  buf[sizeof buf - 1] = '\0';
+  return std::string(buf);
 }
 
 }  // namespace reactor

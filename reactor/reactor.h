@@ -11,15 +11,16 @@
 // reactor; debug and sanitizer builds check it.
 #pragma once
 
+#include <sys/types.h>
 #include <atomic>
 #include <cstddef>
-#include <cstdint>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -117,6 +118,41 @@ class Reactor {
   // Cancels every fiber alive but the calling one. Loop thread.
   void cancel_all();
 
+  // ---- observability ----
+  struct FiberInfo {
+    uint64_t id;
+    std::string name;
+    std::string_view state;       // "running", "runnable", "waiting"
+    std::string_view waiting_on;  // the suspension point, while waiting
+    double age_seconds;
+    int64_t last_slice_ns;
+    uint64_t slices;
+    size_t stack_used;  // bytes between the stack's top and its saved stack pointer
+    size_t stack_size;
+  };
+  // Every fiber alive. Loop thread (the daemon publishes it as a snapshot for other threads).
+  std::vector<FiberInfo> fibers_snapshot() const;
+  // Slices over the slow-slice threshold, by fiber name without its "#N" suffix. Loop thread.
+  std::vector<std::pair<std::string, uint64_t>> slow_slices_by_name() const;
+  // Slices longer than this are counted as slow. Any thread.
+  void set_slow_slice_threshold(Duration d) {
+    slow_slice_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(),
+                         std::memory_order_relaxed);
+  }
+
+  // What the loop is doing now, read without a lock (the watchdog). Any thread.
+  struct CurrentSlice {
+    bool in_slice = false;  // a fiber is running
+    bool in_poll = false;   // waiting in poll
+    int64_t start_ns = 0;   // CLOCK_MONOTONIC, when the fiber was resumed
+    uint64_t fiber_id = 0;
+    std::string fiber_name;
+  };
+  CurrentSlice current_slice() const;
+  // The loop thread's kernel thread id and pthread handle. Any thread.
+  pid_t thread_id() const { return tid_; }
+  pthread_t thread_handle() const { return owner_; }
+
   // Scheduling hooks (see fiber.h). Loop thread.
   detail::Fiber* current_fiber() const { return current_; }
   absl::Status park(Deadline deadline, const char* op, bool cancellable);
@@ -140,6 +176,7 @@ class Reactor {
   void destroy_fiber(detail::Fiber* fiber);
   void run_ready_batch();
   void drain_inbox();
+  void poll_once(Duration timeout);
 
   Options options_;
   std::unique_ptr<Backend> backend_;
@@ -156,7 +193,20 @@ class Reactor {
   uint64_t next_fiber_id_ = 1;
   std::atomic<bool> stop_requested_{false};
   pthread_t owner_;
+  pid_t tid_;
   ReactorStats stats_;
+  // Fiber records are reused and freed only with the reactor, so a published pointer to the
+  // running fiber stays readable from other threads.
+  std::vector<std::unique_ptr<detail::Fiber>> fiber_records_;
+  std::vector<detail::Fiber*> free_fibers_;
+  // The current slice, published with relaxed stores (two per switch).
+  std::atomic<int64_t> slice_start_ns_{0};
+  std::atomic<detail::Fiber*> slice_fiber_{nullptr};
+  std::atomic<bool> in_poll_{false};
+  std::atomic<int64_t> slow_slice_ns_{10'000'000};
+  Deadline last_clock_{};  // the last time read on the loop
+  Deadline last_poll_end_{};
+  std::unordered_map<std::string, uint64_t> slow_by_name_;
 };
 
 // Shorthands for the reactor of the calling thread. Loop thread, inside a fiber.

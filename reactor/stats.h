@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "reactor/histogram.h"
+
 namespace reactor {
 
 class RelaxedCounter {
@@ -21,16 +23,28 @@ class RelaxedCounter {
   std::atomic<uint64_t> value_{0};
 };
 
+// Names follow the Prometheus metrics they become (reactord_<name>{shard="N"}).
 struct ReactorStats {
-  RelaxedCounter loop_iterations;
-  RelaxedCounter polls;
-  RelaxedCounter context_switches;
+  RelaxedCounter loop_iterations;   // loop_iterations_total
+  RelaxedCounter polls;             // polls_total
+  RelaxedCounter poll_wakeups;      // fibers made runnable by polls (events, in fiber terms)
+  RelaxedCounter poll_wait_ns;      // time inside poll (waiting), for utilization
+  RelaxedCounter busy_ns;           // time outside poll: running fibers, timers, posts
+  RelaxedCounter context_switches;  // resumes of a fiber
   RelaxedCounter fibers_created;
   RelaxedCounter fibers_finished;
+  RelaxedCounter fibers_alive;     // gauge
+  RelaxedCounter fibers_runnable;  // gauge: run-queue depth at the last poll
+  RelaxedCounter timers_armed;     // gauge
   RelaxedCounter timers_fired;
+  RelaxedCounter timers_cancelled;
   RelaxedCounter stacks_guarded;  // gauge: guarded stacks in use by fibers
   RelaxedCounter stacks_canary;   // gauge: canary stacks in use by fibers
   RelaxedCounter spawn_failures;
+  RelaxedCounter slow_slices;  // slices longer than the slow-slice threshold
+  Histogram slice;             // resume to next suspension
+  Histogram sched_latency;     // runnable to running
+  Histogram poll_wait;         // each poll's wait
 };
 
 }  // namespace reactor

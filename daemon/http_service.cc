@@ -1,0 +1,306 @@
+#include "daemon/http_service.h"
+
+#include <time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "daemon/http_parser.h"
+
+namespace reactord {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kReadChunk = 16 * 1024;
+// A burst's responses are written together, but not more than this at a time.
+constexpr size_t kFlushBytes = 64 * 1024;
+// Before closing, read and drop what the client still sends for up to this long (or this many
+// bytes), so closing with unread input does not reset the connection and destroy the response
+// before the client reads it.
+constexpr reactor::Duration kLingerTime = 1s;
+constexpr size_t kLingerBytes = 64 * 1024;
+
+reactor::Deadline after(reactor::Duration d) {
+  return d <= reactor::Duration::zero() ? reactor::kNoDeadline : reactor::deadline_after(d);
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
+}
+
+void append_uint(std::string& out, uint64_t v) {
+  char digits[20];
+  size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0) out.push_back(digits[--n]);
+}
+
+struct Response {
+  int status = 200;
+  std::string_view content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::string_view extra_headers;  // complete lines, each ending in CRLF
+};
+
+// Appends the response; `keep_alive_header` adds `Connection: keep-alive` (for HTTP/1.0 clients).
+void append_response(std::string& out, const Response& r, bool head, bool close,
+                     bool keep_alive_header) {
+  out.append("HTTP/1.1 ");
+  append_uint(out, static_cast<uint64_t>(r.status));
+  out.push_back(' ');
+  out.append(reason_phrase(r.status));
+  out.append("\r\nContent-Type: ");
+  out.append(r.content_type);
+  out.append("\r\nContent-Length: ");
+  append_uint(out, r.body.size());
+  out.append("\r\n");
+  if (close) {
+    out.append("Connection: close\r\n");
+  } else if (keep_alive_header) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append(r.extra_headers);
+  out.append("\r\n");
+  if (!head) out.append(r.body);
+}
+
+Response error_response(int status, std::string_view reason) {
+  Response r;
+  r.status = status;
+  r.body.assign(reason);
+  r.body.push_back('\n');
+  return r;
+}
+
+// The value of `ms` in a query string, if it is a decimal number of at most kMaxDebugBlockMs.
+std::optional<int> parse_block_ms(std::string_view query) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (param.substr(0, 3) != "ms=") continue;
+    const std::string_view digits = param.substr(3);
+    if (digits.empty() || digits.size() > 5) return std::nullopt;
+    int v = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + (c - '0');
+    }
+    if (v > kMaxDebugBlockMs) return std::nullopt;
+    return v;
+  }
+  return std::nullopt;
+}
+
+// Blocks the calling thread — the loop — for ms milliseconds, on purpose: /debug/block exists so
+// the watchdog has a stalled loop to catch. A signal (the watchdog's backtrace request) interrupts
+// the sleep; it resumes until the full time has passed.
+void block_loop_thread(int ms) {
+  timespec until{};
+  ::clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += static_cast<long>(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec += 1;
+    until.tv_nsec -= 1000000000L;
+  }
+  while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR) {
+  }
+}
+
+class HttpConnection {
+ public:
+  HttpConnection(Connection& c, const HttpOptions& o)
+      : c_(c), o_(o), parser_(HttpLimits{o.max_header_bytes, o.max_body_bytes}) {}
+
+  void run();
+
+ private:
+  // Answers one parsed request into out_; false when the connection closes after it.
+  bool answer(const HttpRequest& req);
+  Response route(const HttpRequest& req);
+  bool flush();
+  // Sends an error response (after what is queued) and closes.
+  void fail(int status, std::string_view reason);
+  void linger();
+
+  Connection& c_;
+  const HttpOptions& o_;
+  HttpRequestParser parser_;
+  HttpRequest req_;
+  std::string out_;
+};
+
+void HttpConnection::run() {
+  bool header_started = false;  // a partial request is buffered; its first byte came at:
+  reactor::Deadline header_start{};
+  reactor::Deadline last_read = reactor::Clock::now();
+  for (;;) {
+    // Answer every request already buffered (a pipelined burst), in order.
+    HttpParseResult result;
+    while ((result = parser_.next(req_)) == HttpParseResult::kRequest) {
+      header_started = false;
+      if (!answer(req_)) {
+        if (flush()) linger();
+        return;
+      }
+      if (out_.size() >= kFlushBytes && !flush()) return;
+    }
+    if (result == HttpParseResult::kError) {
+      fail(parser_.error().status, parser_.error().reason);
+      return;
+    }
+    if (!flush()) return;
+
+    // Wait for more: the next request (idle), or the rest of the one that started arriving.
+    const bool idle = parser_.buffered() == 0;
+    reactor::Deadline deadline;
+    if (idle) {
+      if (!c_.begin_idle()) return;  // draining: nothing in flight, close
+      deadline = after(o_.idle_timeout);
+    } else if (!parser_.in_body()) {
+      if (!header_started) {
+        header_started = true;
+        header_start = last_read;
+      }
+      deadline = reactor::kNoDeadline;
+      if (o_.header_timeout > reactor::Duration::zero() &&
+          o_.header_timeout < reactor::kNoDeadline - header_start) {
+        deadline = header_start + o_.header_timeout;
+      }
+    } else {
+      deadline = after(o_.idle_timeout);
+    }
+    std::span<char> space = parser_.prepare(kReadChunk);
+    absl::StatusOr<size_t> n = c_.read(std::as_writable_bytes(space), deadline);
+    parser_.commit(n.ok() ? *n : 0);
+    if (idle) c_.end_idle();
+    if (!n.ok()) {
+      if (absl::IsDeadlineExceeded(n.status()) && !idle) {
+        fail(408, parser_.in_body() ? "request body not received in time"
+                                    : "request header not received in time");
+      }
+      return;  // idle timeout, cancelled (drain) or a broken connection: close quietly
+    }
+    if (*n == 0) return;  // the peer closed
+    last_read = reactor::Clock::now();
+  }
+}
+
+bool HttpConnection::answer(const HttpRequest& req) {
+  c_.count_requests();
+  Response r = route(req);
+  const bool close = !req.keep_alive || c_.draining();
+  const bool head = req.method == "HEAD";
+  append_response(out_, r, head, close, !close && req.minor_version == 0);
+  return !close;
+}
+
+Response HttpConnection::route(const HttpRequest& req) {
+  enum class Route { kRoot, kHealth, kMetrics, kBlock, kNone };
+  Route route = Route::kNone;
+  if (req.path == "/") {
+    route = Route::kRoot;
+  } else if (req.path == "/healthz") {
+    route = Route::kHealth;
+  } else if (req.path == "/metrics" && o_.metrics_text) {
+    route = Route::kMetrics;
+  } else if (req.path == "/debug/block" && o_.debug_routes) {
+    route = Route::kBlock;
+  }
+  if (route == Route::kNone) return error_response(404, "not found");
+  if (req.method != "GET" && req.method != "HEAD") {
+    Response r = error_response(405, "method not allowed: use GET or HEAD");
+    r.extra_headers = "Allow: GET, HEAD\r\n";
+    return r;
+  }
+  Response r;
+  switch (route) {
+    case Route::kRoot:
+      r.body = "Hello from reactord, shard " + std::to_string(c_.shard().index) + "\n";
+      break;
+    case Route::kHealth:
+      r.body = "ok";
+      break;
+    case Route::kMetrics:
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = o_.metrics_text();
+      break;
+    case Route::kBlock: {
+      const std::optional<int> ms = parse_block_ms(req.query);
+      if (!ms) {
+        return error_response(
+            400, "ms must be an integer from 0 to " + std::to_string(kMaxDebugBlockMs));
+      }
+      // Earlier responses of the burst go out first; then the loop stalls.
+      (void)flush();
+      block_loop_thread(*ms);
+      r.body = "blocked the loop for " + std::to_string(*ms) + " ms\n";
+      break;
+    }
+    case Route::kNone:
+      break;
+  }
+  return r;
+}
+
+bool HttpConnection::flush() {
+  if (out_.empty()) return true;
+  absl::Status s = c_.write_all(out_, after(o_.idle_timeout));
+  out_.clear();
+  return s.ok();
+}
+
+void HttpConnection::fail(int status, std::string_view reason) {
+  c_.count_requests();
+  append_response(out_, error_response(status, reason), /*head=*/false, /*close=*/true, false);
+  if (flush()) linger();
+}
+
+void HttpConnection::linger() {
+  if (!c_.stream().shutdown_write().ok()) return;
+  const reactor::Deadline until = reactor::deadline_after(kLingerTime);
+  std::byte sink[2048];
+  size_t dropped = 0;
+  while (dropped < kLingerBytes) {
+    absl::StatusOr<size_t> n = c_.read(sink, until);
+    if (!n.ok() || *n == 0) return;
+    dropped += *n;
+  }
+}
+
+}  // namespace
+
+void serve_http(Connection& c, const HttpOptions& o) {
+  HttpConnection(c, o).run();
+}
+
+}  // namespace reactord

@@ -1,0 +1,80 @@
+#include "reactor/histogram.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace reactor {
+namespace {
+
+struct Bounds {
+  std::array<int64_t, Histogram::kBuckets> upper{};
+  Bounds() {
+    upper[0] = 1000;  // underflow: below 1 us
+    int64_t decade = 1000;
+    size_t i = 1;
+    for (int d = 0; d < Histogram::kDecades; ++d, decade *= 10) {
+      for (int m = 2; m <= 10; ++m) upper[i++] = decade * m;
+    }
+    upper[Histogram::kBuckets - 1] = std::numeric_limits<int64_t>::max();
+  }
+};
+const Bounds kBounds;
+
+}  // namespace
+
+int64_t Histogram::upper_bound_ns(size_t i) {
+  return kBounds.upper[i];
+}
+
+size_t Histogram::bucket_of(int64_t ns) {
+  // First bucket whose upper bound exceeds ns.
+  const auto* begin = kBounds.upper.data();
+  const auto* it = std::upper_bound(begin, begin + kBuckets - 1, ns);
+  return static_cast<size_t>(it - begin);
+}
+
+Histogram::Snapshot Histogram::snapshot() const {
+  Snapshot s;
+  for (size_t i = 0; i < kBuckets; ++i) s.buckets[i] = buckets_[i].load(std::memory_order_relaxed);
+  s.sum_ns = sum_ns_.load(std::memory_order_relaxed);
+  return s;
+}
+
+uint64_t Histogram::Snapshot::count() const {
+  uint64_t n = 0;
+  for (uint64_t b : buckets) n += b;
+  return n;
+}
+
+void Histogram::Snapshot::merge(const Snapshot& o) {
+  for (size_t i = 0; i < kBuckets; ++i) buckets[i] += o.buckets[i];
+  sum_ns += o.sum_ns;
+}
+
+Histogram::Snapshot Histogram::Snapshot::minus(const Snapshot& e) const {
+  Snapshot d;
+  for (size_t i = 0; i < kBuckets; ++i)
+    d.buckets[i] = buckets[i] >= e.buckets[i] ? buckets[i] - e.buckets[i] : 0;
+  d.sum_ns = sum_ns >= e.sum_ns ? sum_ns - e.sum_ns : 0;
+  return d;
+}
+
+int64_t Histogram::Snapshot::quantile_ns(double q) const {
+  const uint64_t n = count();
+  if (n == 0) return 0;
+  const double rank = std::clamp(q, 0.0, 1.0) * static_cast<double>(n);
+  double seen = 0;
+  for (size_t i = 0; i < kBuckets; ++i) {
+    if (buckets[i] == 0) continue;
+    if (seen + static_cast<double>(buckets[i]) >= rank) {
+      const int64_t lo = i == 0 ? 0 : kBounds.upper[i - 1];
+      const int64_t hi = i == kBuckets - 1 ? lo * 2 : kBounds.upper[i];
+      const double frac = (rank - seen) / static_cast<double>(buckets[i]);
+      return lo + static_cast<int64_t>(frac * static_cast<double>(hi - lo));
+    }
+    seen += static_cast<double>(buckets[i]);
+  }
+  return kBounds.upper[kBuckets - 2];
+}
+
+}  // namespace reactor

@@ -1,0 +1,363 @@
+// The http service's real handler in-process, on every available backend: routes, keep-alive,
+// pipelining, each limit, the header and idle timeouts, /debug/block, drain, and exact stats.
+#include "daemon/http_service.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "reactor/reactor.h"
+#include "tests/service_test_util.h"
+#include "tests/test_util.h"
+
+namespace reactord {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::RawClient;
+using testing::TestServer;
+
+struct Reply {
+  int status = 0;  // 0: no complete response arrived
+  std::string head;
+  std::string body;
+  bool has(std::string_view header_line) const {
+    return head.find("\r\n" + std::string(header_line) + "\r\n") != std::string::npos;
+  }
+};
+
+// Reads one response. HEAD responses carry Content-Length but no body.
+Reply read_reply(RawClient& c, bool head_request = false) {
+  Reply r;
+  size_t end;
+  while ((end = c.buffer().find("\r\n\r\n")) == std::string::npos) {
+    if (!c.fill(c.buffer().size() + 1)) return r;
+  }
+  r.head = c.take(end + 4);
+  if (r.head.compare(0, 9, "HTTP/1.1 ") != 0) return r;
+  const size_t cl = r.head.find("\r\nContent-Length: ");
+  if (cl == std::string::npos) return r;
+  const size_t length = std::stoul(r.head.substr(cl + 18));
+  if (!head_request) {
+    if (!c.fill(length)) return r;
+    r.body = c.take(length);
+  }
+  r.status = std::stoi(r.head.substr(9, 3));
+  return r;
+}
+
+std::string get(std::string_view path, std::string_view extra = "") {
+  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra) + "\r\n";
+}
+
+class HttpServiceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  template <class F>
+  void run(F&& fn) {
+    reactor::testing::run_fiber(std::forward<F>(fn), GetParam());
+  }
+  static ConnectionHandler handler(const HttpOptions& o) {
+    return [&o](Connection& c) { serve_http(c, o); };
+  }
+};
+
+TEST_P(HttpServiceTest, RoutesKeepAliveAndExactStats) {
+  run([] {
+    HttpOptions o;
+    TestServer server(handler(o));
+    RawClient c(server.address());
+
+    ASSERT_TRUE(c.send(get("/")));
+    Reply r = read_reply(c);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_THAT(r.body, HasSubstr("reactord"));
+    EXPECT_FALSE(r.has("Connection: close"));
+
+    ASSERT_TRUE(c.send(get("/healthz")));
+    r = read_reply(c);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "ok");
+
+    ASSERT_TRUE(c.send("HEAD /healthz HTTP/1.1\r\nHost: test\r\n\r\n"));
+    r = read_reply(c, /*head_request=*/true);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.has("Content-Length: 2"));
+
+    ASSERT_TRUE(c.send(get("/nope")));
+    EXPECT_EQ(read_reply(c).status, 404);
+
+    ASSERT_TRUE(c.send(get("/metrics")));  // no metrics_text: not found
+    EXPECT_EQ(read_reply(c).status, 404);
+
+    ASSERT_TRUE(c.send("DELETE /healthz HTTP/1.1\r\nHost: test\r\n\r\n"));
+    r = read_reply(c);
+    EXPECT_EQ(r.status, 405);
+    EXPECT_TRUE(r.has("Allow: GET, HEAD"));
+
+    // A body within the limit is read and the connection goes on.
+    ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"));
+    EXPECT_EQ(read_reply(c).status, 405);
+
+    ASSERT_TRUE(c.send(get("/healthz", "Connection: close\r\n")));
+    r = read_reply(c);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.has("Connection: close"));
+    EXPECT_TRUE(c.at_eof());
+    c.close();
+    server.wait_closed(1);
+    ServiceStats& s = server.stats();
+    EXPECT_EQ(s.requests.get(), 8u);
+    EXPECT_EQ(s.bytes_in.get(), c.sent());
+    EXPECT_EQ(s.bytes_out.get(), c.received());
+    EXPECT_EQ(s.connections_accepted.get(), 1u);
+    EXPECT_EQ(s.connections_active.get(), 0u);
+  });
+}
+
+TEST_P(HttpServiceTest, Metrics) {
+  run([] {
+    HttpOptions o;
+    o.metrics_text = [] { return std::string("reactord_up 1\n"); };
+    TestServer server(handler(o));
+    RawClient c(server.address());
+    ASSERT_TRUE(c.send(get("/metrics")));
+    Reply r = read_reply(c);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_THAT(r.head, HasSubstr("Content-Type: text/plain; version=0.0.4"));
+    EXPECT_EQ(r.body, "reactord_up 1\n");
+  });
+}
+
+TEST_P(HttpServiceTest, PipelinedRequestsAnsweredInOrder) {
+  run([] {
+    HttpOptions o;
+    TestServer server(handler(o));
+    RawClient c(server.address());
+    std::string burst;
+    const int kRequests = 50;
+    for (int i = 0; i < kRequests; ++i) {
+      burst += get(i % 3 == 0 ? "/healthz" : (i % 3 == 1 ? "/missing" : "/"));
+    }
+    burst += get("/healthz", "Connection: close\r\n");
+    ASSERT_TRUE(c.send(burst));
+    for (int i = 0; i < kRequests; ++i) {
+      Reply r = read_reply(c);
+      ASSERT_EQ(r.status, i % 3 == 1 ? 404 : 200) << "response " << i;
+      if (i % 3 == 0) {
+        EXPECT_EQ(r.body, "ok");
+      }
+    }
+    Reply last = read_reply(c);
+    EXPECT_EQ(last.status, 200);
+    EXPECT_TRUE(last.has("Connection: close"));
+    EXPECT_TRUE(c.at_eof());
+    c.close();
+    server.wait_closed(1);
+    EXPECT_EQ(server.stats().requests.get(), kRequests + 1u);
+    EXPECT_EQ(server.stats().bytes_in.get(), c.sent());
+    EXPECT_EQ(server.stats().bytes_out.get(), c.received());
+  });
+}
+
+TEST_P(HttpServiceTest, BodySplitAcrossWritesThenPipelinedRequest) {
+  run([] {
+    HttpOptions o;
+    TestServer server(handler(o));
+    RawClient c(server.address());
+    const std::string body(50000, 'b');
+    ASSERT_TRUE(c.send("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 50000\r\n\r\n"));
+    ASSERT_TRUE(c.send(body.substr(0, 20000)));
+    ASSERT_TRUE(reactor::sleep_for(5ms).ok());
+    ASSERT_TRUE(c.send(body.substr(20000) + get("/healthz")));
+    EXPECT_EQ(read_reply(c).status, 405);
+    Reply r = read_reply(c);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "ok");
+  });
+}
+
+TEST_P(HttpServiceTest, Http10ClosesUnlessKeepAlive) {
+  run([] {
+    HttpOptions o;
+    TestServer server(handler(o));
+    {
+      RawClient c(server.address());
+      ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+      Reply r = read_reply(c);
+      EXPECT_EQ(r.status, 200);
+      EXPECT_TRUE(r.has("Connection: keep-alive"));
+      ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\n\r\n"));
+      r = read_reply(c);
+      EXPECT_EQ(r.status, 200);
+      EXPECT_TRUE(r.has("Connection: close"));
+      EXPECT_TRUE(c.at_eof());
+    }
+    server.wait_closed(1);
+  });
+}
+
+// Each refused request: its status, `Connection: close`, then the server closes.
+struct LimitCase {
+  std::string request;
+  int status;
+};
+
+TEST_P(HttpServiceTest, LimitsAndMalformedRequestsCloseWithStatus) {
+  run([] {
+    HttpOptions o;
+    o.max_header_bytes = 1024;
+    o.max_body_bytes = 100;
+    TestServer server(handler(o));
+    const std::vector<LimitCase> cases = {
+        {"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400},
+        {"BROKEN\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\n\r\n", 400},  // no Host
+        {"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n", 413},
+        {"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2000, 'x') + "\r\n\r\n", 431},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+        {"GET / HTTP/3.0\r\nHost: t\r\n\r\n", 505},
+    };
+    uint64_t sent = 0, received = 0;
+    for (const LimitCase& lc : cases) {
+      RawClient c(server.address());
+      // A good request first: the error must not lose it.
+      ASSERT_TRUE(c.send(get("/healthz") + lc.request));
+      EXPECT_EQ(read_reply(c).status, 200);
+      Reply r = read_reply(c);
+      EXPECT_EQ(r.status, lc.status) << lc.request.substr(0, 60);
+      EXPECT_TRUE(r.has("Connection: close"));
+      EXPECT_FALSE(r.body.empty());
+      EXPECT_TRUE(c.at_eof()) << lc.request.substr(0, 60);
+      sent += c.sent();
+      received += c.received();
+    }
+    server.wait_closed(cases.size());
+    EXPECT_EQ(server.stats().requests.get(), 2 * cases.size());
+    EXPECT_EQ(server.stats().bytes_in.get(), sent);
+    EXPECT_EQ(server.stats().bytes_out.get(), received);
+  });
+}
+
+TEST_P(HttpServiceTest, HeaderTimeoutAgainstSlowClients) {
+  run([] {
+    HttpOptions o;
+    o.header_timeout = 100ms;
+    o.idle_timeout = 30s;
+    TestServer server(handler(o));
+    {
+      // Half a header, then nothing.
+      RawClient c(server.address());
+      ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nHost: t\r\n"));
+      Reply r = read_reply(c);
+      EXPECT_EQ(r.status, 408);
+      EXPECT_TRUE(r.has("Connection: close"));
+      EXPECT_TRUE(c.at_eof());
+    }
+    {
+      // A header trickling in, a line every 20 ms: the limit runs from the first byte, so
+      // steady progress does not extend it.
+      RawClient c(server.address());
+      ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nHost: t\r\n"));
+      auto writer = reactor::spawn("trickle", [&c] {
+        for (int i = 0; i < 500; ++i) {
+          if (!reactor::sleep_for(20ms).ok() || !c.send("X-Slow: yes\r\n")) return;
+        }
+      });
+      ASSERT_TRUE(writer.ok());
+      Reply r = read_reply(c, false);
+      EXPECT_EQ(r.status, 408);
+      writer->cancel();
+      writer->join();
+    }
+    {
+      // After a complete request, an idle keep-alive wait is bounded by idle_timeout, not by
+      // header_timeout.
+      RawClient c(server.address());
+      ASSERT_TRUE(c.send(get("/healthz")));
+      EXPECT_EQ(read_reply(c).status, 200);
+      ASSERT_TRUE(reactor::sleep_for(300ms).ok());
+      ASSERT_TRUE(c.send(get("/healthz")));
+      EXPECT_EQ(read_reply(c).status, 200);
+    }
+  });
+}
+
+TEST_P(HttpServiceTest, IdleTimeoutClosesQuietly) {
+  run([] {
+    HttpOptions o;
+    o.idle_timeout = 100ms;
+    TestServer server(handler(o));
+    RawClient c(server.address());
+    ASSERT_TRUE(c.send(get("/healthz")));
+    EXPECT_EQ(read_reply(c).status, 200);
+    EXPECT_TRUE(c.at_eof(10s));  // no bytes, just the close
+    server.wait_closed(1);
+    EXPECT_EQ(server.stats().requests.get(), 1u);
+  });
+}
+
+TEST_P(HttpServiceTest, DebugBlockOnlyWhenEnabled) {
+  run([] {
+    HttpOptions off;
+    TestServer server_off(handler(off));
+    RawClient a(server_off.address());
+    ASSERT_TRUE(a.send(get("/debug/block?ms=1")));
+    EXPECT_EQ(read_reply(a).status, 404);
+
+    HttpOptions on;
+    on.debug_routes = true;
+    TestServer server_on(handler(on));
+    RawClient b(server_on.address());
+    const reactor::Deadline start = reactor::Clock::now();
+    ASSERT_TRUE(b.send(get("/debug/block?ms=30")));
+    Reply r = read_reply(b);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_THAT(r.body, HasSubstr("30 ms"));
+    EXPECT_GE(reactor::testing::ms_since(start), 29);  // it really slept
+    ASSERT_TRUE(b.send(get("/debug/block?ms=60001")));
+    EXPECT_EQ(read_reply(b).status, 400);
+    ASSERT_TRUE(b.send(get("/debug/block?ms=abc")));
+    EXPECT_EQ(read_reply(b).status, 400);
+    ASSERT_TRUE(b.send(get("/debug/block")));
+    EXPECT_EQ(read_reply(b).status, 400);
+    ASSERT_TRUE(b.send("POST /debug/block?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    EXPECT_EQ(read_reply(b).status, 405);
+  });
+}
+
+TEST_P(HttpServiceTest, DrainClosesIdleAndFinishesInFlight) {
+  run([] {
+    HttpOptions o;
+    TestServer server(handler(o));
+    RawClient idle(server.address());
+    ASSERT_TRUE(idle.send(get("/healthz")));
+    EXPECT_EQ(read_reply(idle).status, 200);
+    RawClient busy(server.address());
+    ASSERT_TRUE(busy.send("GET /healthz HTTP/1.1\r\n"));  // half a request
+    // Both connections are being served; wait until the busy one's bytes were read.
+    const reactor::Deadline until = reactor::deadline_after(5s);
+    while (server.stats().bytes_in.get() < idle.sent() + busy.sent() &&
+           reactor::Clock::now() < until) {
+      ASSERT_TRUE(reactor::sleep_for(1ms).ok());
+    }
+    ASSERT_EQ(server.live().size(), 2u);
+    for (Connection* c : std::vector<Connection*>(server.live())) c->drain();
+    EXPECT_TRUE(idle.at_eof());
+    ASSERT_TRUE(busy.send("Host: t\r\n\r\n"));
+    Reply r = read_reply(busy);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.has("Connection: close"));
+    EXPECT_TRUE(busy.at_eof());
+    busy.close();
+    server.wait_closed(2);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, HttpServiceTest,
+                         ::testing::ValuesIn(reactor::testing::available_backends()),
+                         reactor::testing::backend_test_name);
+
+}  // namespace
+}  // namespace reactord

@@ -1,0 +1,316 @@
+// The resp service's real handler in-process, on every available backend: each command and its
+// errors, pipelining, protocol limits, idle timeout, drain, exact stats, and keys owned by another
+// shard reached across two reactors on two threads.
+#include "daemon/resp_service.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "reactor/call_on.h"
+#include "reactor/reactor.h"
+#include "tests/service_test_util.h"
+#include "tests/test_util.h"
+
+namespace reactord {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RawClient;
+using testing::TestServer;
+
+std::string multibulk(const std::vector<std::string>& args) {
+  std::string s = "*" + std::to_string(args.size()) + "\r\n";
+  for (const std::string& a : args) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return s;
+}
+
+std::unique_ptr<RespShared> make_shared_stores(size_t shards) {
+  auto shared = std::make_unique<RespShared>();
+  for (size_t i = 0; i < shards; ++i) shared->stores.push_back(std::make_unique<RespStore>());
+  return shared;
+}
+
+// Sends `request` and expects exactly `reply` back.
+void expect_reply(RawClient& c, const std::string& request, const std::string& reply) {
+  ASSERT_TRUE(c.send(request));
+  EXPECT_EQ(c.take(reply.size()), reply) << "request: " << request;
+}
+
+// A key that resp_key_owner puts on `shard` of `shards`.
+std::string key_owned_by(size_t shard, size_t shards, const std::string& prefix) {
+  for (int i = 0;; ++i) {
+    std::string k = prefix + std::to_string(i);
+    if (resp_key_owner(k, shards) == shard) return k;
+  }
+}
+
+class RespServiceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  template <class F>
+  void run(F&& fn) {
+    reactor::testing::run_fiber(std::forward<F>(fn), GetParam());
+  }
+};
+
+TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
+  run([] {
+    RespOptions o;
+    auto shared = make_shared_stores(1);
+    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    RawClient c(server.address());
+    int commands = 0;
+    auto check = [&](const std::string& request, const std::string& reply) {
+      ++commands;
+      expect_reply(c, request, reply);
+    };
+    check(multibulk({"PING"}), "+PONG\r\n");
+    check("PING\r\n", "+PONG\r\n");
+    check(multibulk({"pInG", "hi there"}), "$8\r\nhi there\r\n");
+    check(multibulk({"PING", "a", "b"}), "-ERR wrong number of arguments for 'ping' command\r\n");
+    check(multibulk({"ECHO", std::string("bin\0\r\n", 6)}), std::string("$6\r\nbin\0\r\n\r\n", 12));
+    check(multibulk({"ECHO"}), "-ERR wrong number of arguments for 'echo' command\r\n");
+    check(multibulk({"GET", "k"}), "$-1\r\n");
+    check(multibulk({"SET", "k", "v1"}), "+OK\r\n");
+    check(multibulk({"GET", "k"}), "$2\r\nv1\r\n");
+    check("set k v2\r\n", "+OK\r\n");
+    check("get k\r\n", "$2\r\nv2\r\n");
+    check(multibulk({"SET", "k"}), "-ERR wrong number of arguments for 'set' command\r\n");
+    check(multibulk({"SET", "k", "v", "EX", "10"}), "-ERR syntax error\r\n");
+    check(multibulk({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+    check(multibulk({"EXISTS", "k", "nope", "k"}), ":2\r\n");
+    check(multibulk({"INCR", "n"}), ":1\r\n");
+    check(multibulk({"INCR", "n"}), ":2\r\n");
+    check(multibulk({"INCR", "k"}), "-ERR value is not an integer or out of range\r\n");
+    check(multibulk({"SET", "big", "9223372036854775807"}), "+OK\r\n");
+    check(multibulk({"INCR", "big"}), "-ERR increment or decrement would overflow\r\n");
+    check(multibulk({"SET", "neg", "-5"}), "+OK\r\n");
+    check(multibulk({"INCR", "neg"}), ":-4\r\n");
+    check(multibulk({"SET", "lead", "007"}), "+OK\r\n");
+    check(multibulk({"INCR", "lead"}), "-ERR value is not an integer or out of range\r\n");
+    check(multibulk({"DBSIZE"}), ":5\r\n");
+    check(multibulk({"DEL", "k", "n", "nope"}), ":2\r\n");
+    check(multibulk({"DEL"}), "-ERR wrong number of arguments for 'del' command\r\n");
+    check(multibulk({"DBSIZE"}), ":3\r\n");
+    check(multibulk({"COMMAND", "DOCS"}), "*0\r\n");
+    check(multibulk({"FLUSHALL", "x\r\ny"}),
+          "-ERR unknown command 'FLUSHALL', with args beginning with: 'x  y' \r\n");
+    check(multibulk({"QUIT"}), "+OK\r\n");
+    EXPECT_TRUE(c.at_eof());
+    c.close();
+    server.wait_closed(1);
+    EXPECT_EQ(server.stats().requests.get(), static_cast<uint64_t>(commands));
+    EXPECT_EQ(server.stats().bytes_in.get(), c.sent());
+    EXPECT_EQ(server.stats().bytes_out.get(), c.received());
+  });
+}
+
+TEST_P(RespServiceTest, PipelinedBurstAnsweredInOrder) {
+  run([] {
+    RespOptions o;
+    auto shared = make_shared_stores(1);
+    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    RawClient c(server.address());
+    std::string burst, expected;
+    const int kRounds = 200;
+    for (int i = 0; i < kRounds; ++i) {
+      const std::string key = "key:" + std::to_string(i);
+      const std::string value = std::string(static_cast<size_t>(i % 50), 'v');
+      burst += multibulk({"SET", key, value});
+      expected += "+OK\r\n";
+      burst += (i % 2 == 0) ? "PING\r\n" : multibulk({"PING"});
+      expected += "+PONG\r\n";
+      burst += multibulk({"GET", key});
+      expected += "$" + std::to_string(value.size()) + "\r\n" + value + "\r\n";
+    }
+    ASSERT_TRUE(c.send(burst));
+    EXPECT_EQ(c.take(expected.size()), expected);
+    c.close();
+    server.wait_closed(1);
+    EXPECT_EQ(server.stats().requests.get(), 3u * kRounds);
+    EXPECT_EQ(server.stats().bytes_in.get(), burst.size());
+    EXPECT_EQ(server.stats().bytes_out.get(), expected.size());
+  });
+}
+
+TEST_P(RespServiceTest, ProtocolErrorsAndLimitsClose) {
+  run([] {
+    RespOptions o;
+    o.max_bulk_bytes = 64;
+    o.max_array_len = 4;
+    auto shared = make_shared_stores(1);
+    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    struct Case {
+      std::string request;
+      std::string error;
+    };
+    const std::vector<Case> cases = {
+        {multibulk({"SET", "k", std::string(65, 'v')}), "invalid bulk length"},
+        {multibulk({"DEL", "a", "b", "c", "d"}), "invalid multibulk length"},
+        {"*1\r\n+PING\r\n", "expected '$', got '+'"},
+        {"PING " + std::string(70000, 'x') + "\r\n", "too big inline request"},
+    };
+    uint64_t sent = 0, received = 0;
+    for (const Case& k : cases) {
+      RawClient c(server.address());
+      // The command before the error is answered first.
+      const std::string reply = "+PONG\r\n-ERR Protocol error: " + k.error + "\r\n";
+      (void)c.send("PING\r\n" + k.request);  // the server may close before taking it all
+      EXPECT_EQ(c.take(reply.size()), reply);
+      EXPECT_TRUE(c.at_eof());
+      sent += c.sent();
+      received += c.received();
+    }
+    server.wait_closed(cases.size());
+    EXPECT_EQ(server.stats().requests.get(), 2 * cases.size());
+    EXPECT_EQ(server.stats().bytes_out.get(), received);
+    EXPECT_EQ(server.stats().bytes_in.get(), sent);
+  });
+}
+
+TEST_P(RespServiceTest, IdleTimeoutCloses) {
+  run([] {
+    RespOptions o;
+    o.idle_timeout = 100ms;
+    auto shared = make_shared_stores(1);
+    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    RawClient c(server.address());
+    expect_reply(c, "PING\r\n", "+PONG\r\n");
+    EXPECT_TRUE(c.at_eof(10s));
+    server.wait_closed(1);
+  });
+}
+
+TEST_P(RespServiceTest, DrainAnswersWhatArrivedThenCloses) {
+  run([] {
+    RespOptions o;
+    auto shared = make_shared_stores(1);
+    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    RawClient idle(server.address());
+    expect_reply(idle, "PING\r\n", "+PONG\r\n");
+    RawClient busy(server.address());
+    ASSERT_TRUE(busy.send("*2\r\n$4\r\nECHO\r\n"));  // half a command
+    const reactor::Deadline until = reactor::deadline_after(5s);
+    while (server.stats().bytes_in.get() < idle.sent() + busy.sent() &&
+           reactor::Clock::now() < until) {
+      ASSERT_TRUE(reactor::sleep_for(1ms).ok());
+    }
+    ASSERT_EQ(server.live().size(), 2u);
+    for (Connection* c : std::vector<Connection*>(server.live())) c->drain();
+    EXPECT_TRUE(idle.at_eof());
+    expect_reply(busy, "$2\r\nhi\r\n", "$2\r\nhi\r\n");
+    EXPECT_TRUE(busy.at_eof());
+    busy.close();
+    server.wait_closed(2);
+  });
+}
+
+// Two shards: this reactor (0) and one on another thread (1), each serving connections. Keys
+// owned by either shard are set through one and read through the other.
+TEST_P(RespServiceTest, KeysOwnedByAnotherShard) {
+  const std::string backend = GetParam();
+  std::atomic<reactor::Reactor*> other{nullptr};
+  std::atomic<bool> quit{false};
+  std::thread thread([&] {
+    reactor::Reactor::Options options;
+    options.backend = backend;
+    auto r = reactor::Reactor::create(options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    other.store(r->get());
+    (*r)->run_until([&] { return quit.load(); });
+    (*r)->cancel_all();
+    (*r)->run_until([&] { return (*r)->fibers_alive() == 0; });
+  });
+  while (other.load() == nullptr) std::this_thread::sleep_for(1ms);
+
+  RespOptions o;
+  auto shared = make_shared_stores(2);
+  run([&] {
+    reactor::Reactor* self = reactor::Reactor::current();
+    const ShardView view0{0, 2, {self, other.load()}};
+    const ShardView view1{1, 2, {self, other.load()}};
+    TestServer server0([&](Connection& c) { serve_resp(c, o, *shared); }, view0);
+
+    // Shard 1's server lives on the other thread; set it up there (nothing here suspends).
+    std::unique_ptr<TestServer> server1;
+    auto port = reactor::call_on(*other.load(), [&] {
+      server1 =
+          std::make_unique<TestServer>([&](Connection& c) { serve_resp(c, o, *shared); }, view1);
+      return server1->address().port();
+    });
+    ASSERT_TRUE(port.ok()) << port.status();
+    const reactor::SocketAddress address1 =
+        *reactor::SocketAddress::parse_ip("127.0.0.1:" + std::to_string(*port));
+
+    RawClient a(server0.address());
+    RawClient b(address1);
+    const std::string k0 = key_owned_by(0, 2, "k"), k1 = key_owned_by(1, 2, "k");
+    const std::string n0 = key_owned_by(0, 2, "n"), n1 = key_owned_by(1, 2, "n");
+    expect_reply(a, multibulk({"SET", k0, "zero"}), "+OK\r\n");
+    expect_reply(a, multibulk({"SET", k1, "one"}), "+OK\r\n");
+    expect_reply(b, multibulk({"GET", k0}), "$4\r\nzero\r\n");
+    expect_reply(b, multibulk({"GET", k1}), "$3\r\none\r\n");
+    expect_reply(b, multibulk({"SET", k0, "zero!"}), "+OK\r\n");
+    expect_reply(a, multibulk({"GET", k0}), "$5\r\nzero!\r\n");
+    expect_reply(a, multibulk({"INCR", n1}), ":1\r\n");
+    expect_reply(b, multibulk({"INCR", n1}), ":2\r\n");
+    expect_reply(b, multibulk({"INCR", n0}), ":1\r\n");
+    expect_reply(a, multibulk({"DBSIZE"}), ":4\r\n");
+    expect_reply(b, multibulk({"DBSIZE"}), ":4\r\n");
+    expect_reply(a, multibulk({"EXISTS", k0, k1, "missing"}), ":2\r\n");
+    expect_reply(b, multibulk({"DEL", k0, k1, n0}), ":3\r\n");
+    expect_reply(a, multibulk({"DBSIZE"}), ":1\r\n");
+    // A pipelined burst that crosses shards keeps its order.
+    std::string burst, expected;
+    for (int i = 0; i < 100; ++i) {
+      const std::string key = "p" + std::to_string(i);
+      burst += multibulk({"SET", key, std::to_string(i)}) + multibulk({"GET", key});
+      expected += "+OK\r\n$" + std::to_string(std::to_string(i).size()) + "\r\n" +
+                  std::to_string(i) + "\r\n";
+    }
+    ASSERT_TRUE(b.send(burst));
+    EXPECT_EQ(b.take(expected.size()), expected);
+    expect_reply(a, multibulk({"DBSIZE"}), ":101\r\n");
+
+    // Each store holds exactly the keys its shard owns.
+    size_t owned_by_0 = 0;
+    for (int i = 0; i < 100; ++i) {
+      const std::string key = "p" + std::to_string(i);
+      const bool mine = resp_key_owner(key, 2) == 0;
+      owned_by_0 += mine ? 1 : 0;
+      EXPECT_EQ(shared->stores[0]->contains(key), mine) << key;
+    }
+    EXPECT_GT(owned_by_0, 10u);
+    EXPECT_LT(owned_by_0, 90u);
+    auto on1 = reactor::call_on(*other.load(), [&] { return shared->stores[1]->size(); });
+    ASSERT_TRUE(on1.ok());
+    EXPECT_EQ(shared->stores[0]->size() + *on1, 101u);
+
+    a.close();
+    b.close();
+    server0.wait_closed(1);
+    // Tear shard 1's server down on its own thread: its destructor cancels and joins fibers, so
+    // it must run in a fiber there.
+    std::atomic<bool> torn_down{false};
+    ASSERT_TRUE(reactor::submit_to(*other.load(), "teardown", [&] {
+      server1->wait_closed(1);
+      server1.reset();
+      torn_down.store(true);
+    }));
+    while (!torn_down.load()) ASSERT_TRUE(reactor::sleep_for(1ms).ok());
+  });
+  quit.store(true);
+  other.load()->post([] {});
+  thread.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RespServiceTest,
+                         ::testing::ValuesIn(reactor::testing::available_backends()),
+                         reactor::testing::backend_test_name);
+
+}  // namespace
+}  // namespace reactord

@@ -1,0 +1,161 @@
+// Helpers for the in-process service tests: a server that runs a real connection handler on a
+// loopback listener of the current reactor (each accepted connection wrapped in a Connection, as a
+// shard does), and a raw-byte client that counts what it sends and receives.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "daemon/service.h"
+#include "gtest/gtest.h"
+#include "reactor/net.h"
+#include "reactor/reactor.h"
+#include "reactor/task.h"
+
+namespace reactord::testing {
+
+using namespace std::chrono_literals;
+
+// Serves connections accepted on 127.0.0.1:<OS-picked port> with `handler`, one fiber each.
+// Loop thread of the reactor that created it; the destructor cancels and joins every fiber.
+class TestServer {
+ public:
+  TestServer(ConnectionHandler handler, ShardView view)
+      : handler_(std::move(handler)), view_(std::move(view)) {
+    auto listener = reactor::TcpListener::bind(*reactor::SocketAddress::parse_ip("127.0.0.1:0"));
+    EXPECT_TRUE(listener.ok()) << listener.status();
+    if (!listener.ok()) return;
+    listener_ = *std::move(listener);
+    address_ = *listener_.local_address();
+    auto acceptor = reactor::spawn("test-acceptor", [this] { accept_loop(); });
+    EXPECT_TRUE(acceptor.ok());
+    if (acceptor.ok()) acceptor_ = *std::move(acceptor);
+  }
+  // A single-shard view of the current reactor.
+  explicit TestServer(ConnectionHandler handler)
+      : TestServer(std::move(handler), ShardView{0, 1, {reactor::Reactor::current()}}) {}
+
+  ~TestServer() {
+    if (acceptor_.valid()) {
+      acceptor_.cancel();
+      acceptor_.join();
+    }
+    for (reactor::Task<void>& t : connections_) {
+      t.cancel();
+      t.join();
+    }
+  }
+
+  const reactor::SocketAddress& address() const { return address_; }
+  ServiceStats& stats() { return stats_; }
+  // Connections being served now.
+  const std::vector<Connection*>& live() const { return live_; }
+
+  // Waits until `n` connections have been closed by the server (handler returned).
+  void wait_closed(uint64_t n) {
+    const reactor::Deadline until = reactor::deadline_after(10s);
+    while (stats_.connections_closed.get() < n && reactor::Clock::now() < until) {
+      (void)reactor::sleep_for(1ms);
+    }
+    EXPECT_EQ(stats_.connections_closed.get(), n);
+  }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      auto stream = listener_.accept();
+      if (!stream.ok()) return;  // cancelled
+      auto task = reactor::spawn("test-conn", [this, s = *std::move(stream)]() mutable {
+        Connection conn(std::move(s), stats_, view_);
+        reactor::detail::Fiber* self = reactor::detail::current_fiber();
+        conn.set_cancel([self] { reactor::Reactor::current()->cancel(self); });
+        live_.push_back(&conn);
+        handler_(conn);
+        live_.erase(std::find(live_.begin(), live_.end(), &conn));
+      });
+      EXPECT_TRUE(task.ok());
+      if (task.ok()) connections_.push_back(*std::move(task));
+    }
+  }
+
+  ConnectionHandler handler_;
+  ShardView view_;
+  ServiceStats stats_;
+  reactor::TcpListener listener_;
+  reactor::SocketAddress address_;
+  reactor::Task<void> acceptor_;
+  std::vector<reactor::Task<void>> connections_;
+  std::vector<Connection*> live_;
+};
+
+// A client speaking raw bytes, counting them. Loop thread, inside a fiber.
+class RawClient {
+ public:
+  explicit RawClient(const reactor::SocketAddress& address) {
+    auto s = reactor::TcpStream::connect(address, reactor::deadline_after(5s));
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (s.ok()) stream_ = *std::move(s);
+  }
+
+  // Sends everything; false if the server closed.
+  bool send(std::string_view bytes) {
+    absl::Status s = stream_.write_all(bytes, reactor::deadline_after(5s));
+    if (s.ok()) sent_ += bytes.size();
+    return s.ok();
+  }
+
+  // Reads until `buffer()` holds at least n bytes; false on end of stream or timeout.
+  bool fill(size_t n, reactor::Duration timeout = 5s) {
+    const reactor::Deadline until = reactor::deadline_after(timeout);
+    char chunk[4096];
+    while (buffer_.size() < n) {
+      auto got = stream_.read(std::as_writable_bytes(std::span(chunk)), until);
+      if (!got.ok() || *got == 0) return false;
+      buffer_.append(chunk, *got);
+      received_ += *got;
+    }
+    return true;
+  }
+
+  // Takes exactly n bytes (what arrived within the timeout if fewer).
+  std::string take(size_t n, reactor::Duration timeout = 5s) {
+    (void)fill(n, timeout);
+    std::string out = buffer_.substr(0, std::min(n, buffer_.size()));
+    buffer_.erase(0, out.size());
+    return out;
+  }
+
+  // True once the server closed with nothing more buffered; false on timeout or extra bytes.
+  bool at_eof(reactor::Duration timeout = 5s) {
+    if (!buffer_.empty()) return false;
+    char chunk[4096];
+    auto got =
+        stream_.read(std::as_writable_bytes(std::span(chunk)), reactor::deadline_after(timeout));
+    if (!got.ok()) return false;
+    if (*got > 0) {
+      buffer_.append(chunk, *got);
+      received_ += *got;
+      return false;
+    }
+    return true;
+  }
+
+  std::string& buffer() { return buffer_; }
+  reactor::TcpStream& stream() { return stream_; }
+  uint64_t sent() const { return sent_; }
+  uint64_t received() const { return received_; }
+  void close() { (void)stream_.close(); }
+
+ private:
+  reactor::TcpStream stream_;
+  std::string buffer_;
+  uint64_t sent_ = 0;
+  uint64_t received_ = 0;
+};
+
+}  // namespace reactord::testing
