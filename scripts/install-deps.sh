@@ -2,6 +2,9 @@
 # Installs the Debian packages reactord needs to build and test, and only those that are missing.
 # Idempotent and silent when everything is present. Usage: scripts/install-deps.sh [--bench]
 #   --bench  also installs the peers used only by benchmarks (perf/).
+# prometheus is there for its promtool (tests/admin_test checks the `metrics` output). Debian's
+# prometheus (like redis-server and nginx) starts its server when installed: while this script
+# installs, a policy-rc.d that forbids every start is in place, and any existing one is restored.
 set -euo pipefail
 
 packages=(
@@ -9,6 +12,7 @@ packages=(
   libabsl-dev liburing-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
+  prometheus
 )
 bench_packages=(libboost-context-dev libuv1-dev libasio-dev)
 
@@ -32,5 +36,21 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+
+policy=/usr/sbin/policy-rc.d
+saved=/usr/sbin/policy-rc.d.install-deps-saved
+# A saved policy left by an interrupted run is the machine's own: put it back first.
+if [[ -e "$saved" ]]; then mv -f "$saved" "$policy"; fi
+if [[ -e "$policy" ]]; then mv -f "$policy" "$saved"; fi
+restore_policy() {
+  rm -f "$policy"
+  if [[ -e "$saved" ]]; then mv -f "$saved" "$policy"; fi
+}
+trap restore_policy EXIT
+trap 'exit 130' INT TERM HUP  # so the EXIT trap restores the policy
+printf '#!/bin/sh\n# reactord scripts/install-deps.sh is installing: start nothing.\nexit 101\n' \
+  >"$policy"
+chmod 755 "$policy"
+
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
