@@ -1,9 +1,798 @@
 #include "backends/uring_backend.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "reactor/error.h"
+
 namespace reactor {
+namespace {
+
+#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
+constexpr bool kCheckThreads = true;
+#else
+constexpr bool kCheckThreads = false;
+#endif
+
+// user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor pointer tagged with
+// kTagAcceptor, or one of the small constants below.
+constexpr uint64_t kIgnoreData = 0;  // cancel SQEs: their own CQEs carry nothing we need
+constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
+constexpr uint64_t kTagMask = 7;
+constexpr uint64_t kTagAcceptor = 2;
+
+constexpr uint16_t kBufferGroup = 0;
+// A listener's multishot accept is cancelled once this many connections wait to be taken, so a
+// service that stops accepting leaves them in the kernel's backlog, as with epoll.
+constexpr size_t kMaxReadyAccepts = 64;
+constexpr unsigned kReapBatch = 256;
+constexpr int kAcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+// Set-up levels, best first. SUBMIT_ALL (5.18) keeps one bad SQE from stalling the rest of the
+// batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. The last level is
+// the bare ring of 5.1.
+constexpr unsigned kSetupFlags[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
+        IORING_SETUP_CQSIZE,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
+        IORING_SETUP_CQSIZE,
+    0,
+};
+
+struct RequiredOp {
+  int opcode;
+  const char* name;
+  const char* since;
+};
+// What the backend submits, with the kernel that brought each opcode.
+constexpr RequiredOp kRequiredOps[] = {
+    {IORING_OP_READV, "READV", "5.1"},
+    {IORING_OP_WRITEV, "WRITEV", "5.1"},
+    {IORING_OP_POLL_ADD, "POLL_ADD", "5.1"},
+    {IORING_OP_SENDMSG, "SENDMSG", "5.3"},
+    {IORING_OP_RECVMSG, "RECVMSG", "5.3"},
+    {IORING_OP_ACCEPT, "ACCEPT", "5.5"},
+    {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5"},
+    {IORING_OP_CONNECT, "CONNECT", "5.5"},
+    {IORING_OP_READ, "READ", "5.6"},
+    {IORING_OP_SEND, "SEND", "5.6"},
+    {IORING_OP_RECV, "RECV", "5.6"},
+};
+
+std::string closed_message(const char* what, int fd) {
+  return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
+}
+
+void fill_peer(int fd, sockaddr_storage* peer) {
+  if (peer == nullptr) return;
+  socklen_t len = sizeof *peer;
+  // A connection reset since it was accepted has no peer name any more: report AF_UNSPEC.
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(peer), &len) != 0) {
+    std::memset(peer, 0, sizeof *peer);
+  }
+}
+
+}  // namespace
+
+// One SQE submitted for a fiber, from preparation to its CQE. Pooled; reused only after the CQE.
+struct UringBackend::Op {
+  detail::Fiber* fiber = nullptr;
+  int fd = -1;
+  int32_t res = 0;
+  uint32_t cqe_flags = 0;
+  bool done = false;    // the CQE arrived
+  bool closed = false;  // close(fd) cancelled it
+  bool linked = false;  // in FdState::ops
+  Op* prev = nullptr;
+  Op* next = nullptr;            // FdState::ops, or the free list
+  msghdr msg{};                  // recvmsg/sendmsg (readv/writev on sockets)
+  std::byte* copy_to = nullptr;  // provided-buffer recv: the caller's span
+  size_t copy_len = 0;
+};
+
+// A fiber waiting in accept() on a listener with a multishot accept. Lives on the fiber's stack and
+// is unlinked before the fiber leaves accept().
+struct UringBackend::AcceptWaiter {
+  detail::Fiber* fiber = nullptr;
+  int fd = -1;  // the connection handed over, when woken with OK
+  bool linked = false;
+  AcceptWaiter* prev = nullptr;
+  AcceptWaiter* next = nullptr;
+};
+
+// A listener's multishot accept: connections accepted and not yet taken, and the fibers waiting.
+// Attached to its fd until close(); then it drains (closing late connections) until its final CQE.
+struct UringBackend::Acceptor {
+  int fd = -1;
+  bool armed = false;        // the multishot SQE is in flight (until its final CQE)
+  bool cancel_sent = false;  // throttled: too many connections wait to be taken
+  bool detached = false;     // the listener was closed
+  int error = 0;             // an errno for the next accept(), when no fiber waited for it
+  std::deque<int> ready;
+  AcceptWaiter* head = nullptr;
+  AcceptWaiter* tail = nullptr;
+  Acceptor* prev = nullptr;  // UringBackend::acceptors_
+  Acceptor* next = nullptr;
+
+  void push(AcceptWaiter* w) {
+    w->prev = tail;
+    w->next = nullptr;
+    (tail ? tail->next : head) = w;
+    tail = w;
+    w->linked = true;
+  }
+  void remove(AcceptWaiter* w) {
+    (w->prev ? w->prev->next : head) = w->next;
+    (w->next ? w->next->prev : tail) = w->prev;
+    w->prev = w->next = nullptr;
+    w->linked = false;
+  }
+  AcceptWaiter* pop() {
+    AcceptWaiter* w = head;
+    if (w != nullptr) remove(w);
+    return w;
+  }
+};
+
+// ---- set-up ----
+
+absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::create(Options options) {
+  const int first = std::clamp(options.first_setup_level, 0, 2);
+  for (int level = first; level <= 2; ++level) {
+    std::unique_ptr<UringBackend> b(new UringBackend(options, static_cast<SetupMode>(level)));
+    absl::Status s = b->init(kSetupFlags[level]);
+    if (s.ok()) return b;
+    // EINVAL: the kernel does not know these flags; try the next level. Anything else (EPERM from
+    // seccomp or the sysctl, ENOSYS, ENOMEM) fails the same way at every level.
+    if (status_errno(s) != EINVAL || level == 2) return s;
+  }
+  return absl::InternalError("io_uring: no set-up level tried");  // unreachable
+}
+
+UringBackend::UringBackend(Options options, SetupMode mode)
+    : options_(options), setup_mode_(mode), owner_(pthread_self()) {}
+
+absl::Status UringBackend::init(unsigned setup_flags) {
+  io_uring_params params{};
+  params.flags = setup_flags;
+  params.cq_entries = options_.cq_entries;
+  const int r = io_uring_queue_init_params(options_.sq_entries, &ring_, &params);
+  if (r < 0) return errno_status(-r, "io_uring_setup");
+  ring_ready_ = true;
+
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  if (probe == nullptr) {
+    return absl::FailedPreconditionError(
+        "io_uring: cannot probe opcodes (IORING_REGISTER_PROBE needs Linux 5.6)");
+  }
+  for (const RequiredOp& op : kRequiredOps) {
+    if (!io_uring_opcode_supported(probe, op.opcode)) {
+      io_uring_free_probe(probe);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "io_uring: the kernel lacks opcode IORING_OP_", op.name, " (Linux ", op.since, ")"));
+    }
+  }
+  // Multishot accept and IORING_ASYNC_CANCEL_FD came with Linux 5.19, as did IORING_OP_SOCKET,
+  // which the probe can see (flags cannot be probed).
+  multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+  has_cancel_fd_ = multishot_accept_;
+  io_uring_free_probe(probe);
+
+  // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
+  (void)io_uring_register_ring_fd(&ring_);
+
+  // A blocking eventfd: io_uring would complete a read on a non-blocking one with EAGAIN instead of
+  // waiting for it. Only the ring reads it; wakeup() writes at most one pending token.
+  eventfd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (eventfd_ < 0) return errno_status(errno, "eventfd");
+  arm_wakeup();
+
+  if (options_.provided_buffers) {
+    // Optional: without it recv goes straight into the caller's span (see docs/backends.md).
+    absl::Status s = setup_buffer_ring();
+    if (!s.ok()) {
+      std::fprintf(stderr, "reactor: io_uring provided buffers unavailable, recv copies none: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UringBackend::setup_buffer_ring() {
+  const unsigned count = options_.buffer_count;
+  if (count == 0 || (count & (count - 1)) != 0 || count > 32768) {
+    return absl::InvalidArgumentError("io_uring buffer_count must be a power of two <= 32768");
+  }
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  buf_ring_bytes_ = (count * sizeof(io_uring_buf) + page - 1) / page * page;
+  buffers_bytes_ = static_cast<size_t>(count) * options_.buffer_size;
+  // liburing 2.3 has no io_uring_setup_buf_ring: map the ring page-aligned and register it.
+  void* ring_mem =
+      ::mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (ring_mem == MAP_FAILED) return errno_status(errno, "mmap(buffer ring)");
+  void* buf_mem =
+      ::mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buf_mem == MAP_FAILED) {
+    absl::Status s = errno_status(errno, "mmap(buffers)");
+    ::munmap(ring_mem, buf_ring_bytes_);
+    return s;
+  }
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uintptr_t>(ring_mem);
+  reg.ring_entries = count;
+  reg.bgid = kBufferGroup;
+  const int r = io_uring_register_buf_ring(&ring_, &reg, 0);
+  if (r < 0) {
+    ::munmap(buf_mem, buffers_bytes_);
+    ::munmap(ring_mem, buf_ring_bytes_);
+    return errno_status(-r, "io_uring_register_buf_ring (Linux 5.19)");
+  }
+  buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
+  buffers_ = static_cast<std::byte*>(buf_mem);
+  io_uring_buf_ring_init(buf_ring_);
+  const int mask = io_uring_buf_ring_mask(count);
+  for (unsigned i = 0; i < count; ++i) {
+    io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(i) * options_.buffer_size,
+                          options_.buffer_size, static_cast<unsigned short>(i), mask,
+                          static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(count));
+  return absl::OkStatus();
+}
+
+UringBackend::~UringBackend() {
+  check_loop_thread();
+  // Exiting the ring cancels whatever is still in flight (only fibers abandoned by a reactor
+  // destroyed with fibers alive can have left some) and unregisters the buffer ring.
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+  while (acceptors_ != nullptr) destroy_acceptor(acceptors_);
+  if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
+  if (buffers_ != nullptr) ::munmap(buffers_, buffers_bytes_);
+  if (eventfd_ >= 0) ::close(eventfd_);
+}
+
+std::string_view UringBackend::setup_mode_name(SetupMode mode) {
+  switch (mode) {
+    case SetupMode::kSingleIssuerDeferTaskrun:
+      return "SINGLE_ISSUER|DEFER_TASKRUN";
+    case SetupMode::kCoopTaskrun:
+      return "COOP_TASKRUN";
+    case SetupMode::kPlain:
+      return "none";
+  }
+  return "?";
+}
+
+std::string UringBackend::describe() const {
+  const std::string_view mode = setup_mode_name(setup_mode_);
+  return absl::StrCat(
+      "ring flags ", absl::string_view(mode.data(), mode.size()),
+      multishot_accept_ ? ", multishot accept" : ", single-shot accept",
+      provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer");
+}
+
+void UringBackend::check_loop_thread() const {
+  if (kCheckThreads && !pthread_equal(owner_, pthread_self())) {
+    std::fprintf(stderr, "reactor: io_uring backend used from a thread other than its loop's\n");
+    std::abort();
+  }
+}
+
+UringBackend::FdState& UringBackend::fd_state(int fd) {
+  if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) * 2 + 64);
+  return fds_[static_cast<size_t>(fd)];
+}
+
+// ---- submission and completion ----
+
+io_uring_sqe* UringBackend::get_sqe() {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
+    // The SQ is full before the loop's poll: submit what is there now.
+    (void)enter_submit();
+  }
+  std::fprintf(stderr, "reactor: io_uring submission queue stays full\n");
+  std::abort();
+}
+
+int UringBackend::enter_submit() {
+  const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
+  const int r = io_uring_submit(&ring_);
+  enter_calls_.add();
+  sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
+  return r;
+}
+
+void UringBackend::poll(Duration timeout) {
+  check_loop_thread();
+  const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
+  // Each branch is exactly one io_uring_enter that submits every SQE prepared since the last poll.
+  if (timeout == Duration::zero() || io_uring_cq_ready(&ring_) > 0) {
+    (void)io_uring_submit_and_get_events(&ring_);
+  } else if (timeout < Duration::zero()) {
+    (void)io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    __kernel_timespec ts{};
+    ts.tv_sec = ns / 1'000'000'000;
+    ts.tv_nsec = ns % 1'000'000'000;
+    io_uring_cqe* cqe = nullptr;
+    (void)io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);  // -ETIME: timed out
+  }
+  enter_calls_.add();
+  sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
+  reap();
+}
+
+void UringBackend::reap() {
+  struct Completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+  };
+  Completion batch[kReapBatch];
+  // Bounded so that handlers which complete new operations inline cannot keep the loop here.
+  for (unsigned total = 0; total < ring_.cq.ring_entries;) {
+    unsigned n = 0;
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      batch[n++] = {cqe->user_data, cqe->res, cqe->flags};
+      if (n == kReapBatch) break;
+    }
+    if (n == 0) return;
+    // Copy, then release the slots: a handler may submit (a full SQ), and must find the CQ
+    // consumed.
+    io_uring_cq_advance(&ring_, n);
+    cqes_reaped_.add(n);
+    total += n;
+    for (unsigned i = 0; i < n; ++i) handle_cqe(batch[i].user_data, batch[i].res, batch[i].flags);
+  }
+}
+
+void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
+  if (user_data == kIgnoreData) return;
+  if (user_data == kWakeupData) {
+    wakeup_pending_.store(false);
+    arm_wakeup();
+    return;
+  }
+  if ((user_data & kTagMask) == kTagAcceptor) {
+    handle_accept_cqe(reinterpret_cast<Acceptor*>(user_data & ~kTagMask), res, flags);
+    return;
+  }
+  Op* op = reinterpret_cast<Op*>(user_data);
+  if ((flags & IORING_CQE_F_BUFFER) != 0 && buf_ring_ != nullptr) {
+    const auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    if (res > 0 && op->copy_to != nullptr) {
+      // The fiber is still parked on this op, so its span is alive: copy now and give the buffer
+      // back at once rather than holding it until the fiber runs.
+      const size_t n = std::min(static_cast<size_t>(res), op->copy_len);
+      std::memcpy(op->copy_to, buffers_ + static_cast<size_t>(bid) * options_.buffer_size, n);
+      res = static_cast<int32_t>(n);
+    }
+    recycle_buffer(bid);
+  }
+  op->res = res;
+  op->cqe_flags = flags;
+  op->done = true;
+  if (op->linked) unlink_op(op);
+  (void)detail::wake(op->fiber);  // false if it already woke for its deadline or a cancel
+}
+
+void UringBackend::arm_wakeup() {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_read(sqe, eventfd_, &eventfd_value_, sizeof eventfd_value_, 0);
+  io_uring_sqe_set_data64(sqe, kWakeupData);
+}
+
+void UringBackend::wakeup() {
+  if (wakeup_pending_.exchange(true)) return;
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t one = 1;
+  ssize_t w = ::write(eventfd_, &one, sizeof one);
+  (void)w;  // cannot block: the ring reads the counter back to zero after each token
+}
+
+void UringBackend::counters(std::vector<Counter>& out) const {
+  out.push_back({"sqes_submitted_total", sqes_submitted_.get()});
+  out.push_back({"cqes_reaped_total", cqes_reaped_.get()});
+  out.push_back({"io_uring_enter_calls_total", enter_calls_.get()});
+  out.push_back({"io_uring_cancels_total", cancels_.get()});
+  out.push_back({"io_uring_accept_multishot_cqes_total", accept_multishot_cqes_.get()});
+  out.push_back({"io_uring_provided_buffer_recvs_total", provided_buffer_recvs_.get()});
+  out.push_back({"io_uring_provided_buffer_enobufs_total", provided_buffer_enobufs_.get()});
+  out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
+  // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags.
+  out.push_back({"io_uring_setup_level", static_cast<uint64_t>(setup_mode_)});
+}
+
+// ---- operation records ----
+
+UringBackend::Op* UringBackend::new_op(int fd) {
+  if (free_ops_ == nullptr) {
+    constexpr size_t kBlock = 256;
+    op_blocks_.push_back(std::make_unique<Op[]>(kBlock));
+    Op* block = op_blocks_.back().get();
+    for (size_t i = 0; i < kBlock; ++i) {
+      block[i].next = free_ops_;
+      free_ops_ = &block[i];
+    }
+  }
+  Op* op = free_ops_;
+  free_ops_ = op->next;
+  *op = Op{};
+  op->fiber = detail::current_fiber();
+  op->fd = fd;
+  return op;
+}
+
+void UringBackend::free_op(Op* op) {
+  op->fiber = nullptr;
+  op->next = free_ops_;
+  free_ops_ = op;
+}
+
+void UringBackend::link_op(Op* op) {
+  FdState& st = fd_state(op->fd);
+  op->prev = nullptr;
+  op->next = st.ops;
+  if (st.ops != nullptr) st.ops->prev = op;
+  st.ops = op;
+  op->linked = true;
+}
+
+void UringBackend::unlink_op(Op* op) {
+  FdState& st = fds_[static_cast<size_t>(op->fd)];
+  (op->prev ? op->prev->next : st.ops) = op->next;
+  if (op->next != nullptr) op->next->prev = op->prev;
+  op->prev = op->next = nullptr;
+  op->linked = false;
+}
+
+template <class Prep>
+absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const char* what, Prep prep,
+                                             bool returns_fd) {
+  check_loop_thread();
+  Op* op = new_op(fd);
+  io_uring_sqe* sqe = get_sqe();
+  prep(sqe, op);
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(op));
+  link_op(op);
+  const absl::Status parked = detail::park(deadline, what);
+  if (!op->done) {
+    // Deadline or cancel: the kernel still owns the buffer. Cancel, and wait for the CQE that
+    // says the kernel let go of it, whichever way the race went.
+    cancels_.add();
+    io_uring_sqe* cancel = get_sqe();
+    io_uring_prep_cancel64(cancel, reinterpret_cast<uintptr_t>(op), 0);
+    io_uring_sqe_set_data64(cancel, kIgnoreData);
+    while (!op->done) (void)detail::park(kNoDeadline, what, /*cancellable=*/false);
+  }
+  const int32_t res = op->res;
+  const bool closed = op->closed;
+  free_op(op);
+  if (closed) {
+    if (res >= 0 && returns_fd) ::close(res);  // never leak a connection accepted meanwhile
+    return absl::FailedPreconditionError(closed_message(what, fd));
+  }
+  if (res == -ECANCELED && !parked.ok()) return parked;
+  if (res < 0) return errno_status(-res, what, fd);
+  return res;
+}
+
+// ---- I/O ----
+
+absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadline deadline) {
+  check_loop_thread();
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("accept on invalid fd ", fd));
+  if (!multishot_accept_) return accept_single(fd, peer, deadline);
+  for (;;) {
+    FdState& st = fd_state(fd);
+    if (st.acceptor == nullptr) {
+      auto* a = new Acceptor;
+      a->fd = fd;
+      a->next = acceptors_;
+      if (acceptors_ != nullptr) acceptors_->prev = a;
+      acceptors_ = a;
+      st.acceptor = a;
+    }
+    Acceptor* a = st.acceptor;
+    if (!a->ready.empty()) {
+      const int conn = a->ready.front();
+      a->ready.pop_front();
+      fill_peer(conn, peer);
+      return conn;
+    }
+    if (a->error != 0) return errno_status(std::exchange(a->error, 0), "accept", fd);
+    if (!a->armed) arm_acceptor(a);
+    AcceptWaiter w;
+    w.fiber = detail::current_fiber();
+    a->push(&w);
+    const absl::Status s = detail::park(deadline, "accept");
+    // `a` may be gone (close() unlinks every waiter first): touch it only while still linked.
+    if (w.linked) a->remove(&w);
+    if (w.fd >= 0) {
+      fill_peer(w.fd, peer);
+      return w.fd;
+    }
+    if (!s.ok()) return s;
+  }
+}
+
+absl::StatusOr<int> UringBackend::accept_single(int fd, sockaddr_storage* peer, Deadline deadline) {
+  for (;;) {
+    sockaddr_storage storage{};
+    socklen_t len = sizeof storage;
+    absl::StatusOr<int32_t> r = run_op(
+        fd, deadline, "accept",
+        [&](io_uring_sqe* sqe, Op*) {
+          io_uring_prep_accept(sqe, fd, reinterpret_cast<sockaddr*>(&storage), &len, kAcceptFlags);
+        },
+        /*returns_fd=*/true);
+    if (!r.ok() && status_errno(r.status()) == ECONNABORTED) continue;
+    if (!r.ok()) return r.status();
+    if (peer != nullptr) *peer = storage;
+    return *r;
+  }
+}
+
+void UringBackend::arm_acceptor(Acceptor* a) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_multishot_accept(sqe, a->fd, nullptr, nullptr, kAcceptFlags);
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(a) | kTagAcceptor);
+  a->armed = true;
+  a->cancel_sent = false;
+}
+
+void UringBackend::handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags) {
+  accept_multishot_cqes_.add();
+  if ((flags & IORING_CQE_F_MORE) == 0) a->armed = false;
+  if (a->detached) {
+    if (res >= 0) ::close(res);
+    if (!a->armed) destroy_acceptor(a);
+    return;
+  }
+  if (res >= 0) {
+    while (AcceptWaiter* w = a->pop()) {
+      if (detail::wake(w->fiber)) {
+        w->fd = std::exchange(res, -1);
+        break;
+      }
+    }
+    if (res >= 0) {
+      a->ready.push_back(res);
+      if (a->ready.size() >= kMaxReadyAccepts && a->armed && !a->cancel_sent) {
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_cancel64(sqe, reinterpret_cast<uintptr_t>(a) | kTagAcceptor, 0);
+        io_uring_sqe_set_data64(sqe, kIgnoreData);
+        a->cancel_sent = true;
+      }
+    }
+  } else if (res != -ECANCELED && res != -ECONNABORTED && res != -EINTR && res != -EAGAIN) {
+    // A real error (EMFILE, EINVAL on a socket that does not listen, ...) ends the multishot: the
+    // first waiter gets it, or the next accept() if nobody waits.
+    const absl::Status err = errno_status(-res, "accept", a->fd);
+    bool delivered = false;
+    while (AcceptWaiter* w = a->pop()) {
+      if (detail::wake(w->fiber, err)) {
+        delivered = true;
+        break;
+      }
+    }
+    if (!delivered) a->error = -res;
+  }
+  if (!a->armed && a->head != nullptr) arm_acceptor(a);
+}
+
+void UringBackend::destroy_acceptor(Acceptor* a) {
+  (a->prev ? a->prev->next : acceptors_) = a->next;
+  if (a->next != nullptr) a->next->prev = a->prev;
+  for (int conn : a->ready) ::close(conn);
+  delete a;
+}
+
+absl::Status UringBackend::connect(int fd, const sockaddr* addr, socklen_t len, Deadline deadline) {
+  absl::StatusOr<int32_t> r = run_op(fd, deadline, "connect", [&](io_uring_sqe* sqe, Op*) {
+    io_uring_prep_connect(sqe, fd, addr, len);
+  });
+  return r.status();
+}
+
+absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
+  if (buf_ring_ != nullptr && !buf.empty()) {
+    bool fall_back = false;
+    absl::StatusOr<size_t> r = recv_provided(fd, buf, deadline, &fall_back);
+    if (!fall_back) return r;
+  }
+  for (;;) {
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op*) {
+      io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
+    });
+    if (!r.ok() && status_errno(r.status()) == EINTR) continue;
+    if (!r.ok()) return r.status();
+    return static_cast<size_t>(*r);
+  }
+}
+
+absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> buf,
+                                                   Deadline deadline, bool* fall_back) {
+  const size_t len = std::min<size_t>(buf.size(), options_.buffer_size);
+  absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op* op) {
+    io_uring_prep_recv(sqe, fd, nullptr, len, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
+    op->copy_to = buf.data();
+    op->copy_len = len;
+  });
+  if (!r.ok()) {
+    // Every buffer is lent out: receive into the caller's span this time.
+    if (status_errno(r.status()) == ENOBUFS || status_errno(r.status()) == EINTR) {
+      if (status_errno(r.status()) == ENOBUFS) provided_buffer_enobufs_.add();
+      *fall_back = true;
+      return size_t{0};
+    }
+    return r.status();
+  }
+  provided_buffer_recvs_.add();
+  return static_cast<size_t>(*r);
+}
+
+void UringBackend::recycle_buffer(uint16_t bid) {
+  io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(bid) * options_.buffer_size,
+                        options_.buffer_size, bid, io_uring_buf_ring_mask(options_.buffer_count),
+                        0);
+  io_uring_buf_ring_advance(buf_ring_, 1);
+}
+
+absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf,
+                                          Deadline deadline) {
+  for (;;) {
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, "send", [&](io_uring_sqe* sqe, Op*) {
+      io_uring_prep_send(sqe, fd, buf.data(), buf.size(), MSG_NOSIGNAL);
+    });
+    if (!r.ok() && status_errno(r.status()) == EINTR) continue;
+    if (!r.ok()) return r.status();
+    return static_cast<size_t>(*r);
+  }
+}
+
+absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, Deadline deadline) {
+  // RECVMSG on sockets (always waits in the kernel); READV for anything else (pipes, files).
+  bool socket = true;
+  for (;;) {
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, "readv", [&](io_uring_sqe* sqe, Op* op) {
+      if (socket) {
+        op->msg.msg_iov = const_cast<iovec*>(iov.data());
+        op->msg.msg_iovlen = iov.size();
+        io_uring_prep_recvmsg(sqe, fd, &op->msg, 0);
+      } else {
+        io_uring_prep_readv(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), -1);
+      }
+    });
+    if (r.ok()) return static_cast<size_t>(*r);
+    const int err = status_errno(r.status());
+    if (err == ENOTSOCK && socket) {
+      socket = false;
+      continue;
+    }
+    if (err == EINTR) continue;
+    if (err == EAGAIN) {
+      // A non-blocking non-socket on a kernel that does not wait for it: wait, then retry.
+      absl::Status s = wait(fd, Interest::kRead, deadline);
+      if (!s.ok()) return s;
+      continue;
+    }
+    return r.status();
+  }
+}
+
+absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, Deadline deadline) {
+  // SENDMSG with MSG_NOSIGNAL on sockets (EPIPE, never SIGPIPE); WRITEV for anything else.
+  bool socket = true;
+  for (;;) {
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, "writev", [&](io_uring_sqe* sqe, Op* op) {
+      if (socket) {
+        op->msg.msg_iov = const_cast<iovec*>(iov.data());
+        op->msg.msg_iovlen = iov.size();
+        io_uring_prep_sendmsg(sqe, fd, &op->msg, MSG_NOSIGNAL);
+      } else {
+        io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), -1);
+      }
+    });
+    if (r.ok()) return static_cast<size_t>(*r);
+    const int err = status_errno(r.status());
+    if (err == ENOTSOCK && socket) {
+      socket = false;
+      continue;
+    }
+    if (err == EINTR) continue;
+    if (err == EAGAIN) {
+      absl::Status s = wait(fd, Interest::kWrite, deadline);
+      if (!s.ok()) return s;
+      continue;
+    }
+    return r.status();
+  }
+}
+
+absl::Status UringBackend::wait(int fd, Interest interest, Deadline deadline) {
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("wait on invalid fd ", fd));
+  const bool read = interest == Interest::kRead;
+  const unsigned mask = read ? (POLLIN | POLLRDHUP) : POLLOUT;
+  absl::StatusOr<int32_t> r =
+      run_op(fd, deadline, read ? "wait for readable fd" : "wait for writable fd",
+             [&](io_uring_sqe* sqe, Op*) { io_uring_prep_poll_add(sqe, fd, mask); });
+  return r.status();
+}
+
+// ---- close ----
+
+absl::Status UringBackend::close(int fd) {
+  check_loop_thread();
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("close of invalid fd ", fd));
+  bool in_flight = false;
+  if (static_cast<size_t>(fd) < fds_.size()) {
+    FdState& st = fds_[static_cast<size_t>(fd)];
+    // The fibers of these ops wake when their CQEs arrive (the cancel below makes them come) and
+    // then report the close. Unlinked now so a new fd with this number starts clean.
+    while (Op* op = st.ops) {
+      unlink_op(op);
+      op->closed = true;
+      in_flight = true;
+      if (!has_cancel_fd_) {
+        // Before 5.19 there is no IORING_ASYNC_CANCEL_FD: cancel each op by its user_data.
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_cancel64(sqe, reinterpret_cast<uintptr_t>(op), 0);
+        io_uring_sqe_set_data64(sqe, kIgnoreData);
+      }
+    }
+    if (Acceptor* a = std::exchange(st.acceptor, nullptr)) {
+      a->detached = true;
+      const absl::Status err = absl::FailedPreconditionError(closed_message("accept", fd));
+      while (AcceptWaiter* w = a->pop()) (void)detail::wake(w->fiber, err);
+      for (int conn : a->ready) ::close(conn);
+      a->ready.clear();
+      if (a->armed) {
+        in_flight = true;  // acceptors exist only with multishot accept, so with CANCEL_FD
+      } else {
+        destroy_acceptor(a);
+      }
+    }
+  }
+  if (in_flight) {
+    cancels_.add();
+    if (has_cancel_fd_) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, kIgnoreData);
+    }
+    // The kernel resolves the fd when the cancel is issued, so it must be submitted now, before
+    // ::close releases the number (the loop's batched submit would come too late).
+    if (enter_submit() < 0) {
+      // Could not submit: wake the operations the old-fashioned way so none waits forever.
+      ::shutdown(fd, SHUT_RDWR);
+    }
+  }
+  if (::close(fd) != 0 && errno != EINTR) return errno_status(errno, "close", fd);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
-  return absl::UnimplementedError("backend 'io_uring' is not implemented yet");
+  absl::StatusOr<std::unique_ptr<UringBackend>> b = UringBackend::create();
+  if (!b.ok()) return b.status();
+  return std::unique_ptr<Backend>(*std::move(b));
 }
 
 }  // namespace reactor

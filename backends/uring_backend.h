@@ -1,14 +1,169 @@
-// The io_uring backend. (Placeholder until it is implemented: make_uring_backend() reports that.)
+// The io_uring backend: completion mode. Each I/O call prepares an SQE that carries the caller's
+// buffer and parks the fiber; poll() submits every SQE prepared since the last poll and waits for
+// completions in one io_uring_enter, then wakes the fibers whose operations completed.
+//
+// Ownership of the caller's buffer. The kernel owns the buffer (usually on the fiber's stack) from
+// submission until the operation's CQE. So when a deadline passes or the fiber is cancelled, the
+// backend submits an async cancel for the operation and waits, not cancellably, for the original
+// CQE before returning: DeadlineExceeded / Cancelled if the cancel won, the operation's own result
+// if it completed first (received bytes are never dropped, an accepted fd never lost).
+// close(fd) cancels everything pending on fd (IORING_ASYNC_CANCEL_FD|ALL, submitted at once), then
+// closes it; the fibers waiting get FailedPrecondition "... closed ..." when their CQEs arrive.
+//
+// Operation records are backend-private and pooled; a CQE finds its record through user_data, and a
+// record is reused only after its final CQE. Ring set-up (on the loop thread) tries
+// SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then no flags; setup_mode() says which it got.
+// docs/backends.md describes the choices and their measurements.
 #pragma once
 
-#include <memory>
+#include <liburing.h>
+#include <pthread.h>
 
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "reactor/backend.h"
+#include "reactor/fiber.h"
+#include "reactor/stats.h"
 
 namespace reactor {
 
-// Creates the io_uring backend for the calling thread's loop, or says why it cannot. Loop thread.
+class UringBackend final : public Backend {
+ public:
+  struct Options {
+    unsigned sq_entries = 2048;
+    unsigned cq_entries = 8192;
+    // Receive through a provided-buffer ring and copy into the caller's span. Off by default: the
+    // span API then costs one more copy than recv straight into the span (docs/backends.md).
+    bool provided_buffers = false;
+    unsigned buffer_count = 512;  // a power of two
+    unsigned buffer_size = 16 * 1024;
+    // The first set-up level to try (tests force the fallbacks with it).
+    int first_setup_level = 0;
+  };
+
+  // Which ring set-up flags the kernel accepted, best first.
+  enum class SetupMode : uint8_t { kSingleIssuerDeferTaskrun, kCoopTaskrun, kPlain };
+
+  // Creates the ring, probes the required opcodes and arms the wakeup eventfd. Fails with the errno
+  // of io_uring_setup (EPERM, ENOSYS, ...) or FailedPrecondition naming a missing opcode. Loop
+  // thread (the ring is bound to the thread that creates it).
+  static absl::StatusOr<std::unique_ptr<UringBackend>> create(Options options);
+  static absl::StatusOr<std::unique_ptr<UringBackend>> create() { return create(Options{}); }
+  ~UringBackend() override;  // Loop thread.
+
+  // Any thread.
+  std::string_view name() const override { return "io_uring"; }
+  // Loop thread, inside a fiber.
+  absl::StatusOr<int> accept(int fd, sockaddr_storage* peer, Deadline deadline) override;
+  absl::Status connect(int fd, const sockaddr* addr, socklen_t len, Deadline deadline) override;
+  absl::StatusOr<size_t> recv(int fd, std::span<std::byte> buf, Deadline deadline) override;
+  absl::StatusOr<size_t> send(int fd, std::span<const std::byte> buf, Deadline deadline) override;
+  absl::StatusOr<size_t> readv(int fd, std::span<const iovec> iov, Deadline deadline) override;
+  absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) override;
+  absl::Status wait(int fd, Interest interest, Deadline deadline) override;
+  // Loop thread.
+  absl::Status close(int fd) override;
+  // Loop thread, scheduler context.
+  void poll(Duration timeout) override;
+  // Any thread.
+  void wakeup() override;
+  // Any thread.
+  void counters(std::vector<Counter>& out) const override;
+
+  // Any thread (fixed at creation).
+  SetupMode setup_mode() const { return setup_mode_; }
+  // "SINGLE_ISSUER|DEFER_TASKRUN", "COOP_TASKRUN" or "none". Any thread.
+  static std::string_view setup_mode_name(SetupMode mode);
+  // Whether accept uses one multishot SQE per listener (Linux 5.19+). Any thread.
+  bool multishot_accept() const { return multishot_accept_; }
+  // Whether recv uses the provided-buffer ring (asked for, and registered). Any thread.
+  bool provided_buffers() const { return buf_ring_ != nullptr; }
+  // A one-line summary for listings: set-up mode and features. Any thread.
+  std::string describe() const;
+
+ private:
+  struct Op;
+  struct Acceptor;
+  struct AcceptWaiter;
+  struct FdState {
+    Op* ops = nullptr;  // operations in flight on this fd, until their final CQE
+    Acceptor* acceptor = nullptr;
+  };
+
+  UringBackend(Options options, SetupMode mode);
+  absl::Status init(unsigned setup_flags);
+  void check_loop_thread() const;
+  FdState& fd_state(int fd);
+
+  io_uring_sqe* get_sqe();
+  int enter_submit();  // io_uring_submit, counted
+  void reap();
+  void handle_cqe(uint64_t user_data, int32_t res, uint32_t flags);
+  void arm_wakeup();
+
+  Op* new_op(int fd);
+  void free_op(Op* op);
+  void link_op(Op* op);
+  void unlink_op(Op* op);
+  // Prepares the SQE (with `prep`), parks until the final CQE (cancelling on deadline/cancel) and
+  // returns the CQE's result, or the park status if the cancel won. Closed ops say so.
+  // An op whose result is a new fd (accept) closes it if close() cancelled the op meanwhile.
+  template <class Prep>
+  absl::StatusOr<int32_t> run_op(int fd, Deadline deadline, const char* what, Prep prep,
+                                 bool returns_fd = false);
+  absl::StatusOr<size_t> recv_provided(int fd, std::span<std::byte> buf, Deadline deadline,
+                                       bool* fall_back);
+
+  absl::StatusOr<int> accept_single(int fd, sockaddr_storage* peer, Deadline deadline);
+  void arm_acceptor(Acceptor* a);
+  void handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags);
+  void destroy_acceptor(Acceptor* a);
+
+  absl::Status setup_buffer_ring();
+  void recycle_buffer(uint16_t bid);
+
+  Options options_;
+  SetupMode setup_mode_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  pthread_t owner_;
+  bool multishot_accept_ = false;
+  bool has_cancel_fd_ = false;  // IORING_ASYNC_CANCEL_FD (5.19)
+
+  int eventfd_ = -1;
+  uint64_t eventfd_value_ = 0;
+  std::atomic<bool> wakeup_pending_{false};
+  std::atomic<uint64_t> wakeups_{0};  // written from any thread
+
+  std::vector<FdState> fds_;
+  std::vector<std::unique_ptr<Op[]>> op_blocks_;
+  Op* free_ops_ = nullptr;
+  Acceptor* acceptors_ = nullptr;  // every acceptor alive, attached or draining
+
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  size_t buf_ring_bytes_ = 0;
+  std::byte* buffers_ = nullptr;
+  size_t buffers_bytes_ = 0;
+
+  RelaxedCounter sqes_submitted_;
+  RelaxedCounter cqes_reaped_;
+  RelaxedCounter enter_calls_;
+  RelaxedCounter cancels_;
+  RelaxedCounter accept_multishot_cqes_;
+  RelaxedCounter provided_buffer_recvs_;
+  RelaxedCounter provided_buffer_enobufs_;
+};
+
+// Creates the io_uring backend with default options for the calling thread's loop, or says why it
+// cannot (the registry adds the likely cause). Loop thread.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
 
 }  // namespace reactor
