@@ -1,0 +1,802 @@
+// Backend conformance: every backend-neutral behaviour of reactor/backend.h, run on every backend
+// the registry finds available here (test names end in the backend's name). tests/net_test.cc
+// already covers echo over v4/v6/Unix, accept and recv deadlines and cancels, close with a recv
+// pending and connect refused; this suite covers the rest: deadlines and cancels on the other
+// operations, what a deadline or cancel does to bytes in flight, close with send/accept/wait
+// pending, large full-duplex transfers, half-close, reset, EPIPE, zero-length I/O, readv/writev,
+// wait(), cross-thread wakeup and 1,000 concurrent connections.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "reactor/error.h"
+#include "reactor/net.h"
+#include "reactor/reactor.h"
+#include "tests/test_util.h"
+
+namespace reactor {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::ms_since;
+
+class ConformanceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  template <class F>
+  void run(F&& fn) {
+    testing::run_fiber(std::forward<F>(fn), GetParam());
+  }
+};
+
+Backend& backend() {
+  return Reactor::current()->backend();
+}
+
+SocketAddress loopback_v4() {
+  return *SocketAddress::parse_ip("127.0.0.1:0");
+}
+
+// Deterministic bytes; `seed` makes each connection's stream different.
+std::vector<std::byte> pattern(size_t n, uint32_t seed = 0) {
+  std::vector<std::byte> v(n);
+  uint32_t x = seed * 2654435761u + 12345u;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1103515245u + 12345u;
+    v[i] = std::byte(static_cast<uint8_t>(x >> 16));
+  }
+  return v;
+}
+
+struct Pair {
+  TcpStream client;
+  TcpStream server;
+};
+
+Pair connected_pair() {
+  auto listener = TcpListener::bind(loopback_v4());
+  EXPECT_TRUE(listener.ok()) << listener.status();
+  auto addr = listener->local_address();
+  auto client = TcpStream::connect(*addr, deadline_after(5s));
+  EXPECT_TRUE(client.ok()) << client.status();
+  auto server = listener->accept(deadline_after(5s));
+  EXPECT_TRUE(server.ok()) << server.status();
+  return Pair{*std::move(client), *std::move(server)};
+}
+
+// Fixed, smallish socket buffers (no autotuning), so that a few hundred KiB fill a connection.
+// Much smaller ones make draining slow (tiny window updates).
+void set_small_buffers(int fd) {
+  const int size = 64 * 1024;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+}
+
+// Sends `data` from offset *sent on until a send does not finish within 50 ms (the peer does not
+// read): afterwards the socket's send buffer and the peer's receive buffer are full.
+void fill(int fd, const std::vector<std::byte>& data, size_t* sent) {
+  for (;;) {
+    ASSERT_LT(*sent, data.size()) << "the socket never filled up";
+    auto n = backend().send(fd, std::span(data).subspan(*sent), deadline_after(50ms));
+    if (!n.ok()) {
+      ASSERT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
+      return;
+    }
+    *sent += *n;
+  }
+}
+
+// Reads exactly `want` bytes and checks nothing more arrives within 50 ms.
+void expect_exactly(Stream& s, std::span<const std::byte> want) {
+  std::vector<std::byte> got(want.size());
+  ASSERT_TRUE(s.read_exact(got, deadline_after(10s)).ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin(), want.end()))
+      << "bytes differ from what was sent";
+  std::byte extra[16];
+  auto more = s.read(extra, deadline_after(50ms));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(more.status()))
+      << "unexpected extra bytes or error: "
+      << (more.ok() ? std::to_string(*more) : more.status().ToString());
+}
+
+// ---- deadlines ----
+
+TEST_P(ConformanceTest, SendDeadlineReportsEveryByteItSent) {
+  run([] {
+    Pair p = connected_pair();
+    set_small_buffers(p.client.fd());
+    set_small_buffers(p.server.fd());
+    const std::vector<std::byte> data = pattern(4 << 20);
+    size_t sent = 0;
+    fill(p.client.fd(), data, &sent);
+    // Another timed-out send, from a full buffer: it must report nothing sent.
+    const Deadline start = Clock::now();
+    auto n = backend().send(p.client.fd(), std::span(data).subspan(sent), deadline_after(20ms));
+    ASSERT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
+    EXPECT_GE(ms_since(start), 19);
+    // The peer receives exactly what the sends reported, no byte lost or duplicated.
+    expect_exactly(p.server, std::span(data).first(sent));
+  });
+}
+
+TEST_P(ConformanceTest, PastDeadlineStillTriesOnce) {
+  run([] {
+    Pair p = connected_pair();
+    ASSERT_TRUE(p.server.write_all("ready").ok());
+    ASSERT_TRUE(backend().wait(p.client.fd(), Interest::kRead, deadline_after(5s)).ok());
+    // Data is there: a deadline already passed still gets it.
+    char buf[5];
+    auto n =
+        backend().recv(p.client.fd(), std::as_writable_bytes(std::span(buf)), Clock::now() - 1ms);
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(std::string(buf, *n), "ready");
+    // Nothing there: DeadlineExceeded at once.
+    const Deadline start = Clock::now();
+    auto none = backend().recv(p.client.fd(), std::as_writable_bytes(std::span(buf)), Clock::now());
+    EXPECT_TRUE(absl::IsDeadlineExceeded(none.status())) << none.status();
+    EXPECT_LT(ms_since(start), 2000);
+  });
+}
+
+TEST_P(ConformanceTest, WaitDeadline) {
+  absl::Status s;
+  double waited = 0;
+  run([&] {
+    Pair p = connected_pair();
+    const Deadline start = Clock::now();
+    s = backend().wait(p.client.fd(), Interest::kRead, deadline_after(20ms));
+    waited = ms_since(start);
+  });
+  EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
+  EXPECT_GE(waited, 19);
+}
+
+// A listener whose accept queue is full drops SYNs, so a connect to it hangs until its deadline.
+TEST_P(ConformanceTest, ConnectDeadline) {
+  run([] {
+    ListenOptions options;
+    options.backlog = 1;
+    auto listener = TcpListener::bind(loopback_v4(), options);
+    ASSERT_TRUE(listener.ok());
+    auto addr = listener->local_address();
+    std::vector<TcpStream> held;
+    absl::Status last;
+    for (int i = 0; i < 16; ++i) {
+      auto c = TcpStream::connect(*addr, deadline_after(200ms));
+      if (!c.ok()) {
+        last = c.status();
+        break;
+      }
+      held.push_back(*std::move(c));
+    }
+    EXPECT_TRUE(absl::IsDeadlineExceeded(last)) << last << " after " << held.size() << " connects";
+  });
+}
+
+// A deadline on one operation leaves the other operation on the same fd alone.
+TEST_P(ConformanceTest, DeadlineOnRecvLeavesPendingSendOnSameFd) {
+  run([] {
+    Pair p = connected_pair();
+    set_small_buffers(p.client.fd());
+    set_small_buffers(p.server.fd());
+    const std::vector<std::byte> data = pattern(4 << 20, 7);
+    size_t sent = 0;
+    fill(p.client.fd(), data, &sent);
+    const size_t before = sent;
+    absl::Status send_status;
+    auto sender = spawn("sender", [&] {
+      auto n = backend().send(p.client.fd(), std::span(data).subspan(sent), deadline_after(10s));
+      send_status = n.status();
+      if (n.ok()) sent += *n;
+    });
+    ASSERT_TRUE(sender.ok());
+    ASSERT_TRUE(sleep_for(5ms).ok());
+    std::byte b[1];
+    auto r = backend().recv(p.client.fd(), b, deadline_after(20ms));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
+    EXPECT_FALSE(sender->done()) << "the send ended with the recv: " << send_status;
+    // Drain on the peer: the send completes normally.
+    std::vector<std::byte> got(before);
+    ASSERT_TRUE(p.server.read_exact(got, deadline_after(10s)).ok());
+    sender->join();
+    EXPECT_TRUE(send_status.ok()) << send_status;
+    EXPECT_GT(sent, before);
+    expect_exactly(p.server, std::span(data).subspan(before, sent - before));
+  });
+}
+
+// ---- cancel ----
+
+TEST_P(ConformanceTest, SendCancel) {
+  absl::Status s;
+  run([&] {
+    Pair p = connected_pair();
+    set_small_buffers(p.client.fd());
+    set_small_buffers(p.server.fd());
+    const std::vector<std::byte> data = pattern(4 << 20, 3);
+    size_t sent = 0;
+    fill(p.client.fd(), data, &sent);
+    auto sender = spawn("sender", [&] {
+      auto n = backend().send(p.client.fd(), std::span(data).subspan(sent), kNoDeadline);
+      s = n.status();
+      if (n.ok()) sent += *n;
+    });
+    ASSERT_TRUE(sender.ok());
+    ASSERT_TRUE(sleep_for(5ms).ok());
+    sender->cancel();
+    sender->join();
+    expect_exactly(p.server, std::span(data).first(sent));
+  });
+  EXPECT_TRUE(absl::IsCancelled(s)) << s;
+}
+
+TEST_P(ConformanceTest, WaitCancel) {
+  absl::Status s;
+  run([&] {
+    Pair p = connected_pair();
+    auto waiter =
+        spawn("waiter", [&] { s = backend().wait(p.client.fd(), Interest::kRead, kNoDeadline); });
+    ASSERT_TRUE(waiter.ok());
+    ASSERT_TRUE(sleep_for(2ms).ok());
+    waiter->cancel();
+    waiter->join();
+    // The fd still works for waiting.
+    ASSERT_TRUE(p.server.write_all("x").ok());
+    EXPECT_TRUE(backend().wait(p.client.fd(), Interest::kRead, deadline_after(5s)).ok());
+  });
+  EXPECT_TRUE(absl::IsCancelled(s)) << s;
+}
+
+TEST_P(ConformanceTest, ConnectCancel) {
+  absl::Status s;
+  run([&] {
+    ListenOptions options;
+    options.backlog = 1;
+    auto listener = TcpListener::bind(loopback_v4(), options);
+    ASSERT_TRUE(listener.ok());
+    auto addr = listener->local_address();
+    std::vector<TcpStream> held;
+    // Fill the accept queue (connects that finish at once), then cancel one that hangs.
+    for (int i = 0; i < 16; ++i) {
+      auto c = TcpStream::connect(*addr, deadline_after(200ms));
+      if (!c.ok()) break;
+      held.push_back(*std::move(c));
+    }
+    auto connector = spawn("connector", [&] { s = TcpStream::connect(*addr).status(); });
+    ASSERT_TRUE(connector.ok());
+    ASSERT_TRUE(sleep_for(20ms).ok());
+    connector->cancel();
+    connector->join();
+  });
+  EXPECT_TRUE(absl::IsCancelled(s)) << s;
+}
+
+// Cancelled while data keeps arriving: every byte is delivered exactly once, either by a recv the
+// cancel did not stop or by a later one.
+TEST_P(ConformanceTest, CancelledReaderLosesNoBytes) {
+  run([] {
+    Pair p = connected_pair();
+    const std::vector<std::byte> data = pattern(4 << 20, 11);
+    auto writer =
+        spawn("writer", [&] { ASSERT_TRUE(p.server.write_all(data, deadline_after(20s)).ok()); });
+    ASSERT_TRUE(writer.ok());
+    std::vector<std::byte> got;
+    got.reserve(data.size());
+    absl::Status reader_end;
+    auto reader = spawn("reader", [&] {
+      std::vector<std::byte> buf(3000);
+      for (;;) {
+        auto n = p.client.read(buf, deadline_after(20s));
+        if (!n.ok()) {
+          reader_end = n.status();
+          return;
+        }
+        got.insert(got.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(*n));
+      }
+    });
+    ASSERT_TRUE(reader.ok());
+    ASSERT_TRUE(sleep_for(1ms).ok());
+    reader->cancel();
+    reader->join();
+    EXPECT_TRUE(absl::IsCancelled(reader_end)) << reader_end;
+    std::vector<std::byte> rest(data.size() - got.size());
+    ASSERT_TRUE(p.client.read_exact(rest, deadline_after(20s)).ok());
+    got.insert(got.end(), rest.begin(), rest.end());
+    EXPECT_TRUE(got == data) << "bytes lost, duplicated or reordered around the cancel";
+    writer->join();
+  });
+}
+
+// ---- close while an operation is pending ----
+
+TEST_P(ConformanceTest, CloseResumesPendingSendWithError) {
+  absl::Status s;
+  run([&] {
+    Pair p = connected_pair();
+    set_small_buffers(p.client.fd());
+    set_small_buffers(p.server.fd());
+    const std::vector<std::byte> data = pattern(4 << 20, 5);
+    size_t sent = 0;
+    fill(p.client.fd(), data, &sent);
+    const int fd = p.client.fd();
+    auto sender = spawn("sender", [&] {
+      s = backend().send(fd, std::span(data).subspan(sent), deadline_after(10s)).status();
+    });
+    ASSERT_TRUE(sender.ok());
+    ASSERT_TRUE(sleep_for(2ms).ok());
+    const Deadline start = Clock::now();
+    ASSERT_TRUE(p.client.close().ok());
+    sender->join();
+    EXPECT_LT(ms_since(start), 5000) << "send waited for its deadline instead";
+  });
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("closed"));
+}
+
+TEST_P(ConformanceTest, CloseResumesPendingAcceptWithError) {
+  absl::Status s;
+  run([&] {
+    auto listener = TcpListener::bind(loopback_v4());
+    ASSERT_TRUE(listener.ok());
+    const int fd = listener->fd();
+    auto acceptor =
+        spawn("acceptor", [&] { s = backend().accept(fd, nullptr, deadline_after(10s)).status(); });
+    ASSERT_TRUE(acceptor.ok());
+    ASSERT_TRUE(sleep_for(2ms).ok());
+    const Deadline start = Clock::now();
+    ASSERT_TRUE(listener->close().ok());
+    acceptor->join();
+    EXPECT_LT(ms_since(start), 5000) << "accept waited for its deadline instead";
+  });
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("closed"));
+}
+
+TEST_P(ConformanceTest, CloseResumesPendingWaitWithError) {
+  absl::Status s;
+  run([&] {
+    Pair p = connected_pair();
+    const int fd = p.client.fd();
+    auto waiter =
+        spawn("waiter", [&] { s = backend().wait(fd, Interest::kRead, deadline_after(10s)); });
+    ASSERT_TRUE(waiter.ok());
+    ASSERT_TRUE(sleep_for(2ms).ok());
+    ASSERT_TRUE(p.client.close().ok());
+    waiter->join();
+  });
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("closed"));
+}
+
+// After close() the number is reused at once by the next socket: nothing of the old fd's pending
+// operations may leak onto the new one.
+TEST_P(ConformanceTest, FdNumberReusedAfterCloseWithPendingOps) {
+  run([] {
+    for (int round = 0; round < 20; ++round) {
+      Pair p = connected_pair();
+      const int fd = p.client.fd();
+      absl::Status rs, ws;
+      auto reader = spawn("reader", [&] {
+        std::byte b[64];
+        rs = backend().recv(fd, b, deadline_after(10s)).status();
+      });
+      auto waiter =
+          spawn("waiter", [&] { ws = backend().wait(fd, Interest::kRead, deadline_after(10s)); });
+      ASSERT_TRUE(reader.ok() && waiter.ok());
+      yield();
+      ASSERT_TRUE(p.client.close().ok());
+      Pair q = connected_pair();  // likely gets fd's number again
+      reader->join();
+      waiter->join();
+      EXPECT_TRUE(absl::IsFailedPrecondition(rs)) << rs;
+      EXPECT_TRUE(absl::IsFailedPrecondition(ws)) << ws;
+      ASSERT_TRUE(q.server.write_all("new").ok());
+      char buf[3];
+      ASSERT_TRUE(
+          q.client.read_exact(std::as_writable_bytes(std::span(buf)), deadline_after(5s)).ok());
+      EXPECT_EQ(std::string(buf, 3), "new");
+    }
+  });
+}
+
+// ---- transfers ----
+
+TEST_P(ConformanceTest, LargeTransfersBothDirectionsAtOnce) {
+  run([] {
+    Pair p = connected_pair();
+    constexpr size_t kBytes = 8 << 20;
+    const std::vector<std::byte> up = pattern(kBytes, 1);
+    const std::vector<std::byte> down = pattern(kBytes, 2);
+    std::vector<std::byte> got_up(kBytes), got_down(kBytes);
+    auto w1 = spawn("client-writer",
+                    [&] { ASSERT_TRUE(p.client.write_all(up, deadline_after(30s)).ok()); });
+    auto w2 = spawn("server-writer",
+                    [&] { ASSERT_TRUE(p.server.write_all(down, deadline_after(30s)).ok()); });
+    auto r1 = spawn("server-reader",
+                    [&] { ASSERT_TRUE(p.server.read_exact(got_up, deadline_after(30s)).ok()); });
+    auto r2 = spawn("client-reader",
+                    [&] { ASSERT_TRUE(p.client.read_exact(got_down, deadline_after(30s)).ok()); });
+    ASSERT_TRUE(w1.ok() && w2.ok() && r1.ok() && r2.ok());
+    join_all(*w1, *w2, *r1, *r2);
+    EXPECT_TRUE(got_up == up) << "client to server bytes differ";
+    EXPECT_TRUE(got_down == down) << "server to client bytes differ";
+  });
+}
+
+TEST_P(ConformanceTest, ReadvWritevScatterGather) {
+  run([] {
+    Pair p = connected_pair();
+    const std::vector<std::byte> data = pattern(300000, 9);
+    // Three uneven pieces out, four uneven pieces in.
+    iovec out[3] = {{const_cast<std::byte*>(data.data()), 1},
+                    {const_cast<std::byte*>(data.data()) + 1, 99999},
+                    {const_cast<std::byte*>(data.data()) + 100000, 200000}};
+    auto writer = spawn("writer", [&] {
+      size_t total = 0;
+      std::vector<iovec> iov(std::begin(out), std::end(out));
+      while (total < data.size()) {
+        auto n = backend().writev(p.client.fd(), iov, deadline_after(10s));
+        ASSERT_TRUE(n.ok()) << n.status();
+        total += *n;
+        size_t skip = *n;  // drop what was written from the front of iov
+        while (skip > 0 && skip >= iov.front().iov_len) {
+          skip -= iov.front().iov_len;
+          iov.erase(iov.begin());
+        }
+        if (skip > 0) {
+          iov.front().iov_base = static_cast<std::byte*>(iov.front().iov_base) + skip;
+          iov.front().iov_len -= skip;
+        }
+      }
+    });
+    ASSERT_TRUE(writer.ok());
+    std::vector<std::byte> got(data.size());
+    size_t total = 0;
+    while (total < got.size()) {
+      const size_t left = got.size() - total;
+      const size_t a = std::min<size_t>(left, 7), b = std::min<size_t>(left - a, 4096),
+                   c = std::min<size_t>(left - a - b, 1), d = left - a - b - c;
+      iovec in[4] = {{got.data() + total, a},
+                     {got.data() + total + a, b},
+                     {got.data() + total + a + b, c},
+                     {got.data() + total + a + b + c, d}};
+      auto n = backend().readv(p.server.fd(), in, deadline_after(10s));
+      ASSERT_TRUE(n.ok()) << n.status();
+      ASSERT_GT(*n, 0u) << "early end of stream";
+      total += *n;
+    }
+    writer->join();
+    EXPECT_TRUE(got == data);
+  });
+}
+
+// readv/writev also work on descriptors that are not sockets (a non-blocking pipe), waiting when
+// the pipe is empty.
+TEST_P(ConformanceTest, ReadvWritevOnPipe) {
+  run([] {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    FileDescriptor rd(fds[0]), wr(fds[1]);
+    char got[11] = {};
+    absl::StatusOr<size_t> n = size_t{0};
+    auto reader = spawn("reader", [&] {
+      iovec in[2] = {{got, 5}, {got + 5, 6}};
+      n = backend().readv(rd.get(), in, deadline_after(5s));
+    });
+    ASSERT_TRUE(reader.ok());
+    ASSERT_TRUE(sleep_for(2ms).ok());
+    char a[] = "hello", b[] = " world";
+    iovec out[2] = {{a, 5}, {b, 6}};
+    auto w = backend().writev(wr.get(), out, deadline_after(5s));
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_EQ(*w, 11u);
+    reader->join();
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(std::string(got, *n), "hello world");
+  });
+}
+
+TEST_P(ConformanceTest, HalfClose) {
+  run([] {
+    Pair p = connected_pair();
+    ASSERT_TRUE(p.client.write_all("request").ok());
+    ASSERT_TRUE(p.client.shutdown_write().ok());
+    // The server reads the request, then end of stream, and can still answer.
+    char buf[7];
+    ASSERT_TRUE(
+        p.server.read_exact(std::as_writable_bytes(std::span(buf)), deadline_after(5s)).ok());
+    EXPECT_EQ(std::string(buf, 7), "request");
+    std::byte b[1];
+    auto eof = p.server.read(b, deadline_after(5s));
+    ASSERT_TRUE(eof.ok()) << eof.status();
+    EXPECT_EQ(*eof, 0u);
+    ASSERT_TRUE(p.server.write_all("response").ok());
+    char reply[8];
+    ASSERT_TRUE(
+        p.client.read_exact(std::as_writable_bytes(std::span(reply)), deadline_after(5s)).ok());
+    EXPECT_EQ(std::string(reply, 8), "response");
+    ASSERT_TRUE(p.server.close().ok());
+    auto end = p.client.read(b, deadline_after(5s));
+    ASSERT_TRUE(end.ok()) << end.status();
+    EXPECT_EQ(*end, 0u);
+  });
+}
+
+void reset(TcpStream& s) {
+  linger l{1, 0};  // close() sends RST instead of FIN
+  ASSERT_EQ(::setsockopt(s.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
+  ASSERT_TRUE(s.close().ok());
+}
+
+TEST_P(ConformanceTest, PeerResetFailsPendingRecvWithEconnreset) {
+  absl::Status s;
+  run([&] {
+    Pair p = connected_pair();
+    auto reader = spawn("reader", [&] {
+      std::byte b[16];
+      s = p.client.read(b, deadline_after(10s)).status();
+    });
+    ASSERT_TRUE(reader.ok());
+    ASSERT_TRUE(sleep_for(2ms).ok());
+    reset(p.server);
+    reader->join();
+  });
+  EXPECT_EQ(status_errno(s), ECONNRESET) << s;
+}
+
+TEST_P(ConformanceTest, PeerResetFailsLaterRecvWithEconnreset) {
+  absl::Status s;
+  run([&] {
+    Pair p = connected_pair();
+    reset(p.server);
+    ASSERT_TRUE(sleep_for(5ms).ok());  // the RST has arrived (loopback)
+    std::byte b[16];
+    s = p.client.read(b, deadline_after(5s)).status();
+  });
+  EXPECT_EQ(status_errno(s), ECONNRESET) << s;
+}
+
+// After the peer closed, sending fails with EPIPE (no SIGPIPE: it would kill this test).
+void expect_epipe(bool vectored) {
+  Pair p = connected_pair();
+  ASSERT_TRUE(p.server.close().ok());
+  std::byte b[1];
+  auto eof = p.client.read(b, deadline_after(5s));  // FIN seen: the client is in CLOSE_WAIT
+  ASSERT_TRUE(eof.ok() && *eof == 0) << eof.status();
+  const std::vector<std::byte> data = pattern(1000);
+  absl::Status s;
+  for (int i = 0; i < 100 && s.ok(); ++i) {
+    if (vectored) {
+      iovec iov[2] = {{const_cast<std::byte*>(data.data()), 500},
+                      {const_cast<std::byte*>(data.data()) + 500, 500}};
+      s = backend().writev(p.client.fd(), iov, deadline_after(5s)).status();
+    } else {
+      s = backend().send(p.client.fd(), data, deadline_after(5s)).status();
+    }
+    if (s.ok()) {
+      ASSERT_TRUE(sleep_for(1ms).ok());  // let the peer's RST come back
+    }
+  }
+  EXPECT_EQ(status_errno(s), EPIPE) << s;
+}
+
+TEST_P(ConformanceTest, SendAfterPeerClosedIsEpipe) {
+  run([] { expect_epipe(false); });
+}
+
+TEST_P(ConformanceTest, WritevAfterPeerClosedIsEpipe) {
+  run([] { expect_epipe(true); });
+}
+
+// ---- zero-length I/O ----
+
+TEST_P(ConformanceTest, ZeroLengthSendAndWritevReturnZero) {
+  run([] {
+    Pair p = connected_pair();
+    auto n = backend().send(p.client.fd(), {}, deadline_after(5s));
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, 0u);
+    iovec empty{nullptr, 0};
+    auto v = backend().writev(p.client.fd(), std::span(&empty, 1), deadline_after(5s));
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(*v, 0u);
+    // Nothing reached the peer.
+    expect_exactly(p.server, {});
+  });
+}
+
+// recv(2) of zero bytes on a stream socket waits for readability like any recv, then returns 0
+// without consuming anything; every backend keeps that.
+TEST_P(ConformanceTest, ZeroLengthRecvConsumesNothing) {
+  run([] {
+    Pair p = connected_pair();
+    auto idle = backend().recv(p.client.fd(), {}, deadline_after(20ms));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(idle.status()))
+        << "no data yet: " << (idle.ok() ? "returned" : "") << idle.status();
+    ASSERT_TRUE(p.server.write_all("abc").ok());
+    auto n = backend().recv(p.client.fd(), {}, deadline_after(5s));
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, 0u);
+    expect_exactly(p.client, std::as_bytes(std::span("abc", 3)));
+  });
+}
+
+// ---- wait ----
+
+TEST_P(ConformanceTest, WaitReadableAndWritable) {
+  run([] {
+    Pair p = connected_pair();
+    // Writable at once: an empty send buffer (on the accepted side, which no wait has seen yet:
+    // an edge-triggered backend reports the level when it first registers an fd).
+    EXPECT_TRUE(backend().wait(p.server.fd(), Interest::kWrite, deadline_after(5s)).ok());
+    // Readable once data arrives from another fiber.
+    auto writer = spawn("writer", [&] {
+      ASSERT_TRUE(sleep_for(5ms).ok());
+      ASSERT_TRUE(p.server.write_all("x").ok());
+    });
+    ASSERT_TRUE(writer.ok());
+    const Deadline start = Clock::now();
+    ASSERT_TRUE(backend().wait(p.client.fd(), Interest::kRead, deadline_after(5s)).ok());
+    EXPECT_LT(ms_since(start), 4000);
+    writer->join();
+    char c;
+    ASSERT_TRUE(
+        p.client.read_exact(std::as_writable_bytes(std::span(&c, 1)), deadline_after(1s)).ok());
+    // Readable at end of stream too.
+    ASSERT_TRUE(p.server.shutdown_write().ok());
+    EXPECT_TRUE(backend().wait(p.client.fd(), Interest::kRead, deadline_after(5s)).ok());
+  });
+}
+
+TEST_P(ConformanceTest, WaitOnPipeSeesHangUp) {
+  run([] {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    FileDescriptor rd(fds[0]), wr(fds[1]);
+    auto closer = spawn("closer", [&] {
+      ASSERT_TRUE(sleep_for(5ms).ok());
+      ASSERT_TRUE(wr.close().ok());
+    });
+    ASSERT_TRUE(closer.ok());
+    EXPECT_TRUE(backend().wait(rd.get(), Interest::kRead, deadline_after(5s)).ok());
+    closer->join();
+  });
+}
+
+// ---- cross-thread wakeup ----
+
+// The loop blocks in poll() with nothing to do; posts from another thread must wake it, every
+// time, including posts that race with the loop draining the previous one.
+TEST_P(ConformanceTest, CrossThreadWakeupNeverLost) {
+  Reactor::Options options;
+  options.backend = GetParam();
+  auto reactor = Reactor::create(options);
+  ASSERT_TRUE(reactor.ok()) << reactor.status();
+  Reactor& r = **reactor;
+  constexpr int kPosts = 2000;
+  std::atomic<int> ran{0};
+  std::thread poster([&] {
+    for (int i = 0; i < kPosts; ++i) {
+      ASSERT_TRUE(r.post([&] { ran.fetch_add(1, std::memory_order_relaxed); }));
+      if (i % 100 == 0) std::this_thread::sleep_for(1ms);  // let the loop go back to sleep
+    }
+  });
+  // No timers and no fibers: the loop sleeps in poll(-1) between posts; only wakeup() ends it.
+  r.run_until([&] { return ran.load(std::memory_order_relaxed) == kPosts; });
+  poster.join();
+  EXPECT_EQ(ran.load(), kPosts);
+}
+
+// ---- scale ----
+
+TEST_P(ConformanceTest, ThousandConcurrentConnectionsEchoByteExact) {
+#if defined(REACTOR_TSAN)
+  // TSan keeps per-fiber state (a few hundred KiB each): 2,000+ fibers is past what it handles
+  // well, so fewer connections there; the other builds run the full thousand.
+  static constexpr int kConnections = 250;
+#else
+  static constexpr int kConnections = 1000;
+#endif
+  static constexpr size_t kBytes = 4096;
+  run([] {
+    auto listener = TcpListener::bind(loopback_v4());
+    ASSERT_TRUE(listener.ok());
+    auto addr = listener->local_address();
+    std::vector<Task<void>> handlers;
+    auto server = spawn("acceptor", [&] {
+      for (int i = 0; i < kConnections; ++i) {
+        auto conn = listener->accept(deadline_after(30s));
+        ASSERT_TRUE(conn.ok()) << conn.status();
+        auto h = spawn("echo", [c = std::make_shared<TcpStream>(*std::move(conn))] {
+          std::byte buf[1500];
+          for (;;) {
+            auto n = c->read(buf, deadline_after(30s));
+            ASSERT_TRUE(n.ok()) << n.status();
+            if (*n == 0) return;
+            ASSERT_TRUE(c->write_all(std::span(buf, *n), deadline_after(30s)).ok());
+          }
+        });
+        ASSERT_TRUE(h.ok());
+        handlers.push_back(*std::move(h));
+      }
+    });
+    ASSERT_TRUE(server.ok());
+    std::atomic<int> exact{0};
+    std::vector<Task<void>> clients;
+    for (int i = 0; i < kConnections; ++i) {
+      auto c = spawn("client", [&, i] {
+        auto s = TcpStream::connect(*addr, deadline_after(30s));
+        ASSERT_TRUE(s.ok()) << s.status();
+        const std::vector<std::byte> data = pattern(kBytes, static_cast<uint32_t>(i) + 100);
+        ASSERT_TRUE(s->write_all(data, deadline_after(30s)).ok());
+        ASSERT_TRUE(s->shutdown_write().ok());
+        std::vector<std::byte> got(kBytes);
+        ASSERT_TRUE(s->read_exact(got, deadline_after(30s)).ok());
+        std::byte extra[1];
+        auto eof = s->read(extra, deadline_after(30s));
+        ASSERT_TRUE(eof.ok() && *eof == 0) << eof.status();
+        if (got == data) exact.fetch_add(1, std::memory_order_relaxed);
+      });
+      ASSERT_TRUE(c.ok());
+      clients.push_back(*std::move(c));
+    }
+    join_all(clients);
+    server->join();
+    join_all(handlers);
+    EXPECT_EQ(exact.load(), kConnections);
+  });
+}
+
+// Many operations pending at once, half cancelled and half ended by close(): each gets its own
+// status and the reactor shuts down cleanly afterwards.
+TEST_P(ConformanceTest, ManyPendingOpsCancelledOrClosed) {
+  run([] {
+    constexpr int kPairs = 100;
+    std::vector<Pair> pairs;
+    for (int i = 0; i < kPairs; ++i) pairs.push_back(connected_pair());
+    std::vector<absl::Status> status(kPairs);
+    std::vector<Task<void>> readers;
+    for (int i = 0; i < kPairs; ++i) {
+      auto t = spawn("reader", [&, i] {
+        std::byte b[32];
+        status[static_cast<size_t>(i)] =
+            backend()
+                .recv(pairs[static_cast<size_t>(i)].client.fd(), b, deadline_after(30s))
+                .status();
+      });
+      ASSERT_TRUE(t.ok());
+      readers.push_back(*std::move(t));
+    }
+    ASSERT_TRUE(sleep_for(5ms).ok());
+    for (int i = 0; i < kPairs; ++i) {
+      if (i % 2 == 0) {
+        readers[static_cast<size_t>(i)].cancel();
+      } else {
+        ASSERT_TRUE(pairs[static_cast<size_t>(i)].client.close().ok());
+      }
+    }
+    join_all(readers);
+    for (int i = 0; i < kPairs; ++i) {
+      const absl::Status& s = status[static_cast<size_t>(i)];
+      if (i % 2 == 0) {
+        EXPECT_TRUE(absl::IsCancelled(s)) << i << ": " << s;
+      } else {
+        EXPECT_TRUE(absl::IsFailedPrecondition(s)) << i << ": " << s;
+      }
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest,
+                         ::testing::ValuesIn(testing::available_backends()),
+                         testing::backend_test_name);
+
+}  // namespace
+}  // namespace reactor
