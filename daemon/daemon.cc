@@ -17,10 +17,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "backends/registry.h"
+#include "daemon/admin.h"
 #include "daemon/listen_fds.h"
 #include "daemon/log.h"
 #include "daemon/services.h"
 #include "daemon/shard.h"
+#include "daemon/socket_path.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/offload.h"
@@ -74,30 +76,6 @@ size_t online_cpus() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// A Unix socket path we may bind: absent, or a socket nobody listens on (removed).
-absl::Status clear_stale_unix_socket(const std::string& path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return reactor::errno_status(errno, absl::StrCat("stat ", path));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
-  }
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  absl::StatusOr<reactor::SocketAddress> addr = reactor::SocketAddress::unix_path(path);
-  if (fd < 0 || !addr.ok()) return absl::InternalError("cannot probe " + path);
-  const bool live = ::connect(fd, addr->get(), addr->size()) == 0;
-  ::close(fd);
-  if (live) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(path, " is in use by a running process (another reactord?)"));
-  }
-  if (::unlink(path.c_str()) != 0) return reactor::errno_status(errno, "unlink " + path);
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 struct Daemon::State {
@@ -112,6 +90,9 @@ struct Daemon::State {
   std::vector<std::unique_ptr<Shard>> shards;
   std::unique_ptr<std::latch> stopped;
   std::unique_ptr<ServiceShared> shared;
+  std::unique_ptr<AdminServer> admin;
+  reactor::Deadline started = reactor::Clock::now();
+  double start_time_seconds = 0;
   // Per shard and service: the listening fds to hand over.
   std::vector<std::vector<int>> listen_fds;  // [service][shard]
 
@@ -119,7 +100,8 @@ struct Daemon::State {
   std::optional<Failure> start_shards();
   std::string status_line() const;
   void apply_reloadable();
-  void reload();
+  absl::Status reload();
+  std::optional<Failure> start_admin(std::map<std::string, std::vector<int>>& activated);
   void drain();
   int control();
 };
@@ -194,7 +176,9 @@ std::optional<Failure> Daemon::State::start_shards() {
   reactor::Reactor::Options options;
   options.backend = backend_name;
   options.stack_size = size_t{cfg.runtime.stack_size_kib} * 1024;
-  stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(shard_count));
+  // The shards and the admin thread count down; reactors are destroyed only when all have, so
+  // neither a cross-shard post nor an admin read ever meets a destroyed reactor.
+  stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(shard_count + 1));
   views.resize(shard_count);
   for (size_t i = 0; i < shard_count; ++i) {
     views[i].index = i;
@@ -207,7 +191,7 @@ std::optional<Failure> Daemon::State::start_shards() {
     if (cfg.runtime.pin_cpus) cpu = static_cast<int>(i % cpus);
     absl::Status s = shards[i]->start(options, cpu, stopped.get());
     if (!s.ok()) {
-      for (size_t j = i + 1; j < shard_count; ++j) stopped->count_down();
+      for (size_t j = i + 1; j < shard_count + 1; ++j) stopped->count_down();
       for (size_t j = 0; j < i; ++j) shards[j]->stop();
       for (auto& sh : shards) sh->join();
       return Failure{kExitUnavailable, absl::StrCat("shard ", i, ": ", s.message())};
@@ -232,12 +216,13 @@ std::string Daemon::State::status_line() const {
 
 void Daemon::State::apply_reloadable() {
   (void)log::set_level(to_string(cfg.log.level));
+  if (admin) admin->set_access(cfg.admin.allow_uids, cfg.admin.allow_gids);
   for (size_t i = 0; i < cfg.services.size() && i < services.size(); ++i) {
     services[i]->max_connections.store(cfg.services[i].max_connections);
   }
 }
 
-void Daemon::State::reload() {
+absl::Status Daemon::State::reload() {
   (void)notifier.notify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=", monotonic_usec()));
   spdlog::info("reload: reading {}", config_path);
   absl::StatusOr<Config> loaded =
@@ -248,6 +233,7 @@ void Daemon::State::reload() {
       if (!s.ok()) loaded = s;
     }
   }
+  absl::Status result = loaded.status();
   if (!loaded.ok()) {
     spdlog::error("reload: {}; keeping the running configuration", loaded.status().message());
   } else {
@@ -259,6 +245,44 @@ void Daemon::State::reload() {
     spdlog::info("reload: done (log level {})", log::level_name());
   }
   (void)notifier.notify(absl::StrCat("READY=1\nSTATUS=", status_line()));
+  return result;
+}
+
+std::optional<Failure> Daemon::State::start_admin(
+    std::map<std::string, std::vector<int>>& activated) {
+  DaemonView view;
+  view.version = REACTORD_VERSION;
+  view.backend = backend_name;
+  view.started = started;
+  view.start_time_seconds = start_time_seconds;
+  view.shards = &shards;
+  view.services = &services;
+  AdminHooks hooks;
+  hooks.config_text = [this] { return format_config(cfg); };
+  hooks.set = [this](const std::string& key, const std::string& value) {
+    absl::Status s = apply_setting(cfg, key, value);
+    if (s.ok()) {
+      apply_reloadable();
+      spdlog::info("admin: set {} {}", key, value);
+    }
+    return s;
+  };
+  hooks.reload = [this] { return reload(); };
+  admin =
+      std::make_unique<AdminServer>(std::move(view), std::move(hooks), reactor::Reactor::current());
+  std::optional<int> fd;
+  if (auto it = activated.find("admin"); it != activated.end()) {
+    fd = it->second.front();
+    activated.erase(it);
+  }
+  if (absl::Status s = admin->bind(cfg.admin, fd); !s.ok()) {
+    return Failure{kExitOsError, std::string(s.message())};
+  }
+  if (absl::Status s = admin->start(backend_name); !s.ok()) {
+    return Failure{kExitOsError, absl::StrCat("admin thread: ", s.message())};
+  }
+  spdlog::info("admin socket {}", fd ? "(activated)" : cfg.admin.socket);
+  return std::nullopt;
 }
 
 void Daemon::State::drain() {
@@ -280,6 +304,8 @@ void Daemon::State::drain() {
     while (open() > 0 && reactor::Clock::now() < hard) (void)reactor::sleep_for(10ms);
   }
   for (auto& sh : shards) sh->stop();
+  if (admin) admin->stop();
+  stopped->count_down();  // the admin thread's share: it no longer reads the shards
   spdlog::info("drained; stopping");
 }
 
@@ -310,7 +336,7 @@ int Daemon::State::control() {
         continue;
       }
       if (si.ssi_signo == SIGHUP) {
-        reload();
+        (void)reload();
       } else if (!shutdown.is_set()) {
         spdlog::info("received {}", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         shutdown.set();
@@ -346,6 +372,8 @@ int Daemon::State::control() {
 int Daemon::run() {
   State& s = *s_;
   raise_fd_limit();
+  s.start_time_seconds =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   reactor::set_offload_threads(s.cfg.runtime.offload_threads);
   s.shard_count = s.cfg.runtime.shards == 0 ? online_cpus() : s.cfg.runtime.shards;
   check_map_count(s.cfg, s.shard_count);
@@ -381,6 +409,15 @@ int Daemon::run() {
                        fds.size(), name);
         }
         if ((failure = s.start_shards())) return;
+        if ((failure = s.start_admin(activated))) {
+          for (auto& sh : s.shards) sh->stop();
+          s.stopped->count_down();
+          return;
+        }
+        for (const auto& [name, fds] : activated) {
+          spdlog::warn("socket activation passed {} fd(s) named '{}' that nothing uses", fds.size(),
+                       name);
+        }
         for (size_t i = 0; i < s.services.size(); ++i) {
           for (size_t sh = 0; sh < s.shard_count; ++sh)
             s.shards[sh]->listen(s.services[i].get(), s.listen_fds[i][sh]);

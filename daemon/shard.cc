@@ -46,6 +46,11 @@ absl::Status Shard::start(const reactor::Reactor::Options& options, std::optiona
     reactor_ = r->get();
     inbox_ = reactor_->inbox();
     created.set_value(absl::OkStatus());
+    (void)reactor_->spawn("snapshot", [this] {
+      do {
+        publish_snapshot();
+      } while (reactor::sleep_for(kSnapshotPeriod).ok());
+    });
     reactor_->run_until_stopped();
     reactor_->cancel_all();
     reactor_->run_until([this] { return reactor_->fibers_alive() == 0; });
@@ -144,6 +149,20 @@ void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
     connections_.store(static_cast<int64_t>(conns_.size()), std::memory_order_relaxed);
   }
   svc->active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Shard::publish_snapshot() {
+  auto snap = std::make_shared<FiberSnapshot>();
+  snap->taken = reactor::Clock::now();
+  snap->fibers = reactor_->fibers_snapshot();
+  snap->slow_slices_by_name = reactor_->slow_slices_by_name();
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  snapshot_ = std::move(snap);
+}
+
+std::shared_ptr<const FiberSnapshot> Shard::fiber_snapshot() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return snapshot_;
 }
 
 void Shard::begin_drain() {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <latch>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -39,8 +40,18 @@ struct ShardStats {
   reactor::RelaxedCounter emfile_events;  // accept failed for lack of fds or memory: backed off
 };
 
+// What a shard publishes about its fibers for other threads (the admin `fibers` command).
+struct FiberSnapshot {
+  reactor::Deadline taken{};
+  std::vector<reactor::Reactor::FiberInfo> fibers;
+  std::vector<std::pair<std::string, uint64_t>> slow_slices_by_name;
+};
+
 class Shard {
  public:
+  // How often a shard publishes its fiber snapshot.
+  static constexpr reactor::Duration kSnapshotPeriod = std::chrono::milliseconds(500);
+
   explicit Shard(size_t index, const ShardView* view) : index_(index), view_(view) {}
   ~Shard();
 
@@ -67,11 +78,14 @@ class Shard {
   // Open connections. Any thread.
   int64_t connections() const { return connections_.load(std::memory_order_relaxed); }
   const ShardStats& stats() const { return stats_; }
+  // The latest published snapshot (null before the first). Any thread.
+  std::shared_ptr<const FiberSnapshot> fiber_snapshot() const;
 
  private:
   void post(absl::AnyInvocable<void()> fn);
   void accept_loop(ServiceRuntime* svc, int fd);
   void serve(ServiceRuntime* svc, int fd, uint64_t seq);
+  void publish_snapshot();
 
   const size_t index_;
   const ShardView* view_;
@@ -80,6 +94,8 @@ class Shard {
   std::shared_ptr<reactor::detail::Inbox> inbox_;
   std::atomic<int64_t> connections_{0};
   ShardStats stats_;
+  mutable std::mutex snapshot_mu_;
+  std::shared_ptr<const FiberSnapshot> snapshot_;
   // Loop thread only:
   std::vector<int> listen_fds_;
   std::unordered_set<Connection*> conns_;

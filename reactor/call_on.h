@@ -2,9 +2,9 @@
 // shard reaches state another shard owns (shared-nothing: the data never crosses threads, only
 // the request and the answer do).
 //
-// fn runs in the target's scheduler context, between fibers: it must not suspend. The calling
-// fiber waits (cancellably, with a deadline); if it gives up, fn may still run and its result is
-// dropped. On the calling reactor itself, fn runs inline.
+// By default fn runs in the target's scheduler context, between fibers: it must not suspend. The
+// calling fiber waits (cancellably, with a deadline); if it gives up, fn may still run and its
+// result is dropped. On the calling reactor itself, fn runs inline.
 #pragma once
 
 #include <exception>
@@ -30,8 +30,9 @@ struct CallState {
 }  // namespace detail
 
 // Loop thread, inside a fiber. Unavailable if the target reactor is shutting down.
+// With in_fiber, fn runs in a new fiber on the target (named "call_on") and may suspend.
 template <class F, class R = std::invoke_result_t<F>>
-auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline)
+auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline, bool in_fiber = false)
     -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>> {
   if (&target == Reactor::current()) {
     if constexpr (std::is_void_v<R>) {
@@ -44,7 +45,7 @@ auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline)
   auto state = std::make_shared<detail::CallState<R>>();
   state->waiter = detail::current_fiber();
   std::shared_ptr<detail::Inbox> reply_to = Reactor::current()->inbox();
-  const bool posted = target.post([state, reply_to, fn = std::forward<F>(fn)]() mutable {
+  auto job = [state, reply_to, fn = std::forward<F>(fn)]() mutable {
     try {
       if constexpr (std::is_void_v<R>) {
         fn();
@@ -58,7 +59,9 @@ auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline)
       state->done = true;
       if (state->waiter != nullptr) detail::wake(state->waiter);
     });
-  });
+  };
+  const bool posted =
+      in_fiber ? target.submit("call_on", std::move(job)) : target.post(std::move(job));
   if (!posted) return absl::UnavailableError("call_on: the target reactor is shutting down");
   while (!state->done) {
     absl::Status s = detail::park(deadline, "call_on");

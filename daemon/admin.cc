@@ -1,0 +1,312 @@
+#include "daemon/admin.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <future>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "daemon/log.h"
+#include "daemon/shard.h"
+#include "daemon/socket_path.h"
+#include "reactor/call_on.h"
+#include "reactor/error.h"
+#include "reactor/net.h"
+#include "reactor/offload.h"
+
+namespace reactord {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr char kHelp[] =
+    "help\nversion\nping\nstats\nmetrics\nshards\nservices\nfibers [SHARD]\nstalls\nbackends\n"
+    "config\nset KEY VALUE\nreload";
+
+std::string err(std::string_view code, std::string_view message) {
+  return absl::StrCat("ERR ", absl::string_view(code.data(), code.size()), ": ",
+                      absl::string_view(message.data(), message.size()));
+}
+
+std::string status_message(const absl::Status& s) {
+  return std::string(s.message());
+}
+
+}  // namespace
+
+AdminServer::AdminServer(DaemonView view, AdminHooks hooks, reactor::Reactor* control)
+    : view_(std::move(view)), hooks_(std::move(hooks)), control_(control) {}
+
+AdminServer::~AdminServer() {
+  stop();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
+
+absl::Status AdminServer::bind(const AdminConfig& cfg, std::optional<int> activated_fd) {
+  max_clients_ = cfg.max_clients;
+  idle_timeout_ = std::chrono::milliseconds(cfg.idle_timeout_ms);
+  allow_uids_ = cfg.allow_uids;
+  allow_gids_ = cfg.allow_gids;
+  if (activated_fd) {
+    listen_fd_ = *activated_fd;
+    path_ = "(activated)";
+    ::fcntl(listen_fd_, F_SETFL, ::fcntl(listen_fd_, F_GETFL) | O_NONBLOCK);
+    return absl::OkStatus();
+  }
+  path_ = cfg.socket;
+  if (absl::Status s = clear_stale_unix_socket(path_); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("admin socket: ", s.message()));
+  }
+  absl::StatusOr<reactor::SocketAddress> addr = reactor::SocketAddress::unix_path(path_);
+  if (!addr.ok()) return addr.status();
+  // Bind with no access at all, then open it up to `mode`: no window where it is wider.
+  const mode_t old_umask = ::umask(0777);
+  absl::StatusOr<reactor::UnixListener> l = reactor::UnixListener::bind(*addr, {.backlog = 64});
+  ::umask(old_umask);
+  if (!l.ok())
+    return absl::FailedPreconditionError(absl::StrCat("admin socket: ", l.status().message()));
+  listen_fd_ = ::fcntl(l->fd(), F_DUPFD_CLOEXEC, 3);
+  if (::chmod(path_.c_str(), static_cast<mode_t>(cfg.mode)) != 0) {
+    return reactor::errno_status(errno, "chmod " + path_);
+  }
+  if (!cfg.group.empty()) {
+    // getgrnam may read files or ask NSS over the network: not on a loop thread.
+    absl::StatusOr<gid_t> gid =
+        reactor::offload([group = cfg.group]() -> absl::StatusOr<gid_t> {
+          struct group g, *found = nullptr;
+          std::vector<char> buf(16384);
+          if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &found) != 0 || !found) {
+            return absl::NotFoundError("admin.group: no group named '" + group + "'");
+          }
+          return found->gr_gid;
+        }).value_or(absl::InternalError("admin.group lookup cancelled"));
+    if (!gid.ok()) return gid.status();
+    if (::chown(path_.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+      return reactor::errno_status(errno, "chown " + path_);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AdminServer::start(const std::string& backend) {
+  std::promise<absl::Status> created;
+  std::future<absl::Status> result = created.get_future();
+  thread_ = std::thread([this, backend, &created] {
+    pthread_setname_np(pthread_self(), "admin");
+    reactor::Reactor::Options options;
+    options.backend = backend;
+    absl::StatusOr<std::unique_ptr<reactor::Reactor>> r = reactor::Reactor::create(options);
+    if (!r.ok()) {
+      created.set_value(r.status());
+      return;
+    }
+    inbox_ = (*r)->inbox();
+    created.set_value(absl::OkStatus());
+    (void)(*r)->spawn("admin-accept", [this] {
+      reactor::Backend& b = reactor::Reactor::current()->backend();
+      uint64_t seq = 0;
+      for (;;) {
+        absl::StatusOr<int> fd = b.accept(listen_fd_, nullptr, reactor::kNoDeadline);
+        if (!fd.ok()) {
+          if (absl::IsCancelled(fd.status()) || reactor::status_errno(fd.status()) == 0) return;
+          spdlog::warn("admin: accept: {}", fd.status().message());
+          if (!reactor::sleep_for(10ms).ok()) return;
+          continue;
+        }
+        const uint64_t id = ++seq;
+        const int cfd = *fd;
+        if (!reactor::spawn(absl::StrCat("admin#", id), [this, cfd, id] {
+               serve_client(cfd, id);
+             }).ok()) {
+          ::close(cfd);
+        }
+      }
+    });
+    (*r)->run_until_stopped();
+    (*r)->cancel_all();
+    (*r)->run_until([&] { return (*r)->fibers_alive() == 0; });
+    if (listen_fd_ >= 0) {
+      (void)(*r)->backend().close(listen_fd_);
+      listen_fd_ = -1;
+    }
+    inbox_->close();
+  });
+  return result.get();
+}
+
+void AdminServer::stop() {
+  if (!thread_.joinable()) return;
+  if (inbox_) (void)inbox_->post([] { reactor::Reactor::current()->stop(); });
+  thread_.join();
+  if (path_ != "(activated)" && !path_.empty()) ::unlink(path_.c_str());
+}
+
+void AdminServer::set_access(std::vector<uint32_t> uids, std::vector<uint32_t> gids) {
+  std::lock_guard<std::mutex> lock(access_mu_);
+  allow_uids_ = std::move(uids);
+  allow_gids_ = std::move(gids);
+}
+
+bool AdminServer::may_write(uint32_t uid) const {
+  return uid == 0 || uid == ::getuid();
+}
+
+bool AdminServer::may_read(uint32_t uid, uint32_t gid) const {
+  if (may_write(uid)) return true;
+  std::lock_guard<std::mutex> lock(access_mu_);
+  return std::find(allow_uids_.begin(), allow_uids_.end(), uid) != allow_uids_.end() ||
+         std::find(allow_gids_.begin(), allow_gids_.end(), gid) != allow_gids_.end();
+}
+
+void AdminServer::serve_client(int fd, uint64_t id) {
+  reactor::Stream conn{reactor::FileDescriptor(fd)};
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    spdlog::warn("admin#{}: SO_PEERCRED: {}", id, std::strerror(errno));
+    return;
+  }
+  if (clients_ >= max_clients_) {
+    (void)conn.write_all(err("busy", "too many admin clients") + "\n.\n",
+                         reactor::deadline_after(1s));
+    return;
+  }
+  ++clients_;
+  struct Release {
+    size_t& n;
+    ~Release() { --n; }
+  } release{clients_};
+
+  std::string buf;
+  bool discarding = false;  // inside a line that was too long
+  std::vector<std::byte> chunk(4096);
+  reactor::Deadline idle_deadline = reactor::deadline_after(idle_timeout_);
+  for (;;) {
+    absl::StatusOr<size_t> n = conn.read(chunk, idle_deadline);
+    if (!n.ok() || *n == 0) return;  // idle timeout, peer closed, or shutdown
+    buf.append(reinterpret_cast<const char*>(chunk.data()), *n);
+    std::string answers;
+    size_t start = 0;
+    for (;;) {
+      const size_t nl = buf.find('\n', start);
+      if (nl == std::string::npos) break;
+      std::string line = buf.substr(start, nl - start);
+      start = nl + 1;
+      if (discarding) {
+        discarding = false;  // the end of the long line
+        continue;
+      }
+      if (line.size() + 1 > kMaxLine) {
+        absl::StrAppend(&answers,
+                        err("too-long", absl::StrCat("lines are at most ", kMaxLine, " bytes")),
+                        "\n.\n");
+        continue;
+      }
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      std::string answer = handle(line, cred.uid, cred.gid);
+      absl::StrAppend(&answers, answer, answer.empty() || answer.back() == '\n' ? "" : "\n", ".\n");
+      idle_deadline = reactor::deadline_after(idle_timeout_);
+    }
+    buf.erase(0, start);
+    if (buf.size() >= kMaxLine) {
+      // A line longer than the limit: answer once, then drop bytes until its newline.
+      if (!discarding) {
+        absl::StrAppend(&answers,
+                        err("too-long", absl::StrCat("lines are at most ", kMaxLine, " bytes")),
+                        "\n.\n");
+      }
+      discarding = true;
+      buf.clear();
+    }
+    if (!answers.empty() && !conn.write_all(answers, reactor::deadline_after(10s)).ok()) return;
+  }
+}
+
+std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t gid) {
+  std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  if (words.empty()) return err("usage", "empty command; try help");
+  const std::string& cmd = words[0];
+  const bool write = cmd == "set" || cmd == "reload";
+  static const std::vector<std::string> kKnown = {
+      "help",   "version", "ping",     "stats",  "metrics", "shards", "services",
+      "fibers", "stalls",  "backends", "config", "set",     "reload"};
+  if (std::find(kKnown.begin(), kKnown.end(), cmd) == kKnown.end()) {
+    return err("unknown-command", absl::StrCat("'", cmd.substr(0, 64), "'; try help"));
+  }
+  if (write ? !may_write(uid) : !may_read(uid, gid)) {
+    return err("denied",
+               write
+                   ? absl::StrCat(cmd, " needs root or the daemon's own uid")
+                   : absl::StrCat("uid ", uid,
+                                  " may not read statistics (admin.allow_uids, admin.allow_gids)"));
+  }
+  auto no_args = [&]() -> std::optional<std::string> {
+    if (words.size() != 1) return err("usage", absl::StrCat(cmd, " takes no arguments"));
+    return std::nullopt;
+  };
+  if (cmd == "help") return kHelp;
+  if (cmd == "ping") return no_args().value_or("pong");
+  if (auto e = no_args(); e && cmd != "fibers" && cmd != "set") return *e;
+  if (cmd == "version") {
+    const std::string backend = view_.shards->empty()
+                                    ? view_.backend
+                                    : std::string((*view_.shards)[0]->reactor()->backend().name());
+    return nlohmann::json{
+        {"version", view_.version}, {"protocol", kProtocolVersion}, {"backend", backend}}
+        .dump();
+  }
+  if (cmd == "stats") return stats_json(view_).dump();
+  if (cmd == "metrics") return prometheus_text(view_);
+  if (cmd == "shards") return shards_json(view_).dump();
+  if (cmd == "services") return services_json(view_).dump();
+  if (cmd == "stalls") return stalls_json(view_).dump();
+  if (cmd == "backends") return backends_json().dump();
+  if (cmd == "fibers") {
+    if (words.size() > 2) return err("usage", "fibers [SHARD]");
+    std::optional<size_t> shard;
+    if (words.size() == 2) {
+      size_t n = 0;
+      if (!absl::SimpleAtoi(words[1], &n) || n >= view_.shards->size()) {
+        return err("usage", absl::StrCat("no shard '", words[1].substr(0, 32), "' (0..",
+                                         view_.shards->size() - 1, ")"));
+      }
+      shard = n;
+    }
+    return fibers_json(view_, shard).dump();
+  }
+  if (cmd == "config") {
+    absl::StatusOr<std::string> text = reactor::call_on(
+        *control_, [this] { return hooks_.config_text(); }, reactor::deadline_after(10s));
+    if (!text.ok()) return err("unavailable", status_message(text.status()));
+    return *text;
+  }
+  if (cmd == "set") {
+    if (words.size() < 3) return err("usage", "set KEY VALUE");
+    const std::string key = words[1];
+    const std::string value = absl::StrJoin(words.begin() + 2, words.end(), " ");
+    absl::StatusOr<absl::Status> r = reactor::call_on(
+        *control_, [this, key, value] { return hooks_.set(key, value); },
+        reactor::deadline_after(10s));
+    if (!r.ok()) return err("unavailable", status_message(r.status()));
+    if (!r->ok()) return err(absl::IsInvalidArgument(*r) ? "invalid" : "usage", status_message(*r));
+    return "ok";
+  }
+  // reload
+  absl::StatusOr<absl::Status> r = reactor::call_on(
+      *control_, [this] { return hooks_.reload(); }, reactor::deadline_after(30s),
+      /*in_fiber=*/true);
+  if (!r.ok()) return err("unavailable", status_message(r.status()));
+  if (!r->ok()) return err("failed", status_message(*r));
+  return "ok";
+}
+
+}  // namespace reactord

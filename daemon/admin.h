@@ -1,0 +1,71 @@
+// The admin server: a Unix stream socket served by its own thread and reactor, so it answers
+// while any shard is stalled. Protocol and access rules: docs/admin-protocol.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "config/config.h"
+#include "daemon/metrics.h"
+#include "reactor/reactor.h"
+
+namespace reactord {
+
+// What the admin server asks of the daemon. Each runs on the control loop (the admin fiber
+// waits for it); `reload` may suspend, the others must not.
+struct AdminHooks {
+  std::function<std::string()> config_text;
+  std::function<absl::Status(const std::string& key, const std::string& value)> set;
+  std::function<absl::Status()> reload;
+};
+
+class AdminServer {
+ public:
+  static constexpr size_t kMaxLine = 4096;
+  static constexpr int kProtocolVersion = 1;
+
+  AdminServer(DaemonView view, AdminHooks hooks, reactor::Reactor* control);
+  ~AdminServer();
+
+  // Binds `cfg.socket` (or adopts `activated_fd`), applying its mode and group. Control loop, in
+  // a fiber, at start (the group lookup is offloaded).
+  absl::Status bind(const AdminConfig& cfg, std::optional<int> activated_fd);
+  // Starts the admin thread and its reactor on `backend`. Control thread.
+  absl::Status start(const std::string& backend);
+  // Changes who may read (SIGHUP, `set`). Any thread.
+  void set_access(std::vector<uint32_t> uids, std::vector<uint32_t> gids);
+  // Stops the thread; open clients are dropped. Control thread.
+  void stop();
+
+  // One command line in, one answer out (without the end marker), for a peer with these
+  // credentials. Admin thread, inside a fiber (it may wait for the control loop).
+  std::string handle(const std::string& line, uint32_t uid, uint32_t gid);
+
+ private:
+  void serve_client(int fd, uint64_t id);
+  bool may_read(uint32_t uid, uint32_t gid) const;
+  bool may_write(uint32_t uid) const;
+
+  DaemonView view_;
+  AdminHooks hooks_;
+  reactor::Reactor* control_;
+  int listen_fd_ = -1;
+  std::string path_;
+  size_t max_clients_ = 16;
+  reactor::Duration idle_timeout_{};
+  std::thread thread_;
+  std::shared_ptr<reactor::detail::Inbox> inbox_;
+  mutable std::mutex access_mu_;
+  std::vector<uint32_t> allow_uids_, allow_gids_;
+  size_t clients_ = 0;  // admin thread
+};
+
+}  // namespace reactord
