@@ -35,7 +35,10 @@ fi
 
 mkdir -p "$here/results"
 out="$here/results/micro-$(date +%Y%m%d-%H%M%S).txt"
-common=(--benchmark_repetitions=3 --benchmark_report_aggregates_only=true)
+# Repetitions run in random order across benchmarks (A B A B rather than A A A B B B), so a drift
+# in machine load spreads over everything compared (docs/benchmarks.md, BENCHMARKING.md).
+common=(--benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+  --benchmark_enable_random_interleaving=true)
 
 compiler() {
   local cxx
@@ -68,36 +71,34 @@ compiler() {
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out"
 
-# The ratios docs/benchmarks.md asks for, from the medians above.
+# The ratios docs/benchmarks.md asks for, from the medians above. Throughput ratios use wall
+# clock; the CPU ratios (epoll's CPU per message over the backend's: above 1 means the backend
+# spends less) hold up better when other work shares the machine.
 summarize() {
   awk '
-    # "17.4459ns", "996.206ps", "1.2us" -> nanoseconds; "22.801k/s" -> per second.
-    function ns(v) {
-      if (v ~ /ps$/) return v / 1000
-      if (v ~ /ns$/) return v + 0
-      if (v ~ /us$/) return v * 1000
-      if (v ~ /ms$/) return v * 1e6
-      return v * 1e9
+    # A value with an SI suffix and maybe a unit: "17.4459ns", "996.206ps", "7.48u", "22.801k/s".
+    function si(v,    x, m) {
+      x = v; sub(/\/s$/, "", x); sub(/s$/, "", x)
+      m = 1
+      if (x ~ /p$/) m = 1e-12; else if (x ~ /n$/) m = 1e-9; else if (x ~ /u$/) m = 1e-6
+      else if (x ~ /m$/) m = 1e-3; else if (x ~ /k$/) m = 1e3; else if (x ~ /M$/) m = 1e6
+      else if (x ~ /G$/) m = 1e9
+      sub(/[pnumkMG]$/, "", x)
+      return x * m
     }
-    function rate(v,    x) {
-      x = v; sub(/\/s$/, "", x)
-      if (x ~ /k$/) return x * 1e3
-      if (x ~ /M$/) return x * 1e6
-      if (x ~ /G$/) return x * 1e9
-      return x + 0
-    }
-    function counter(line, key,    i, f) {
+    function counter(key,    i, f) {
       for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) { f = $i; sub(key "=", "", f); return f }
       return ""
     }
     /_median/ {
       name = $1; sub(/_median$/, "", name)
-      if (name ~ /^switch\//) sw[name] = ns(counter($0, "switch"))
-      if (name == "spawn_join/pooled_stack") spawn = ns($4 $5)
+      if (name ~ /^switch\//) sw[name] = si(counter("switch")) * 1e9
+      if (name == "spawn_join/pooled_stack") spawn = si($4 $5) * 1e9
       if (name ~ /^echo_/) {
         split(name, p, "/")  # shape, backend, conns:N, ...
         key = p[1] "/" p[3]
-        mps[key, p[2]] = rate(counter($0, "items_per_second"))
+        mps[key, p[2]] = si(counter("items_per_second"))
+        cpu[key, p[2]] = si(counter(p[1] == "echo_pinned" ? "srv_cpu/msg" : "proc_cpu/msg")) * 1e6
         keys[key] = 1; backends[p[2]] = 1
       }
     }
@@ -109,7 +110,9 @@ summarize() {
       if (spawn > 0) printf "spawn+join, pooled stack: %.0f ns CPU (target < 200 ns): %s\n", spawn,
         (spawn < 200 ? "met" : "missed")
       for (k in keys) for (b in backends) if ((k, b) in mps && (k, "epoll") in mps)
-        printf "%s %s: %.0f msg/s, %.2fx epoll\n", k, b, mps[k, b], mps[k, b] / mps[k, "epoll"]
+        printf "%s %s: %.0f msg/s = %.2fx epoll; %s %.2f us/msg, epoll/%s %.2f\n", k, b, mps[k, b],
+          mps[k, b] / mps[k, "epoll"], (k ~ /pinned/ ? "server CPU" : "process CPU"), cpu[k, b],
+          b, cpu[k, "epoll"] / cpu[k, b]
     }' "$1"
 }
 summarize "$out" | sort -s -k1,1 | tee -a "$out"
