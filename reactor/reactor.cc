@@ -225,6 +225,8 @@ void Reactor::resume(detail::Fiber* f) {
   f->last_slice_ns = slice;
   ++f->slices;
   if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) {
+    long_slice_ns_.store(slice, std::memory_order_relaxed);
+    long_slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
     stats_.slow_slices.add();
     ++slow_by_name_[f->name.substr(0, f->name.find('#'))];
   }

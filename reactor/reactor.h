@@ -149,6 +149,18 @@ class Reactor {
     std::string fiber_name;
   };
   CurrentSlice current_slice() const;
+  // The last slice that ran past the slow-slice threshold: when it started and how long it ran
+  // (the watchdog uses it to report a stall's total). Any thread.
+  struct LongSlice {
+    int64_t start_ns = 0;
+    int64_t duration_ns = 0;
+  };
+  LongSlice last_long_slice() const {
+    LongSlice l;
+    l.start_ns = long_slice_start_ns_.load(std::memory_order_acquire);
+    l.duration_ns = long_slice_ns_.load(std::memory_order_relaxed);
+    return l;
+  }
   // The loop thread's kernel thread id and pthread handle. Any thread.
   pid_t thread_id() const { return tid_; }
   pthread_t thread_handle() const { return owner_; }
@@ -204,6 +216,8 @@ class Reactor {
   std::atomic<detail::Fiber*> slice_fiber_{nullptr};
   std::atomic<bool> in_poll_{false};
   std::atomic<int64_t> slow_slice_ns_{10'000'000};
+  std::atomic<int64_t> long_slice_start_ns_{0};
+  std::atomic<int64_t> long_slice_ns_{0};
   Deadline last_clock_{};  // the last time read on the loop
   Deadline last_poll_end_{};
   std::unordered_map<std::string, uint64_t> slow_by_name_;
