@@ -1,0 +1,297 @@
+// reactorctl: the command-line client of reactord's admin socket (docs/admin-protocol.md,
+// reactorctl(1)). Each command sends one protocol command and shows the answer as human tables,
+// or as the daemon's raw answer with --json; `top` is a live view built from repeated `stats` and
+// `metrics`. Exit codes: 0 ok, 1 the daemon answered ERR (printed), 64 usage, 69 no connection or
+// no complete answer (with the path tried and a hint).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/reactorctl_client.h"
+#include "daemon/reactorctl_format.h"
+#include "daemon/reactorctl_top.h"
+
+#ifndef REACTORD_VERSION
+#define REACTORD_VERSION "unknown"
+#endif
+
+namespace reactord::ctl {
+namespace {
+
+constexpr char kDefaultSocket[] = "/run/reactord/admin.sock";
+constexpr char kSocketEnv[] = "REACTORD_ADMIN_SOCKET";
+constexpr int kDefaultTimeoutSeconds = 10;
+
+constexpr char kUsage[] =
+    "usage: reactorctl [--socket PATH] [--json] [--timeout SECONDS] COMMAND [ARGS]\n"
+    "\n"
+    "Commands (docs/admin-protocol.md, reactorctl(1)):\n"
+    "  stats                 loop, service and process statistics\n"
+    "  top [--once | --iterations N] [--interval SECONDS]\n"
+    "                        live view: utilization, requests/s, latency, stalls\n"
+    "  metrics               Prometheus text format\n"
+    "  fibers [SHARD]        each shard's fiber snapshot\n"
+    "  stalls                recent watchdog reports and the slowest fibers\n"
+    "  shards                per-shard loop statistics\n"
+    "  services              services, their addresses and counters\n"
+    "  backends              I/O backends, available or not, and why\n"
+    "  config                the effective configuration (TOML)\n"
+    "  set KEY VALUE         change a reloadable key (root or the daemon's user)\n"
+    "  reload                re-read the configuration file (root or the daemon's user)\n"
+    "  ping                  check that the daemon answers\n"
+    "  version               the daemon's version, protocol and backend\n"
+    "  help                  the daemon's command list\n"
+    "\n"
+    "Options:\n"
+    "  --socket PATH         admin socket (default $REACTORD_ADMIN_SOCKET, else "
+    "/run/reactord/admin.sock)\n"
+    "  --json                print the daemon's JSON answer as it is\n"
+    "  --timeout SECONDS     wait this long for a connection and each answer (default 10)\n"
+    "  -h, --help            this text;  --version  reactorctl's version\n"
+    "\n"
+    "Exit status: 0 ok, 1 the daemon answered with an error, 64 usage, 69 cannot connect.\n";
+
+struct Options {
+  std::string socket;
+  std::string socket_source;  // where `socket` came from, for error messages
+  bool json = false;
+  std::chrono::milliseconds timeout{kDefaultTimeoutSeconds * 1000};
+  std::vector<std::string> words;  // the command and its arguments
+  TopOptions top;
+};
+
+int usage_error(const std::string& why) {
+  std::fprintf(stderr,
+               "reactorctl: %s\nusage: reactorctl [--socket PATH] [--json] COMMAND [ARGS]; "
+               "reactorctl --help lists the commands\n",
+               why.c_str());
+  return kExitUsage;
+}
+
+bool parse_seconds(std::string_view s, std::chrono::milliseconds* out) {
+  double v = 0;
+  if (!absl::SimpleAtod(absl::string_view(s.data(), s.size()), &v) || !(v > 0) || v > 86400) {
+    return false;
+  }
+  *out = std::chrono::milliseconds(static_cast<int64_t>(v * 1000 + 0.5));
+  return out->count() > 0;
+}
+
+// Parses the command line into `o`; returns an exit code when the process should end now.
+std::optional<int> parse_args(int argc, char** argv, Options* o) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool options_done = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    // `set KEY VALUE...`: everything after KEY is the value, even if it starts with '-'.
+    const bool in_set_value = !o->words.empty() && o->words[0] == "set" && o->words.size() >= 2;
+    if (options_done || in_set_value || a.size() < 2 || a[0] != '-') {
+      o->words.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_done = true;
+      continue;
+    }
+    std::string value;
+    bool has_value = false;
+    if (const size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a.resize(eq);
+      has_value = true;
+    }
+    auto take_value = [&]() -> bool {
+      if (has_value) return true;
+      if (i + 1 >= args.size()) return false;
+      value = args[++i];
+      return true;
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    } else if (a == "--version") {
+      std::printf("reactorctl %s\n", REACTORD_VERSION);
+      return kExitOk;
+    } else if (a == "--json") {
+      if (has_value) return usage_error("--json takes no value");
+      o->json = true;
+    } else if (a == "--socket") {
+      if (!take_value() || value.empty()) return usage_error("--socket needs a path");
+      o->socket = value;
+      o->socket_source = "from --socket";
+    } else if (a == "--timeout") {
+      if (!take_value() || !parse_seconds(value, &o->timeout)) {
+        return usage_error("--timeout needs a number of seconds (0 < SECONDS <= 86400)");
+      }
+    } else if (a == "--once") {
+      if (has_value) return usage_error("--once takes no value");
+      o->top.iterations = 1;
+    } else if (a == "--iterations") {
+      int n = 0;
+      if (!take_value() || !absl::SimpleAtoi(value, &n) || n < 1) {
+        return usage_error("--iterations needs a positive number");
+      }
+      o->top.iterations = n;
+    } else if (a == "--interval") {
+      if (!take_value() || !parse_seconds(value, &o->top.interval)) {
+        return usage_error("--interval needs a number of seconds (0 < SECONDS <= 86400)");
+      }
+    } else {
+      return usage_error(absl::StrCat("unknown option '", a, "'"));
+    }
+  }
+  if (o->words.empty()) return usage_error("no command given");
+  const bool top_options = o->top.iterations != 0 || o->top.interval != std::chrono::seconds(1);
+  if (top_options && o->words[0] != "top") {
+    return usage_error("--once, --iterations and --interval go with top only");
+  }
+  if (o->socket.empty()) {
+    if (const char* env = std::getenv(kSocketEnv); env != nullptr && env[0] != '\0') {
+      o->socket = env;
+      o->socket_source = absl::StrCat("from $", kSocketEnv);
+    } else {
+      o->socket = kDefaultSocket;
+      o->socket_source = "the default";
+    }
+  }
+  o->top.json = o->json;
+  o->top.timeout = o->timeout;
+  return std::nullopt;
+}
+
+int cannot_connect(const Options& o, const absl::Status& s) {
+  std::fprintf(
+      stderr,
+      "reactorctl: cannot connect to %s (%s): %s\n"
+      "hint: the default socket is %s; --socket PATH or $%s choose\n"
+      "      another (the daemon's is [admin] socket in its reactord.toml). reactord must\n"
+      "      be running, and you need permission on the socket and its directory\n"
+      "      (admin.mode, admin.group): run as root, as the daemon's user or as a member\n"
+      "      of the socket's group.\n",
+      o.socket.c_str(), o.socket_source.c_str(), std::string(s.message()).c_str(), kDefaultSocket,
+      kSocketEnv);
+  return kExitUnavailable;
+}
+
+int no_answer(const Options& o, const absl::Status& s) {
+  std::fprintf(stderr, "reactorctl: %s: %s\n", o.socket.c_str(), std::string(s.message()).c_str());
+  return kExitUnavailable;
+}
+
+using Renderer = std::function<std::string(const Json&)>;
+
+// How each command's answer is shown without --json: nullptr prints the lines as they are.
+const std::map<std::string, Renderer>& renderers() {
+  static const auto* const kRenderers = new std::map<std::string, Renderer>{
+      {"stats", render_stats},     {"shards", render_shards}, {"services", render_services},
+      {"fibers", render_fibers},   {"stalls", render_stalls}, {"backends", render_backends},
+      {"version", render_version}, {"help", nullptr},         {"ping", nullptr},
+      {"metrics", nullptr},        {"config", nullptr},       {"set", nullptr},
+      {"reload", nullptr},
+  };
+  return *kRenderers;
+}
+
+// Checks the argument count of a one-shot command and builds its protocol line.
+std::optional<std::string> protocol_line(const std::vector<std::string>& w, std::string* why) {
+  const std::string& cmd = w[0];
+  if (cmd == "set") {
+    if (w.size() < 3) {
+      *why = "set needs KEY and VALUE, e.g. reactorctl set log.level debug";
+      return std::nullopt;
+    }
+    // The value is the rest of the line: `set admin.allow_uids [1000, 1001]` works unquoted.
+    std::vector<std::string> value(w.begin() + 2, w.end());
+    return absl::StrCat("set ", w[1], " ", absl::StrJoin(value, " "));
+  }
+  if (cmd == "fibers") {
+    if (w.size() > 2) {
+      *why = "fibers takes at most one SHARD";
+      return std::nullopt;
+    }
+    if (w.size() == 2) {
+      int shard = 0;
+      if (!absl::SimpleAtoi(w[1], &shard) || shard < 0) {
+        *why = absl::StrCat("SHARD must be a shard number, not '", w[1], "'");
+        return std::nullopt;
+      }
+      return absl::StrCat("fibers ", shard);
+    }
+    return cmd;
+  }
+  if (w.size() > 1) {
+    *why = absl::StrCat(cmd, " takes no arguments");
+    return std::nullopt;
+  }
+  return cmd;
+}
+
+int run(const Options& o) {
+  const std::string& cmd = o.words[0];
+  const bool is_top = cmd == "top";
+  std::string line;
+  const Renderer* renderer = nullptr;
+  if (!is_top) {
+    auto it = renderers().find(cmd);
+    if (it == renderers().end()) {
+      return usage_error(absl::StrCat("unknown command '", cmd, "'"));
+    }
+    renderer = &it->second;
+    std::string why;
+    std::optional<std::string> l = protocol_line(o.words, &why);
+    if (!l) return usage_error(why);
+    line = *std::move(l);
+    if (line.size() >= 4096) return usage_error("the command is longer than 4095 bytes");
+  } else if (o.words.size() > 1) {
+    return usage_error("top takes no arguments besides its options");
+  }
+
+  absl::StatusOr<AdminClient> client = AdminClient::connect(o.socket, o.timeout);
+  if (!client.ok()) {
+    if (client.status().code() == absl::StatusCode::kInvalidArgument) {
+      return usage_error(std::string(client.status().message()));
+    }
+    return cannot_connect(o, client.status());
+  }
+  if (is_top) return run_top(*client, o.socket, o.top);
+
+  absl::StatusOr<Answer> answer = client->request(line, o.timeout);
+  if (!answer.ok()) return no_answer(o, answer.status());
+  if (answer->error) {
+    std::fprintf(stderr, "%s", answer->text().c_str());
+    return kExitDaemonError;
+  }
+  const std::string text = answer->text();
+  if (o.json || *renderer == nullptr) {
+    std::fputs(text.c_str(), stdout);
+    return kExitOk;
+  }
+  const Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return no_answer(o, absl::DataLossError(
+                            absl::StrCat("the answer to '", cmd, "' is not valid JSON:\n", text)));
+  }
+  std::fputs((*renderer)(j).c_str(), stdout);
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace reactord::ctl
+
+int main(int argc, char** argv) {
+  reactord::ctl::Options options;
+  if (std::optional<int> code = reactord::ctl::parse_args(argc, argv, &options)) return *code;
+  return reactord::ctl::run(options);
+}
