@@ -2,25 +2,8 @@
 // validating a TOML node, printing the effective value, copying reloadable values, and comparing
 // two configs for restart_needed(). A key added to the schema is added in exactly one place.
 
-// toml++ is used without exceptions (parse() returns a parse_result), so the loader builds and
-// behaves the same under -fno-exceptions and in the fuzzers. This is the only file that includes
-// toml++; toml++ puts its no-exception API in its own inline namespace, so this cannot clash with
-// another translation unit that uses it with exceptions.
-//
-// toml++ 3.3.0's internal assertions are turned off in every build. Some are wrong about their
-// input: the table header "[[[" (or "[=]", "[\n") reaches parse_key() with an assertion that the
-// next character starts a key, so a debug build aborts on a malformed file, and with NDEBUG under
-// clang the same assertion becomes __builtin_assume, undefined behaviour. parse_key() checks the
-// character again and returns a parse error, which is what gcc's release build does. Hiding
-// NDEBUG makes TOML_ASSERT_ASSUME expand to TOML_ASSERT, defined here as nothing.
-#define TOML_EXCEPTIONS 0
-#pragma push_macro("NDEBUG")
-#undef NDEBUG
-#define TOML_ASSERT(expr) static_assert(true)
-#include <toml++/toml.h>
-#pragma pop_macro("NDEBUG")
-
 #include "config/config.h"
+#include "config/tomlpp.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -961,13 +944,10 @@ absl::StatusOr<toml::table> value_node(std::string_view key, std::string_view va
     return absl::InvalidArgumentError(
         cat(std::string(key), ": a value cannot contain line breaks or NUL characters"));
   }
+  // A bare word for a string key becomes a TOML string, so toml++ still checks its UTF-8.
   const bool quoted = !value.empty() && (value[0] == '"' || value[0] == '\'');
-  if (syntax == SetSyntax::kString && !quoted) {
-    toml::table t;
-    t.insert("v", std::string(value));
-    return t;
-  }
   std::string text(value);
+  if (syntax == SetSyntax::kString && !quoted) text = quote(value);
   if (syntax == SetSyntax::kList && (value.empty() || value[0] != '[')) text = "[" + text + "]";
   toml::parse_result r = toml::parse("v = " + text, std::string_view("set"));
   if (!r) {

@@ -519,6 +519,10 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
        "t.toml:2:10: admin.socket: \"/run/reactord/\" names a directory, not a socket file"},
       {"empty socket path", "[admin]\nsocket = \"\"\n" + svc,
        "t.toml:2:10: admin.socket: expected a socket path, got an empty string"},
+      {"non-ASCII outside a string (a toml++ 3.3 crash)", "[runtime]\nshards = 1\n  é = 2\n" + svc,
+       "t.toml:3:3: invalid TOML: …"},
+      {"non-ASCII after a value (a toml++ 3.3 crash)", "[runtime]\nshards = 1 \xef\xbb\x91\n" + svc,
+       "t.toml:2:12: invalid TOML: …"},
       {"NUL in a path", "[admin]\nsocket = \"/a\\u0000b\"\n" + svc,
        "t.toml:2:10: admin.socket: a path cannot contain a NUL character"},
   };
@@ -532,6 +536,20 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
       EXPECT_EQ(message, e);
     }
   }
+}
+
+TEST(ConfigValueTest, NonAsciiInStringsAndCommentsIsFine) {
+  const Config cfg = parse_ok(
+      "# café, Grüße\n[admin]  # ü\nsocket = \"/tmp/é # x.sock\"  # ß\n"
+      "group = 'a' # 'é\n"
+      "[[service]]\nname = \"e\"\nkind = \"echo\" # \"\"\" é\n"
+      "listen = \"\"\"/tmp/\"\"ü\\\n  .sock\"\"\"\"  # é\n");
+  EXPECT_EQ(cfg.admin.socket, "/tmp/é # x.sock");
+  EXPECT_EQ(cfg.admin.group, "a");
+  EXPECT_EQ(cfg.services[0].listen.path, "/tmp/\"\"ü.sock\"");
+  absl::StatusOr<Config> again = parse_config(format_config(cfg), "t.toml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, cfg);
 }
 
 TEST(ConfigErrorTest, FirstProblemInFileOrderIsReported) {
@@ -553,7 +571,15 @@ TEST(ConfigErrorTest, GarbageNeverCrashes) {
         std::string("service = [1, 2]\n"), std::string("[[service]]\nlisten = [\"a\"]\n"),
         std::string("a.b.c.d = 1\n"), std::string(1000, '['), std::string("\xff\xfe\n"),
         std::string("[=]\n"), std::string("[\n"), std::string("[[ ]]\n"),
-        std::string("a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n")}) {
+        std::string("a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"),
+        // Found by libFuzzer: toml++ 3.3's Unicode tables reached __builtin_unreachable (UBSan
+        // in the asan build reports it).
+        std::string("# react runEverythin(SIGHUP rldai oset)\012format "
+                    "=0\042pin_[cpe\001\000\000\000er\000\000dservice[\320\246.idle_timeout_mis-"
+                    "c\000\000\000runtim\245\321\214\213\236\234\224\240size_ing\012",
+                    122),
+        std::string("a = 0\"\320\246\"\n"), std::string("a = 1\xc2\xa7\n"),
+        std::string("s = \"\"\"\\\n\xc2\xa7\"\"\"\n")}) {
     absl::StatusOr<Config> cfg = parse_config(text, "t.toml");
     EXPECT_FALSE(cfg.ok());
     EXPECT_TRUE(absl::IsInvalidArgument(cfg.status())) << cfg.status();
@@ -817,6 +843,10 @@ TEST(ConfigSetTest, RefusesUnknownNonReloadableAndBadValues) {
   expect("watchdog.abort_after_ms", "10", C::kInvalidArgument,
          "watchdog.abort_after_ms: expected 0 (off) or at least watchdog.threshold_ms (100), got "
          "10");
+  expect("watchdog.threshold_ms", "\xc3\xa9", C::kInvalidArgument,
+         "watchdog.threshold_ms: cannot read \"é\" as a TOML value: …");
+  expect("log.level", "\xff", C::kInvalidArgument,
+         "log.level: cannot read \"\xff\" as a TOML value: …");
   expect("log.level", "debug\nx", C::kInvalidArgument,
          "log.level: a value cannot contain line breaks or NUL characters");
 }
