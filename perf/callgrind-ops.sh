@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Exact instruction counts per operation of one runtime_bench benchmark, with callgrind.
+# Exact instruction counts per operation of one benchmark (runtime_bench, or echo_bench for names
+# starting with echo_), with callgrind.
 #
 #   perf/callgrind-ops.sh BUILD_DIR BENCHMARK_NAME [N1 N2]
 #   e.g. perf/callgrind-ops.sh build/perf-prof spawn_join/pooled_stack
@@ -7,7 +8,10 @@
 # Runs the benchmark under `valgrind --tool=callgrind` twice, for exactly N1 and N2 iterations
 # (REACTOR_BENCH_ITERATIONS), and divides the difference of the instruction counts by N2 - N1:
 # set-up, tear-down and the dynamic loader cancel out, leaving the instructions of one iteration,
-# in total and per function (self cost, inlined code counted in the function it was inlined into). Build with -g for file names (see docs/benchmarks.md).
+# in total and per function (self cost, inlined code counted in the function it was inlined into).
+# User-space instructions only: the kernel's share of a system call is not counted. For
+# echo_bench, N counts messages, rounded up to whole batches (max(256, 100 x connections)):
+# pass multiples of the batch. Build with -g for file names (see docs/benchmarks.md).
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -19,6 +23,7 @@ name=$2
 n1=${3:-2000}
 n2=${4:-4000}
 bin="$build/perf/runtime_bench"
+[[ "$name" == echo_* ]] && bin="$build/perf/echo_bench"
 [[ -x "$bin" ]] || { echo "callgrind-ops: $bin not found (build it first)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "callgrind-ops: valgrind is not installed" >&2; exit 1; }
 
@@ -26,8 +31,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Google Benchmark filters are regular expressions: match the name exactly (a fixed iteration
-# count appends /iterations:N to it).
-filter="^$(printf '%s' "$name" | sed 's/[][\.*^$+?(){}|]/\\&/g')(/iterations:[0-9]+)?\$"
+# count appends /iterations:N to it; echo_bench names end in /process_time/real_time).
+filter="^$(printf '%s' "$name" | sed 's/[][\.*^$+?(){}|]/\\&/g')(/iterations:[0-9]+)?(/process_time)?(/real_time)?\$"
 
 for n in "$n1" "$n2"; do
   REACTOR_BENCH_ITERATIONS=$n valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$n" \

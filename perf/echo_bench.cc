@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <span>
@@ -247,6 +248,12 @@ void BM_echo_one_loop(benchmark::State& state, const std::string& backend, int c
   if (!s.ok()) state.SkipWithError(s.ToString().c_str());
 }
 
+// REACTOR_BENCH_ITERATIONS=N runs every benchmark for exactly N messages (rounded up to whole
+// batches), once: for perf/callgrind-ops.sh and for counting system calls with strace -c.
+void fixed_iterations(benchmark::internal::Benchmark* b) {
+  if (const char* n = std::getenv("REACTOR_BENCH_ITERATIONS")) b->Iterations(std::atoll(n));
+}
+
 void register_benchmarks() {
   for (const reactor::BackendInfo& b : reactor::list_backends()) {
     if (!b.available) {
@@ -261,13 +268,15 @@ void register_benchmarks() {
           [name = b.name, conns](benchmark::State& st) { BM_echo_pinned(st, name, conns); })
           ->UseRealTime()
           ->MeasureProcessCPUTime()
-          ->Unit(benchmark::kMicrosecond);
+          ->Unit(benchmark::kMicrosecond)
+          ->Apply(fixed_iterations);
       benchmark::RegisterBenchmark(
           ("echo_one_loop/" + suffix).c_str(),
           [name = b.name, conns](benchmark::State& st) { BM_echo_one_loop(st, name, conns); })
           ->UseRealTime()
           ->MeasureProcessCPUTime()
-          ->Unit(benchmark::kMicrosecond);
+          ->Unit(benchmark::kMicrosecond)
+          ->Apply(fixed_iterations);
     }
   }
 }
