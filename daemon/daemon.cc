@@ -12,6 +12,7 @@
 #include <fstream>
 #include <latch>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -20,15 +21,18 @@
 #include "daemon/admin.h"
 #include "daemon/listen_fds.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/services.h"
 #include "daemon/shard.h"
 #include "daemon/socket_path.h"
+#include "daemon/stall_log.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/offload.h"
 #include "reactor/reactor.h"
 #include "reactor/stack.h"
 #include "reactor/sync.h"
+#include "reactor/watchdog.h"
 
 namespace reactord {
 
@@ -91,6 +95,8 @@ struct Daemon::State {
   std::unique_ptr<std::latch> stopped;
   std::unique_ptr<ServiceShared> shared;
   std::unique_ptr<AdminServer> admin;
+  StallLog stall_log;
+  std::unique_ptr<reactor::Watchdog> watchdog;
   reactor::Deadline started = reactor::Clock::now();
   double start_time_seconds = 0;
   // Per shard and service: the listening fds to hand over.
@@ -101,6 +107,10 @@ struct Daemon::State {
   std::string status_line() const;
   void apply_reloadable();
   absl::Status reload();
+  reactor::WatchdogOptions watchdog_options() const;
+  void on_stall(const reactor::StallReport& r);
+  bool shards_healthy(reactor::Duration period) const;
+  DaemonView view() const;
   std::optional<Failure> start_admin(std::map<std::string, std::vector<int>>& activated);
   void drain();
   int control();
@@ -189,7 +199,7 @@ std::optional<Failure> Daemon::State::start_shards() {
   for (size_t i = 0; i < shard_count; ++i) {
     std::optional<int> cpu;
     if (cfg.runtime.pin_cpus) cpu = static_cast<int>(i % cpus);
-    absl::Status s = shards[i]->start(options, cpu, stopped.get());
+    absl::Status s = shards[i]->start(options, cpu, stopped.get(), watchdog.get());
     if (!s.ok()) {
       for (size_t j = i + 1; j < shard_count + 1; ++j) stopped->count_down();
       for (size_t j = 0; j < i; ++j) shards[j]->stop();
@@ -214,8 +224,118 @@ std::string Daemon::State::status_line() const {
                       " connection", conns == 1 ? "" : "s");
 }
 
+reactor::WatchdogOptions Daemon::State::watchdog_options() const {
+  reactor::WatchdogOptions o;
+  o.enabled = cfg.watchdog.enabled;
+  o.threshold = std::chrono::milliseconds(cfg.watchdog.threshold_ms);
+  o.reports_per_minute = static_cast<int>(cfg.watchdog.reports_per_minute);
+  o.abort_after = std::chrono::milliseconds(cfg.watchdog.abort_after_ms);
+  o.backtrace = cfg.watchdog.backtrace == BacktraceMode::kAlways ? reactor::BacktraceWhen::kAlways
+                : cfg.watchdog.backtrace == BacktraceMode::kCpuOnly
+                    ? reactor::BacktraceWhen::kCpuOnly
+                    : reactor::BacktraceWhen::kNever;
+  return o;
+}
+
+// Runs on the watchdog thread (or a shard thread ending during a stall): logs and records.
+void Daemon::State::on_stall(const reactor::StallReport& r) {
+  using Phase = reactor::StallReport::Phase;
+  const auto ms = [](reactor::Duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  std::string service;
+  const std::string base = r.fiber_name.substr(0, r.fiber_name.find('#'));
+  for (const auto& svc : services) {
+    if (svc->name == base) service = absl::StrCat(" (service ", svc->name, ")");
+  }
+  const std::string where =
+      r.syscall.empty() || r.syscall == "running" ? "" : absl::StrCat(" in ", r.syscall);
+  const std::string what =
+      r.kind == "cpu" ? absl::StrCat("cpu, ", ms(r.cpu), " ms on-CPU")
+                      : absl::StrCat("blocking, ", ms(r.wall - r.cpu), " ms off-CPU", where);
+  if (r.suppressed > 0) {
+    spdlog::warn("watchdog: {} stall report{} suppressed (watchdog.reports_per_minute = {})",
+                 r.suppressed, r.suppressed == 1 ? "" : "s", cfg.watchdog.reports_per_minute);
+  }
+  nlohmann::json j = {
+      {"shard", r.shard},
+      {"fiber", r.fiber_name},
+      {"fiber_id", r.fiber_id},
+      {"kind", r.kind},
+      {"wall_seconds", std::chrono::duration<double>(r.wall).count()},
+      {"cpu_seconds", std::chrono::duration<double>(r.cpu).count()},
+      {"thread_state", std::string(1, r.thread_state)},
+      {"syscall", r.syscall},
+      {"frames", r.frames},
+      {"ended", r.phase == Phase::kEnded},
+      {"time",
+       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()}};
+  static std::mutex ids_mu;
+  static std::map<uint64_t, uint64_t> ids;  // watchdog stall id -> StallLog id
+  std::lock_guard<std::mutex> lock(ids_mu);
+  switch (r.phase) {
+    case Phase::kStarted:
+      spdlog::warn("shard {} stalled {} ms in fiber '{}'{}: {}", r.shard, ms(r.wall), r.fiber_name,
+                   service, what);
+      ids[r.stall_id] = stall_log.begin(r.shard, r.kind, std::move(j));
+      break;
+    case Phase::kFrames: {
+      std::string frames;
+      for (size_t i = 0; i < r.frames.size(); ++i)
+        absl::StrAppend(&frames, "\n  #", i, " ", r.frames[i]);
+      spdlog::warn(
+          "shard {} stall in fiber '{}': stack{}\n  hint: move blocking calls into "
+          "reactor::offload()",
+          r.shard, r.fiber_name, frames);
+      if (auto it = ids.find(r.stall_id); it != ids.end())
+        stall_log.update(it->second, std::move(j));
+      break;
+    }
+    case Phase::kOngoing:
+      spdlog::warn("shard {} still stalled {} ms in fiber '{}'{}: {}", r.shard, ms(r.wall),
+                   r.fiber_name, service, what);
+      if (auto it = ids.find(r.stall_id); it != ids.end())
+        stall_log.update(it->second, std::move(j));
+      break;
+    case Phase::kEnded:
+      spdlog::warn("shard {} stall in fiber '{}' ended after {} ms", r.shard, r.fiber_name,
+                   ms(r.wall));
+      stall_log.record_duration(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(r.wall).count());
+      if (auto it = ids.find(r.stall_id); it != ids.end()) {
+        stall_log.update(it->second, std::move(j));
+        ids.erase(it);
+      }
+      break;
+    case Phase::kAborting:
+      spdlog::critical(
+          "shard {} stalled {} ms in fiber '{}'{}: {}; aborting (watchdog.abort_after_ms = {})",
+          r.shard, ms(r.wall), r.fiber_name, service, what, cfg.watchdog.abort_after_ms);
+      spdlog::default_logger_raw()->flush();
+      break;
+  }
+}
+
+bool Daemon::State::shards_healthy(reactor::Duration period) const {
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(reactor::Clock::now().time_since_epoch())
+          .count();
+  const int64_t limit = std::chrono::duration_cast<std::chrono::nanoseconds>(period).count();
+  for (const auto& sh : shards) {
+    const reactor::Reactor::CurrentSlice c = sh->reactor()->current_slice();
+    if (c.in_slice && now - c.start_ns > limit) return false;
+  }
+  return true;
+}
+
 void Daemon::State::apply_reloadable() {
   (void)log::set_level(to_string(cfg.log.level));
+  if (watchdog) watchdog->set_options(watchdog_options());
+  for (auto& sh : shards) {
+    if (sh->reactor())
+      sh->reactor()->set_slow_slice_threshold(
+          std::chrono::milliseconds(cfg.watchdog.slow_slice_ms));
+  }
   if (admin) admin->set_access(cfg.admin.allow_uids, cfg.admin.allow_gids);
   for (size_t i = 0; i < cfg.services.size() && i < services.size(); ++i) {
     services[i]->max_connections.store(cfg.services[i].max_connections);
@@ -248,15 +368,20 @@ absl::Status Daemon::State::reload() {
   return result;
 }
 
+DaemonView Daemon::State::view() const {
+  DaemonView v;
+  v.version = REACTORD_VERSION;
+  v.backend = backend_name;
+  v.started = started;
+  v.start_time_seconds = start_time_seconds;
+  v.shards = &shards;
+  v.services = &services;
+  v.stalls = &stall_log;
+  return v;
+}
+
 std::optional<Failure> Daemon::State::start_admin(
     std::map<std::string, std::vector<int>>& activated) {
-  DaemonView view;
-  view.version = REACTORD_VERSION;
-  view.backend = backend_name;
-  view.started = started;
-  view.start_time_seconds = start_time_seconds;
-  view.shards = &shards;
-  view.services = &services;
   AdminHooks hooks;
   hooks.config_text = [this] { return format_config(cfg); };
   hooks.set = [this](const std::string& key, const std::string& value) {
@@ -268,8 +393,7 @@ std::optional<Failure> Daemon::State::start_admin(
     return s;
   };
   hooks.reload = [this] { return reload(); };
-  admin =
-      std::make_unique<AdminServer>(std::move(view), std::move(hooks), reactor::Reactor::current());
+  admin = std::make_unique<AdminServer>(view(), std::move(hooks), reactor::Reactor::current());
   std::optional<int> fd;
   if (auto it = activated.find("admin"); it != activated.end()) {
     fd = it->second.front();
@@ -352,11 +476,12 @@ int Daemon::State::control() {
     }
   });
   if (auto interval = notifier.watchdog_interval()) {
-    // Until the watchdog issue ties pings to loop health, a timer sends them.
-    (void)reactor::spawn("sd-watchdog", [&, period = *interval / 2] {
+    // WATCHDOG=1 at half the period, only while every shard is healthy: none has been inside
+    // one slice (rather than waiting in poll) longer than the period.
+    (void)reactor::spawn("sd-watchdog", [&, period = *interval] {
       do {
-        (void)notifier.notify("WATCHDOG=1");
-      } while (reactor::sleep_for(period).ok());
+        if (shards_healthy(period)) (void)notifier.notify("WATCHDOG=1");
+      } while (reactor::sleep_for(period / 2).ok());
     });
   }
   if (!signal_fiber.ok() || !status_fiber.ok()) return kExitOsError;
@@ -388,6 +513,7 @@ int Daemon::run() {
       [&] {
         std::map<std::string, std::vector<int>> activated = take_listen_fds();
         s.shared = std::make_unique<ServiceShared>();
+        s.shared->metrics_text = [&s, v = s.view()] { return prometheus_text(v); };
         for (const ServiceConfig& sc : s.cfg.services) {
           auto svc = std::make_unique<ServiceRuntime>();
           svc->name = sc.name;
@@ -408,7 +534,11 @@ int Daemon::run() {
           spdlog::warn("socket activation passed {} fd(s) named '{}' that no service uses",
                        fds.size(), name);
         }
+        s.watchdog = std::make_unique<reactor::Watchdog>(
+            s.watchdog_options(), [&s](const reactor::StallReport& r) { s.on_stall(r); });
         if ((failure = s.start_shards())) return;
+        s.apply_reloadable();  // slow-slice thresholds on the new reactors
+        s.watchdog->start();
         if ((failure = s.start_admin(activated))) {
           for (auto& sh : s.shards) sh->stop();
           s.stopped->count_down();
@@ -426,6 +556,7 @@ int Daemon::run() {
       },
       control_options);
   for (auto& sh : s.shards) sh->join();  // their loops have stopped; off the control loop now
+  if (s.watchdog) s.watchdog->stop();
   if (!ran.ok()) {
     std::fprintf(stderr, "reactord: backend '%s' unavailable: %s\n", s.backend_name.c_str(),
                  std::string(ran.message()).c_str());

@@ -452,6 +452,10 @@ std::string prometheus_text(const DaemonView& view) {
                static_cast<double>(view.stalls ? view.stalls->count(sh->index(), kind) : 0));
     }
   }
+  if (view.stalls != nullptr) {
+    e.family("reactord_stall_duration_seconds", "histogram", "How long reported stalls lasted.");
+    e.histogram("reactord_stall_duration_seconds", "scope=\"daemon\"", view.stalls->durations());
+  }
   e.family("reactord_build_info", "gauge", "Build information.");
   e.sample("reactord_build_info",
            absl::StrCat("version=\"", label_escape(view.version), "\",backend=\"",

@@ -23,10 +23,10 @@ Shard::~Shard() {
 }
 
 absl::Status Shard::start(const reactor::Reactor::Options& options, std::optional<int> cpu,
-                          std::latch* stopped) {
+                          std::latch* stopped, reactor::Watchdog* watchdog) {
   std::promise<absl::Status> created;
   std::future<absl::Status> result = created.get_future();
-  thread_ = std::thread([this, options, cpu, stopped, &created] {
+  thread_ = std::thread([this, options, cpu, stopped, watchdog, &created] {
     const std::string name = absl::StrCat("shard-", index_);
     pthread_setname_np(pthread_self(), name.c_str());
     if (cpu) {
@@ -45,6 +45,7 @@ absl::Status Shard::start(const reactor::Reactor::Options& options, std::optiona
     }
     reactor_ = r->get();
     inbox_ = reactor_->inbox();
+    if (watchdog != nullptr) watchdog->watch(reactor_, index_);
     created.set_value(absl::OkStatus());
     (void)reactor_->spawn("snapshot", [this] {
       do {
@@ -59,6 +60,7 @@ absl::Status Shard::start(const reactor::Reactor::Options& options, std::optiona
     stopped->count_down();
     stopped->wait();  // other shards may still post to this one until they stop too
     inbox_->close();
+    if (watchdog != nullptr) watchdog->unwatch(reactor_);
     r->reset();
   });
   return result.get();

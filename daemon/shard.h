@@ -19,6 +19,7 @@
 #include "daemon/service.h"
 #include "reactor/reactor.h"
 #include "reactor/stats.h"
+#include "reactor/watchdog.h"
 
 namespace reactord {
 
@@ -59,8 +60,9 @@ class Shard {
   // or why it could not be created. `stopped` counts down when the loop has ended; the reactor is
   // destroyed only once every shard has counted down (so cross-shard posts stay safe).
   // Main thread.
+  // The watchdog, if any, watches the reactor for its whole life.
   absl::Status start(const reactor::Reactor::Options& options, std::optional<int> cpu,
-                     std::latch* stopped);
+                     std::latch* stopped, reactor::Watchdog* watchdog);
 
   // Accepts connections for `svc` on `fd` (owned from now on). Any thread.
   void listen(ServiceRuntime* svc, int fd);

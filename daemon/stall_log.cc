@@ -24,6 +24,16 @@ void StallLog::update(uint64_t id, nlohmann::json report) {
   }
 }
 
+void StallLog::record_duration(int64_t ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  durations_.record(ns);
+}
+
+reactor::Histogram::Snapshot StallLog::durations() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return durations_.snapshot();
+}
+
 uint64_t StallLog::total() const {
   std::lock_guard<std::mutex> lock(mu_);
   return total_;

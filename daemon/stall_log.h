@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "nlohmann/json.hpp"
+#include "reactor/histogram.h"
 
 namespace reactord {
 
@@ -25,6 +26,10 @@ class StallLog {
   // thread.
   void update(uint64_t id, nlohmann::json report);
 
+  // Records how long an ended stall lasted. Any thread.
+  void record_duration(int64_t ns);
+  reactor::Histogram::Snapshot durations() const;
+
   uint64_t total() const;
   uint64_t count(size_t shard, std::string_view kind) const;
   // Oldest first. Any thread.
@@ -36,6 +41,7 @@ class StallLog {
   uint64_t total_ = 0;
   std::map<std::pair<size_t, std::string>, uint64_t> counts_;
   std::deque<std::pair<uint64_t, nlohmann::json>> reports_;
+  reactor::Histogram durations_;  // written under mu_: one writer at a time
 };
 
 }  // namespace reactord

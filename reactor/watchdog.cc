@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +35,7 @@ struct FrameSlot {
   std::atomic<pid_t> tid{0};
   std::atomic<int> state{0};  // 0 idle, 1 requested, 2 captured
   std::atomic<int> count{0};
+  void* interrupted_pc = nullptr;  // where the signal found the thread
   void* frames[kMaxFrames];
 };
 FrameSlot g_slots[kSlots];
@@ -42,12 +44,25 @@ int frames_signal() {
   return SIGRTMIN + 7;
 }
 
-void frames_handler(int, siginfo_t*, void*) {
+void* interrupted_pc(void* uctx) {
+  const auto* uc = static_cast<const ucontext_t*>(uctx);
+#if defined(__x86_64__)
+  return reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+  return reinterpret_cast<void*>(uc->uc_mcontext.pc);
+#else
+  (void)uc;
+  return nullptr;
+#endif
+}
+
+void frames_handler(int, siginfo_t*, void* uctx) {
   const int saved_errno = errno;
   const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
   for (FrameSlot& slot : g_slots) {
     if (slot.tid.load(std::memory_order_relaxed) != tid) continue;
     if (slot.state.load(std::memory_order_acquire) == 1) {
+      slot.interrupted_pc = interrupted_pc(uctx);
       slot.count.store(::backtrace(slot.frames, kMaxFrames), std::memory_order_relaxed);
       slot.state.store(2, std::memory_order_release);
     }
@@ -126,18 +141,17 @@ std::string classify(double cpu_ratio, char state, const std::string& syscall) {
   return "blocking";
 }
 
-std::vector<std::string> symbolize(void* const* pcs, int n) {
+std::vector<std::string> symbolize(void* const* pcs, int n, void* interrupted) {
   std::vector<std::string> out;
-  // The handler's own frame and the signal trampoline come first: start after the trampoline.
-  int first = 0;
-  char name[512];
-  for (int i = 0; i < n && i < 4; ++i) {
-    if (absl::Symbolize(pcs[i], name, sizeof name) && std::strstr(name, "restore_rt") != nullptr) {
-      first = i + 1;
+  // The handler's own frame and the signal trampoline come first: start at the interrupted pc.
+  int first = n > 2 ? 2 : 0;
+  for (int i = 0; i < n && i < 6; ++i) {
+    if (pcs[i] == interrupted) {
+      first = i;
       break;
     }
   }
-  if (first == 0 && n > 1) first = 1;
+  char name[512];
   for (int i = first; i < n; ++i) {
     // Return addresses point after the call: look up the call itself.
     void* pc = i == first ? pcs[i] : static_cast<char*>(pcs[i]) - 1;
@@ -362,7 +376,8 @@ void Watchdog::check(Watched& w, Deadline now_tp) {
                         r.thread_state, r.syscall);
       if (w.frames_requested && !w.frames_delivered &&
           w.slot->state.load(std::memory_order_acquire) == 2) {
-        r.frames = symbolize(w.slot->frames, w.slot->count.load(std::memory_order_relaxed));
+        r.frames = symbolize(w.slot->frames, w.slot->count.load(std::memory_order_relaxed),
+                             w.slot->interrupted_pc);
         w.frames_delivered = true;
         w.slot->state.store(0, std::memory_order_release);
         r.phase = StallReport::Phase::kFrames;
