@@ -2,7 +2,7 @@
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: run test test-asan test-tsan bench deps build-% format clean
+.PHONY: run demo test test-asan test-tsan bench deps build-% format clean
 
 deps:
 	@scripts/install-deps.sh
@@ -11,8 +11,12 @@ build-%: deps
 	@cmake --preset $* >/dev/null
 	@cmake --build --preset $* -j $(JOBS)
 
-# Until the daemon exists, `make run` runs the seed example on the fiber runtime.
+# The daemon with the development config: loopback ports, admin socket at build/reactord.sock.
 run: build-release
+	./build/release/daemon/reactord --config config/reactord.toml
+
+# The seed's two examples on the fiber runtime.
+demo: build-release
 	./build/release/examples/seed_demo
 
 test: build-debug

@@ -12,9 +12,9 @@ packages=(
   libabsl-dev liburing-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
-  prometheus
+  prometheus redis-tools
 )
-bench_packages=(libboost-context-dev libuv1-dev libasio-dev)
+bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk)
 
 for arg in "$@"; do
   case "$arg" in
