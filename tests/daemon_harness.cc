@@ -94,6 +94,23 @@ std::optional<std::string> DaemonProcess::wait_notify(const std::string& needle,
   }
 }
 
+std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>>
+DaemonProcess::collect_notify(std::chrono::milliseconds d) {
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> out;
+  const auto end = std::chrono::steady_clock::now() + d;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return out;
+    pollfd p{notify_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(notify_fd_, buf, sizeof buf, 0);
+    if (n > 0)
+      out.emplace_back(std::chrono::steady_clock::now(), std::string(buf, static_cast<size_t>(n)));
+  }
+}
+
 bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) {
   std::optional<std::string> msg = wait_notify("READY=1", timeout);
   if (!msg) return false;

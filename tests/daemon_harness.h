@@ -29,6 +29,9 @@ class DaemonProcess {
   // Waits for a notify message containing `needle` (e.g. "READY=1"); returns the whole message.
   std::optional<std::string> wait_notify(const std::string& needle,
                                          std::chrono::milliseconds timeout);
+  // Every notify message received during `d`, with when it arrived.
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> collect_notify(
+      std::chrono::milliseconds d);
   // After READY=1: service name → "host:port" parsed from its STATUS= line.
   std::map<std::string, std::string> addresses() const { return addresses_; }
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));

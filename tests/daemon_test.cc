@@ -351,3 +351,172 @@ TEST(Daemon, DrainFinishesStreamingClients) {
 
 }  // namespace
 }  // namespace reactord
+
+namespace reactord {
+namespace {
+
+// A blocking loopback client for raw protocol tests: connect, send, read what arrives.
+class RawClient {
+ public:
+  explicit RawClient(const std::string& host_port) {
+    const size_t colon = host_port.rfind(':');
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~RawClient() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  void send(const std::string& s) { (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
+  // Reads until `count` occurrences of `marker` arrived, the peer closed, or 5 s passed.
+  std::string read_until(const std::string& marker, int count = 1) {
+    std::string got;
+    char buf[8192];
+    for (;;) {
+      int seen = 0;
+      for (size_t at = got.find(marker); at != std::string::npos; at = got.find(marker, at + 1))
+        ++seen;
+      if (seen >= count) return got;
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return got;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // True if the peer closes within `timeout` (reading and dropping anything it sends).
+  bool closed_within(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < end) {
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n == 0) return true;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
+    }
+    return false;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+const char kHttpService[] =
+    "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"
+    "header_timeout_ms = 300\nmax_header_bytes = 1024\ndebug_routes = true\n";
+
+TEST(DaemonHttp, KeepAlivePipeliningLimitsAndHeaderTimeout) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kHttpService));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string addr = d.addresses()["web"];
+  {
+    RawClient c(addr);
+    ASSERT_TRUE(c.connected());
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(c.read_until("ok"), HasSubstr("HTTP/1.1 200"));
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");  // the same connection: keep-alive
+    EXPECT_THAT(c.read_until("ok"), HasSubstr("HTTP/1.1 200"));
+  }
+  {
+    RawClient c(addr);
+    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string both = c.read_until("HTTP/1.1", 2);
+    const size_t first = both.find("HTTP/1.1 200"), second = both.find("HTTP/1.1 404");
+    EXPECT_NE(first, std::string::npos) << both;
+    EXPECT_NE(second, std::string::npos) << both;
+    EXPECT_LT(first, second) << "pipelined answers out of order";
+  }
+  {
+    RawClient c(addr);
+    c.send("GET / HTTP/1.1\r\nX-Big: " + std::string(2048, 'a') + "\r\n\r\n");
+    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("431"));
+  }
+  {
+    RawClient c(addr);
+    c.send("NOT A REQUEST\r\n\r\n");
+    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("400"));
+  }
+  {
+    RawClient c(addr);
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("413"));
+  }
+  {
+    RawClient c(addr);  // a slow client: half a header, then nothing
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n");
+    EXPECT_TRUE(c.closed_within(5s)) << "the header timeout (300 ms) did not close the connection";
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(DaemonResp, RedisCliFromSeveralShards) {
+  DaemonProcess d;
+  d.write_config(config_with(
+      d.dir(), "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n"));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string addr = d.addresses()["kv"];
+  const std::string port = addr.substr(addr.rfind(':') + 1);
+  auto cli = [&](const std::string& args) {
+    std::string out;
+    FILE* p = ::popen(("redis-cli -p " + port + " " + args + " 2>&1").c_str(), "r");
+    if (p == nullptr) return out;
+    char buf[512];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    ::pclose(p);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
+  };
+  EXPECT_EQ(cli("PING"), "PONG");
+  // Each redis-cli is a new connection, landing on either shard; each key lives on one shard.
+  for (int i = 0; i < 12; ++i)
+    EXPECT_EQ(cli("SET key" + std::to_string(i) + " value" + std::to_string(i)), "OK");
+  for (int i = 0; i < 12; ++i)
+    EXPECT_EQ(cli("GET key" + std::to_string(i)), "value" + std::to_string(i));
+  EXPECT_EQ(cli("DBSIZE"), "12");
+  EXPECT_EQ(cli("INCR counter"), "1");
+  EXPECT_EQ(cli("INCR counter"), "2");
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// WATCHDOG_USEC = 2 s: pings every second while idle; none in the middle of a 4 s block of one
+// shard (it has been inside one slice longer than the period); they resume after.
+TEST(DaemonWatchdog, SystemdPingsPauseWhileAShardIsBlocked) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kHttpService));
+  d.start({}, [] { ::setenv("WATCHDOG_USEC", "2000000", 1); });
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  auto pings = [](const auto& msgs) {
+    std::vector<std::chrono::steady_clock::time_point> t;
+    for (const auto& [when, m] : msgs) {
+      if (m.find("WATCHDOG=1") != std::string::npos) t.push_back(when);
+    }
+    return t;
+  };
+  EXPECT_GE(pings(d.collect_notify(2500ms)).size(), 2u) << "no pings while idle";
+  const auto block_start = std::chrono::steady_clock::now();
+  std::thread blocker([&] {
+    RawClient c(d.addresses()["web"]);
+    c.send("GET /debug/block?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    (void)c.read_until("\r\n\r\n");
+  });
+  const auto during = pings(d.collect_notify(4000ms));
+  blocker.join();
+  const auto after = pings(d.collect_notify(2500ms));
+  for (const auto& t : during) {
+    const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(t - block_start);
+    EXPECT_FALSE(at > 2300ms && at < 3800ms) << "a ping " << at.count() << " ms into the block";
+  }
+  EXPECT_GE(after.size(), 1u) << "pings did not resume";
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace reactord
