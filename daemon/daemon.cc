@@ -219,7 +219,11 @@ std::string Daemon::State::status_line() const {
   std::vector<std::string> addrs;
   for (const auto& svc : services)
     addrs.push_back(absl::StrCat(svc->name, " ", svc->bound_address));
-  return absl::StrCat("backend ", backend_name, ", ", shard_count, " shard",
+  // The backend in use: with "auto" it is whatever the registry picked.
+  const std::string backend = shards.empty() || shards[0]->reactor() == nullptr
+                                  ? backend_name
+                                  : std::string(shards[0]->reactor()->backend().name());
+  return absl::StrCat("backend ", backend, ", ", shard_count, " shard",
                       shard_count == 1 ? "" : "s", "; ", absl::StrJoin(addrs, ", "), "; ", conns,
                       " connection", conns == 1 ? "" : "s");
 }
