@@ -96,6 +96,9 @@ struct Daemon::State {
   std::unique_ptr<ServiceShared> shared;
   std::unique_ptr<AdminServer> admin;
   StallLog stall_log;
+  // Read by on_stall on the watchdog thread while the control loop may reload cfg.
+  std::atomic<uint32_t> reports_per_minute{0};
+  std::atomic<uint32_t> abort_after_ms{0};
   std::unique_ptr<reactor::Watchdog> watchdog;
   reactor::Deadline started = reactor::Clock::now();
   double start_time_seconds = 0;
@@ -223,17 +226,17 @@ std::string Daemon::State::status_line() const {
   const std::string backend = shards.empty() || shards[0]->reactor() == nullptr
                                   ? backend_name
                                   : std::string(shards[0]->reactor()->backend().name());
-  return absl::StrCat("backend ", backend, ", ", shard_count, " shard",
-                      shard_count == 1 ? "" : "s", "; ", absl::StrJoin(addrs, ", "), "; ", conns,
-                      " connection", conns == 1 ? "" : "s");
+  return absl::StrCat("backend ", backend, ", ", shard_count, " shard", shard_count == 1 ? "" : "s",
+                      "; ", absl::StrJoin(addrs, ", "), "; ", conns, " connection",
+                      conns == 1 ? "" : "s");
 }
 
 reactor::WatchdogOptions Daemon::State::watchdog_options() const {
   reactor::WatchdogOptions o;
   o.enabled = cfg.watchdog.enabled;
   o.threshold = std::chrono::milliseconds(cfg.watchdog.threshold_ms);
-  o.reports_per_minute = static_cast<int>(cfg.watchdog.reports_per_minute);
-  o.abort_after = std::chrono::milliseconds(cfg.watchdog.abort_after_ms);
+  o.reports_per_minute = static_cast<int>(reports_per_minute.load());
+  o.abort_after = std::chrono::milliseconds(abort_after_ms.load());
   o.backtrace = cfg.watchdog.backtrace == BacktraceMode::kAlways ? reactor::BacktraceWhen::kAlways
                 : cfg.watchdog.backtrace == BacktraceMode::kCpuOnly
                     ? reactor::BacktraceWhen::kCpuOnly
@@ -259,7 +262,7 @@ void Daemon::State::on_stall(const reactor::StallReport& r) {
                       : absl::StrCat("blocking, ", ms(r.wall - r.cpu), " ms off-CPU", where);
   if (r.suppressed > 0) {
     spdlog::warn("watchdog: {} stall report{} suppressed (watchdog.reports_per_minute = {})",
-                 r.suppressed, r.suppressed == 1 ? "" : "s", cfg.watchdog.reports_per_minute);
+                 r.suppressed, r.suppressed == 1 ? "" : "s", reports_per_minute.load());
   }
   nlohmann::json j = {
       {"shard", r.shard},
@@ -314,7 +317,7 @@ void Daemon::State::on_stall(const reactor::StallReport& r) {
     case Phase::kAborting:
       spdlog::critical(
           "shard {} stalled {} ms in fiber '{}'{}: {}; aborting (watchdog.abort_after_ms = {})",
-          r.shard, ms(r.wall), r.fiber_name, service, what, cfg.watchdog.abort_after_ms);
+          r.shard, ms(r.wall), r.fiber_name, service, what, abort_after_ms.load());
       spdlog::default_logger_raw()->flush();
       break;
   }
@@ -334,6 +337,8 @@ bool Daemon::State::shards_healthy(reactor::Duration period) const {
 
 void Daemon::State::apply_reloadable() {
   (void)log::set_level(to_string(cfg.log.level));
+  reports_per_minute = cfg.watchdog.reports_per_minute;
+  abort_after_ms = cfg.watchdog.abort_after_ms;
   if (watchdog) watchdog->set_options(watchdog_options());
   for (auto& sh : shards) {
     if (sh->reactor())
