@@ -68,6 +68,7 @@ enum class HttpParseResult {
   kError,     // the input is refused; see error(). The connection must be closed after answering.
 };
 
+// Every method: any thread, one call at a time per parser (it shares nothing).
 class HttpRequestParser {
  public:
   explicit HttpRequestParser(HttpLimits limits = {});

@@ -142,6 +142,9 @@ RespParseResult RespParser::next(RespCommand& out) {
       while (i < lf && !is_space(buffer_[i])) ++i;
       if (i > begin) out.args.emplace_back(buffer_.data() + begin, i - begin);
     }
+    if (out.args.size() > limits_.max_array_len) {
+      return fail("too many arguments in an inline request");
+    }
     const size_t consumed = lf + 1 - start_;
     start_ = lf + 1;
     inline_scan_ = start_;

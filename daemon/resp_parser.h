@@ -8,7 +8,8 @@
 //   - inline: anything else up to `\n` (a preceding `\r` is dropped), split on ASCII whitespace
 //     (what `PING\r\n` from telnet or redis-benchmark's PING_INLINE is). Quoting is not
 //     interpreted. Empty lines are skipped.
-// Limits (each a protocol error, after which the connection is closed): N > max_array_len,
+// Limits (each a protocol error, after which the connection is closed): N > max_array_len (or an
+// inline line with more words),
 // len > max_bulk_bytes, an inline line longer than max_inline_bytes, a length line longer than
 // 32 bytes or not ending in CRLF, a bulk not followed by CRLF. A command therefore never buffers
 // more than about max_array_len * (max_bulk_bytes + 32) bytes: size the limits with that in mind.
@@ -45,6 +46,7 @@ enum class RespParseResult {
   kError,     // a protocol error; see error(). Answer it and close the connection.
 };
 
+// Every method: any thread, one call at a time per parser (it shares nothing).
 class RespParser {
  public:
   explicit RespParser(RespLimits limits = {});

@@ -145,6 +145,11 @@ TEST(RespParserTest, ArrayLimit) {
   EXPECT_EQ(o.error, "Protocol error: invalid multibulk length");
   o = parse("*99999999999999999999\r\n", limits);
   EXPECT_EQ(o.error, "Protocol error: invalid multibulk length");
+  // Inline commands have the same bound on their word count.
+  o = parse("DEL a b\r\n", limits);
+  EXPECT_EQ(o.error, "");
+  o = parse("DEL a b c\r\n", limits);
+  EXPECT_EQ(o.error, "Protocol error: too many arguments in an inline request");
 }
 
 TEST(RespParserTest, InlineLimit) {
