@@ -89,8 +89,9 @@ absl::StatusOr<std::unique_ptr<LibeventBackend>> LibeventBackend::create() {
   if (b->wakeup_event_ == nullptr || b->timer_event_ == nullptr) {
     return absl::ResourceExhaustedError("libevent: event_new failed");
   }
+  errno = 0;
   if (event_add(b->wakeup_event_, nullptr) != 0 || event_add(b->timer_event_, nullptr) != 0) {
-    return errno_status(errno, "libevent: event_add");
+    return errno_status(errno != 0 ? errno : EIO, "libevent: event_add");
   }
   return b;
 }

@@ -7,7 +7,7 @@
 //
 // The base is created with EVENT_BASE_FLAG_NOLOCK (the loop is single-threaded) and must use an
 // O(1), edge-triggered method (epoll on Linux). poll() runs one event_base_loop iteration:
-// EVLOOP_NONBLOCK for a zero timeout, else EVLOOP_ONCE. The reactor owns the timers; the poll
+// EVLOOP_ONCE, plus EVLOOP_NONBLOCK for a zero timeout. The reactor owns the timers; the poll
 // timeout is a timerfd of ours, not a libevent timer (see libevent_backend.cc for why). Cross-
 // thread wakeup is an eventfd registered as a persistent read event, written only when no wakeup
 // is already pending: event_base_loopbreak() cannot serve, see wakeup().
