@@ -156,12 +156,11 @@ absl::StatusOr<Answer> AdminClient::request(std::string_view command,
       pending_.clear();
       return answer;
     }
-    if (send_error != 0) {
-      return absl::UnavailableError(absl::StrCat("send: ", errno_text(send_error)));
-    }
-    return absl::UnavailableError(err != 0 ? absl::StrCat("receive: ", errno_text(err))
-                                           : "the daemon closed the connection before the "
-                                             "end of its answer");
+    std::string why = "closed by the daemon";
+    if (err != 0) why = absl::StrCat("receive: ", errno_text(err));
+    if (send_error != 0) why = absl::StrCat("send: ", errno_text(send_error));
+    return absl::UnavailableError(
+        absl::StrCat("the connection closed before a complete answer (", why, ")"));
   }
 }
 

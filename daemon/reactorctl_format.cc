@@ -160,10 +160,11 @@ std::string format_duration(double s) {
   if (!std::isfinite(s)) return "-";
   if (s < 0) return absl::StrCat("-", format_duration(-s));
   if (s == 0) return "0 s";
-  if (s < 1e-6) return absl::StrFormat("%.0f ns", s * 1e9);
-  if (s < 1e-3) return short_number(s * 1e6) + " us";
-  if (s < 1) return short_number(s * 1e3) + " ms";
-  if (s < 60) return absl::StrFormat("%.2f s", s);
+  // Each unit up to the value that would round to 1000 of it.
+  if (s < 0.9995e-6) return absl::StrFormat("%.0f ns", s * 1e9);
+  if (s < 0.9995e-3) return short_number(s * 1e6) + " us";
+  if (s < 0.9995) return short_number(s * 1e3) + " ms";
+  if (s < 59.995) return absl::StrFormat("%.2f s", s);
   const auto whole = static_cast<int64_t>(s);
   if (whole < 3600) return absl::StrFormat("%dm%02ds", whole / 60, whole % 60);
   if (whole < 86400) return absl::StrFormat("%dh%02dm", whole / 3600, whole % 3600 / 60);
@@ -176,7 +177,7 @@ std::string format_bytes(double b) {
   static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
   double v = b / 1024;
   size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(kUnits)) {
+  while (v >= 1023.5 && u + 1 < std::size(kUnits)) {  // 1023.5 would print as 1024
     v /= 1024;
     ++u;
   }
@@ -305,10 +306,6 @@ std::string render_shards(const Json& shards) {
                    count_field(timers, "fired"), count_field(timers, "cancelled"),
                    count_field(s, "emfile_events"), count_field(s, "accept_errors"),
                    string_or(member(s, "backend"), "name", "-")});
-    std::vector<std::string> row = {count_field(s, "shard")};
-    for (const std::string& n : counter_names)
-      row.push_back(field(member(member(s, "backend"), "counters"), n));
-    counters.add_row(std::move(row));
   }
   std::string out = t.render();
   absl::StrAppend(&out, "\n", extra.render());
@@ -404,16 +401,50 @@ std::string render_stalls(const Json& stalls) {
   out += "\n";
   const Json& reports = member(stalls, "reports");
   if (reports.is_array() && !reports.empty()) {
-    // Stack frames make a table unreadable: the table counts them, the latest report lists them.
-    Json rows = Json::array();
+    // The usual fields first, in a fixed order; stack frames make a table unreadable, so the
+    // table counts them and the latest report lists them; fields added later follow.
+    static constexpr std::pair<const char*, const char*> kColumns[] = {
+        {"id", ">ID"},           {"time", "AT"},
+        {"shard", ">SHARD"},     {"fiber", "FIBER"},
+        {"kind", "KIND"},        {"wall_seconds", ">WALL"},
+        {"cpu_seconds", ">CPU"}, {"thread_state", "STATE"},
+        {"syscall", "SYSCALL"},  {"ended", "ENDED"},
+        {"frames", ">FRAMES"}};
+    auto known = [](const std::string& key) {
+      if (key == "fiber_id") return true;
+      for (const auto& [k, title] : kColumns) {
+        if (key == k) return true;
+      }
+      return false;
+    };
+    std::vector<std::string> extra;
     for (const Json& r : reports) {
-      Json row = r;
-      if (row.is_object()) row.erase("frames");
-      if (r.is_object() && member(r, "frames").is_array())
-        row["frames"] = member(r, "frames").size();
-      rows.push_back(std::move(row));
+      if (!r.is_object()) continue;
+      for (auto it = r.begin(); it != r.end(); ++it) {
+        if (!known(it.key()) && std::find(extra.begin(), extra.end(), it.key()) == extra.end())
+          extra.push_back(it.key());
+      }
     }
-    absl::StrAppend(&out, "\nrecent reports, oldest first:\n", object_table(rows));
+    std::vector<std::string> headers;
+    for (const auto& [k, title] : kColumns) headers.push_back(title);
+    for (const std::string& k : extra) headers.push_back(column_title(k));
+    Table t(headers);
+    for (const Json& r : reports) {
+      std::vector<std::string> row;
+      for (const auto& [key, title] : kColumns) {
+        const Json& v = member(r, key);
+        if (std::string_view(key) == "time" && v.is_number()) {
+          row.push_back(local_time(v.get<double>()));
+        } else if (std::string_view(key) == "frames") {
+          row.push_back(v.is_array() ? format_number(static_cast<double>(v.size())) : "-");
+        } else {
+          row.push_back(format_field(key, v));
+        }
+      }
+      for (const std::string& k : extra) row.push_back(cell(k, member(r, k)));
+      t.add_row(std::move(row));
+    }
+    absl::StrAppend(&out, "\nrecent reports, oldest first:\n", t.render());
     const Json& frames = member(reports.back(), "frames");
     if (frames.is_array() && !frames.empty()) {
       absl::StrAppend(&out, "\nstack of the latest report, innermost first:\n");

@@ -348,7 +348,12 @@ Json top_frame(const TopSample* previous, const TopSample& current) {
   const Json& stats = current.stats;
   Json frame = Json::object();
   frame["version"] = member(stats, "version");
+  // `backend` in stats is the configured choice (possibly "auto"); shards name the running one.
   frame["backend"] = member(stats, "backend");
+  if (!member(stats, "shards").empty()) {
+    const Json& name = member(member(member(stats, "shards").front(), "backend"), "name");
+    if (name.is_string()) frame["backend"] = name;
+  }
   frame["uptime_seconds"] = member(stats, "uptime_seconds");
   frame["interval_seconds"] = previous ? Json(seconds) : Json(nullptr);
   bool windowed = previous != nullptr;
