@@ -1,0 +1,1381 @@
+// The admin socket and reactorctl against the real reactord: every command through reactorctl
+// and through a raw socket; reactorctl's exit codes, timeouts and hints; the SO_PEERCRED access
+// rules (tested by a child dropped to uid/gid 65534 on a socket that file permissions let anyone
+// open, so any refusal comes from the daemon); `promtool check metrics` on the metrics text;
+// counters after known traffic; garbage and oversized lines; max_clients and idle_timeout_ms;
+// and answers while a shard is blocked.
+//
+// Everything runs on loopback with ports the OS picks, uses wide time margins and asserts no
+// speed. Tests marked "needs the http service" fail (they do not skip) when the daemon refuses
+// http with "not available in this build".
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/daemon_harness.h"
+
+namespace reactord {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+using ::testing::AnyOf;
+using testing::DaemonProcess;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+using Clock = std::chrono::steady_clock;
+
+constexpr uid_t kNobody = 65534;
+constexpr size_t kMaxLine = 4096;
+
+const char kEchoService[] =
+    "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n";
+// Needs the http service (daemon/http_service.*, wired by another change): with debug_routes,
+// /debug/block?ms=N blocks its shard's loop on purpose.
+const char kHttpService[] =
+    "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"
+    "debug_routes = true\n";
+
+const char* reactorctl_binary() {
+  return REACTORCTL_BINARY;
+}
+
+// A config with the admin socket in `dir`; `admin` adds keys to [admin].
+std::string config_for(const std::string& dir, const std::string& admin = "",
+                       const std::string& services = kEchoService, int shards = 2,
+                       const std::string& level = "info") {
+  return absl::StrCat("[runtime]\nshards = ", shards, "\n\n[log]\nlevel = \"", level,
+                      "\"\nformat = \"text\"\n\n[admin]\nsocket = \"", dir, "/admin.sock\"\n",
+                      admin, "\n[shutdown]\ndrain_timeout_ms = 2000\n\n", services);
+}
+
+// Starts `d` with `toml`; fails the test (with the log) if it is not ready.
+::testing::AssertionResult start_daemon(DaemonProcess& d, const std::string& toml) {
+  d.write_config(toml);
+  d.start();
+  if (!d.wait_ready()) {
+    return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d.log();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string socket_of(const DaemonProcess& d) {
+  return d.dir() + "/admin.sock";
+}
+
+// ---- child processes ----
+
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+// Drops every group and becomes uid/gid 65534 (nobody/nogroup). In a forked child only.
+void become_nobody() {
+  if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) {
+    ::_exit(125);
+  }
+}
+
+// Runs `argv` with stdout and stderr captured apart; killed after `timeout`. `env` entries are set
+// (an empty value unsets); `before_exec` runs in the child.
+Ran run_process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                std::function<void()> before_exec = nullptr,
+                std::chrono::milliseconds timeout = 60s) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return {};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(err[1], STDERR_FILENO);
+    const int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, STDIN_FILENO);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (const auto& [k, v] : env) {
+      if (v.empty()) {
+        ::unsetenv(k.c_str());
+      } else {
+        ::setenv(k.c_str(), v.c_str(), 1);
+      }
+    }
+    if (before_exec) before_exec();
+    std::vector<char*> cargv;
+    for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    ::execvp(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  Ran r;
+  const auto deadline = Clock::now() + timeout;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  bool killed = false;
+  while (open_fds > 0) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0 && !killed) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+    if (::poll(fds, 2, killed ? 1000 : static_cast<int>(left.count()) + 1) < 0 && errno != EINTR) {
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[65536];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) ::close(f.fd);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// reactorctl with `args`; $REACTORD_ADMIN_SOCKET unset unless `env` sets it.
+Ran ctl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+        std::function<void()> before_exec = nullptr) {
+  args.insert(args.begin(), reactorctl_binary());
+  env.emplace("REACTORD_ADMIN_SOCKET", "");
+  return run_process(args, env, std::move(before_exec));
+}
+
+Ran ctl_at(const DaemonProcess& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {"--socket", socket_of(d)});
+  return ctl(std::move(args));
+}
+
+std::string describe(const Ran& r) {
+  return absl::StrCat("exit ", r.code, "\nstdout:\n", r.out, "\nstderr:\n", r.err);
+}
+
+Json parse_json(const std::string& text) {
+  return Json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+// ---- a raw admin connection ----
+
+class RawAdmin {
+ public:
+  explicit RawAdmin(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      error_ = errno;
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RawAdmin() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawAdmin(const RawAdmin&) = delete;
+  RawAdmin& operator=(const RawAdmin&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  int error() const { return error_; }
+  int fd() const { return fd_; }
+
+  bool send(std::string_view data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      const ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // The next answer's lines (without the end marker); nullopt on timeout or close.
+  std::optional<std::vector<std::string>> answer(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = Clock::now() + timeout;
+    std::vector<std::string> lines;
+    for (;;) {
+      size_t nl;
+      while ((nl = buf_.find('\n')) != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        if (line == ".") return lines;
+        lines.push_back(std::move(line));
+      }
+      if (!fill(deadline)) return std::nullopt;
+    }
+  }
+
+  // Sends `command` and returns its answer's lines.
+  std::optional<std::vector<std::string>> ask(const std::string& command,
+                                              std::chrono::milliseconds timeout = 10s) {
+    if (!send(command + "\n")) return std::nullopt;
+    return answer(timeout);
+  }
+
+  // The answer's text (lines joined with '\n'), "" on failure.
+  std::string ask_text(const std::string& command) {
+    auto a = ask(command);
+    if (!a) return "";
+    std::string out;
+    for (const auto& l : *a) absl::StrAppend(&out, l, "\n");
+    return out;
+  }
+
+  // True when the daemon closes the connection within `timeout` (data before it is kept).
+  bool wait_closed(std::chrono::milliseconds timeout, std::string* data = nullptr) {
+    const auto deadline = Clock::now() + timeout;
+    while (fill(deadline)) {
+    }
+    if (data) *data = buf_;
+    return closed_;
+  }
+
+ private:
+  // Reads more into buf_; false on timeout, close or error.
+  bool fill(Clock::time_point deadline) {
+    if (fd_ < 0 || closed_) return false;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return !(Clock::now() >= deadline);
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      buf_.append(buf, static_cast<size_t>(n));
+      return true;
+    }
+    if (n < 0 && errno == EINTR) return true;
+    closed_ = true;
+    return false;
+  }
+
+  int fd_ = -1;
+  int error_ = 0;
+  bool closed_ = false;
+  std::string buf_;
+};
+
+// Runs `fn` in a forked child as uid/gid 65534 and returns what it wrote to `out`.
+std::string as_nobody(const std::function<std::string()>& fn) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(p[0]);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::alarm(60);
+    become_nobody();
+    const std::string s = fn();
+    (void)!::write(p[1], s.data(), s.size());
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  ::waitpid(pid, nullptr, 0);
+  return out;
+}
+
+// `stats` as JSON through a raw connection.
+Json raw_stats(const std::string& socket) {
+  RawAdmin a(socket);
+  if (!a.ok()) return nullptr;
+  return parse_json(a.ask_text("stats"));
+}
+
+const Json* service_in(const Json& stats, const std::string& name) {
+  if (!stats.contains("services")) return nullptr;
+  for (const Json& s : stats["services"]) {
+    if (s.value("name", "") == name) return &s;
+  }
+  return nullptr;
+}
+
+// Polls `stats` until `pred` holds (bounded); returns the last stats seen.
+Json poll_stats(const std::string& socket, const std::function<bool(const Json&)>& pred,
+                std::chrono::milliseconds timeout = 15s) {
+  const auto deadline = Clock::now() + timeout;
+  Json last;
+  while (Clock::now() < deadline) {
+    last = raw_stats(socket);
+    if (last.is_object() && pred(last)) return last;
+    std::this_thread::sleep_for(50ms);
+  }
+  return last;
+}
+
+// ---- TCP clients ----
+
+int tcp_connect(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(host_port.substr(colon + 1), &port)) {
+    return -1;
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool write_all(int fd, std::string_view data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads until EOF (or the 30 s receive timeout).
+std::string read_to_eof(int fd) {
+  std::string got;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+// Sends `payload` through the echo service and returns what came back.
+std::string echo_through(const std::string& addr, const std::string& payload) {
+  const int fd = tcp_connect(addr);
+  if (fd < 0) return "";
+  std::thread writer([&] {
+    write_all(fd, payload);
+    ::shutdown(fd, SHUT_WR);
+  });
+  std::string got = read_to_eof(fd);
+  writer.join();
+  ::close(fd);
+  return got;
+}
+
+// One HTTP/1.1 request with Connection: close; the whole response.
+std::string http_get(const std::string& addr, const std::string& target) {
+  const int fd = tcp_connect(addr);
+  if (fd < 0) return "";
+  write_all(fd,
+            absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
+  std::string got = read_to_eof(fd);
+  ::close(fd);
+  return got;
+}
+
+std::string pattern(size_t n, int seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 31 + seed * 7 + i / 251) & 0xff);
+  return s;
+}
+
+std::optional<std::string> find_promtool() {
+  for (const char* dir : {"/usr/bin", "/usr/local/bin", "/bin"}) {
+    const std::string p = absl::StrCat(dir, "/promtool");
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return std::nullopt;
+}
+
+// `promtool check metrics` on `text` (fed on stdin).
+Ran promtool_check(const std::string& dir, const std::string& text) {
+  std::optional<std::string> promtool = find_promtool();
+  if (!promtool) return {-1, "", "promtool not found"};
+  const std::string file = dir + "/metrics.prom";
+  std::ofstream(file) << text;
+  return run_process({"/bin/sh", "-c", absl::StrCat(*promtool, " check metrics < ", file)}, {});
+}
+
+// ---- reactorctl: every command ----
+
+TEST(Reactorctl, EveryCommand) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  const std::string echo = d.addresses()["echo"];
+  ASSERT_EQ(echo_through(echo, "hello"), "hello");
+
+  Ran r = ctl_at(d, {"ping"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out, "pong\n");
+
+  r = ctl_at(d, {"--json", "version"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json v = parse_json(r.out);
+  EXPECT_EQ(v.value("version", ""), "0.1.0") << r.out;
+  EXPECT_EQ(v.value("protocol", 0), 1) << r.out;
+  EXPECT_THAT(v.value("backend", ""), AnyOf("epoll", "io_uring", "libevent")) << r.out;
+  r = ctl_at(d, {"version"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("reactord 0.1.0"));
+
+  r = ctl_at(d, {"--json", "stats"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json stats = parse_json(r.out);
+  ASSERT_TRUE(stats.is_object()) << r.out;
+  EXPECT_EQ(stats["shards"].size(), 2u);
+  for (const char* key : {"version", "backend", "uptime_seconds", "services", "offload", "log",
+                          "stalls_total", "process"}) {
+    EXPECT_TRUE(stats.contains(key)) << key;
+  }
+  ASSERT_NE(service_in(stats, "echo"), nullptr) << r.out;
+  EXPECT_EQ((*service_in(stats, "echo"))["address"], echo);
+  r = ctl_at(d, {"stats"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("SHARD"));
+  EXPECT_THAT(r.out, HasSubstr(echo));
+
+  r = ctl_at(d, {"metrics"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("reactord_build_info{"));
+  EXPECT_THAT(r.out, HasSubstr("reactord_received_bytes_total{"));
+
+  r = ctl_at(d, {"--json", "shards"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json shards = parse_json(r.out);
+  ASSERT_TRUE(shards.is_array()) << r.out;
+  ASSERT_EQ(shards.size(), 2u);
+  EXPECT_EQ(shards[1]["shard"], 1);
+  r = ctl_at(d, {"shards"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("ITERATIONS"));
+
+  r = ctl_at(d, {"--json", "services"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json services = parse_json(r.out);
+  ASSERT_TRUE(services.is_array()) << r.out;
+  ASSERT_EQ(services.size(), 1u);
+  EXPECT_EQ(services[0]["name"], "echo");
+  EXPECT_EQ(services[0]["kind"], "echo");
+  EXPECT_EQ(services[0]["address"], echo);
+  r = ctl_at(d, {"services"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr(echo));
+
+  // Snapshots are published periodically: wait (bounded) until each shard has one.
+  Json fibers;
+  for (auto until = Clock::now() + 15s; Clock::now() < until; std::this_thread::sleep_for(50ms)) {
+    r = ctl_at(d, {"--json", "fibers"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    fibers = parse_json(r.out);
+    ASSERT_TRUE(fibers.is_array()) << r.out;
+    bool all = fibers.size() == 2;
+    for (const Json& s : fibers) all = all && s["snapshot_age_seconds"].is_number();
+    if (all) break;
+  }
+  ASSERT_EQ(fibers.size(), 2u);
+  for (const Json& s : fibers) {
+    EXPECT_TRUE(s["snapshot_age_seconds"].is_number()) << s.dump();
+    ASSERT_TRUE(s["fibers"].is_array());
+    EXPECT_FALSE(s["fibers"].empty()) << s.dump();  // at least the accept loop
+    for (const Json& f : s["fibers"]) {
+      for (const char* key : {"id", "name", "state", "age_seconds", "last_slice_seconds",
+                              "stack_used_bytes", "stack_size_bytes"}) {
+        EXPECT_TRUE(f.contains(key)) << key << " in " << f.dump();
+      }
+    }
+  }
+  r = ctl_at(d, {"--json", "fibers", "1"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  fibers = parse_json(r.out);
+  ASSERT_EQ(fibers.size(), 1u) << r.out;
+  EXPECT_EQ(fibers[0]["shard"], 1);
+  r = ctl_at(d, {"fibers", "0"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("shard 0"));
+  r = ctl_at(d, {"fibers", "7"});  // no such shard: the daemon's error
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR usage: "));
+
+  r = ctl_at(d, {"--json", "stalls"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json stalls = parse_json(r.out);
+  ASSERT_TRUE(stalls.is_object()) << r.out;
+  EXPECT_EQ(stalls.value("stalls_total", -1), 0) << r.out;
+  r = ctl_at(d, {"stalls"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("stalls: 0"));
+
+  r = ctl_at(d, {"--json", "backends"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json backends = parse_json(r.out);
+  ASSERT_TRUE(backends.is_array()) << r.out;
+  bool epoll = false;
+  for (const Json& b : backends) {
+    if (b.value("name", "") == "epoll") epoll = b.value("available", false);
+  }
+  EXPECT_TRUE(epoll) << r.out;
+  r = ctl_at(d, {"backends"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("io_uring"));
+
+  r = ctl_at(d, {"config"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("[admin]"));
+  EXPECT_THAT(r.out, HasSubstr(socket_of(d)));
+  EXPECT_THAT(r.out, HasSubstr("name = \"echo\""));
+
+  r = ctl_at(d, {"help"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  for (const char* c : {"stats", "metrics", "fibers", "stalls", "set", "reload", "ping"}) {
+    EXPECT_THAT(r.out, HasSubstr(c));
+  }
+
+  r = ctl_at(d, {"set", "log.level", "debug"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out, "ok\n");
+  EXPECT_EQ(raw_stats(socket_of(d))["log"]["level"], "debug");
+  r = ctl_at(d, {"set", "watchdog.threshold_ms", "0"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR invalid: "));
+  EXPECT_THAT(r.err, HasSubstr("watchdog.threshold_ms"));
+  r = ctl_at(d, {"set", "runtime.shards", "3"});  // needs a restart
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR "));
+  r = ctl_at(d, {"set", "admin.allow_uids", "[1000,", "1001]"});  // the value is the rest
+  EXPECT_EQ(r.code, 0) << describe(r);
+
+  // reload re-reads the file: a changed log level shows; an invalid file is refused.
+  d.write_config(config_for(d.dir(), "", kEchoService, 2, "warn"));
+  r = ctl_at(d, {"reload"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out, "ok\n");
+  EXPECT_EQ(raw_stats(socket_of(d))["log"]["level"], "warn");
+  d.write_config("[runtime\nnot toml");
+  r = ctl_at(d, {"reload"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR failed: "));
+  EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
+
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  const std::string echo = d.addresses()["echo"];
+
+  Ran r = ctl_at(d, {"top", "--once"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr("UTILIZATION"));
+  EXPECT_THAT(r.out, HasSubstr("echo"));
+  EXPECT_THAT(r.out, Not(HasSubstr("\x1b[")));  // no screen control codes into a pipe
+
+  // Echo traffic runs for the whole of a three-screen top.
+  std::atomic<bool> stop{false};
+  std::thread traffic([&] {
+    while (!stop) echo_through(echo, "ping through echo");
+  });
+  r = ctl_at(d, {"--json", "top", "--iterations", "3", "--interval", "0.5"});
+  stop = true;
+  traffic.join();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  double best_rate = 0;
+  for (const std::string& l : lines) {
+    Json frame = parse_json(l);
+    ASSERT_TRUE(frame.is_object()) << l;
+    EXPECT_EQ(frame["windowed"], true) << l;
+    ASSERT_EQ(frame["shards"].size(), 2u) << l;
+    for (const Json& s : frame["shards"]) {
+      ASSERT_TRUE(s["utilization"].is_number()) << l;
+      EXPECT_GE(s["utilization"].get<double>(), 0.0);
+      EXPECT_LE(s["utilization"].get<double>(), 1.0);
+    }
+    ASSERT_EQ(frame["services"].size(), 1u) << l;
+    const Json& rate = frame["services"][0]["requests_per_second"];
+    ASSERT_TRUE(rate.is_number()) << l;
+    best_rate = std::max(best_rate, rate.get<double>());
+  }
+  EXPECT_GT(best_rate, 0.0) << r.out;
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// `top` without a count runs until SIGINT, then restores what it changed and exits 0.
+TEST(Reactorctl, TopStopsOnSigint) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  const std::string sock = socket_of(d);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(::open("/dev/null", O_RDONLY), STDIN_FILENO);  // not the test's terminal
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::alarm(60);
+    ::execl(reactorctl_binary(), reactorctl_binary(), "--socket", sock.c_str(), "top", "--interval",
+            "0.2", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  // Wait for two screens, then interrupt.
+  std::string got;
+  char buf[4096];
+  for (auto until = Clock::now() + 30s; Clock::now() < until;) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 1000) <= 0) continue;
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+    size_t screens = 0;
+    for (size_t at = 0; (at = got.find("SERVICE", at)) != std::string::npos; ++at) ++screens;
+    if (screens >= 2) break;
+  }
+  ::kill(pid, SIGINT);
+  int status = 0;
+  for (auto until = Clock::now() + 20s; Clock::now() < until;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ::close(out[0]);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << "\n" << got;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << got;
+  EXPECT_THAT(got, HasSubstr("UTILIZATION"));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// At a terminal, `top` clears the screen, hides the cursor, quits on 'q' and shows the cursor
+// again.
+TEST(Reactorctl, TopQuitsOnQAtATerminal) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  const std::string sock = socket_of(d);
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::alarm(60);
+    ::execl(reactorctl_binary(), reactorctl_binary(), "--socket", sock.c_str(), "top", "--interval",
+            "0.2", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string got;
+  bool quit_sent = false;
+  int status = -1;
+  char buf[4096];
+  for (auto until = Clock::now() + 40s; Clock::now() < until;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      const ssize_t n = ::read(master, buf, sizeof buf);
+      if (n > 0) got.append(buf, static_cast<size_t>(n));
+    }
+    if (!quit_sent && got.find("q or Ctrl-C quits") != std::string::npos) {
+      ASSERT_EQ(::write(master, "q", 1), 1);
+      quit_sent = true;
+    }
+  }
+  // Drain what the child wrote last (the cursor being shown again).
+  for (;;) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) break;
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(master);
+  if (status == -1) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  EXPECT_TRUE(quit_sent) << got;
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << "\n" << got;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << got;
+  EXPECT_THAT(got, HasSubstr("\x1b[2J"));
+  EXPECT_THAT(got, HasSubstr("\x1b[?25l"));
+  const size_t shown = got.rfind("\x1b[?25h");
+  ASSERT_NE(shown, std::string::npos) << got;
+  EXPECT_GT(shown, got.rfind("\x1b[2J"));  // the cursor comes back after the last screen
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- reactorctl without a daemon: exit codes, hints, timeouts ----
+
+TEST(Reactorctl, UsageIs64) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {},
+           {"frobnicate"},
+           {"stats", "extra"},
+           {"set", "log.level"},
+           {"fibers", "x"},
+           {"fibers", "0", "1"},
+           {"--no-such-option", "stats"},
+           {"--socket"},
+           {"--once", "stats"},
+           {"top", "--iterations", "0"},
+       }) {
+    Ran r = ctl(args);
+    EXPECT_EQ(r.code, 64) << absl::StrJoin(args, " ") << "\n" << describe(r);
+    EXPECT_THAT(r.err, HasSubstr("usage")) << absl::StrJoin(args, " ");
+  }
+  Ran r = ctl({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("top"));
+}
+
+TEST(Reactorctl, CannotConnectIs69WithPathErrnoAndHint) {
+  const std::string missing = "/nonexistent-reactord-dir/admin.sock";
+  Ran r = ctl({"--socket", missing, "stats"});
+  EXPECT_EQ(r.code, 69) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr(missing));
+  EXPECT_THAT(r.err, HasSubstr(std::strerror(ENOENT)));
+  EXPECT_THAT(r.err, HasSubstr("/run/reactord/admin.sock"));  // the default, in the hint
+  EXPECT_THAT(r.err, HasSubstr("running"));
+  EXPECT_THAT(r.err, HasSubstr("permission"));
+  // $REACTORD_ADMIN_SOCKET is honoured, and --socket wins over it.
+  r = ctl({"ping"}, {{"REACTORD_ADMIN_SOCKET", "/nonexistent-env/admin.sock"}});
+  EXPECT_EQ(r.code, 69);
+  EXPECT_THAT(r.err, HasSubstr("/nonexistent-env/admin.sock"));
+  r = ctl({"--socket", missing, "ping"}, {{"REACTORD_ADMIN_SOCKET", "/nonexistent-env/x.sock"}});
+  EXPECT_THAT(r.err, HasSubstr(missing));
+  // Without either: the default path.
+  r = ctl({"ping"});
+  if (r.code == 69) {
+    EXPECT_THAT(r.err, HasSubstr("/run/reactord/admin.sock"));
+  }
+}
+
+// A server that accepts and then answers only part of an answer (or nothing): reactorctl gives up
+// after --timeout with 69 instead of hanging.
+TEST(Reactorctl, IncompleteAnswerIsAnErrorNotAHang) {
+  char tmpl[] = "/tmp/reactorctl-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/fake.sock";
+  const int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(l, 8), 0);
+  std::atomic<bool> done{false};
+  std::thread server([&] {
+    std::vector<int> held;
+    int n = 0;
+    while (!done) {
+      pollfd p{l, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int c = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      if (n++ == 1) {
+        char cmd[64];
+        (void)!::read(c, cmd, sizeof cmd);  // the command, then half an answer and a close
+        write_all(c, "{\"partial\": ");
+        ::close(c);
+      } else {
+        held.push_back(c);  // silent: hold the connection open
+      }
+    }
+    for (int c : held) ::close(c);
+  });
+  const auto start = Clock::now();
+  Ran r = ctl({"--socket", path, "--timeout", "1", "stats"});
+  EXPECT_EQ(r.code, 69) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr("no complete answer"));
+  EXPECT_LT(Clock::now() - start, 30s);  // bounded, not a speed check
+  r = ctl({"--socket", path, "--timeout", "5", "stats"});
+  EXPECT_EQ(r.code, 69) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr("connection closed before a complete answer"));
+  done = true;
+  server.join();
+  ::close(l);
+  std::filesystem::remove_all(tmpl);
+}
+
+// ---- the raw protocol ----
+
+TEST(AdminProtocol, EveryCommandRaw) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  RawAdmin a(socket_of(d));
+  ASSERT_TRUE(a.ok()) << std::strerror(a.error());
+  auto one = [&](const std::string& cmd) -> std::vector<std::string> {
+    auto ans = a.ask(cmd);
+    EXPECT_TRUE(ans.has_value()) << cmd;
+    return ans.value_or(std::vector<std::string>{});
+  };
+  EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
+  // Every JSON answer is one line of valid JSON; no answer line is a lone ".".
+  for (const char* cmd :
+       {"version", "stats", "shards", "services", "fibers", "fibers 0", "stalls", "backends"}) {
+    std::vector<std::string> lines = one(cmd);
+    ASSERT_EQ(lines.size(), 1u) << cmd;
+    EXPECT_FALSE(parse_json(lines[0]).is_discarded()) << cmd << ": " << lines[0];
+    EXPECT_FALSE(absl::StartsWith(lines[0], "ERR")) << cmd;
+  }
+  std::vector<std::string> metrics = one("metrics");
+  EXPECT_GT(metrics.size(), 20u);
+  std::vector<std::string> config = one("config");
+  EXPECT_THAT(config, ::testing::Contains("[admin]"));
+  std::vector<std::string> help = one("help");
+  EXPECT_THAT(help, ::testing::Contains("stats"));
+  EXPECT_EQ(one("set log.level debug"), std::vector<std::string>{"ok"});
+  EXPECT_EQ(one("reload"), std::vector<std::string>{"ok"});
+
+  // Errors: one line, a stable code, and the connection stays usable.
+  std::vector<std::string> e = one("frobnicate");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_THAT(e[0], StartsWith("ERR unknown-command: "));
+  e = one("stats now");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_THAT(e[0], StartsWith("ERR usage: "));
+  e = one("");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_THAT(e[0], StartsWith("ERR usage: "));
+  e = one("set watchdog.threshold_ms zero");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_THAT(e[0], StartsWith("ERR invalid: "));
+  EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
+
+  // A trailing \r is ignored; several commands in one write are answered in order.
+  ASSERT_TRUE(a.send("ping\r\nversion\nping\n"));
+  EXPECT_EQ(a.answer(), std::vector<std::string>{"pong"});
+  auto version = a.answer();
+  ASSERT_TRUE(version && version->size() == 1);
+  EXPECT_EQ(parse_json((*version)[0])["protocol"], 1);
+  EXPECT_EQ(a.answer(), std::vector<std::string>{"pong"});
+
+  // A line of exactly 4096 bytes with its newline is accepted; one byte more is too long.
+  std::string longest = "ping" + std::string(kMaxLine - 1 - 4, ' ');
+  ASSERT_EQ(longest.size() + 1, kMaxLine);
+  e = one(longest);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_FALSE(absl::StartsWith(e[0], "ERR too-long")) << e[0];
+  e = one(longest + " ");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_THAT(e[0], StartsWith("ERR too-long: "));
+  EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// docs/admin-protocol.md shows `stats` with the backend in use ("epoll"), as `version` and
+// `reactord_build_info` give it, not the configured choice ("auto"): a fallback must show.
+TEST(AdminProtocol, StatsShowsTheBackendInUse) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  RawAdmin a(socket_of(d));
+  ASSERT_TRUE(a.ok());
+  const Json version = parse_json(a.ask_text("version"));
+  const Json stats = parse_json(a.ask_text("stats"));
+  ASSERT_THAT(version.value("backend", ""), AnyOf("epoll", "io_uring", "libevent"));
+  EXPECT_EQ(stats.value("backend", ""), version.value("backend", ""))
+      << "stats shows the configured backend, not the one in use";
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- access: SO_PEERCRED, not file permissions ----
+
+// The socket lives in a directory anyone may search, with mode 0666: every local user can
+// connect, so a refusal can only come from the daemon's SO_PEERCRED check.
+std::string open_socket_config(DaemonProcess& d, const std::string& acl) {
+  ::chmod(d.dir().c_str(), 0755);
+  return config_for(d.dir(), "mode = \"0666\"\n" + acl);
+}
+
+void expect_world_connectable(const DaemonProcess& d) {
+  struct stat st {};
+  ASSERT_EQ(::stat(socket_of(d).c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0666u);
+  ASSERT_EQ(::stat(d.dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0001, 0001u);  // others may search the directory
+}
+
+// A raw exchange as uid 65534: "connected\n" plus the answer's lines, or "connect: <errno>".
+std::string raw_as_nobody(const std::string& socket, const std::string& command) {
+  return as_nobody([&] {
+    RawAdmin a(socket);
+    if (!a.ok()) return absl::StrCat("connect: ", std::strerror(a.error()));
+    std::string out = "connected\n";
+    auto ans = a.ask(command);
+    if (!ans) return out + "no answer";
+    for (const auto& l : *ans) absl::StrAppend(&out, l, "\n");
+    return out;
+  });
+}
+
+TEST(AdminAccess, AllowedUidReadsButMayNotWrite) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, open_socket_config(d, "allow_uids = [65534]\n")));
+  expect_world_connectable(d);
+  Ran r = ctl_at(d, {"--json", "stats"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+
+  // reactorctl itself, run as uid/gid 65534.
+  auto as_nobody_ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", socket_of(d)});
+    return ctl(args, {}, become_nobody);
+  };
+  r = as_nobody_ctl({"--json", "stats"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(parse_json(r.out).is_object()) << r.out;
+  r = as_nobody_ctl({"ping"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  r = as_nobody_ctl({"set", "log.level", "debug"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR denied: "));
+  r = as_nobody_ctl({"reload"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR denied: "));
+
+  // The same through a raw socket: connected, then refused by the daemon.
+  std::string got = raw_as_nobody(socket_of(d), "stats");
+  EXPECT_THAT(got, StartsWith("connected\n{"));
+  got = raw_as_nobody(socket_of(d), "set log.level debug");
+  EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
+  got = raw_as_nobody(socket_of(d), "reload");
+  EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
+  EXPECT_EQ(raw_stats(socket_of(d))["log"]["level"], "info");  // nothing changed
+
+  // Root may write: taking 65534 out of allow_uids refuses it from then on.
+  r = ctl_at(d, {"set", "admin.allow_uids", "[]"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  got = raw_as_nobody(socket_of(d), "stats");
+  EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(AdminAccess, OtherUidIsRefusedEvenStats) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, open_socket_config(d, "")));
+  expect_world_connectable(d);
+  Ran r = ctl({"--socket", socket_of(d), "stats"}, {}, become_nobody);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR denied: "));
+  r = ctl({"--socket", socket_of(d), "ping"}, {}, become_nobody);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR denied: "));
+  for (const char* cmd : {"stats", "metrics", "fibers", "set log.level debug", "reload"}) {
+    EXPECT_THAT(raw_as_nobody(socket_of(d), cmd), StartsWith("connected\nERR denied: ")) << cmd;
+  }
+  EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);  // root still may
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(AdminAccess, AllowedGidReads) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, open_socket_config(d, "allow_gids = [65534]\n")));
+  EXPECT_THAT(raw_as_nobody(socket_of(d), "stats"), StartsWith("connected\n{"));
+  EXPECT_THAT(raw_as_nobody(socket_of(d), "reload"), StartsWith("connected\nERR denied: "));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- metrics ----
+
+TEST(AdminMetrics, PromtoolAcceptsMetrics) {
+  std::optional<std::string> promtool = find_promtool();
+  ASSERT_TRUE(promtool.has_value())
+      << "promtool is missing: scripts/install-deps.sh installs it (Debian package prometheus)";
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  for (int i = 0; i < 4; ++i) {  // some traffic, so histograms and counters are not all zero
+    ASSERT_EQ(echo_through(d.addresses()["echo"], pattern(10000, i)), pattern(10000, i));
+  }
+  Ran r = ctl_at(d, {"metrics"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Ran check = promtool_check(d.dir(), r.out);
+  EXPECT_EQ(check.code, 0) << describe(check) << "\nmetrics:\n" << r.out;
+  for (const char* name : {"reactord_loop_iterations_total",
+                           "reactord_polls_total",
+                           "reactord_poll_wait_seconds_total",
+                           "reactord_busy_seconds_total",
+                           "reactord_fibers_alive",
+                           "reactord_fibers_created_total",
+                           "reactord_context_switches_total",
+                           "reactord_stacks{",
+                           "reactord_timers_armed",
+                           "reactord_slice_duration_seconds_bucket{",
+                           "reactord_scheduling_latency_seconds_bucket{",
+                           "reactord_poll_wait_seconds_bucket{",
+                           "reactord_connections_accepted_total{",
+                           "reactord_connections_active{",
+                           "reactord_received_bytes_total{",
+                           "reactord_sent_bytes_total{",
+                           "reactord_requests_total{",
+                           "reactord_offload_jobs{",
+                           "reactord_log_lines_dropped_total",
+                           "reactord_stalls_total{",
+                           "reactord_build_info{",
+                           "process_cpu_seconds_total",
+                           "process_resident_memory_bytes",
+                           "process_open_fds",
+                           "process_start_time_seconds",
+                           "le=\"+Inf\"",
+                           "le=\"1e-06\"",
+                           "le=\"100\""}) {
+    EXPECT_THAT(r.out, HasSubstr(name));
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// Needs the http service: /metrics serves the same text as the admin `metrics`.
+TEST(AdminMetrics, PromtoolAcceptsHttpMetrics) {
+  ASSERT_TRUE(find_promtool().has_value()) << "promtool is missing: run scripts/install-deps.sh";
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
+      << "this test needs the http service";
+  std::string response = http_get(d.addresses()["web"], "/metrics");
+  ASSERT_THAT(response, StartsWith("HTTP/1.1 200")) << response;
+  const size_t body = response.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  Ran check = promtool_check(d.dir(), response.substr(body + 4));
+  EXPECT_EQ(check.code, 0) << describe(check) << "\n" << response;
+  EXPECT_THAT(response, HasSubstr("reactord_build_info{"));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- counters after known traffic ----
+
+TEST(AdminCounters, EchoedBytesAddExactly) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  const std::string echo = d.addresses()["echo"];
+  const Json before = raw_stats(socket_of(d));
+  const Json* svc = service_in(before, "echo");
+  ASSERT_NE(svc, nullptr) << before.dump();
+  const uint64_t in0 = (*svc)["bytes_in"], out0 = (*svc)["bytes_out"];
+  const uint64_t accepted0 = (*svc)["connections"]["accepted"];
+  const uint64_t requests0 = (*svc)["requests"];
+
+  constexpr int kConnections = 6;
+  uint64_t total = 0;
+  for (int i = 0; i < kConnections; ++i) {
+    const std::string payload = pattern(1000 + static_cast<size_t>(i) * 37777, i);
+    ASSERT_EQ(echo_through(echo, payload), payload);
+    total += payload.size();
+  }
+  // The counters settle once every connection's fiber has finished; then exactly M each way.
+  auto settled = [&](const Json& s) {
+    const Json* e = service_in(s, "echo");
+    return e && (*e)["bytes_in"] == in0 + total && (*e)["bytes_out"] == out0 + total &&
+           (*e)["connections"]["active"] == 0;
+  };
+  Json after = poll_stats(socket_of(d), settled);
+  ASSERT_TRUE(settled(after)) << "expected +" << total << " bytes each way: " << after.dump();
+  const Json& e = *service_in(after, "echo");
+  EXPECT_EQ(e["connections"]["accepted"], accepted0 + kConnections);
+  EXPECT_EQ(e["connections"]["closed"].get<uint64_t>(),
+            before["services"][0]["connections"]["closed"].get<uint64_t>() + kConnections);
+  EXPECT_GE(e["requests"].get<uint64_t>(), requests0 + kConnections);  // echo counts reads
+  // Settled means settled: nothing moves without traffic.
+  std::this_thread::sleep_for(300ms);
+  const Json later = raw_stats(socket_of(d));
+  EXPECT_EQ((*service_in(later, "echo"))["bytes_in"], in0 + total);
+  EXPECT_EQ((*service_in(later, "echo"))["bytes_out"], out0 + total);
+
+  // The Prometheus counters agree, summed over shards.
+  Ran m = ctl_at(d, {"metrics"});
+  ASSERT_EQ(m.code, 0);
+  double received = 0, sent = 0;
+  for (absl::string_view line : absl::StrSplit(m.out, '\n')) {
+    double v = 0;
+    const size_t sp = line.rfind(' ');
+    if (sp == absl::string_view::npos || !absl::SimpleAtod(line.substr(sp + 1), &v)) continue;
+    if (absl::StartsWith(line, "reactord_received_bytes_total{") &&
+        absl::StrContains(line, "service=\"echo\"")) {
+      received += v;
+    }
+    if (absl::StartsWith(line, "reactord_sent_bytes_total{") &&
+        absl::StrContains(line, "service=\"echo\"")) {
+      sent += v;
+    }
+  }
+  EXPECT_EQ(received, static_cast<double>(in0 + total));
+  EXPECT_EQ(sent, static_cast<double>(out0 + total));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// Needs the http service: N requests add exactly N.
+TEST(AdminCounters, HttpRequestsAddExactly) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
+      << "this test needs the http service";
+  const std::string web = d.addresses()["web"];
+  const Json before = raw_stats(socket_of(d));
+  ASSERT_NE(service_in(before, "web"), nullptr);
+  const uint64_t requests0 = (*service_in(before, "web"))["requests"];
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_THAT(http_get(web, i % 2 ? "/" : "/healthz"), StartsWith("HTTP/1.1 200"));
+  }
+  auto settled = [&](const Json& s) {
+    const Json* w = service_in(s, "web");
+    return w && (*w)["requests"] == requests0 + kRequests && (*w)["connections"]["active"] == 0;
+  };
+  Json after = poll_stats(socket_of(d), settled);
+  EXPECT_TRUE(settled(after)) << "expected +" << kRequests << ": " << after.dump();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- garbage ----
+
+TEST(AdminRobustness, RandomAndOversizedLinesLeaveItServing) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  std::mt19937 rng(12345);
+  auto random_bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (char& c : s) {
+      do {
+        c = static_cast<char>(rng() & 0xff);
+      } while (c == '\n');
+    }
+    return s;
+  };
+  // Read commands with wrong arguments, binary garbage, and lines over 4096 bytes. Never a valid
+  // write command: the daemon's configuration must not change under the test.
+  const std::vector<std::string> words = {"stats",   "fibers", "metrics", "ping",   "help",
+                                          "version", "shards", "set",     "stalls", "config"};
+  constexpr int kLines = 1000;
+  std::vector<std::string> lines;
+  int oversized = 0;
+  for (int i = 0; i < kLines; ++i) {
+    switch (rng() % 4) {
+      case 0:
+        lines.push_back(words[rng() % words.size()] + " " + random_bytes(rng() % 40 + 1));
+        break;
+      case 1:
+        lines.push_back(random_bytes(rng() % 200));
+        break;
+      case 2:
+        lines.push_back(random_bytes(kMaxLine + rng() % 20000));
+        ++oversized;
+        break;
+      default:
+        lines.push_back(absl::StrCat("fibers ", rng()));
+        break;
+    }
+  }
+  RawAdmin a(socket_of(d));
+  ASSERT_TRUE(a.ok());
+  // Write everything from one thread while this one reads every answer.
+  std::thread writer([&] {
+    for (const std::string& l : lines) {
+      if (!a.send(l + "\n")) return;
+    }
+  });
+  int answers = 0, too_long = 0, errors = 0;
+  for (; answers < kLines; ++answers) {
+    auto ans = a.answer(30s);
+    if (!ans) break;
+    if (!ans->empty() && absl::StartsWith((*ans)[0], "ERR ")) {
+      ++errors;
+      EXPECT_EQ(ans->size(), 1u);
+      if (absl::StartsWith((*ans)[0], "ERR too-long: ")) ++too_long;
+    }
+  }
+  writer.join();
+  EXPECT_EQ(answers, kLines) << "one answer per line";
+  EXPECT_EQ(too_long, oversized);
+  EXPECT_GT(errors, kLines / 2);
+  // The same connection, a new one, reactorctl and the echo service all still work.
+  EXPECT_EQ(a.ask("ping"), std::vector<std::string>{"pong"});
+  EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
+  // Garbage without a newline, then a hang-up, from a few more clients.
+  for (int i = 0; i < 5; ++i) {
+    RawAdmin g(socket_of(d));
+    ASSERT_TRUE(g.ok());
+    g.send(random_bytes(static_cast<size_t>(i) * 3000 + 10));
+  }
+  Ran r = ctl_at(d, {"--json", "stats"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r.out)["log"]["level"], "info");
+  EXPECT_EQ(echo_through(d.addresses()["echo"], "still serving"), "still serving");
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- limits ----
+
+TEST(AdminLimits, MaxClientsRefusesTheThirdWithBusy) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "max_clients = 2\n")));
+  RawAdmin first(socket_of(d)), second(socket_of(d));
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first.ask("ping"), std::vector<std::string>{"pong"});
+  EXPECT_EQ(second.ask("ping"), std::vector<std::string>{"pong"});
+
+  RawAdmin third(socket_of(d));
+  ASSERT_TRUE(third.ok());
+  auto busy = third.answer();
+  ASSERT_TRUE(busy.has_value());
+  ASSERT_EQ(busy->size(), 1u);
+  EXPECT_THAT((*busy)[0], StartsWith("ERR busy: "));
+  EXPECT_TRUE(third.wait_closed(10s));
+  // reactorctl shows the daemon's ERR line and exits 1.
+  Ran r = ctl_at(d, {"stats"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_THAT(r.err, StartsWith("ERR busy: "));
+
+  // The first two still work.
+  EXPECT_EQ(first.ask("ping"), std::vector<std::string>{"pong"});
+  EXPECT_EQ(second.ask("ping"), std::vector<std::string>{"pong"});
+  auto stats = second.ask("stats");
+  ASSERT_TRUE(stats && stats->size() == 1);
+  EXPECT_TRUE(parse_json((*stats)[0]).is_object());
+
+  // A slot frees when a client leaves (noticed by the daemon soon after: poll, bounded).
+  ::shutdown(first.fd(), SHUT_RDWR);
+  bool admitted = false;
+  for (auto until = Clock::now() + 15s; Clock::now() < until && !admitted;
+       std::this_thread::sleep_for(50ms)) {
+    admitted = ctl_at(d, {"ping"}).code == 0;
+  }
+  EXPECT_TRUE(admitted);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(AdminLimits, IdleTimeoutClosesAnIdleClient) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "idle_timeout_ms = 1000\n")));
+  // Commands keep a connection alive past several timeouts.
+  RawAdmin busy(socket_of(d));
+  ASSERT_TRUE(busy.ok());
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_EQ(busy.ask("ping"), std::vector<std::string>{"pong"}) << "ping " << i;
+    std::this_thread::sleep_for(100ms);
+  }
+  // Idle after a command: closed.
+  RawAdmin idle(socket_of(d));
+  ASSERT_TRUE(idle.ok());
+  EXPECT_EQ(idle.ask("ping"), std::vector<std::string>{"pong"});
+  EXPECT_TRUE(idle.wait_closed(20s));
+  // Half a line is not activity: closed too.
+  RawAdmin partial(socket_of(d));
+  ASSERT_TRUE(partial.ok());
+  ASSERT_TRUE(partial.send("sta"));
+  EXPECT_TRUE(partial.wait_closed(20s));
+  // Never sent anything: closed.
+  RawAdmin silent(socket_of(d));
+  ASSERT_TRUE(silent.ok());
+  EXPECT_TRUE(silent.wait_closed(20s));
+  EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// ---- a blocked shard ----
+
+// Needs the http service (its /debug/block?ms=N route, debug_routes = true): a request blocks
+// its shard's loop for 2 s; stats, fibers and stalls still answer meanwhile, and show it.
+TEST(AdminBlocked, AnswersWhileAShardIsBlocked) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
+      << "this test needs the http service";
+  const std::string web = d.addresses()["web"];
+  std::string response;
+  std::thread blocker([&] { response = http_get(web, "/debug/block?ms=2000"); });
+
+  // Wait (bounded) until a shard is seen inside a long slice.
+  auto blocked = [](const Json& s) {
+    if (!s.contains("shards")) return false;
+    for (const Json& sh : s["shards"]) {
+      const Json& c = sh["current_slice"];
+      if (c.value("running", false) && c.value("seconds", 0.0) > 0.2) return true;
+    }
+    return false;
+  };
+  Json stats = poll_stats(socket_of(d), blocked, 10s);
+  ASSERT_TRUE(blocked(stats)) << "no shard seen blocked: " << stats.dump();
+  // While it lasts (2 s), every read command answers through reactorctl.
+  Ran r = ctl_at(d, {"stats"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_THAT(r.out, HasSubstr(" for "));  // the RUNNING column: "FIBER for 1.2 s"
+  r = ctl_at(d, {"--json", "stats"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  r = ctl_at(d, {"fibers"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  r = ctl_at(d, {"stalls"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  blocker.join();
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 200")) << response;
+  // The watchdog reported it (threshold 100 ms by default).
+  Json after =
+      poll_stats(socket_of(d), [](const Json& s) { return s.value("stalls_total", 0) > 0; });
+  EXPECT_GT(after.value("stalls_total", 0), 0) << after.dump();
+  r = ctl_at(d, {"--json", "stalls"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  Json stalls = parse_json(r.out);
+  EXPECT_FALSE(stalls["reports"].empty()) << r.out;
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace reactord
