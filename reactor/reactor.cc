@@ -213,8 +213,10 @@ void Reactor::resume(detail::Fiber* f) {
   f->state = detail::FiberState::kRunning;
   set_overflow_watch(f->name.c_str(), &f->stack);
   stats_.context_switches.add();
-  const Deadline start = Clock::now();
+  // The last clock reading is the end of the previous slice or poll: nothing waits in between.
+  const Deadline start = last_clock_;
   stats_.sched_latency.record(to_ns(start - f->ready_at));
+  ++resumes_since_poll_;
   slice_fiber_.store(f, std::memory_order_relaxed);
   slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
   detail::switch_context(&scheduler_context_, &f->context);
@@ -329,6 +331,7 @@ void Reactor::drain_inbox() {
 
 void Reactor::run_until(const std::function<bool()>& done) {
   assert_loop_thread();
+  last_clock_ = Clock::now();
   for (;;) {
     stats_.loop_iterations.add();
     run_ready_batch();
@@ -337,13 +340,18 @@ void Reactor::run_until(const std::function<bool()>& done) {
       stop_requested_.store(false, std::memory_order_relaxed);
       return;
     }
-    Duration timeout{-1};
-    if (ready_count_ > 0 || inbox_->pending()) {
-      timeout = Duration::zero();
-    } else if (!timers_.empty()) {
-      timeout = std::max(Duration::zero(), timers_.next() - Clock::now());
+    // With fibers still runnable, poll only every kResumesPerPoll resumes: a poll with nothing to
+    // wait for costs a system call, and runnable fibers are work already known.
+    const bool inbox = inbox_->pending();
+    if (ready_count_ == 0 || inbox || resumes_since_poll_ >= kResumesPerPoll) {
+      Duration timeout{-1};
+      if (ready_count_ > 0 || inbox) {
+        timeout = Duration::zero();
+      } else if (!timers_.empty()) {
+        timeout = std::max(Duration::zero(), timers_.next() - last_clock_);
+      }
+      poll_once(timeout);
     }
-    poll_once(timeout);
     stats_.timers_fired.add(timers_.fire_due(last_clock_));
     stats_.timers_armed.set(timers_.size());
     drain_inbox();
@@ -354,7 +362,8 @@ void Reactor::poll_once(Duration timeout) {
   const size_t before = ready_count_;
   detail::Fiber* const tail_before = ready_tail_;
   stats_.fibers_runnable.set(ready_count_);
-  const Deadline start = Clock::now();
+  resumes_since_poll_ = 0;
+  const Deadline start = last_clock_;
   stats_.busy_ns.add(static_cast<uint64_t>(std::max<int64_t>(0, to_ns(start - last_poll_end_))));
   in_poll_.store(true, std::memory_order_relaxed);
   backend_->poll(timeout);

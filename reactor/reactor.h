@@ -219,6 +219,8 @@ class Reactor {
   std::atomic<int64_t> long_slice_start_ns_{0};
   std::atomic<int64_t> long_slice_ns_{0};
   Deadline last_clock_{};  // the last time read on the loop
+  static constexpr uint32_t kResumesPerPoll = 61;
+  uint32_t resumes_since_poll_ = 0;
   Deadline last_poll_end_{};
   std::unordered_map<std::string, uint64_t> slow_by_name_;
 };

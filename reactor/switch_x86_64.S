@@ -3,7 +3,8 @@
 // void reactor_switch_context(void** save_sp, void* load_sp)
 //   Pushes the callee-saved registers (rbp, rbx, r12-r15), MXCSR and the x87 control word on the
 //   current stack, stores the stack pointer in *save_sp, loads load_sp and pops the same frame from
-//   it. No system call: the signal mask is per thread, not per fiber.
+//   it, returning through an indirect jump. No system call: the signal mask is per thread, not per
+//   fiber. Measured in docs/benchmarks.md (perf/switch_variants_x86_64.S has the variants).
 //
 // void reactor_fiber_trampoline()
 //   First "return address" of a new fiber: calls r13(r12) — entry(arg) — which never returns.
@@ -24,9 +25,19 @@ reactor_switch_context:
         stmxcsr 8(%rsp)
         fnstcw  (%rsp)
         movq    %rsp, (%rdi)
+        movq    %rsp, %rax
         movq    %rsi, %rsp
-        ldmxcsr 8(%rsp)
-        fldcw   (%rsp)
+        // Writing MXCSR or the x87 control word is slow even with an equal value: load them only
+        // when the resumed context's control bits (MXCSR bits 6-15; the low six are sticky
+        // exception flags) or control word differ from the live ones.
+        movl    8(%rsp), %edx
+        xorl    8(%rax), %edx
+        testl   $0xFFC0, %edx
+        jnz     .Lload_fp
+        movzwl  (%rsp), %edx
+        cmpw    (%rax), %dx
+        jne     .Lload_fp
+.Lrestore:
         addq    $16, %rsp
         popq    %r15
         popq    %r14
@@ -34,7 +45,14 @@ reactor_switch_context:
         popq    %r12
         popq    %rbx
         popq    %rbp
-        ret
+        // An indirect jump, not `ret`: a ret into another stack's return address is never
+        // predicted by the return stack buffer; the jump is predicted like any other.
+        popq    %rcx
+        jmpq    *%rcx
+.Lload_fp:
+        ldmxcsr 8(%rsp)
+        fldcw   (%rsp)
+        jmp     .Lrestore
         .cfi_endproc
         .size   reactor_switch_context, .-reactor_switch_context
 
