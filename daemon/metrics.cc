@@ -215,8 +215,12 @@ json stats_json(const DaemonView& view) {
   json shards = shards_json(view);
   const reactor::OffloadCounts off = reactor::offload_counts();
   const ProcessStats p = process_stats(view);
+  const std::string backend = view.shards->empty() || (*view.shards)[0]->reactor() == nullptr
+                                  ? view.backend
+                                  : std::string((*view.shards)[0]->reactor()->backend().name());
   return {{"version", view.version},
-          {"backend", view.backend},
+          {"backend", backend},
+          {"backend_requested", view.backend},
           {"uptime_seconds",
            std::chrono::duration<double>(reactor::Clock::now() - view.started).count()},
           {"shards", std::move(shards)},
