@@ -790,7 +790,17 @@ absl::Status UringBackend::close(int fd) {
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
-  absl::StatusOr<std::unique_ptr<UringBackend>> b = UringBackend::create();
+  UringBackend::Options options;
+  // REACTOR_URING_PROVIDED_BUFFERS=N turns on the provided-buffer recv path with N buffers ("1":
+  // the default count), for measurement and tests; docs/backends.md says why it is off.
+  if (const char* v = std::getenv("REACTOR_URING_PROVIDED_BUFFERS"); v != nullptr && *v != '\0') {
+    const long n = std::strtol(v, nullptr, 10);
+    if (n > 0) {
+      options.provided_buffers = true;
+      if (n > 1) options.buffer_count = static_cast<unsigned>(n);
+    }
+  }
+  absl::StatusOr<std::unique_ptr<UringBackend>> b = UringBackend::create(options);
   if (!b.ok()) return b.status();
   return std::unique_ptr<Backend>(*std::move(b));
 }

@@ -162,8 +162,9 @@ class UringBackend final : public Backend {
   RelaxedCounter provided_buffer_enobufs_;
 };
 
-// Creates the io_uring backend with default options for the calling thread's loop, or says why it
-// cannot (the registry adds the likely cause). Loop thread.
+// Creates the io_uring backend for the calling thread's loop with default options (the environment
+// variable REACTOR_URING_PROVIDED_BUFFERS=N turns on provided buffers, N of them; 1: the default
+// count), or says why it cannot (the registry adds the likely cause). Loop thread.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
 
 }  // namespace reactor
