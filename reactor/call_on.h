@@ -16,18 +16,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "reactor/reactor.h"
+#include "reactor/reply.h"
 
 namespace reactor {
-
-namespace detail {
-template <class R>
-struct CallState {
-  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
-  std::exception_ptr error;
-  bool done = false;        // caller's loop thread
-  Fiber* waiter = nullptr;  // caller's loop thread
-};
-}  // namespace detail
 
 // Loop thread, inside a fiber. Unavailable if the target reactor is shutting down.
 // With in_fiber, fn runs in a new fiber on the target (named "call_on") and may suspend.
@@ -42,40 +33,13 @@ auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline, bool in_f
       return fn();
     }
   }
-  auto state = std::make_shared<detail::CallState<R>>();
-  state->waiter = detail::current_fiber();
-  std::shared_ptr<detail::Inbox> reply_to = Reactor::current()->inbox();
-  auto job = [state, reply_to, fn = std::forward<F>(fn)]() mutable {
-    try {
-      if constexpr (std::is_void_v<R>) {
-        fn();
-      } else {
-        state->value.emplace(fn());
-      }
-    } catch (...) {
-      state->error = std::current_exception();
-    }
-    reply_to->post([state] {
-      state->done = true;
-      if (state->waiter != nullptr) detail::wake(state->waiter);
-    });
-  };
+  auto reply = std::make_shared<detail::Reply<R>>();
+  reply->waiter = detail::current_fiber();
+  auto job = detail::make_reply_job(reply, Reactor::current()->inbox(), std::forward<F>(fn));
   const bool posted =
       in_fiber ? target.submit("call_on", std::move(job)) : target.post(std::move(job));
   if (!posted) return absl::UnavailableError("call_on: the target reactor is shutting down");
-  while (!state->done) {
-    absl::Status s = detail::park(deadline, "call_on");
-    if (!s.ok()) {
-      state->waiter = nullptr;
-      return s;
-    }
-  }
-  if (state->error) std::rethrow_exception(state->error);
-  if constexpr (std::is_void_v<R>) {
-    return absl::OkStatus();
-  } else {
-    return std::move(*state->value);
-  }
+  return detail::await_reply(*reply, deadline, "call_on");
 }
 
 }  // namespace reactor

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "reactor/reactor.h"
+#include "reactor/reply.h"
 
 namespace reactor {
 
@@ -33,51 +34,17 @@ OffloadCounts offload_counts();
 namespace detail {
 // Queues job on the pool. Any thread.
 void offload_submit(absl::AnyInvocable<void()> job);
-
-template <class R>
-struct OffloadState {
-  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
-  std::exception_ptr error;
-  bool done = false;        // loop thread
-  Fiber* waiter = nullptr;  // loop thread
-};
 }  // namespace detail
 
 // Loop thread, inside a fiber. Returns fn's value (Status for void fn); rethrows fn's exception.
 template <class F, class R = std::invoke_result_t<F>>
 auto offload(F&& fn, Deadline deadline = kNoDeadline)
     -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>> {
-  auto state = std::make_shared<detail::OffloadState<R>>();
-  state->waiter = detail::current_fiber();
-  std::shared_ptr<detail::Inbox> inbox = Reactor::current()->inbox();
-  detail::offload_submit([state, inbox, fn = std::forward<F>(fn)]() mutable {
-    try {
-      if constexpr (std::is_void_v<R>) {
-        fn();
-      } else {
-        state->value.emplace(fn());
-      }
-    } catch (...) {
-      state->error = std::current_exception();
-    }
-    inbox->post([state] {
-      state->done = true;
-      if (state->waiter != nullptr) detail::wake(state->waiter);
-    });
-  });
-  while (!state->done) {
-    absl::Status s = detail::park(deadline, "offload");
-    if (!s.ok()) {
-      state->waiter = nullptr;
-      return s;
-    }
-  }
-  if (state->error) std::rethrow_exception(state->error);
-  if constexpr (std::is_void_v<R>) {
-    return absl::OkStatus();
-  } else {
-    return std::move(*state->value);
-  }
+  auto reply = std::make_shared<detail::Reply<R>>();
+  reply->waiter = detail::current_fiber();
+  detail::offload_submit(
+      detail::make_reply_job(reply, Reactor::current()->inbox(), std::forward<F>(fn)));
+  return detail::await_reply(*reply, deadline, "offload");
 }
 
 }  // namespace reactor
