@@ -328,12 +328,14 @@ std::string render_services(const Json& services) {
 }
 
 std::string render_stats(const Json& stats) {
-  // `backend` is the configured choice (possibly "auto"); each shard names the one it runs.
-  const std::string configured = string_or(stats, "backend", "?");
+  // The backend each shard runs, and the one asked for (`backend_requested`; older daemons sent
+  // the configured choice, possibly "auto", as `backend`).
   const Json& shards = member(stats, "shards");
-  const std::string running =
-      shards.empty() ? configured
-                     : string_or(member(shards.front(), "backend"), "name", configured);
+  const std::string configured =
+      string_or(stats, "backend_requested", string_or(stats, "backend", "?"));
+  const std::string running = shards.empty() ? string_or(stats, "backend", "?")
+                                             : string_or(member(shards.front(), "backend"), "name",
+                                                         string_or(stats, "backend", "?"));
   std::string out =
       absl::StrCat("reactord ", string_or(stats, "version", "?"), "  backend ", running,
                    running == configured ? "" : absl::StrCat(" (runtime.backend ", configured, ")"),

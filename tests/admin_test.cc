@@ -1330,6 +1330,28 @@ TEST(AdminLimits, IdleTimeoutClosesAnIdleClient) {
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
+// A client that pipelines big answers and never reads them blocks only its own connection.
+TEST(AdminLimits, ClientThatNeverReadsHoldsUpNoOne) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  RawAdmin hog(socket_of(d));
+  ASSERT_TRUE(hog.ok());
+  const int small = 4096;
+  ::setsockopt(hog.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  std::string burst;
+  for (int i = 0; i < 200; ++i) burst += "metrics\n";
+  ASSERT_TRUE(hog.send(burst));
+  std::this_thread::sleep_for(200ms);  // let the daemon fill the socket and wait to write
+  for (int i = 0; i < 5; ++i) {
+    Ran r = ctl_at(d, {"--json", "stats"});
+    EXPECT_EQ(r.code, 0) << describe(r);
+    RawAdmin other(socket_of(d));
+    EXPECT_EQ(other.ask("ping"), std::vector<std::string>{"pong"});
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
 // ---- a blocked shard ----
 
 // Needs the http service (its /debug/block?ms=N route, debug_routes = true): a request blocks
