@@ -275,7 +275,7 @@ void Daemon::State::on_stall(const reactor::StallReport& r) {
       {"syscall", r.syscall},
       {"frames", r.frames},
       {"ended", r.phase == Phase::kEnded},
-      {"time",
+      {"time_seconds",
        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()}};
   static std::mutex ids_mu;
   static std::map<uint64_t, uint64_t> ids;  // watchdog stall id -> StallLog id

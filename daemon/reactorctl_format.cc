@@ -406,7 +406,7 @@ std::string render_stalls(const Json& stalls) {
     // The usual fields first, in a fixed order; stack frames make a table unreadable, so the
     // table counts them and the latest report lists them; fields added later follow.
     static constexpr std::pair<const char*, const char*> kColumns[] = {
-        {"id", ">ID"},           {"time", "AT"},
+        {"id", ">ID"},           {"time_seconds", "AT"},
         {"shard", ">SHARD"},     {"fiber", "FIBER"},
         {"kind", "KIND"},        {"wall_seconds", ">WALL"},
         {"cpu_seconds", ">CPU"}, {"thread_state", "STATE"},
@@ -435,7 +435,7 @@ std::string render_stalls(const Json& stalls) {
       std::vector<std::string> row;
       for (const auto& [key, title] : kColumns) {
         const Json& v = member(r, key);
-        if (std::string_view(key) == "time" && v.is_number()) {
+        if (std::string_view(key) == "time_seconds" && v.is_number()) {
           row.push_back(local_time(v.get<double>()));
         } else if (std::string_view(key) == "frames") {
           row.push_back(v.is_array() ? format_number(static_cast<double>(v.size())) : "-");
