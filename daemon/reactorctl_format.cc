@@ -406,12 +406,10 @@ std::string render_stalls(const Json& stalls) {
     // The usual fields first, in a fixed order; stack frames make a table unreadable, so the
     // table counts them and the latest report lists them; fields added later follow.
     static constexpr std::pair<const char*, const char*> kColumns[] = {
-        {"id", ">ID"},           {"time_seconds", "AT"},
-        {"shard", ">SHARD"},     {"fiber", "FIBER"},
-        {"kind", "KIND"},        {"wall_seconds", ">WALL"},
-        {"cpu_seconds", ">CPU"}, {"thread_state", "STATE"},
-        {"syscall", "SYSCALL"},  {"ended", "ENDED"},
-        {"frames", ">FRAMES"}};
+        {"id", ">ID"},           {"time_seconds", "AT"},    {"shard", ">SHARD"},
+        {"fiber", "FIBER"},      {"kind", "KIND"},          {"wall_seconds", ">WALL"},
+        {"cpu_seconds", ">CPU"}, {"thread_state", "STATE"}, {"syscall", "SYSCALL"},
+        {"ended", "ENDED"},      {"frames", ">FRAMES"}};
     auto known = [](const std::string& key) {
       if (key == "fiber_id") return true;
       for (const auto& [k, title] : kColumns) {

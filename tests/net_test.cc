@@ -27,7 +27,9 @@ class NetTest : public ::testing::TestWithParam<std::string> {
   }
 };
 
-SocketAddress loopback_v4() { return *SocketAddress::parse_ip("127.0.0.1:0"); }
+SocketAddress loopback_v4() {
+  return *SocketAddress::parse_ip("127.0.0.1:0");
+}
 
 std::vector<std::byte> pattern(size_t n) {
   std::vector<std::byte> v(n);
@@ -104,7 +106,8 @@ TEST_P(NetTest, UnixStreamEcho) {
       auto conn = listener->accept(deadline_after(5s));
       ASSERT_TRUE(conn.ok()) << conn.status();
       char buf[5];
-      ASSERT_TRUE(conn->read_exact(std::as_writable_bytes(std::span(buf)), deadline_after(5s)).ok());
+      ASSERT_TRUE(
+          conn->read_exact(std::as_writable_bytes(std::span(buf)), deadline_after(5s)).ok());
       ASSERT_TRUE(conn->write_all(std::string_view(buf, 5)).ok());
     });
     ASSERT_TRUE(server.ok());
@@ -112,7 +115,8 @@ TEST_P(NetTest, UnixStreamEcho) {
     ASSERT_TRUE(client.ok()) << client.status();
     ASSERT_TRUE(client->write_all("hello").ok());
     char reply[5];
-    ASSERT_TRUE(client->read_exact(std::as_writable_bytes(std::span(reply)), deadline_after(5s)).ok());
+    ASSERT_TRUE(
+        client->read_exact(std::as_writable_bytes(std::span(reply)), deadline_after(5s)).ok());
     EXPECT_EQ(std::string(reply, 5), "hello");
     server->join();
     ::unlink(path.c_str());

@@ -111,7 +111,8 @@ TEST(Semaphore, CancelledWaiterDoesNotSwallowPermit) {
   bool second_acquired = false;
   run_fiber([&] {
     Semaphore sem(0);
-    auto cancelled_waiter = spawn("cancelled", [&] { EXPECT_TRUE(absl::IsCancelled(sem.acquire())); });
+    auto cancelled_waiter =
+        spawn("cancelled", [&] { EXPECT_TRUE(absl::IsCancelled(sem.acquire())); });
     ASSERT_TRUE(cancelled_waiter.ok());
     yield();
     cancelled_waiter->cancel();
