@@ -104,7 +104,7 @@ TEST(ReactorStats, FiberSnapshotShowsStatesAndStack) {
 // while the loop waits in poll.
 TEST(ReactorStats, CurrentSliceVisibleFromAnotherThread) {
   std::atomic<Reactor*> reactor{nullptr};
-  std::atomic<bool> spinning{false}, seen{false};
+  std::atomic<bool> spinning{false}, seen{false}, observer_done{false};
   std::string name_seen;
   bool idle_seen = false;
   std::thread observer([&] {
@@ -127,6 +127,7 @@ TEST(ReactorStats, CurrentSliceVisibleFromAnotherThread) {
       }
       std::this_thread::sleep_for(1ms);
     }
+    observer_done = true;  // the reactor may go only after this: its fibers' records go with it
   });
   run_fiber([&] {
     reactor = Reactor::current();
@@ -138,7 +139,9 @@ TEST(ReactorStats, CurrentSliceVisibleFromAnotherThread) {
     });
     ASSERT_TRUE(spinner.ok());
     spinner->join();
-    (void)sleep_for(200ms);  // idle in poll while the observer looks
+    // Idle in poll while the observer looks, until it is done reading this reactor.
+    const auto give_up = Clock::now() + 10s;
+    while (!observer_done.load() && Clock::now() < give_up) (void)sleep_for(5ms);
   });
   observer.join();
   EXPECT_EQ(name_seen, "spinner#1");
