@@ -25,8 +25,10 @@ test: build-debug
 test-asan: build-asan
 	cd build/asan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
+# Debian's libspdlog is not built with TSan: see tests/tsan.supp.
 test-tsan: build-tsan
-	cd build/tsan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	cd build/tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
+	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 bench:
 	@scripts/install-deps.sh --bench

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -268,8 +269,16 @@ TEST(Daemon, SocketActivation) {
   DaemonProcess d;
   // The configured address is never bound: the activated socket replaces it.
   d.write_config(config_with(d.dir(), kEchoService));
-  d.start({}, nullptr,
-          {"systemd-socket-activate", "-l", addr, "--fdname=echo", "-E", "NOTIFY_SOCKET"});
+  // systemd-socket-activate passes on only the variables named with -E.
+  std::vector<std::string> activate = {"systemd-socket-activate", "-l", addr,
+                                       "--fdname=echo",           "-E", "NOTIFY_SOCKET"};
+  for (const char* var : {"TSAN_OPTIONS", "ASAN_OPTIONS", "UBSAN_OPTIONS"}) {
+    if (std::getenv(var) != nullptr) {
+      activate.push_back("-E");
+      activate.push_back(var);
+    }
+  }
+  d.start({}, nullptr, activate);
   // systemd-socket-activate starts the daemon at the first connection: connect first.
   std::string echoed;
   std::thread client([&] { echoed = echo_through(addr, "activated hello"); });
