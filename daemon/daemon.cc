@@ -99,6 +99,9 @@ struct Daemon::State {
   // Read by on_stall on the watchdog thread while the control loop may reload cfg.
   std::atomic<uint32_t> reports_per_minute{0};
   std::atomic<uint32_t> abort_after_ms{0};
+  // Watchdog stall id -> StallLog id, for updating a report as the stall goes on.
+  std::mutex stall_ids_mu;
+  std::map<uint64_t, uint64_t> stall_ids;
   std::unique_ptr<reactor::Watchdog> watchdog;
   reactor::Deadline started = reactor::Clock::now();
   double start_time_seconds = 0;
@@ -277,9 +280,8 @@ void Daemon::State::on_stall(const reactor::StallReport& r) {
       {"ended", r.phase == Phase::kEnded},
       {"time_seconds",
        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()}};
-  static std::mutex ids_mu;
-  static std::map<uint64_t, uint64_t> ids;  // watchdog stall id -> StallLog id
-  std::lock_guard<std::mutex> lock(ids_mu);
+  std::map<uint64_t, uint64_t>& ids = stall_ids;
+  std::lock_guard<std::mutex> lock(stall_ids_mu);
   switch (r.phase) {
     case Phase::kStarted:
       spdlog::warn("shard {} stalled {} ms in fiber '{}'{}: {}", r.shard, ms(r.wall), r.fiber_name,
