@@ -94,6 +94,7 @@ struct UringBackend::Op {
   bool done = false;    // the CQE arrived
   bool closed = false;  // close(fd) cancelled it
   bool linked = false;  // in FdState::ops
+  bool output = false;  // a send or writev
   Op* prev = nullptr;
   Op* next = nullptr;            // FdState::ops, or the free list
   msghdr msg{};                  // recvmsg/sendmsg (readv/writev on sockets)
@@ -411,6 +412,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_enter_calls_total", enter_calls_.get()});
   out.push_back({"io_uring_cancels_total", cancels_.get()});
   out.push_back({"io_uring_accept_multishot_cqes_total", accept_multishot_cqes_.get()});
+  out.push_back({"io_uring_direct_sends_total", direct_sends_.get()});
   out.push_back({"io_uring_provided_buffer_recvs_total", provided_buffer_recvs_.get()});
   out.push_back({"io_uring_provided_buffer_enobufs_total", provided_buffer_enobufs_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
@@ -656,10 +658,43 @@ void UringBackend::recycle_buffer(uint16_t bid) {
   io_uring_buf_ring_advance(buf_ring_, 1);
 }
 
+bool UringBackend::output_in_flight(int fd) const {
+  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return false;
+  for (const Op* op = fds_[static_cast<size_t>(fd)].ops; op != nullptr; op = op->next) {
+    if (op->output) return true;
+  }
+  return false;
+}
+
+ssize_t UringBackend::try_send_now(int fd, msghdr* msg) {
+  if (!options_.send_first || output_in_flight(fd)) {
+    errno = EAGAIN;
+    return -1;
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) direct_sends_.add();
+  return n;
+}
+
 absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf,
                                           Deadline deadline) {
+  check_loop_thread();
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("send on invalid fd ", fd));
+  if (!buf.empty()) {
+    iovec iov{const_cast<std::byte*>(buf.data()), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    const ssize_t n = try_send_now(fd, &msg);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_status(errno, "send", fd);
+  }
   for (;;) {
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "send", [&](io_uring_sqe* sqe, Op*) {
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, "send", [&](io_uring_sqe* sqe, Op* op) {
+      op->output = true;
       io_uring_prep_send(sqe, fd, buf.data(), buf.size(), MSG_NOSIGNAL);
     });
     if (!r.ok() && status_errno(r.status()) == EINTR) continue;
@@ -700,9 +735,24 @@ absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, D
 
 absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, Deadline deadline) {
   // SENDMSG with MSG_NOSIGNAL on sockets (EPIPE, never SIGPIPE); WRITEV for anything else.
+  check_loop_thread();
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("writev on invalid fd ", fd));
   bool socket = true;
+  if (!iov.empty()) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov.data());
+    msg.msg_iovlen = iov.size();
+    const ssize_t n = try_send_now(fd, &msg);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == ENOTSOCK) {
+      socket = false;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return errno_status(errno, "writev", fd);
+    }
+  }
   for (;;) {
     absl::StatusOr<int32_t> r = run_op(fd, deadline, "writev", [&](io_uring_sqe* sqe, Op* op) {
+      op->output = true;
       if (socket) {
         op->msg.msg_iov = const_cast<iovec*>(iov.data());
         op->msg.msg_iovlen = iov.size();
@@ -791,6 +841,10 @@ absl::Status UringBackend::close(int fd) {
 
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
   UringBackend::Options options;
+  // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
+  if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {
+    options.send_first = false;
+  }
   // REACTOR_URING_PROVIDED_BUFFERS=N turns on the provided-buffer recv path with N buffers ("1":
   // the default count), for measurement and tests; docs/backends.md says why it is off.
   if (const char* v = std::getenv("REACTOR_URING_PROVIDED_BUFFERS"); v != nullptr && *v != '\0') {

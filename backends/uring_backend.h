@@ -45,6 +45,11 @@ class UringBackend final : public Backend {
     bool provided_buffers = false;
     unsigned buffer_count = 512;  // a power of two
     unsigned buffer_size = 16 * 1024;
+    // send/writev on a socket first try the system call with MSG_DONTWAIT, and go through the
+    // ring only when the socket's buffer is full (or another send on the fd is still in flight):
+    // a send that completes at once then costs one system call and no suspension, instead of an
+    // SQE, a CQE and two fiber switches (docs/backends.md has the measurements).
+    bool send_first = true;
     // The first set-up level to try (tests force the fallbacks with it).
     int first_setup_level = 0;
   };
@@ -103,6 +108,11 @@ class UringBackend final : public Backend {
   void check_loop_thread() const;
   FdState& fd_state(int fd);
 
+  // A send or writev of fd is in flight in the ring: a direct send now could overtake it.
+  bool output_in_flight(int fd) const;
+  // The send_first attempt: bytes sent, or -1 with errno (EAGAIN: go through the ring).
+  ssize_t try_send_now(int fd, msghdr* msg);
+
   io_uring_sqe* get_sqe();
   int enter_submit();  // io_uring_submit, counted
   void reap();
@@ -153,6 +163,7 @@ class UringBackend final : public Backend {
   std::byte* buffers_ = nullptr;
   size_t buffers_bytes_ = 0;
 
+  RelaxedCounter direct_sends_;
   RelaxedCounter sqes_submitted_;
   RelaxedCounter cqes_reaped_;
   RelaxedCounter enter_calls_;

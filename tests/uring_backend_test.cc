@@ -118,9 +118,13 @@ TEST(UringBackend, WakeupWritesOnceWhilePending) {
 }
 
 // Every poll is one io_uring_enter; with many connections busy, one enter carries many SQEs.
-TEST(UringBackend, CountersShowBatching) {
-  REQUIRE_URING();
-  uint64_t sqes = 0, cqes = 0, enters = 0;
+struct BatchingCounters {
+  uint64_t sqes = 0, cqes = 0, enters = 0, direct_sends = 0;
+};
+
+// 50 connections x 20 round trips of 64 bytes, both sides on one io_uring reactor.
+BatchingCounters ping_pong_counters() {
+  BatchingCounters n;
   run_uring([&] {
     constexpr int kConnections = 50;
     constexpr int kRounds = 20;
@@ -155,17 +159,39 @@ TEST(UringBackend, CountersShowBatching) {
     }
     join_all(tasks);
     const Backend& b = Reactor::current()->backend();
-    sqes = counter(b, "sqes_submitted_total");
-    cqes = counter(b, "cqes_reaped_total");
-    enters = counter(b, "io_uring_enter_calls_total");
+    n.sqes = counter(b, "sqes_submitted_total");
+    n.cqes = counter(b, "cqes_reaped_total");
+    n.enters = counter(b, "io_uring_enter_calls_total");
+    n.direct_sends = counter(b, "io_uring_direct_sends_total");
   });
-  // 50 x 20 round trips on each side: at least 4,000 sends and recvs went through the ring.
-  EXPECT_GE(sqes, 4000u);
-  EXPECT_GE(cqes, 4000u);
-  EXPECT_GT(sqes, enters) << "no batching: " << sqes << " SQEs in " << enters << " enters";
-  std::printf("sqes %llu, cqes %llu, enters %llu: %.1f SQEs per enter\n",
-              static_cast<unsigned long long>(sqes), static_cast<unsigned long long>(cqes),
-              static_cast<unsigned long long>(enters), static_cast<double>(sqes) / enters);
+  std::printf("sqes %llu, cqes %llu, enters %llu (%.1f SQEs per enter), direct sends %llu\n",
+              static_cast<unsigned long long>(n.sqes), static_cast<unsigned long long>(n.cqes),
+              static_cast<unsigned long long>(n.enters), static_cast<double>(n.sqes) / n.enters,
+              static_cast<unsigned long long>(n.direct_sends));
+  return n;
+}
+
+TEST(UringBackend, CountersShowBatching) {
+  REQUIRE_URING();
+  const BatchingCounters n = ping_pong_counters();
+  // 50 x 20 round trips on each side: 2,000 receives through the ring; 2,000 sends of 64 bytes
+  // into sockets with room, each sent at once (send_first).
+  EXPECT_GE(n.sqes, 2000u);
+  EXPECT_GE(n.cqes, 2000u);
+  EXPECT_EQ(n.direct_sends, 2000u);
+  EXPECT_GT(n.sqes, n.enters) << "no batching: " << n.sqes << " SQEs in " << n.enters << " enters";
+}
+
+TEST(UringBackend, SendsGoThroughTheRingWithoutSendFirst) {
+  REQUIRE_URING();
+  ASSERT_EQ(::setenv("REACTOR_URING_SEND_FIRST", "0", 1), 0);
+  const BatchingCounters n = ping_pong_counters();
+  ::unsetenv("REACTOR_URING_SEND_FIRST");
+  // Every send and receive went through the ring: at least 4,000 SQEs.
+  EXPECT_GE(n.sqes, 4000u);
+  EXPECT_GE(n.cqes, 4000u);
+  EXPECT_EQ(n.direct_sends, 0u);
+  EXPECT_GT(n.sqes, n.enters);
 }
 
 // Two fibers waiting in accept on one listener share its multishot accept; each gets its own
