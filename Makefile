@@ -1,8 +1,9 @@
 # The README's two commands, `make run` and `make test`, plus the sanitizer suites and benchmarks.
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
+COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan bench deps build-% format clean
+.PHONY: run demo test test-asan test-tsan bench compare deps build-% format clean
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +36,15 @@ bench:
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS)
 	perf/run-micro.sh build/release
+	perf/compare.py --build-dir build/release --no-build $(COMPARE_ARGS)
+
+# The comparison alone: reactord against raw epoll, libuv, Asio, redis-server and nginx
+# (perf/compare.py, about 20 minutes; COMPARE_ARGS=--quick for under 3). `make bench` runs it too.
+compare:
+	@scripts/install-deps.sh --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+	perf/compare.py --build-dir build/release --no-build $(COMPARE_ARGS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

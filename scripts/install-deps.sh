@@ -14,7 +14,9 @@ packages=(
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
   prometheus redis-tools
 )
-bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk)
+# python3 runs perf/compare.py (standard library only).
+bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk
+  python3)
 
 for arg in "$@"; do
   case "$arg" in

@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""Backend comparison benchmarks (issue 7): reactord against a raw-epoll floor, libuv, Asio,
+redis-server and nginx, on this machine, side by side. `make compare` (and `make bench`) runs it.
+
+  perf/compare.py [--build-dir build/release] [--no-build] [--quick] [--sections LIST]
+
+Every server is pinned to CPU 0 and every client (reactord-load, redis-benchmark, wrk) to CPU 1.
+Sections:
+  echo     reactord (one shard) on epoll, io_uring and libevent, and the single-threaded peers
+           epoll_echo (the floor), uv_echo and asio_echo; 1, 100 and 1,000 connections; 64 B and
+           4 KiB messages; closed loop (reactord-load)
+  open     open loop at half the lowest peak measured by `echo` at 100 connections, 64 B: latency
+           from the intended send time
+  resp     redis-benchmark -c 50 PING_INLINE, SET, GET against reactord's resp service and
+           redis-server (no persistence)
+  http     wrk -t1 -c50 against reactord's http service (GET /) and nginx (one worker process)
+  memory   RSS per idle connection of reactord (and the floor) at 5,000, 10,000 and 18,000
+           connections
+Each cell runs the servers in turn (A B C ... A B C ...), three rounds (one with --quick), and
+reports medians; ratios are the median of the per-round ratios. Server CPU is utime + stime from
+/proc/PID/stat over the measured window. Writes perf/results/compare-<date>.{md,json,svg}.
+Full run: about 20 minutes; --quick: under 3.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+ECHO_CONNS = [1, 100, 1000]
+ECHO_SIZES = [64, 4096]
+REDIS_TESTS = ["PING_INLINE", "SET", "GET"]
+
+
+def log(msg):
+    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def loadavg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def load1():
+    return float(open("/proc/loadavg").read().split()[0])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    s = open(f"/proc/{pid}/stat").read()
+    fields = s[s.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pinned(cpu, argv):
+    return ["taskset", "-c", cpu] + [str(a) for a in argv]
+
+
+class Server:
+    """A server process pinned to CPU 0, ready once its port accepts a connection."""
+
+    def __init__(self, name, argv, port, workdir, group=None):
+        self.name, self.argv, self.port, self.workdir = name, argv, port, workdir
+        self.group = group or name
+        self.proc = None
+
+    def start(self):
+        logf = open(Path(self.workdir) / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(pinned(SERVER_CPU, self.argv), stdout=logf, stderr=logf,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see "
+                                   f"{self.workdir}/{self.name}.log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not accept on port {self.port} within 20 s")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def reactord_server(build, backend, workdir, max_connections=4096):
+    ports = {k: free_port() for k in ("echo", "http", "resp")}
+    d = Path(workdir) / f"reactord-{backend}"
+    d.mkdir(exist_ok=True)
+    services = "".join(
+        f'\n[[service]]\nname = "{k}"\nkind = "{k}"\nlisten = "127.0.0.1:{p}"\n'
+        f"max_connections = {max_connections}\nidle_timeout_ms = 0\n"
+        for k, p in ports.items())
+    (d / "reactord.toml").write_text(
+        "# written by perf/compare.py\n"
+        f'[runtime]\nbackend = "{backend}"\nshards = 1\n'
+        '[log]\nlevel = "warn"\nformat = "text"\n'
+        '[admin]\nsocket = "admin.sock"\n' + services)
+    argv = [build / "daemon/reactord", "--config", d / "reactord.toml"]
+    servers = {}
+    for kind, port in ports.items():
+        servers[kind] = Server(f"reactord-{backend}", argv, port, str(d))
+    return servers
+
+
+def reactord_backends(build):
+    out = subprocess.run([build / "daemon/reactord", "--list-backends"], capture_output=True,
+                         text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if len(line.split()) > 1 and
+            line.split()[1] == "yes"]
+
+
+def run_load(build, port, pid, conns, size=64, mode="echo", duration=5.0, warmup=1.0, rate=0,
+             extra=()):
+    argv = [build / "perf/load/reactord-load", "--json", "--port", port, "--connections", conns,
+            "--size", size, "--mode", mode, "--duration", duration, "--warmup", warmup,
+            "--server-pid", pid, *extra]
+    if rate:
+        argv += ["--rate", int(rate)]
+    load_before = load1()
+    p = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True,
+                       timeout=duration + warmup + 120)
+    try:
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"reactord-load failed ({p.returncode}): {p.stderr.strip()[:300]}")
+    r["load1"] = (load_before + load1()) / 2
+    if r["errors"]:
+        log(f"  reactord-load reported {r['errors']} errors: {r['first_error']}")
+    return {"rps": r["throughput_rps"], "cpu_us": r.get("server_cpu_per_request_us", 0),
+            "util": r.get("server_utilization", 0), "client_util": r["client_utilization"],
+            "p50": r["latency_us"]["p50"], "p99": r["latency_us"]["p99"],
+            "p999": r["latency_us"]["p999"], "max": r["latency_us"]["max"],
+            "errors": r["errors"], "verified": r["verified_bytes"], "load1": r["load1"]}
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(rounds, floor):
+    """rounds: list of {server: result}. Medians per server, ratios against `floor` per round."""
+    names = []
+    for r in rounds:
+        names += [n for n in r if n not in names]
+    out = {}
+    for n in names:
+        rs = [r[n] for r in rounds if n in r]
+        row = {k: median([x[k] for x in rs]) for k in rs[0] if isinstance(rs[0][k], (int, float))}
+        row["runs"] = len(rs)
+        if floor:
+            pairs = [(r[n], r[floor]) for r in rounds if n in r and floor in r]
+            row["x_rps"] = median([a["rps"] / b["rps"] for a, b in pairs if b["rps"]])
+            row["x_cpu"] = median([a["cpu_us"] / b["cpu_us"] for a, b in pairs if b["cpu_us"]])
+        out[n] = row
+    return out
+
+
+class Compare:
+    def __init__(self, args):
+        self.args = args
+        self.build = Path(args.build_dir).resolve()
+        self.quick = args.quick
+        self.rounds = 1 if args.quick else 3
+        self.duration = 1.0 if args.quick else 5.0
+        self.warmup = 0.25 if args.quick else 1.0
+        self.work = tempfile.mkdtemp(prefix="reactord-compare-")
+        self.results = {"sections": {}, "loadavg": {}}
+        self.servers = []
+
+    def stop_all(self):
+        for s in self.servers:
+            s.stop()
+        self.servers = []
+
+    def start(self, server):
+        server.start()
+        self.servers.append(server)
+        return server
+
+    # ---- echo: closed loop, then the open-loop latency run ----
+    def echo_servers(self, max_connections=4096):
+        servers = []
+        for b in ["epoll", "io_uring", "libevent"]:
+            if b in self.backends:
+                servers.append(reactord_server(self.build, b, self.work, max_connections)["echo"])
+            else:
+                log(f"reactord backend {b} unavailable here: skipped")
+        for peer, name in [("epoll_echo", "epoll"), ("uv_echo", "libuv"), ("asio_echo", "asio")]:
+            exe = self.build / "perf/peers" / peer
+            if exe.exists():
+                port = free_port()
+                servers.append(Server(name, [exe, "--port", port], port, self.work))
+            else:
+                log(f"{exe} not built (library missing?): skipped")
+        return servers
+
+    def section_echo(self):
+        servers = [self.start(s) for s in self.echo_servers()]
+        cells = {}
+        for conns in ECHO_CONNS:
+            for size in ECHO_SIZES:
+                rounds = []
+                for r in range(self.rounds):
+                    res = {}
+                    for s in servers:
+                        try:
+                            res[s.name] = run_load(self.build, s.port, s.pid, conns, size,
+                                                   duration=self.duration, warmup=self.warmup)
+                        except Exception as e:  # noqa: BLE001 - record and go on
+                            log(f"  {s.name} {conns}x{size}: {e}")
+                    rounds.append(res)
+                cells[f"{conns}x{size}"] = {"conns": conns, "size": size, "rounds": rounds,
+                                            "summary": summarize(rounds, "epoll")}
+                summ = cells[f"{conns}x{size}"]["summary"]
+                log(f"echo {conns} conns {size} B: " + ", ".join(
+                    f"{n} {v['rps']:.0f}/s {v['cpu_us']:.2f}us" for n, v in summ.items()))
+        self.results["sections"]["echo"] = cells
+
+        if "open" in self.sections:
+            base = cells.get("100x64", {}).get("summary", {})
+            peaks = [v["rps"] for v in base.values() if v.get("rps")]
+            if peaks:
+                rate = 0.5 * min(peaks)
+                rounds = []
+                for r in range(self.rounds):
+                    res = {}
+                    for s in servers:
+                        try:
+                            res[s.name] = run_load(self.build, s.port, s.pid, 100, 64,
+                                                   duration=self.duration, warmup=self.warmup,
+                                                   rate=rate)
+                        except Exception as e:  # noqa: BLE001
+                            log(f"  open loop {s.name}: {e}")
+                    rounds.append(res)
+                self.results["sections"]["open"] = {"rate": rate, "conns": 100, "size": 64,
+                                                    "rounds": rounds,
+                                                    "summary": summarize(rounds, "epoll")}
+                log(f"open loop at {rate:.0f}/s done")
+        self.stop_all()
+
+    # ---- resp: redis-benchmark ----
+    def section_resp(self):
+        if not shutil.which("redis-benchmark") or not shutil.which("redis-server"):
+            log("redis-benchmark or redis-server missing (install-deps.sh --bench): resp skipped")
+            return
+        servers = []
+        for b in ["epoll", "io_uring"]:
+            if b in self.backends:
+                servers.append(self.start(reactord_server(self.build, b, self.work)["resp"]))
+        port = free_port()
+        rdir = Path(self.work) / "redis"
+        rdir.mkdir(exist_ok=True)
+        servers.append(self.start(Server(
+            "redis", ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                      "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
+                      "--dir", rdir, "--logfile", rdir / "redis.log"], port, self.work)))
+        n = 20000 if self.quick else 200000
+        tests = {}
+        for test in REDIS_TESTS:
+            rounds = []
+            for r in range(self.rounds):
+                res = {}
+                for s in servers:
+                    try:
+                        res[s.name] = self.redis_benchmark(s, test, n)
+                    except Exception as e:  # noqa: BLE001
+                        log(f"  {test} {s.name}: {e}")
+                rounds.append(res)
+            tests[test] = {"rounds": rounds, "summary": summarize(rounds, "redis"), "n": n}
+            log(f"resp {test}: " + ", ".join(f"{k} {v['rps']:.0f}/s {v['cpu_us']:.2f}us"
+                                             for k, v in tests[test]["summary"].items()))
+        self.results["sections"]["resp"] = tests
+        self.stop_all()
+
+    def redis_benchmark(self, s, test, n):
+        load_before = load1()
+        c0, t0 = cpu_seconds(s.pid), time.monotonic()
+        p = subprocess.run(pinned(CLIENT_CPU, ["redis-benchmark", "-h", "127.0.0.1", "-p", s.port,
+                                               "-c", 50, "-n", n, "-t", test, "--csv"]),
+                           capture_output=True, text=True, timeout=600)
+        wall, cpu = time.monotonic() - t0, cpu_seconds(s.pid) - c0
+        rows = [line for line in p.stdout.splitlines() if line.startswith(f'"{test}"')]
+        if not rows:
+            raise RuntimeError(f"redis-benchmark: {p.stdout[-300:]} {p.stderr[-300:]}")
+        f = [x.strip('"') for x in rows[0].split(",")]
+        rps = float(f[1])
+        window = n / rps
+        return {"rps": rps, "cpu_us": cpu / n * 1e6, "util": cpu / window, "p50": float(f[4]) * 1e3,
+                "p99": float(f[6]) * 1e3, "max": float(f[7]) * 1e3, "wall": wall,
+                "load1": (load_before + load1()) / 2}
+
+    # ---- http: wrk ----
+    def section_http(self):
+        if not shutil.which("wrk") or not shutil.which("nginx"):
+            log("wrk or nginx missing (install-deps.sh --bench): http skipped")
+            return
+        servers = []
+        for b in ["epoll", "io_uring"]:
+            if b in self.backends:
+                servers.append(self.start(reactord_server(self.build, b, self.work)["http"]))
+        body = self.http_body(servers[0].port) if servers else "ok\n"
+        servers.append(self.start(self.nginx_server(body)))
+        seconds = 1 if self.quick else 5
+        for s in servers:  # warm-up, not measured
+            self.wrk(s, 1)
+        rounds = []
+        for r in range(self.rounds):
+            res = {}
+            for s in servers:
+                try:
+                    res[s.name] = self.wrk(s, seconds)
+                except Exception as e:  # noqa: BLE001
+                    log(f"  wrk {s.name}: {e}")
+            rounds.append(res)
+        self.results["sections"]["http"] = {"rounds": rounds, "summary": summarize(rounds, "nginx"),
+                                            "body_bytes": len(body)}
+        log("http: " + ", ".join(f"{k} {v['rps']:.0f}/s {v['cpu_us']:.2f}us" for k, v in
+                                 self.results["sections"]["http"]["summary"].items()))
+        self.stop_all()
+
+    def http_body(self, port):
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := c.recv(4096):
+                data += chunk
+        return data.split(b"\r\n\r\n", 1)[1].decode()
+
+    def nginx_server(self, body):
+        d = Path(self.work) / "nginx"
+        d.mkdir(exist_ok=True)
+        port = free_port()
+        temps = "".join(f"  {k}_temp_path {d}/{k};\n"
+                        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        literal = body.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        (d / "nginx.conf").write_text(
+            "# written by perf/compare.py: one process serving (no master), like one shard\n"
+            f"worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n"
+            f"error_log {d}/error.log warn;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n  access_log off;\n  keepalive_requests 1000000;\n" + temps +
+            f"  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n"
+            f'      default_type text/plain;\n      return 200 "{literal}";\n    }}\n  }}\n}}\n')
+        return Server("nginx", ["nginx", "-p", d, "-e", d / "error.log", "-c", d / "nginx.conf"],
+                      port, self.work)
+
+    def wrk(self, s, seconds):
+        load_before = load1()
+        c0, t0 = cpu_seconds(s.pid), time.monotonic()
+        p = subprocess.run(pinned(CLIENT_CPU, ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency",
+                                               f"http://127.0.0.1:{s.port}/"]),
+                           capture_output=True, text=True, timeout=seconds + 60)
+        wall, cpu = time.monotonic() - t0, cpu_seconds(s.pid) - c0
+        m = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
+        total = re.search(r"(\d+) requests in", p.stdout)
+        if not m or not total:
+            raise RuntimeError(f"wrk: {p.stdout[-300:]} {p.stderr[-300:]}")
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", p.stdout)
+        errs = re.search(r"Socket errors: (.*)", p.stdout)
+
+        def lat(q):
+            mm = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", p.stdout, re.M)
+            if not mm:
+                return None
+            return float(mm.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[mm.group(2)]
+
+        n = int(total.group(1))
+        return {"rps": float(m.group(1)), "cpu_us": cpu / n * 1e6 if n else 0, "util": cpu / wall,
+                "p50": lat(50), "p99": lat(99), "errors": int(bad.group(1)) if bad else 0,
+                "socket_errors": errs.group(1) if errs else "", "load1": (load_before + load1()) / 2}
+
+    # ---- memory at scale ----
+    def section_memory(self):
+        counts = [1000, 5000] if self.quick else [5000, 10000, 18000]
+        rows = []
+        candidates = []
+        for b in ["epoll", "io_uring"]:
+            if b in self.backends:
+                candidates.append(("reactord-" + b, lambda b=b: reactord_server(
+                    self.build, b, self.work, max_connections=20000)["echo"]))
+        if (self.build / "perf/peers/epoll_echo").exists():
+            def floor():
+                port = free_port()
+                return Server("epoll", [self.build / "perf/peers/epoll_echo", "--port", port],
+                              port, self.work)
+            candidates.append(("epoll", floor))
+        for name, make in candidates:
+            for n in counts:
+                s = self.start(make())
+                try:
+                    rows.append(self.idle_rss(s, name, n))
+                    r = rows[-1]
+                    log(f"memory {name} {n}: {r['per_conn_kib']:.1f} KiB/connection")
+                except Exception as e:  # noqa: BLE001
+                    log(f"  memory {name} {n}: {e}")
+                self.stop_all()
+        self.results["sections"]["memory"] = rows
+
+    def idle_rss(self, s, name, n):
+        load = self.build / "perf/load/reactord-load"
+        # One connection, one message: the server has touched whatever it touches per process.
+        subprocess.run(pinned(CLIENT_CPU, [load, "--port", s.port, "--requests", 1]),
+                       capture_output=True, timeout=60, check=True)
+        time.sleep(0.3)
+        base = rss_kib(s.pid)
+        client = subprocess.Popen(
+            pinned(CLIENT_CPU, [load, "--port", s.port, "--connections", n, "--requests", n,
+                                "--size", 64, "--source-addrs", 8, "--duration", 120, "--hold",
+                                600, "--json"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            line = client.stderr.readline()  # "holding N connections" once every one echoed
+            if "holding" not in line:
+                raise RuntimeError(f"reactord-load: {line.strip()} {client.stdout.read()[:300]}")
+            result = json.loads(client.stdout.readline())
+            time.sleep(1.0)
+            rss = rss_kib(s.pid)
+        finally:
+            client.terminate()
+            client.wait()
+        held = result["connected"]
+        return {"server": name, "connections": n, "connected": held,
+                "errors": result["errors"], "base_kib": base, "rss_kib": rss,
+                "per_conn_kib": (rss - base) / held if held else 0, "load": loadavg()}
+
+    def run(self):
+        self.sections = self.args.sections.split(",")
+        self.backends = reactord_backends(self.build)
+        log(f"build {self.build}; reactord backends available: {', '.join(self.backends)}; "
+            f"work dir {self.work}; load {loadavg()}")
+        started = time.monotonic()
+        self.results["started"] = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            for name in ["echo", "resp", "http", "memory"]:
+                if name in self.sections or (name == "echo" and "open" in self.sections):
+                    before = loadavg()
+                    t0 = time.monotonic()
+                    getattr(self, f"section_{name}")()
+                    self.results["loadavg"][name] = {"before": before, "after": loadavg(),
+                                                     "seconds": round(time.monotonic() - t0)}
+        finally:
+            self.stop_all()
+        self.results["seconds"] = round(time.monotonic() - started)
+        shutil.rmtree(self.work, ignore_errors=True)
+        return self.results
+
+
+# ---------------------------------------------------------------- report ----
+
+def machine_info(build):
+    def cmd(*a):
+        try:
+            return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "?")
+    cache = Path(build) / "CMakeCache.txt"
+    source = build_type = "?"
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                source = line.split("=", 1)[1]
+            if line.startswith("CMAKE_BUILD_TYPE:"):
+                build_type = line.split("=", 1)[1]
+    dirty = cmd("git", "-C", str(ROOT), "status", "--porcelain", "--", "reactor", "backends",
+                "daemon", "config", "perf")
+    return {"cpus": os.cpu_count(), "cpu": cpu, "kernel": os.uname().release,
+            "commit": cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
+            "source": source, "build": str(build), "build_type": build_type,
+            "uncommitted_in_tree": bool(dirty), "compiler": cmd("c++", "--version").split("\n")[0],
+            "redis": cmd("redis-server", "--version"),
+            "nginx": subprocess.run(["nginx", "-v"], capture_output=True,
+                                    text=True).stderr.strip() if shutil.which("nginx") else "",
+            "wrk": cmd("wrk", "-v").split("\n")[0] if shutil.which("wrk") else ""}
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def fx(v):
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def util_note(u):
+    return "" if u is None or u >= 0.9 else " ¹"
+
+
+def targets(res):
+    """Each target of issue 7 with what this run measured."""
+    out = []
+    echo = res["sections"].get("echo", {})
+
+    def cell(c, s, name):
+        return echo.get(f"{c}x{s}", {}).get("summary", {}).get(name)
+
+    def judge(ok_rate, ok_cpu):
+        if ok_rate and ok_cpu:
+            return "met"
+        if ok_rate or ok_cpu:
+            return "met on " + ("rate" if ok_rate else "CPU/request") + " only"
+        return "missed"
+
+    for name, want, conns in [("reactord-epoll", 0.95, [100]), ("reactord-io_uring", 1.1,
+                                                                 [100, 1000])]:
+        for c in conns:
+            for s in ECHO_SIZES:
+                r = cell(c, s, name)
+                if not r:
+                    continue
+                eff = 1 / r["x_cpu"] if r.get("x_cpu") else None
+                out.append((f"{name} ≥ {want}× raw epoll, {c} conns, {s} B",
+                            f"rate {fx(r['x_rps'])}, CPU efficiency {fx(eff)}",
+                            judge((r["x_rps"] or 0) >= want, eff is not None and eff >= want)))
+    for peer in ["libuv", "asio"]:
+        ahead_rate = ahead_cpu = total = 0
+        for c in ECHO_CONNS:
+            for s in ECHO_SIZES:
+                r, p = cell(c, s, "reactord-epoll"), cell(c, s, peer)
+                best = [cell(c, s, n) for n in ("reactord-epoll", "reactord-io_uring",
+                                                "reactord-libevent")]
+                best = [b for b in best if b]
+                if not best or not p:
+                    continue
+                total += 1
+                ahead_rate += max(b["rps"] for b in best) > p["rps"]
+                ahead_cpu += min(b["cpu_us"] for b in best) < p["cpu_us"]
+        if total:
+            out.append((f"reactord (best backend) ahead of {peer}",
+                        f"rate in {ahead_rate}/{total} cells, CPU/request in {ahead_cpu}/{total}",
+                        judge(ahead_rate == total, ahead_cpu == total)))
+    for sec, peer in [("resp", "redis"), ("http", "nginx")]:
+        data = res["sections"].get(sec)
+        if not data:
+            continue
+        groups = data.items() if sec == "resp" else [("GET /", data)]
+        for test, d in groups:
+            for name in ("reactord-epoll", "reactord-io_uring"):
+                r = d["summary"].get(name)
+                if not r or r.get("x_rps") is None:
+                    continue
+                out.append((f"{sec} {test}: {name} ≥ 1.0× {peer} rate, ≤ its CPU/request",
+                            f"rate {fx(r['x_rps'])}, CPU/request {fx(r['x_cpu'])}",
+                            judge((r["x_rps"] or 0) >= 1.0, (r["x_cpu"] or 9) <= 1.0)))
+    mem = res["sections"].get("memory", [])
+    for m in mem:
+        if m["server"].startswith("reactord"):
+            out.append((f"≤ 16 KiB RSS per idle connection, {m['server']}, {m['connections']:,}",
+                        f"{m['per_conn_kib']:.1f} KiB",
+                        "met" if m["per_conn_kib"] <= 16 else "missed"))
+    return out
+
+
+def markdown(res, info, args, svg_name):
+    L = []
+    a = L.append
+    mode = "--quick (one round, 1 s windows)" if args.quick else "full (three rounds, 5 s windows)"
+    a(f"# reactord comparison — {res['started']}")
+    a("")
+    a(f"- run: `perf/compare.py {' '.join(sys.argv[1:])}`, {mode}, {res['seconds']} s in all")
+    a(f"- commit {info['commit']}; source `{info['source']}`"
+      + (" (the working tree had uncommitted changes under reactor/ backends/ daemon/ config/ "
+         "perf/)" if info["uncommitted_in_tree"] and info["source"] == str(ROOT) else ""))
+    a(f"- build `{info['build']}` ({info['build_type']}), {info['compiler']}")
+    a(f"- machine: {info['cpus']} CPUs, {info['cpu']}, kernel {info['kernel']}")
+    a(f"- peers: {info['redis']}; {info['nginx']}; {info['wrk']}")
+    a("- servers pinned to CPU 0, clients to CPU 1 (`taskset`); server CPU = utime + stime of the "
+      "server process (/proc/PID/stat) over the measured window")
+    a("- load average (1, 5, 15 min) before → after each section: " + "; ".join(
+        f"{k} {v['before']} → {v['after']} ({v['seconds']} s)" for k, v in res["loadavg"].items()))
+    a("")
+    a("¹ server utilization below 0.9: the server was not the bottleneck (the client, or CPU time "
+      "taken by other work on the machine, limited the rate); compare CPU per request.")
+    a("")
+    a(f"![throughput and server CPU per request]({svg_name})")
+    a("")
+    a("## Targets")
+    a("")
+    a("| target | measured | |")
+    a("|---|---|---|")
+    for t, m, v in targets(res):
+        a(f"| {t} | {m} | **{v}** |")
+    a("")
+    echo = res["sections"].get("echo")
+    if echo:
+        a("## Echo, closed loop (reactord-load)")
+        a("")
+        a("Medians; `× epoll` columns are medians of per-round ratios against the raw-epoll floor "
+          "(rate: above 1 is faster; CPU: server CPU per request over the floor's, below 1 is "
+          "cheaper).")
+        a("")
+        a("| conns | size | server | req/s | server CPU/req | server util | client util | p99 | "
+          "× epoll rate | × epoll CPU | load |")
+        a("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, c in echo.items():
+            for n, r in c["summary"].items():
+                a(f"| {c['conns']} | {c['size']} B | {n} | {fmt(r['rps'])} | "
+                  f"{fmt(r['cpu_us'], 2)} µs | {fmt(r['util'], 2)}{util_note(r['util'])} | "
+                  f"{fmt(r['client_util'], 2)} | {fmt(r['p99'] / 1000, 2)} ms | {fx(r.get('x_rps'))}"
+                  f" | {fx(r.get('x_cpu'))} | {fmt(r['load1'], 1)} |")
+        a("")
+    op = res["sections"].get("open")
+    if op:
+        a(f"## Echo, open loop at {op['rate']:,.0f} requests/s (half the lowest peak at 100 "
+          "connections, 64 B)")
+        a("")
+        a("Latency from the intended send time (no coordinated omission).")
+        a("")
+        a("| server | achieved req/s | p50 | p99 | p99.9 | max | server CPU/req | server util | "
+          "load |")
+        a("|---|---|---|---|---|---|---|---|---|")
+        for n, r in op["summary"].items():
+            a(f"| {n} | {fmt(r['rps'])} | {fmt(r['p50'], 0)} µs | {fmt(r['p99'], 0)} µs | "
+              f"{fmt(r['p999'], 0)} µs | {fmt(r['max'], 0)} µs | {fmt(r['cpu_us'], 2)} µs | "
+              f"{fmt(r['util'], 2)} | {fmt(r['load1'], 1)} |")
+        a("")
+    resp = res["sections"].get("resp")
+    if resp:
+        n = next(iter(resp.values()))["n"]
+        a(f"## RESP: redis-benchmark -c 50 -n {n:,} (pipelining off)")
+        a("")
+        a("| test | server | req/s | server CPU/req | server util | p50 | p99 | × redis rate | "
+          "× redis CPU | load |")
+        a("|---|---|---|---|---|---|---|---|---|---|")
+        for test, d in resp.items():
+            for name, r in d["summary"].items():
+                a(f"| {test} | {name} | {fmt(r['rps'])} | {fmt(r['cpu_us'], 2)} µs | "
+                  f"{fmt(r['util'], 2)}{util_note(r['util'])} | {fmt(r['p50'], 0)} µs | "
+                  f"{fmt(r['p99'], 0)} µs | {fx(r.get('x_rps'))} | {fx(r.get('x_cpu'))} | "
+                  f"{fmt(r['load1'], 1)} |")
+        a("")
+    http = res["sections"].get("http")
+    if http:
+        a(f"## HTTP: wrk -t1 -c50 GET / ({http['body_bytes']}-byte body from both)")
+        a("")
+        a("| server | req/s | server CPU/req | server util | p50 | p99 | non-2xx | × nginx rate | "
+          "× nginx CPU | load |")
+        a("|---|---|---|---|---|---|---|---|---|---|")
+        for name, r in http["summary"].items():
+            a(f"| {name} | {fmt(r['rps'])} | {fmt(r['cpu_us'], 2)} µs | "
+              f"{fmt(r['util'], 2)}{util_note(r['util'])} | {fmt(r['p50'], 0)} µs | "
+              f"{fmt(r['p99'], 0)} µs | {fmt(r['errors'])} | {fx(r.get('x_rps'))} | "
+              f"{fx(r.get('x_cpu'))} | {fmt(r['load1'], 1)} |")
+        a("")
+    mem = res["sections"].get("memory")
+    if mem:
+        a("## Memory: RSS per idle connection (echo, one 64 B message each, then idle)")
+        a("")
+        a("| server | connections | held | RSS before | RSS with them | per connection | load |")
+        a("|---|---|---|---|---|---|---|")
+        for m in mem:
+            a(f"| {m['server']} | {m['connections']:,} | {m['connected']:,} | "
+              f"{m['base_kib']:,} KiB | {m['rss_kib']:,} KiB | {m['per_conn_kib']:.1f} KiB | "
+              f"{m['load']} |")
+        a("")
+    return "\n".join(L) + "\n"
+
+
+COLORS = {"reactord-epoll": "#1f77b4", "reactord-io_uring": "#17becf",
+          "reactord-libevent": "#9467bd", "epoll": "#7f7f7f", "libuv": "#ff7f0e",
+          "asio": "#d62728", "redis": "#2ca02c", "nginx": "#8c564b"}
+
+
+def svg_chart(res):
+    """Four panels of grouped bars: echo throughput, echo server CPU per request, and the same
+    for resp and http. Written by hand: no plotting library needed."""
+    panels = []
+    echo = res["sections"].get("echo", {})
+    if echo:
+        groups = [(f"{c['conns']}c {c['size']}B", c["summary"]) for c in echo.values()]
+        panels.append(("Echo, closed loop: requests/s (thousands)", groups, "rps", 1e-3))
+        panels.append(("Echo: server CPU per request (µs)", groups, "cpu_us", 1))
+    other = []
+    for test, d in res["sections"].get("resp", {}).items():
+        other.append((test, d["summary"]))
+    if res["sections"].get("http"):
+        other.append(("HTTP GET", res["sections"]["http"]["summary"]))
+    if other:
+        panels.append(("RESP and HTTP: requests/s (thousands)", other, "rps", 1e-3))
+        panels.append(("RESP and HTTP: server CPU per request (µs)", other, "cpu_us", 1))
+    width, ph, top, left = 1000, 240, 40, 60
+    names = []
+    for _, groups, _, _ in panels:
+        for _, summ in groups:
+            names += [n for n in summ if n not in names]
+    height = top + len(panels) * (ph + 50) + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="20" font-size="14">reactord comparison, {res["started"]} '
+           f'(server CPU 0, client CPU 1)</text>']
+    lx = left
+    for n in names:  # legend
+        out.append(f'<rect x="{lx}" y="28" width="10" height="10" fill="{COLORS.get(n, "#000")}"/>'
+                   f'<text x="{lx + 14}" y="37">{n}</text>')
+        lx += 14 + 7 * len(n) + 16
+    y0 = top + 20
+    for title, groups, key, scale in panels:
+        vals = [summ[n][key] * scale for _, summ in groups for n in summ
+                if summ[n].get(key) is not None]
+        vmax = max(vals) if vals else 1
+        plot_w = width - left - 20
+        gw = plot_w / max(1, len(groups))
+        out.append(f'<text x="{left}" y="{y0 + 12}" font-size="12" font-weight="bold">'
+                   f'{title}</text>')
+        base = y0 + ph
+        for i in range(5):  # grid
+            v = vmax * i / 4
+            yy = base - (ph - 30) * i / 4
+            out.append(f'<line x1="{left}" x2="{width - 20}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                       f'stroke="#ddd"/><text x="{left - 5}" y="{yy + 4:.1f}" '
+                       f'text-anchor="end">{v:.3g}</text>')
+        for gi, (label, summ) in enumerate(groups):
+            present = [n for n in names if n in summ and summ[n].get(key) is not None]
+            bw = (gw - 12) / max(1, len(present))
+            for bi, n in enumerate(present):
+                v = summ[n][key] * scale
+                h = (ph - 30) * v / vmax
+                x = left + gi * gw + 6 + bi * bw
+                out.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bw - 1:.1f}" '
+                           f'height="{h:.1f}" fill="{COLORS.get(n, "#000")}">'
+                           f'<title>{n} {label}: {v:.3g}</title></rect>')
+            out.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{base + 14}" '
+                       f'text-anchor="middle">{label}</text>')
+        y0 += ph + 50
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def build(args):
+    build_dir = Path(args.build_dir)
+    jobs = os.environ.get("JOBS", "2")
+    if not (build_dir / "CMakeCache.txt").exists():
+        if build_dir.resolve() == (ROOT / "build/release").resolve():
+            subprocess.run(["cmake", "--preset", "release"], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL)
+        else:
+            sys.exit(f"compare: {build_dir} is not configured; configure it (release) first")
+    targets_ = ["reactord", "reactord-load", "epoll_echo", "uv_echo", "asio_echo"]
+    known = subprocess.run(["cmake", "--build", build_dir, "--target", "help"],
+                           capture_output=True, text=True).stdout
+    wanted = [t for t in targets_ if re.search(rf"^{re.escape(t)}:", known, re.M)]
+    subprocess.run(["nice", "cmake", "--build", build_dir, "-j", jobs, "--target", *wanted],
+                   check=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--build-dir", default=str(ROOT / "build/release"),
+                   help="a Release build of this tree (default build/release, the release preset)")
+    p.add_argument("--no-build", action="store_true", help="use the build as it is")
+    p.add_argument("--quick", action="store_true",
+                   help="one round, 1 s windows, fewer connections for memory: under 3 minutes")
+    p.add_argument("--sections", default="echo,open,resp,http,memory",
+                   help="comma-separated subset of echo,open,resp,http,memory")
+    p.add_argument("--out-dir", default=str(HERE / "results"))
+    args = p.parse_args()
+
+    if not shutil.which("taskset"):
+        sys.exit("compare: taskset (util-linux) is needed")
+    if os.cpu_count() < 2:
+        sys.exit("compare: needs two CPUs (server on CPU 0, client on CPU 1)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and clients
+    if not args.no_build:
+        build(args)
+    info = machine_info(Path(args.build_dir).resolve())
+    res = Compare(args).run()
+    res["machine"] = info
+    res["quick"] = args.quick
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "compare-" + datetime.datetime.utcnow().strftime("%Y%m%d-%H%M%S") + (
+        "-quick" if args.quick else "")
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{stem}.svg").write_text(svg_chart(res))
+    md = markdown(res, info, args, f"{stem}.svg")
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+    log(f"wrote {out}/{stem}.md, .json, .svg in {res['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
