@@ -3,7 +3,7 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan bench compare deps build-% format clean
+.PHONY: run demo test test-asan test-tsan bench compare fuzz fuzz-ci deps build-% format clean
 
 deps:
 	@scripts/install-deps.sh
@@ -30,6 +30,14 @@ test-asan: build-asan
 test-tsan: build-tsan
 	cd build/tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# libFuzzer targets (fuzz/, clang 14): each for 60 s, keeping a growing corpus in build/fuzz;
+# fuzz-ci, as CI does: each for 20 s from a copy of its committed seed corpus fuzz/corpus/.
+fuzz: build-fuzz
+	scripts/fuzz.sh 60
+
+fuzz-ci: build-fuzz
+	scripts/fuzz.sh 20 --ci
 
 bench:
 	@scripts/install-deps.sh --bench

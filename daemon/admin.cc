@@ -13,7 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
+#include "daemon/admin_protocol.h"
 #include "daemon/log.h"
 #include "daemon/shard.h"
 #include "daemon/socket_path.h"
@@ -33,8 +33,7 @@ constexpr char kHelp[] =
     "config\nset KEY VALUE\nreload";
 
 std::string err(std::string_view code, std::string_view message) {
-  return absl::StrCat("ERR ", absl::string_view(code.data(), code.size()), ": ",
-                      absl::string_view(message.data(), message.size()));
+  return admin_error(code, message);
 }
 
 std::string status_message(const absl::Status& s) {
@@ -186,62 +185,35 @@ void AdminServer::serve_client(int fd, uint64_t id) {
     ~Release() { --n; }
   } release{clients_};
 
-  std::string buf;
-  bool discarding = false;  // inside a line that was too long
+  AdminLineReader reader;
+  std::vector<AdminLineEvent> events;
   std::vector<std::byte> chunk(4096);
   reactor::Deadline idle_deadline = reactor::deadline_after(idle_timeout_);
   for (;;) {
     absl::StatusOr<size_t> n = conn.read(chunk, idle_deadline);
     if (!n.ok() || *n == 0) return;  // idle timeout, peer closed, or shutdown
-    buf.append(reinterpret_cast<const char*>(chunk.data()), *n);
+    events.clear();
+    reader.feed(std::string_view(reinterpret_cast<const char*>(chunk.data()), *n), events);
     std::string answers;
-    size_t start = 0;
-    for (;;) {
-      const size_t nl = buf.find('\n', start);
-      if (nl == std::string::npos) break;
-      std::string line = buf.substr(start, nl - start);
-      start = nl + 1;
-      if (discarding) {
-        discarding = false;  // the end of the long line
+    for (const AdminLineEvent& e : events) {
+      if (e.kind == AdminLineEvent::Kind::kTooLong) {
+        absl::StrAppend(&answers, e.line, "\n.\n");
         continue;
       }
-      if (line.size() + 1 > kMaxLine) {
-        absl::StrAppend(&answers,
-                        err("too-long", absl::StrCat("lines are at most ", kMaxLine, " bytes")),
-                        "\n.\n");
-        continue;
-      }
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      std::string answer = handle(line, cred.uid, cred.gid);
+      std::string answer = handle(e.line, cred.uid, cred.gid);
       absl::StrAppend(&answers, answer, answer.empty() || answer.back() == '\n' ? "" : "\n", ".\n");
       idle_deadline = reactor::deadline_after(idle_timeout_);
-    }
-    buf.erase(0, start);
-    if (buf.size() >= kMaxLine) {
-      // A line longer than the limit: answer once, then drop bytes until its newline.
-      if (!discarding) {
-        absl::StrAppend(&answers,
-                        err("too-long", absl::StrCat("lines are at most ", kMaxLine, " bytes")),
-                        "\n.\n");
-      }
-      discarding = true;
-      buf.clear();
     }
     if (!answers.empty() && !conn.write_all(answers, reactor::deadline_after(10s)).ok()) return;
   }
 }
 
 std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t gid) {
-  std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-  if (words.empty()) return err("usage", "empty command; try help");
+  AdminRequest request = parse_admin_line(line);
+  if (!request.error.empty()) return request.error;
+  const std::vector<std::string>& words = request.words;
   const std::string& cmd = words[0];
-  const bool write = cmd == "set" || cmd == "reload";
-  static const std::vector<std::string> kKnown = {
-      "help",   "version", "ping",     "stats",  "metrics", "shards", "services",
-      "fibers", "stalls",  "backends", "config", "set",     "reload"};
-  if (std::find(kKnown.begin(), kKnown.end(), cmd) == kKnown.end()) {
-    return err("unknown-command", absl::StrCat("'", cmd.substr(0, 64), "'; try help"));
-  }
+  const bool write = request.write;
   if (write ? !may_write(uid) : !may_read(uid, gid)) {
     return err("denied",
                write

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "config/config.h"
+#include "daemon/admin_protocol.h"
 #include "daemon/metrics.h"
 #include "reactor/reactor.h"
 
@@ -29,7 +30,7 @@ struct AdminHooks {
 
 class AdminServer {
  public:
-  static constexpr size_t kMaxLine = 4096;
+  static constexpr size_t kMaxLine = AdminLineReader::kMaxLine;
   static constexpr int kProtocolVersion = 1;
 
   AdminServer(DaemonView view, AdminHooks hooks, reactor::Reactor* control);

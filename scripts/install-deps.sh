@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
   prometheus redis-tools
+  clang-14 libclang-rt-14-dev
 )
 # python3 runs perf/compare.py (standard library only).
 bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk

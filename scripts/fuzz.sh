@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target in build/fuzz for SECONDS each, one after another, and fails if any
+# finds a crash, a sanitizer report, a leak or a timeout. Usage: scripts/fuzz.sh SECONDS [--ci]
+#   --ci  start each from a temporary copy of its seed corpus fuzz/corpus/TARGET, so the
+#         committed corpora never grow; without it, the corpus kept in build/fuzz/corpus/TARGET
+#         (seeded from fuzz/corpus/TARGET) grows from run to run.
+# A crashing input is saved as build/fuzz/artifacts/TARGET/crash-*; reproduce it with
+#   build/fuzz/fuzz/TARGET_fuzz build/fuzz/artifacts/TARGET/crash-...
+# then add it as a regression test in tests/ (see docs/reliability.md, Fuzzing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:?usage: scripts/fuzz.sh SECONDS [--ci]}
+ci=false
+[[ ${2:-} == --ci ]] && ci=true
+
+targets=(config admin http_parser resp_parser)
+declare -A max_len=([config]=4096 [admin]=12288 [http_parser]=4096 [resp_parser]=4096)
+
+build=build/fuzz
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+summary=$build/fuzz-summary.txt
+: >"$summary"
+failed=()
+for t in "${targets[@]}"; do
+  if $ci; then
+    corpus=$tmp/$t
+  else
+    corpus=$build/corpus/$t
+  fi
+  mkdir -p "$corpus" "$build/artifacts/$t"
+  cp -n fuzz/corpus/"$t"/* "$corpus"/
+  log=$tmp/$t.log
+  status=0
+  # -timeout: one input taking 10 s is a hang. -rss_limit_mb: a parser holding 1 GiB is a bug.
+  "$build/fuzz/${t}_fuzz" "$corpus" -dict="fuzz/dict/$t.dict" -max_total_time="$seconds" \
+    -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
+    -artifact_prefix="$build/artifacts/$t/" >"$log" 2>&1 || status=$?
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+  line="$t: ${runs:-?} executions in $seconds s (${rate:-?}/s), corpus $(ls "$corpus" | wc -l) inputs"
+  if [[ $status -ne 0 ]]; then
+    line+=", FAILED (exit $status)"
+    failed+=("$t")
+    grep -E -A30 '^==[0-9]+==|FUZZ_CHECK|runtime error|Test unit written' "$log" | head -60 >&2 || true
+  fi
+  echo "fuzz: $line" | tee -a "$summary"
+done
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "fuzz: crashes in ${failed[*]}; inputs in $build/artifacts/" >&2
+  exit 1
+fi
