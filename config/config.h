@@ -111,12 +111,14 @@ struct HttpServiceConfig {             // kind = "http" only
   uint32_t header_timeout_ms = 10000;  // 100..600000
   uint32_t max_header_bytes = 16384;   // 1024..1048576
   bool debug_routes = false;
+  uint32_t max_body_bytes = 65536;  // 0..67108864
   bool operator==(const HttpServiceConfig&) const = default;
 };
 
 struct RespServiceConfig {            // kind = "resp" only
   uint32_t max_bulk_bytes = 1048576;  // 1..536870912
   uint32_t max_array_len = 1024;      // 1..1048576
+  uint32_t max_inline_bytes = 65536;  // 16..1048576
   bool operator==(const RespServiceConfig&) const = default;
 };
 

@@ -536,6 +536,10 @@ const std::vector<Field<ServiceConfig>>& service_fields() {
                    "max_header_bytes", [](auto& s) -> auto& { return s.http.max_header_bytes; },
                    1024, 1048576, kRestart)),
       only_for(ServiceKind::kHttp,
+               int_field<S>(
+                   "max_body_bytes", [](auto& s) -> auto& { return s.http.max_body_bytes; }, 0,
+                   67108864, kRestart)),
+      only_for(ServiceKind::kHttp,
                bool_field<S>(
                    "debug_routes", [](auto& s) -> auto& { return s.http.debug_routes; }, kRestart)),
       only_for(ServiceKind::kResp,
@@ -545,6 +549,10 @@ const std::vector<Field<ServiceConfig>>& service_fields() {
       only_for(ServiceKind::kResp,
                int_field<S>(
                    "max_array_len", [](auto& s) -> auto& { return s.resp.max_array_len; }, 1,
+                   1048576, kRestart)),
+      only_for(ServiceKind::kResp,
+               int_field<S>(
+                   "max_inline_bytes", [](auto& s) -> auto& { return s.resp.max_inline_bytes; }, 16,
                    1048576, kRestart)),
   };
   return *fields;

@@ -108,7 +108,7 @@ class RespConnection {
       : c_(c),
         o_(o),
         shared_(shared),
-        parser_(RespLimits{o.max_bulk_bytes, o.max_array_len, RespLimits{}.max_inline_bytes}) {}
+        parser_(RespLimits{o.max_bulk_bytes, o.max_array_len, o.max_inline_bytes}) {}
 
   void run();
 

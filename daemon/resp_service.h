@@ -38,6 +38,7 @@ struct RespOptions {
   reactor::Duration idle_timeout = std::chrono::seconds(60);
   size_t max_bulk_bytes = 1024 * 1024;
   size_t max_array_len = 1024;
+  size_t max_inline_bytes = 64 * 1024;
 };
 
 // One shard's keys. Every method: the owning shard's loop thread, or any thread while no shard

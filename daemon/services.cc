@@ -15,6 +15,7 @@ ConnectionHandler make_handler(const ServiceConfig& sc, ServiceShared& shared, s
       o.idle_timeout = idle;
       o.header_timeout = std::chrono::milliseconds(sc.http.header_timeout_ms);
       o.max_header_bytes = sc.http.max_header_bytes;
+      o.max_body_bytes = sc.http.max_body_bytes;
       o.debug_routes = sc.http.debug_routes;
       o.metrics_text = [&shared] {
         return shared.metrics_text ? shared.metrics_text() : std::string();
@@ -30,6 +31,7 @@ ConnectionHandler make_handler(const ServiceConfig& sc, ServiceShared& shared, s
       o.idle_timeout = idle;
       o.max_bulk_bytes = sc.resp.max_bulk_bytes;
       o.max_array_len = sc.resp.max_array_len;
+      o.max_inline_bytes = sc.resp.max_inline_bytes;
       return [o, ks](Connection& c) { serve_resp(c, o, *ks); };
     }
   }

@@ -242,9 +242,11 @@ TEST(ConfigDefaultsTest, OmittedKeysTakeDocumentedDefaults) {
   EXPECT_EQ(s.idle_timeout_ms, 60000u);
   EXPECT_EQ(s.http.header_timeout_ms, 10000u);
   EXPECT_EQ(s.http.max_header_bytes, 16384u);
+  EXPECT_EQ(s.http.max_body_bytes, 65536u);
   EXPECT_FALSE(s.http.debug_routes);
   EXPECT_EQ(s.resp.max_bulk_bytes, 1048576u);
   EXPECT_EQ(s.resp.max_array_len, 1024u);
+  EXPECT_EQ(s.resp.max_inline_bytes, 65536u);
   // The struct's own defaults are the loader's.
   Config expected;
   expected.services.push_back(s);
@@ -300,8 +302,10 @@ TEST(ConfigRangeTest, EveryNumberHasItsRange) {
       {"service.echo", "idle_timeout_ms", 0, 86400000},
       {"service.http", "header_timeout_ms", 100, 600000},
       {"service.http", "max_header_bytes", 1024, 1048576},
+      {"service.http", "max_body_bytes", 0, 67108864},
       {"service.resp", "max_bulk_bytes", 1, 536870912},
       {"service.resp", "max_array_len", 1, 1048576},
+      {"service.resp", "max_inline_bytes", 16, 1048576},
   };
   for (const Range& r : ranges) {
     SCOPED_TRACE(key_path(r));
@@ -416,8 +420,8 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
        "service"},
       {"unknown key in a service", svc + "max_conns = 5\n",
        "t.toml:5:1: service[0].max_conns: unknown key; a service has name, kind, listen, "
-       "max_connections, idle_timeout_ms, header_timeout_ms, max_header_bytes, debug_routes, "
-       "max_bulk_bytes, max_array_len"},
+       "max_connections, idle_timeout_ms, header_timeout_ms, max_header_bytes, max_body_bytes, "
+       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes"},
       {"wrong type", "[runtime]\nshards = \"4\"\n" + svc,
        "t.toml:2:10: runtime.shards: expected an integer in 0..1024, got the string \"4\""},
       {"float for an integer", "[shutdown]\ndrain_timeout_ms = 1.5\n" + svc,
@@ -668,12 +672,12 @@ Config everything_changed() {
   web.listen = {ListenAddress::Family::kIpv6, "::", 8443, ""};
   web.max_connections = 7;
   web.idle_timeout_ms = 0;
-  web.http = {123, 2048, true};
+  web.http = {123, 2048, true, 4096};
   ServiceConfig kv;
   kv.name = "kv-1";
   kv.kind = ServiceKind::kResp;
   kv.listen = {ListenAddress::Family::kUnix, "", 0, "/run/kv.sock"};
-  kv.resp = {5, 6};
+  kv.resp = {5, 6, 100};
   ServiceConfig echo;
   echo.name = "Echo_2";
   echo.listen = {ListenAddress::Family::kIpv4, "10.1.2.3", 7, ""};
@@ -701,9 +705,11 @@ TEST(ConfigFormatTest, PrintsEveryKeyInSchemaOrder) {
   EXPECT_THAT(text, HasSubstr("[[service]]\nname = \"web\"\nkind = \"http\"\n"
                               "listen = \"[::]:8443\"\nmax_connections = 7\n"
                               "idle_timeout_ms = 0\nheader_timeout_ms = 123\n"
-                              "max_header_bytes = 2048\ndebug_routes = true\n\n"));
+                              "max_header_bytes = 2048\nmax_body_bytes = 4096\n"
+                              "debug_routes = true\n\n"));
   EXPECT_THAT(text, HasSubstr("listen = \"/run/kv.sock\"\nmax_connections = 4096\n"
-                              "idle_timeout_ms = 60000\nmax_bulk_bytes = 5\nmax_array_len = 6\n"));
+                              "idle_timeout_ms = 60000\nmax_bulk_bytes = 5\nmax_array_len = 6\n"
+                              "max_inline_bytes = 100\n"));
   EXPECT_THAT(text, HasSubstr("listen = \"10.1.2.3:7\"\nmax_connections = 4096\n"
                               "idle_timeout_ms = 60000\n"));
   EXPECT_EQ(text.back(), '\n');

@@ -463,6 +463,46 @@ TEST(DaemonHttp, KeepAlivePipeliningLimitsAndHeaderTimeout) {
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
+// The parsers' size limits come from the config file, and /debug/block is not served unless
+// debug_routes is set (its default is false).
+TEST(DaemonSecurity, ConfiguredLimitsAndNoDebugRoutesByDefault) {
+  DaemonProcess d;
+  d.write_config(
+      config_with(d.dir(),
+                  "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"
+                  "max_body_bytes = 16\n\n"
+                  "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n"
+                  "max_inline_bytes = 32\n"));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string web = d.addresses()["web"], kv = d.addresses()["kv"];
+  {
+    RawClient c(web);
+    c.send("GET /debug/block?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("HTTP/1.1 404"));
+  }
+  {
+    RawClient c(web);
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n" + std::string(16, 'b'));
+    EXPECT_THAT(c.read_until("\r\n"), ::testing::Not(HasSubstr("413")));
+  }
+  {
+    RawClient c(web);
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n");
+    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("HTTP/1.1 413"));
+  }
+  {
+    RawClient c(kv);
+    c.send("ECHO " + std::string(26, 'v') + "\r\n");  // 32 bytes with the CR: fits
+    EXPECT_EQ(c.read_until("\r\n", 2), "$26\r\n" + std::string(26, 'v') + "\r\n");
+    c.send("ECHO " + std::string(27, 'v') + "\r\n");
+    EXPECT_EQ(c.read_until("\r\n"), "-ERR Protocol error: too big inline request\r\n");
+    EXPECT_TRUE(c.closed_within(5s));
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
 TEST(DaemonResp, RedisCliFromSeveralShards) {
   DaemonProcess d;
   d.write_config(config_with(
