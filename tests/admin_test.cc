@@ -931,6 +931,39 @@ TEST(AdminProtocol, StatsShowsTheBackendInUse) {
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
+// No command reads or writes a path the client names: the keys `set` may change are none of
+// them paths, path-valued keys need a restart, and arguments where none are taken are refused.
+// Run as the daemon's own uid, which may write.
+TEST(AdminProtocol, NoCommandTakesAPathFromTheClient) {
+  DaemonProcess d;
+  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
+  RawAdmin a(socket_of(d));
+  ASSERT_TRUE(a.ok());
+  const std::string target = d.dir() + "/planted";
+  for (const std::string& cmd : {
+           "set admin.socket " + target,
+           "set service.echo.listen " + target,
+           "set log.level " + target,
+           "set admin.group " + target,
+           "reload " + target,
+           "config " + target,
+           "metrics " + target,
+           "stalls " + target,
+           "fibers " + target,
+       }) {
+    const std::string answer = a.ask_text(cmd);
+    EXPECT_THAT(answer, StartsWith("ERR ")) << cmd;
+    EXPECT_FALSE(std::filesystem::exists(target)) << cmd;
+  }
+  // The socket is still where the file put it, and answers.
+  EXPECT_EQ(a.ask_text("ping"), "pong\n");
+  RawAdmin b(socket_of(d));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b.ask_text("ping"), "pong\n");
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
 // ---- access: SO_PEERCRED, not file permissions ----
 
 // The socket lives in a directory anyone may search, with mode 0666: every local user can
