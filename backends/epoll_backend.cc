@@ -60,7 +60,9 @@ absl::Status EpollBackend::wait(int fd, Interest interest, Deadline deadline) {
         return errno_status(errno, "epoll_ctl(ADD)", fd);
       }
       r.registered = true;
+      r.drains = short_read_drains(fd);
     }
+    r.drained = false;
     bool& ready = read ? r.ready_read : r.ready_write;
     if (ready) {
       ready = false;
@@ -81,6 +83,22 @@ absl::Status EpollBackend::wait(int fd, Interest interest, Deadline deadline) {
     if (slot == detail::current_fiber()) slot = nullptr;
   }
   return s;
+}
+
+void EpollBackend::note_short_read(int fd) {
+  if (static_cast<size_t>(fd) >= fds_.size()) return;
+  FdRecord& r = fds_[static_cast<size_t>(fd)];
+  // After the edge that reported the peer's FIN or an error, a short read may have stopped at
+  // that end, which no later edge will report again.
+  r.drained = r.registered && r.drains && !r.hangup;
+}
+
+bool EpollBackend::known_drained(int fd) const {
+  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return false;
+  const FdRecord& r = fds_[static_cast<size_t>(fd)];
+  if (!r.drained || r.ready_read) return false;
+  reads_skipped_.add();
+  return true;
 }
 
 absl::Status EpollBackend::close(int fd) {
@@ -120,6 +138,7 @@ void EpollBackend::poll(Duration timeout) {
     }
     FdRecord& r = record(fd);
     const bool error = ev.events & (EPOLLERR | EPOLLHUP);
+    if (ev.events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) r.hangup = true;
     if (error || (ev.events & (EPOLLIN | EPOLLRDHUP))) {
       if (r.reader != nullptr) {
         detail::wake(std::exchange(r.reader, nullptr));
@@ -151,6 +170,7 @@ void EpollBackend::wakeup() {
 void EpollBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"epoll_wait_calls_total", wait_calls_.get()});
   out.push_back({"epoll_events_total", events_total_.get()});
+  out.push_back({"epoll_reads_skipped_total", reads_skipped_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
 }
 

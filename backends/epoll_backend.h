@@ -31,6 +31,10 @@ class EpollBackend final : public ReadinessBackend {
   void wakeup() override;
   void counters(std::vector<Counter>& out) const override;
 
+ protected:
+  void note_short_read(int fd) override;
+  bool known_drained(int fd) const override;
+
  private:
   struct FdRecord {
     detail::Fiber* reader = nullptr;
@@ -38,6 +42,9 @@ class EpollBackend final : public ReadinessBackend {
     bool registered = false;
     bool ready_read = false;  // an edge arrived while nobody waited to read
     bool ready_write = false;
+    bool drains = false;   // a short read empties it (short_read_drains), known at registration
+    bool drained = false;  // the last read was short, and no wait since
+    bool hangup = false;   // an edge said RDHUP, HUP or ERR: the end may be queued behind data
   };
 
   EpollBackend(int epfd, int eventfd);
@@ -50,7 +57,8 @@ class EpollBackend final : public ReadinessBackend {
   std::vector<epoll_event> events_;
   RelaxedCounter wait_calls_;
   RelaxedCounter events_total_;
-  std::atomic<uint64_t> wakeups_{0};  // written from any thread
+  mutable RelaxedCounter reads_skipped_;  // recvs that waited first (known_drained)
+  std::atomic<uint64_t> wakeups_{0};      // written from any thread
 };
 
 }  // namespace reactor

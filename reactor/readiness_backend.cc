@@ -67,11 +67,24 @@ absl::Status ReadinessBackend::connect(int fd, const sockaddr* addr, socklen_t l
   }
 }
 
+bool short_read_drains(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return errno == ENOTSOCK;
+  return type == SOCK_STREAM;
+}
+
 absl::StatusOr<size_t> ReadinessBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
+  if (known_drained(fd)) {
+    absl::Status s = wait(fd, Interest::kRead, deadline);
+    if (!s.ok()) return s;
+  }
   auto r = retry_until_ready(*this, fd, Interest::kRead, deadline, "recv",
                              [&] { return ::recv(fd, buf.data(), buf.size(), 0); });
   if (!r.ok()) return r.status();
-  return static_cast<size_t>(*r);
+  const auto n = static_cast<size_t>(*r);
+  if (n > 0 && n < buf.size()) note_short_read(fd);
+  return n;
 }
 
 absl::StatusOr<size_t> ReadinessBackend::send(int fd, std::span<const std::byte> buf,
