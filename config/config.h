@@ -115,10 +115,11 @@ struct HttpServiceConfig {             // kind = "http" only
   bool operator==(const HttpServiceConfig&) const = default;
 };
 
-struct RespServiceConfig {            // kind = "resp" only
-  uint32_t max_bulk_bytes = 1048576;  // 1..536870912
-  uint32_t max_array_len = 1024;      // 1..1048576
-  uint32_t max_inline_bytes = 65536;  // 16..1048576
+struct RespServiceConfig {               // kind = "resp" only
+  uint32_t max_bulk_bytes = 1048576;     // 1..536870912
+  uint32_t max_array_len = 1024;         // 1..1048576
+  uint32_t max_inline_bytes = 65536;     // 16..1048576
+  uint32_t max_command_bytes = 8388608;  // 1024..1073741824
   bool operator==(const RespServiceConfig&) const = default;
 };
 

@@ -554,6 +554,10 @@ const std::vector<Field<ServiceConfig>>& service_fields() {
                int_field<S>(
                    "max_inline_bytes", [](auto& s) -> auto& { return s.resp.max_inline_bytes; }, 16,
                    1048576, kRestart)),
+      only_for(ServiceKind::kResp,
+               int_field<S>(
+                   "max_command_bytes", [](auto& s) -> auto& { return s.resp.max_command_bytes; },
+                   1024, 1073741824, kRestart)),
   };
   return *fields;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 namespace reactord {
 namespace {
@@ -175,6 +176,10 @@ RespParseResult RespParser::next(RespCommand& out) {
       if (!parse_length(std::string_view(buffer_.data() + cursor_ + 1, cr - cursor_ - 1), &len) ||
           len < 0 || static_cast<uint64_t>(len) > limits_.max_bulk_bytes) {
         return fail("invalid bulk length");
+      }
+      // The whole command so far, this bulk and its CRLF included; len <= max_bulk_bytes.
+      if (cr + 2 - start_ + static_cast<size_t>(len) + 2 > limits_.max_command_bytes) {
+        return fail("command larger than " + std::to_string(limits_.max_command_bytes) + " bytes");
       }
       bulk_len_ = len;
       cursor_ = cr + 2;

@@ -9,10 +9,12 @@
 //     (what `PING\r\n` from telnet or redis-benchmark's PING_INLINE is). Quoting is not
 //     interpreted. Empty lines are skipped.
 // Limits (each a protocol error, after which the connection is closed): N > max_array_len (or an
-// inline line with more words),
-// len > max_bulk_bytes, an inline line longer than max_inline_bytes, a length line longer than
-// 32 bytes or not ending in CRLF, a bulk not followed by CRLF. A command therefore never buffers
-// more than about max_array_len * (max_bulk_bytes + 32) bytes: size the limits with that in mind.
+// inline line with more words), len > max_bulk_bytes, a multibulk command whose bytes so far
+// (length lines included) plus the next bulk's announced length and CRLF exceed
+// max_command_bytes, an inline line longer than max_inline_bytes, a length line longer than 32
+// bytes or not ending in CRLF, a bulk not followed by CRLF. Each is checked from the length line,
+// before the data arrives, so a command never buffers more than max(max_command_bytes,
+// max_inline_bytes) plus what the caller feeds beyond it.
 //
 // A parser belongs to one connection and is used by one thread at a time.
 #pragma once
@@ -31,6 +33,7 @@ struct RespLimits {
   size_t max_bulk_bytes = 1024 * 1024;
   size_t max_array_len = 1024;
   size_t max_inline_bytes = 64 * 1024;
+  size_t max_command_bytes = 8 * 1024 * 1024;
 };
 
 // One command. The views point into the parser's buffer: valid until the next call to prepare(),

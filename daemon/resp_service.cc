@@ -108,7 +108,8 @@ class RespConnection {
       : c_(c),
         o_(o),
         shared_(shared),
-        parser_(RespLimits{o.max_bulk_bytes, o.max_array_len, o.max_inline_bytes}) {}
+        parser_(RespLimits{o.max_bulk_bytes, o.max_array_len, o.max_inline_bytes,
+                           o.max_command_bytes}) {}
 
   void run();
 

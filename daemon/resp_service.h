@@ -39,6 +39,7 @@ struct RespOptions {
   size_t max_bulk_bytes = 1024 * 1024;
   size_t max_array_len = 1024;
   size_t max_inline_bytes = 64 * 1024;
+  size_t max_command_bytes = 8 * 1024 * 1024;
 };
 
 // One shard's keys. Every method: the owning shard's loop thread, or any thread while no shard

@@ -32,6 +32,7 @@ ConnectionHandler make_handler(const ServiceConfig& sc, ServiceShared& shared, s
       o.max_bulk_bytes = sc.resp.max_bulk_bytes;
       o.max_array_len = sc.resp.max_array_len;
       o.max_inline_bytes = sc.resp.max_inline_bytes;
+      o.max_command_bytes = sc.resp.max_command_bytes;
       return [o, ks](Connection& c) { serve_resp(c, o, *ks); };
     }
   }

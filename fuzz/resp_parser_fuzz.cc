@@ -93,7 +93,7 @@ Run in_chunks(const uint8_t* data, size_t size, const RespLimits& limits) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  for (const RespLimits& limits : {RespLimits{}, RespLimits{8, 3, 16}}) {
+  for (const RespLimits& limits : {RespLimits{}, RespLimits{8, 3, 16, 40}}) {
     const Run whole = at_once(input, limits);
     const Run chunked = in_chunks(data, size, limits);
     FUZZ_CHECK(whole == chunked, "the same commands however the bytes arrive");

@@ -247,6 +247,7 @@ TEST(ConfigDefaultsTest, OmittedKeysTakeDocumentedDefaults) {
   EXPECT_EQ(s.resp.max_bulk_bytes, 1048576u);
   EXPECT_EQ(s.resp.max_array_len, 1024u);
   EXPECT_EQ(s.resp.max_inline_bytes, 65536u);
+  EXPECT_EQ(s.resp.max_command_bytes, 8388608u);
   // The struct's own defaults are the loader's.
   Config expected;
   expected.services.push_back(s);
@@ -306,6 +307,7 @@ TEST(ConfigRangeTest, EveryNumberHasItsRange) {
       {"service.resp", "max_bulk_bytes", 1, 536870912},
       {"service.resp", "max_array_len", 1, 1048576},
       {"service.resp", "max_inline_bytes", 16, 1048576},
+      {"service.resp", "max_command_bytes", 1024, 1073741824},
   };
   for (const Range& r : ranges) {
     SCOPED_TRACE(key_path(r));
@@ -421,7 +423,7 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
       {"unknown key in a service", svc + "max_conns = 5\n",
        "t.toml:5:1: service[0].max_conns: unknown key; a service has name, kind, listen, "
        "max_connections, idle_timeout_ms, header_timeout_ms, max_header_bytes, max_body_bytes, "
-       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes"},
+       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes, max_command_bytes"},
       {"wrong type", "[runtime]\nshards = \"4\"\n" + svc,
        "t.toml:2:10: runtime.shards: expected an integer in 0..1024, got the string \"4\""},
       {"float for an integer", "[shutdown]\ndrain_timeout_ms = 1.5\n" + svc,
@@ -677,7 +679,7 @@ Config everything_changed() {
   kv.name = "kv-1";
   kv.kind = ServiceKind::kResp;
   kv.listen = {ListenAddress::Family::kUnix, "", 0, "/run/kv.sock"};
-  kv.resp = {5, 6, 100};
+  kv.resp = {5, 6, 100, 2048};
   ServiceConfig echo;
   echo.name = "Echo_2";
   echo.listen = {ListenAddress::Family::kIpv4, "10.1.2.3", 7, ""};
@@ -709,7 +711,7 @@ TEST(ConfigFormatTest, PrintsEveryKeyInSchemaOrder) {
                               "debug_routes = true\n\n"));
   EXPECT_THAT(text, HasSubstr("listen = \"/run/kv.sock\"\nmax_connections = 4096\n"
                               "idle_timeout_ms = 60000\nmax_bulk_bytes = 5\nmax_array_len = 6\n"
-                              "max_inline_bytes = 100\n"));
+                              "max_inline_bytes = 100\nmax_command_bytes = 2048\n"));
   EXPECT_THAT(text, HasSubstr("listen = \"10.1.2.3:7\"\nmax_connections = 4096\n"
                               "idle_timeout_ms = 60000\n"));
   EXPECT_EQ(text.back(), '\n');

@@ -472,7 +472,7 @@ TEST(DaemonSecurity, ConfiguredLimitsAndNoDebugRoutesByDefault) {
                   "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"
                   "max_body_bytes = 16\n\n"
                   "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n"
-                  "max_inline_bytes = 32\n"));
+                  "max_inline_bytes = 32\nmax_command_bytes = 1024\n"));
   d.start();
   ASSERT_TRUE(d.wait_ready()) << d.log();
   const std::string web = d.addresses()["web"], kv = d.addresses()["kv"];
@@ -497,6 +497,15 @@ TEST(DaemonSecurity, ConfiguredLimitsAndNoDebugRoutesByDefault) {
     EXPECT_EQ(c.read_until("\r\n", 2), "$26\r\n" + std::string(26, 'v') + "\r\n");
     c.send("ECHO " + std::string(27, 'v') + "\r\n");
     EXPECT_EQ(c.read_until("\r\n"), "-ERR Protocol error: too big inline request\r\n");
+    EXPECT_TRUE(c.closed_within(5s));
+  }
+  {
+    // *3 SET k V: 20 bytes, then "$990\r\n" and 992: 1018 of the 1024 allowed.
+    RawClient c(kv);
+    c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$990\r\n" + std::string(990, 'v') + "\r\n");
+    EXPECT_EQ(c.read_until("\r\n"), "+OK\r\n");
+    c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000\r\n");  // refused before the value
+    EXPECT_EQ(c.read_until("\r\n"), "-ERR Protocol error: command larger than 1024 bytes\r\n");
     EXPECT_TRUE(c.closed_within(5s));
   }
   d.signal(SIGTERM);

@@ -152,6 +152,24 @@ TEST(RespParserTest, ArrayLimit) {
   EXPECT_EQ(o.error, "Protocol error: too many arguments in an inline request");
 }
 
+TEST(RespParserTest, CommandLimit) {
+  // *3 SET k v...: 4 + 9 + 7 bytes before the value's length line; with "$10\r\n", the value's
+  // 10 bytes and its CRLF, 37 bytes in all.
+  RespLimits limits{16, 8, 1024, 37};
+  Outcome o = parse(multibulk({"SET", "k", std::string(10, 'v')}), limits);
+  EXPECT_EQ(o.error, "");
+  EXPECT_EQ(o.commands.size(), 1u);
+  // One byte more is refused from the length line alone: the payload need not arrive.
+  o = parse("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$11\r\n", limits);
+  EXPECT_EQ(o.error, "Protocol error: command larger than 37 bytes");
+  // Many small elements add up the same way: *6 DEL a..e takes 4 + 9 + 5 * 7 = 48 bytes.
+  limits = RespLimits{16, 100, 1024, 48};
+  o = parse(multibulk({"DEL", "a", "b", "c", "d", "e"}), limits);
+  EXPECT_EQ(o.error, "");
+  o = parse(multibulk({"DEL", "a", "b", "c", "d", "e", "f"}), limits);
+  EXPECT_EQ(o.error, "Protocol error: command larger than 48 bytes");
+}
+
 TEST(RespParserTest, InlineLimit) {
   RespLimits limits{16, 8, 10};
   // The line, its CR included, may take 10 bytes.
