@@ -170,6 +170,21 @@ TEST(RespParserTest, CommandLimit) {
   EXPECT_EQ(o.error, "Protocol error: command larger than 48 bytes");
 }
 
+// Found by the libFuzzer target (fuzz/resp_parser_fuzz.cc) checking that wire bytes plus what
+// stays buffered account for every byte fed: empty commands after the last command are consumed
+// but counted with the next command, so until it arrives they are in neither. The behaviour is
+// kept (wire_bytes documents it); the fuzzer's check is <=.
+TEST(RespParserTest, TrailingEmptyCommandsCountWithTheNextOne) {
+  Outcome o = parse("*0\r\n$1\r\nabPING\r\n\r\n");
+  EXPECT_EQ(o.error, "");
+  EXPECT_EQ(o.commands, (std::vector<Args>{{"$1"}, {"abPING"}}));
+  EXPECT_EQ(o.wire_bytes, (std::vector<size_t>{8, 8}));
+  EXPECT_EQ(o.buffered, 0u);
+  o = parse_chunks({"PING\r\n\r\n*0\r\n", "PING\r\n"});
+  EXPECT_EQ(o.wire_bytes, (std::vector<size_t>{6, 12}));
+  expect_same_at_every_split("*0\r\n$1\r\nabPING\r\n\r\nPING\r\n");
+}
+
 TEST(RespParserTest, InlineLimit) {
   RespLimits limits{16, 8, 10};
   // The line, its CR included, may take 10 bytes.
