@@ -848,6 +848,32 @@ TEST(Reactorctl, IncompleteAnswerIsAnErrorNotAHang) {
   std::filesystem::remove_all(tmpl);
 }
 
+// ---- the socket path ----
+
+// A regular file where the admin socket should be: the daemon refuses to start (71) and names
+// the path; the file keeps its content and its modification time.
+TEST(AdminSocketPath, RegularFileIsRefusedAndLeftUntouched) {
+  DaemonProcess d;
+  d.write_config(config_for(d.dir()));
+  const std::string path = socket_of(d);
+  const std::string content = "not a socket: someone's data\n";
+  std::ofstream(path) << content;
+  const timespec old_times[2] = {{1700000000, 0}, {1700000000, 123456789}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), old_times, 0), 0);
+  std::string out;
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + d.dir() + "/reactord.toml"}, &out), 71)
+      << out;
+  EXPECT_THAT(out, HasSubstr(path));
+  EXPECT_THAT(out, HasSubstr("not a socket"));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mtim.tv_sec, old_times[1].tv_sec);
+  EXPECT_EQ(st.st_mtim.tv_nsec, old_times[1].tv_nsec);
+  std::ifstream in(path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), content);
+}
+
 // ---- the raw protocol ----
 
 TEST(AdminProtocol, EveryCommandRaw) {
