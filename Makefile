@@ -3,7 +3,7 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan bench compare fuzz fuzz-ci deps build-% format clean
+.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deps build-% format clean
 
 deps:
 	@scripts/install-deps.sh
@@ -38,6 +38,18 @@ fuzz: build-fuzz
 
 fuzz-ci: build-fuzz
 	scripts/fuzz.sh 20 --ci
+
+# Not in CI (docs/reliability.md): ten minutes of mixed load, 200 s on each backend, then the
+# full 200,000 connect/echo/close cycles on each. SOAK_PRESET=asan or tsan runs them under a
+# sanitizer (where the ordinary suites churn fewer cycles); SOAK_SECONDS is per backend.
+SOAK_PRESET ?= debug
+SOAK_SECONDS ?= 200
+soak: build-$(SOAK_PRESET)
+	cd build/$(SOAK_PRESET)/tests && \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
+	  REACTORD_SOAK_SECONDS=$(SOAK_SECONDS) ./soak_test && \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
+	  REACTORD_CHURN_CYCLES=200000 ./reliability_test --gtest_filter='*Churn*'
 
 bench:
 	@scripts/install-deps.sh --bench
