@@ -65,7 +65,7 @@ json current_slice_json(const reactor::Reactor& r) {
 json shard_json(const Shard& sh) {
   const reactor::Reactor* r = sh.reactor();
   const reactor::ReactorStats& st = r->stats();
-  const uint64_t busy = st.busy_ns.get(), wait = st.poll_wait_ns.get();
+  const uint64_t busy = st.busy_ns.get(), wait = st.poll_wait_ns();
   std::vector<reactor::Counter> counters;
   const_cast<reactor::Reactor*>(r)->backend().counters(counters);
   json backend_counters = json::object();
@@ -73,7 +73,7 @@ json shard_json(const Shard& sh) {
   return {
       {"shard", sh.index()},
       {"loop_iterations", st.loop_iterations.get()},
-      {"polls", st.polls.get()},
+      {"polls", st.polls()},
       {"poll_wakeups", st.poll_wakeups.get()},
       {"utilization",
        busy + wait == 0 ? 0.0 : static_cast<double>(busy) / static_cast<double>(busy + wait)},
@@ -84,7 +84,7 @@ json shard_json(const Shard& sh) {
         {"created", st.fibers_created.get()},
         {"finished", st.fibers_finished.get()},
         {"runnable", st.fibers_runnable.get()}}},
-      {"context_switches", st.context_switches.get()},
+      {"context_switches", st.context_switches()},
       {"stacks", {{"guarded", st.stacks_guarded.get()}, {"canary", st.stacks_canary.get()}}},
       {"timers",
        {{"armed", st.timers_armed.get()},
@@ -339,15 +339,15 @@ std::string prometheus_text(const DaemonView& view) {
   per_shard("reactord_loop_iterations_total", "counter", "Reactor loop iterations.",
             [&](const Shard& s) { return stats(s).loop_iterations.get(); });
   per_shard("reactord_polls_total", "counter", "Backend polls.",
-            [&](const Shard& s) { return stats(s).polls.get(); });
+            [&](const Shard& s) { return stats(s).polls(); });
   per_shard("reactord_poll_wakeups_total", "counter", "Fibers made runnable by polls.",
             [&](const Shard& s) { return stats(s).poll_wakeups.get(); });
   per_shard("reactord_poll_wait_seconds_total", "counter", "Time spent waiting in poll.",
-            [&](const Shard& s) { return seconds(stats(s).poll_wait_ns.get()); });
+            [&](const Shard& s) { return seconds(stats(s).poll_wait_ns()); });
   per_shard("reactord_busy_seconds_total", "counter", "Time spent outside poll (running).",
             [&](const Shard& s) { return seconds(stats(s).busy_ns.get()); });
   per_shard("reactord_context_switches_total", "counter", "Fiber resumes.",
-            [&](const Shard& s) { return stats(s).context_switches.get(); });
+            [&](const Shard& s) { return stats(s).context_switches(); });
   per_shard("reactord_fibers_alive", "gauge", "Fibers alive.",
             [&](const Shard& s) { return stats(s).fibers_alive.get(); });
   per_shard("reactord_fibers_created_total", "counter", "Fibers created.",
@@ -367,6 +367,9 @@ std::string prometheus_text(const DaemonView& view) {
   per_shard("reactord_emfile_events_total", "counter",
             "Accepts that failed for lack of fds or memory.",
             [&](const Shard& s) { return s.stats().emfile_events.get(); });
+  per_shard("reactord_accept_errors_total", "counter",
+            "Accepts that failed for another reason than lack of fds or memory.",
+            [&](const Shard& s) { return s.stats().accept_errors.get(); });
   per_shard("reactord_connections", "gauge", "Open connections on the shard.",
             [&](const Shard& s) { return s.connections(); });
   e.family("reactord_stacks", "gauge", "Fiber stacks in use, by kind (guard page or canary).");

@@ -569,6 +569,9 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
     emfile_events += sh.value("emfile_events", uint64_t{0});
   }
   EXPECT_GT(emfile_events, 0u) << "EMFILE was not counted";
+  const std::string metrics = testing::admin_query(admin_socket(), "metrics").value_or("");
+  EXPECT_THAT(metrics, HasSubstr("reactord_emfile_events_total{shard=\"0\"}"));
+  EXPECT_THAT(metrics, HasSubstr("reactord_accept_errors_total{shard=\"0\"} 0"));
   std::printf(
       "emfile %s: limit %d fds, %zu served at once, %zu waited in the backlog; %llu EMFILE "
       "events; %.3f CPU s in 2 s\n",
