@@ -116,9 +116,9 @@ void HttpRequestParser::compact() {
   if (start_ == 0) return;
   if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
     // Everything was consumed: give a large buffer (a big body or burst) back.
-    std::string().swap(buffer_);
+    ReadBuffer().swap(buffer_);
   } else {
-    buffer_.erase(0, start_);
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
   }
   scan_ -= start_;
   line_start_ -= start_;
@@ -128,7 +128,7 @@ void HttpRequestParser::compact() {
 
 void HttpRequestParser::feed(std::string_view bytes) {
   compact();
-  buffer_.append(bytes.data(), bytes.size());
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
 }
 
 std::span<char> HttpRequestParser::prepare(size_t n) {

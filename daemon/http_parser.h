@@ -27,6 +27,8 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/read_buffer.h"
+
 namespace reactord {
 
 struct HttpLimits {
@@ -101,7 +103,7 @@ class HttpRequestParser {
   void compact();
 
   HttpLimits limits_;
-  std::string buffer_;
+  ReadBuffer buffer_;
   size_t start_ = 0;        // first byte of the request being parsed
   size_t scan_ = 0;         // where the search for the end of the header section resumes
   size_t line_start_ = 0;   // start of the header line scan_ is in

@@ -36,7 +36,7 @@ bool parse_length(std::string_view s, int64_t* out) {
 
 // Finds the `\r\n`-terminated line starting at `from` in buf: its end (the '\r'), or npos if no
 // '\n' is buffered yet. Sets *bad when a line is there but does not end in CRLF or is too long.
-size_t find_length_line(const std::string& buf, size_t from, bool* bad) {
+size_t find_length_line(const ReadBuffer& buf, size_t from, bool* bad) {
   *bad = false;
   const size_t limit = std::min(buf.size(), from + kMaxLengthLine);
   const void* hit = std::memchr(buf.data() + from, '\n', limit - from);
@@ -60,9 +60,9 @@ void RespParser::compact() {
   if (start_ == 0) return;
   if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
     // Everything was consumed: give a large buffer (a big body or burst) back.
-    std::string().swap(buffer_);
+    ReadBuffer().swap(buffer_);
   } else {
-    buffer_.erase(0, start_);
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
   }
   cursor_ = cursor_ >= start_ ? cursor_ - start_ : 0;
   inline_scan_ = inline_scan_ >= start_ ? inline_scan_ - start_ : 0;
@@ -71,7 +71,7 @@ void RespParser::compact() {
 
 void RespParser::feed(std::string_view bytes) {
   compact();
-  buffer_.append(bytes.data(), bytes.size());
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
 }
 
 std::span<char> RespParser::prepare(size_t n) {

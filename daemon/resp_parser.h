@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/read_buffer.h"
+
 namespace reactord {
 
 struct RespLimits {
@@ -74,7 +76,7 @@ class RespParser {
   void compact();
 
   RespLimits limits_;
-  std::string buffer_;
+  ReadBuffer buffer_;
   size_t start_ = 0;        // first byte of the command being parsed
   size_t skipped_ = 0;      // empty commands skipped since the last command returned
   size_t pending_ = 0;      // bytes reserved by prepare()
