@@ -31,7 +31,9 @@ void AdminLineReader::feed(std::string_view bytes, std::vector<AdminLineEvent>& 
   buf_.append(bytes.data(), bytes.size());
   size_t start = 0;
   for (;;) {
-    const size_t nl = buf_.find('\n', start);
+    // The bytes held from earlier calls (before scan_) hold no newline: a client trickling a long
+    // line a byte at a time costs one pass over it, not one per read.
+    const size_t nl = buf_.find('\n', std::max(start, scan_));
     if (nl == std::string::npos) break;
     const size_t len = nl - start;
     const size_t begin = start;
@@ -49,11 +51,13 @@ void AdminLineReader::feed(std::string_view bytes, std::vector<AdminLineEvent>& 
     out.push_back({AdminLineEvent::Kind::kLine, std::move(line)});
   }
   buf_.erase(0, start);
+  scan_ = buf_.size();
   if (buf_.size() >= kMaxLine) {
     // A line longer than the limit: report it once, then drop bytes until its newline.
     if (!discarding_) out.push_back({AdminLineEvent::Kind::kTooLong, too_long()});
     discarding_ = true;
     buf_.clear();
+    scan_ = 0;
   }
 }
 

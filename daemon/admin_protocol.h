@@ -34,6 +34,7 @@ class AdminLineReader {
 
  private:
   std::string buf_;
+  size_t scan_ = 0;          // buf_[0, scan_) holds no '\n'
   bool discarding_ = false;  // inside a line that was too long
 };
 
