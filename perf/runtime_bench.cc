@@ -70,7 +70,7 @@ struct LoopCounters {
   uint64_t polls;
   uint64_t resumes;
   static LoopCounters of(const Reactor& r) {
-    return {r.stats().polls.get(), r.stats().context_switches.get()};
+    return {r.stats().polls(), r.stats().context_switches()};
   }
 };
 

@@ -26,17 +26,6 @@ int64_t Histogram::upper_bound_ns(size_t i) {
   return kBounds.upper[i];
 }
 
-size_t Histogram::bucket_of(int64_t ns) {
-  if (ns < 1000) return 0;
-  // The decade, from the bottom (most durations are short), then one division for the digit.
-  int64_t base = 1000;
-  size_t first = 1;
-  for (int d = 0; d < kDecades; ++d, base *= 10, first += 9) {
-    if (ns < base * 10) return first + static_cast<size_t>(ns / base) - 1;
-  }
-  return kBuckets - 1;
-}
-
 Histogram::Snapshot Histogram::snapshot() const {
   Snapshot s;
   for (size_t i = 0; i < kBuckets; ++i) s.buckets[i] = buckets_[i].load(std::memory_order_relaxed);

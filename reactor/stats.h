@@ -13,9 +13,12 @@ class RelaxedCounter {
  public:
   // Loop thread (the single writer).
   void add(uint64_t n = 1) {
+    if constexpr (!kStatsEnabled) return;
     value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
-  void set(uint64_t v) { value_.store(v, std::memory_order_relaxed); }
+  void set(uint64_t v) {
+    if constexpr (kStatsEnabled) value_.store(v, std::memory_order_relaxed);
+  }
   // Any thread.
   uint64_t get() const { return value_.load(std::memory_order_relaxed); }
 
@@ -25,12 +28,9 @@ class RelaxedCounter {
 
 // Names follow the Prometheus metrics they become (reactord_<name>{shard="N"}).
 struct ReactorStats {
-  RelaxedCounter loop_iterations;   // loop_iterations_total
-  RelaxedCounter polls;             // polls_total
-  RelaxedCounter poll_wakeups;      // fibers made runnable by polls (events, in fiber terms)
-  RelaxedCounter poll_wait_ns;      // time inside poll (waiting), for utilization
-  RelaxedCounter busy_ns;           // time outside poll: running fibers, timers, posts
-  RelaxedCounter context_switches;  // resumes of a fiber
+  RelaxedCounter loop_iterations;  // loop_iterations_total
+  RelaxedCounter poll_wakeups;     // fibers made runnable by polls (events, in fiber terms)
+  RelaxedCounter busy_ns;          // time outside poll: running fibers, timers, posts
   RelaxedCounter fibers_created;
   RelaxedCounter fibers_finished;
   RelaxedCounter fibers_alive;     // gauge
@@ -45,6 +45,11 @@ struct ReactorStats {
   Histogram slice;             // resume to next suspension
   Histogram sched_latency;     // runnable to running
   Histogram poll_wait;         // each poll's wait
+
+  // Derived from the histograms rather than kept twice on the loop's hot path.
+  uint64_t polls() const { return poll_wait.count(); }          // polls_total
+  uint64_t poll_wait_ns() const { return poll_wait.sum_ns(); }  // time waiting in poll
+  uint64_t context_switches() const { return slice.count(); }   // fiber resumes
 };
 
 }  // namespace reactor

@@ -32,6 +32,37 @@ TEST(Histogram, BucketBoundariesAreDecadeAligned) {
   }
 }
 
+// bucket_of (bit scan, table, one division) agrees with the bucket bounds on both sides of every
+// boundary, on powers of two and on large and negative values.
+TEST(Histogram, BucketOfAgreesWithTheBoundsEverywhere) {
+  auto by_bounds = [](int64_t ns) {
+    size_t i = 0;
+    while (i + 1 < Histogram::kBuckets && ns >= Histogram::upper_bound_ns(i)) ++i;
+    return i;
+  };
+  for (size_t i = 0; i + 1 < Histogram::kBuckets; ++i) {
+    const int64_t ub = Histogram::upper_bound_ns(i);
+    for (int64_t ns : {ub - 1, ub, ub + 1})
+      EXPECT_EQ(Histogram::bucket_of(ns), by_bounds(ns)) << ns;
+  }
+  for (int b = 0; b < 63; ++b) {
+    const int64_t p = int64_t{1} << b;
+    for (int64_t ns : {p - 1, p, p + 1}) EXPECT_EQ(Histogram::bucket_of(ns), by_bounds(ns)) << ns;
+  }
+  EXPECT_EQ(Histogram::bucket_of(-5), 0u);
+  EXPECT_EQ(Histogram::bucket_of(INT64_MAX), Histogram::kBuckets - 1);
+}
+
+// polls, the time waiting in poll and context switches are read from the histograms.
+TEST(Histogram, CountAndSum) {
+  Histogram h;
+  h.record(500);
+  h.record(3'000);
+  h.record(-7);  // counted, adds nothing to the sum
+  EXPECT_EQ(h.count(), 3u);
+  EXPECT_EQ(h.sum_ns(), 3'500u);
+}
+
 TEST(Histogram, QuantilesAndMerge) {
   Histogram a, b;
   for (int i = 0; i < 90; ++i) a.record(5'000);       // 5 us
@@ -53,13 +84,13 @@ TEST(ReactorStats, CountsSwitchesSlicesAndFibers) {
   uint64_t switches = 0, slices = 0, created = 0, finished = 0, sched = 0;
   run_fiber([&] {
     Reactor* r = Reactor::current();
-    const uint64_t switches0 = r->stats().context_switches.get();
+    const uint64_t switches0 = r->stats().context_switches();
     auto t = spawn("yielder", [] {
       for (int i = 0; i < 10; ++i) yield();
     });
     ASSERT_TRUE(t.ok());
     t->join();
-    switches = r->stats().context_switches.get() - switches0;
+    switches = r->stats().context_switches() - switches0;
     slices = r->stats().slice.snapshot().count();
     sched = r->stats().sched_latency.snapshot().count();
     created = r->stats().fibers_created.get();
