@@ -42,12 +42,11 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int64_t kMiB = 1 << 20;
 
-// The churn test's default cycle count: the full 200,000 where it is affordable in CI, fewer
-// under the sanitizers (docs/reliability.md has the timings behind these numbers).
+// The churn test's default cycle count: the full 200,000 where it is affordable in CI (debug,
+// ASan: about 15-25 s per backend), 20,000 under TSan (about 1,000 cycles/s there);
+// docs/reliability.md has the timings.
 #if defined(REACTOR_TSAN)
 constexpr int kDefaultChurnCycles = 20000;
-#elif defined(REACTOR_ASAN)
-constexpr int kDefaultChurnCycles = 50000;
 #else
 constexpr int kDefaultChurnCycles = 200000;
 #endif
@@ -488,6 +487,11 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
 // ---- EMFILE ----
 
 TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
+  if (testing::kAsan) {
+    // UBSan's vptr check tests whether memory is readable by writing it to a pipe; out of fds it
+    // cannot make the pipe and reports "invalid vptr" on a valid object, then aborts.
+    GTEST_SKIP() << "UBSan needs free fds for its vptr check; runs in the debug and TSan suites";
+  }
   // The fds this daemon needs when idle, on this backend and build.
   int idle = -1;
   {
@@ -513,7 +517,8 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   std::vector<std::pair<Client, std::string>> waiting;
   for (int i = 0; i < 3 * kRoom && waiting.empty(); ++i) {
     Client c(addr("echo"), 2s);
-    ASSERT_TRUE(c.connected()) << "the kernel completes the handshake into the backlog";
+    ASSERT_TRUE(c.connected()) << "the kernel completes the handshake into the backlog\n"
+                               << d_.log();
     const std::string payload = absl::StrCat("held ", i);
     ASSERT_TRUE(c.send_all(payload));
     if (c.recv_exact(payload.size()) == payload) {
@@ -526,7 +531,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   EXPECT_LE(held.size(), static_cast<size_t>(kRoom) + 2);  // the probe may count a transient fd
   for (int i = 0; i < 10; ++i) {                           // more wait in the backlog
     Client c(addr("echo"), 2s);
-    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.connected()) << std::strerror(errno) << "\n" << d_.log();
     const std::string payload = absl::StrCat("waiting ", i);
     ASSERT_TRUE(c.send_all(payload));
     waiting.emplace_back(std::move(c), payload);
