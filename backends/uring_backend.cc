@@ -619,11 +619,16 @@ absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Dead
     if (!fall_back) return r;
   }
   for (;;) {
+    // After a short read the socket is empty: tell the kernel to arm its poll at once rather than
+    // try a receive that finds nothing first (IORING_RECVSEND_POLL_FIRST, 5.19; ignored before).
+    const bool poll_first = options_.poll_first && fd_state(fd).drained;
     absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op*) {
       io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
+      if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     });
     if (!r.ok() && status_errno(r.status()) == EINTR) continue;
     if (!r.ok()) return r.status();
+    fd_state(fd).drained = *r > 0 && static_cast<size_t>(*r) < buf.size();
     return static_cast<size_t>(*r);
   }
 }
@@ -795,6 +800,7 @@ absl::Status UringBackend::close(int fd) {
   bool in_flight = false;
   if (static_cast<size_t>(fd) < fds_.size()) {
     FdState& st = fds_[static_cast<size_t>(fd)];
+    st.drained = false;
     // The fibers of these ops wake when their CQEs arrive (the cancel below makes them come) and
     // then report the close. Unlinked now so a new fd with this number starts clean.
     while (Op* op = st.ops) {
@@ -841,6 +847,10 @@ absl::Status UringBackend::close(int fd) {
 
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
   UringBackend::Options options;
+  // REACTOR_URING_POLL_FIRST=0 never asks for POLL_FIRST, for measurement.
+  if (const char* v = std::getenv("REACTOR_URING_POLL_FIRST"); v != nullptr && *v == '0') {
+    options.poll_first = false;
+  }
   // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
   if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {
     options.send_first = false;

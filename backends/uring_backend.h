@@ -50,6 +50,9 @@ class UringBackend final : public Backend {
     // a send that completes at once then costs one system call and no suspension, instead of an
     // SQE, a CQE and two fiber switches (docs/backends.md has the measurements).
     bool send_first = true;
+    // A recv after a short one asks the kernel to wait for data before trying
+    // (IORING_RECVSEND_POLL_FIRST): in a ping-pong the socket is empty then.
+    bool poll_first = true;
     // The first set-up level to try (tests force the fallbacks with it).
     int first_setup_level = 0;
   };
@@ -99,7 +102,8 @@ class UringBackend final : public Backend {
   struct Acceptor;
   struct AcceptWaiter;
   struct FdState {
-    Op* ops = nullptr;  // operations in flight on this fd, until their final CQE
+    Op* ops = nullptr;     // operations in flight on this fd, until their final CQE
+    bool drained = false;  // the last recv was short: the next finds the socket empty
     Acceptor* acceptor = nullptr;
   };
 
