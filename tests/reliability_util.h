@@ -43,9 +43,9 @@ inline constexpr bool kTsan = false;
 
 // ---- /proc/PID ----
 
-// Entries in /proc/PID/fd, or -1 if the process is gone. An fd open on the daemon's own executable
-// is not counted: absl::Symbolize opens it at the watchdog's first stall report with a backtrace
-// and keeps it for the process's life (a cache, not a leak).
+// Entries in /proc/PID/fd, or -1 if the process is gone. fds open on the daemon's executable or on
+// a shared library are not counted: absl::Symbolize opens the object files of a backtrace at the
+// watchdog's first stall report and keeps them for the process's life (a cache, not a leak).
 inline int open_fds(pid_t pid) {
   const std::string dir = "/proc/" + std::to_string(pid);
   char exe[4096];
@@ -58,6 +58,10 @@ inline int open_fds(pid_t pid) {
     char target[4096];
     const ssize_t len = ::readlink((dir + "/fd/" + e->d_name).c_str(), target, sizeof target);
     if (exe_len > 0 && len == exe_len && std::memcmp(target, exe, static_cast<size_t>(len)) == 0) {
+      continue;
+    }
+    if (len > 0 &&
+        std::string_view(target, static_cast<size_t>(len)).find(".so") != std::string_view::npos) {
       continue;
     }
     ++n;

@@ -309,7 +309,9 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   EXPECT_EQ(fds_after, fds_before) << "open fds of the daemon changed";
   const int64_t rss_after = testing::resident_bytes(pid);
   if (!testing::kAsan) {
-    EXPECT_LT(rss_after - rss_before, 8 * kMiB) << rss_before << " -> " << rss_after;
+    // TSan's own metadata grows with the load (about 5 MiB in 10 s here): a wider bound there.
+    const int64_t bound = testing::kTsan ? 32 * kMiB : 8 * kMiB;
+    EXPECT_LT(rss_after - rss_before, bound) << rss_before << " -> " << rss_after;
   }
   const double cpu = testing::cpu_seconds(pid) - cpu_before;
   std::printf(
