@@ -680,7 +680,10 @@ ssize_t UringBackend::try_send_now(int fd, msghdr* msg) {
   do {
     n = ::sendmsg(fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
-  if (n >= 0) direct_sends_.add();
+  if (n >= 0) {
+    direct_sends_.add();
+    detail::spend_io_budget();
+  }
   return n;
 }
 

@@ -94,6 +94,7 @@ json shard_json(const Shard& sh) {
       {"sched_latency_seconds", histogram_json(st.sched_latency.snapshot())},
       {"poll_wait_seconds", histogram_json(st.poll_wait.snapshot())},
       {"slow_slices", st.slow_slices.get()},
+      {"io_budget_yields", st.io_budget_yields.get()},
       {"connections", sh.connections()},
       {"emfile_events", sh.stats().emfile_events.get()},
       {"accept_errors", sh.stats().accept_errors.get()},
@@ -364,6 +365,9 @@ std::string prometheus_text(const DaemonView& view) {
             [&](const Shard& s) { return stats(s).timers_cancelled.get(); });
   per_shard("reactord_slow_slices_total", "counter", "Slices longer than watchdog.slow_slice_ms.",
             [&](const Shard& s) { return stats(s).slow_slices.get(); });
+  per_shard("reactord_io_budget_yields_total", "counter",
+            "Fibers sent to the back of the run queue after 32 I/O calls without suspending.",
+            [&](const Shard& s) { return stats(s).io_budget_yields.get(); });
   per_shard("reactord_emfile_events_total", "counter",
             "Accepts that failed for lack of fds or memory.",
             [&](const Shard& s) { return s.stats().emfile_events.get(); });

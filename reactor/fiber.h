@@ -73,4 +73,10 @@ absl::Status park(Deadline deadline, const char* op, bool cancellable = true);
 // not parked (already woken by its deadline or a cancel). Loop thread of the fiber's reactor.
 bool wake(Fiber* fiber, absl::Status status = absl::OkStatus());
 
+// An I/O call of the running fiber completed without suspending: it spends one unit of the
+// fiber's budget (Reactor::kIoBudget per slice). At zero the fiber goes to the back of the run
+// queue and the loop polls next, so a peer that always has data ready cannot hold the loop.
+// Loop thread, inside a fiber.
+void spend_io_budget();
+
 }  // namespace reactor::detail

@@ -83,6 +83,10 @@ bool detail::wake(Fiber* fiber, absl::Status status) {
   return fiber->reactor->wake(fiber, std::move(status));
 }
 
+void detail::spend_io_budget() {
+  t_reactor->spend_io_budget();
+}
+
 void detail::cancel_fiber(Fiber* fiber) {
   fiber->reactor->cancel(fiber);
 }
@@ -224,6 +228,7 @@ void Reactor::resume(detail::Fiber* f) {
   const Deadline start = last_clock_;
   stats_.sched_latency.record(to_ns(start - f->ready_at));
   ++resumes_since_poll_;
+  io_budget_ = kIoBudget;
   if constexpr (kWatchdogHooks) {
     slice_fiber_.store(f, std::memory_order_relaxed);
     slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
@@ -298,6 +303,13 @@ void Reactor::cancel_all() {
   for (detail::Fiber* f = alive_head_; f != nullptr; f = f->next_alive) {
     if (f != current_) cancel(f);
   }
+}
+
+void Reactor::spend_io_budget() {
+  if (--io_budget_ > 0) return;
+  stats_.io_budget_yields.add();
+  resumes_since_poll_ = kResumesPerPoll;  // poll before the next batch: others may wait on I/O
+  yield();
 }
 
 void Reactor::yield() {

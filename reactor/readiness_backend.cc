@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "reactor/error.h"
+#include "reactor/fiber.h"
 
 namespace reactor {
 namespace {
@@ -17,7 +18,10 @@ auto retry_until_ready(ReadinessBackend& backend, int fd, Interest interest, Dea
                        const char* op, Call call) -> absl::StatusOr<decltype(call())> {
   for (;;) {
     auto r = call();
-    if (r >= 0) return r;
+    if (r >= 0) {
+      detail::spend_io_budget();
+      return r;
+    }
     const int err = errno;
     if (err == EINTR) continue;
     if (err != EAGAIN && err != EWOULDBLOCK) return errno_status(err, op, fd);

@@ -41,10 +41,11 @@ struct ReactorStats {
   RelaxedCounter stacks_guarded;  // gauge: guarded stacks in use by fibers
   RelaxedCounter stacks_canary;   // gauge: canary stacks in use by fibers
   RelaxedCounter spawn_failures;
-  RelaxedCounter slow_slices;  // slices longer than the slow-slice threshold
-  Histogram slice;             // resume to next suspension
-  Histogram sched_latency;     // runnable to running
-  Histogram poll_wait;         // each poll's wait
+  RelaxedCounter slow_slices;       // slices longer than the slow-slice threshold
+  RelaxedCounter io_budget_yields;  // fibers sent to the back after kIoBudget ready I/O calls
+  Histogram slice;                  // resume to next suspension
+  Histogram sched_latency;          // runnable to running
+  Histogram poll_wait;              // each poll's wait
 
   // Derived from the histograms rather than kept twice on the loop's hot path.
   uint64_t polls() const { return poll_wait.count(); }          // polls_total

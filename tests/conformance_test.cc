@@ -736,6 +736,39 @@ TEST_P(ConformanceTest, ReadsAfterShortReadsSeeDataEndAndReset) {
   });
 }
 
+// A reader whose data is always ready must still let others run: after Reactor::kIoBudget reads
+// that did not suspend it goes to the back of the run queue (before, a client pipelining
+// megabytes kept one fiber and its whole loop busy for as long as it took to read them).
+TEST_P(ConformanceTest, AlwaysReadyReaderLetsOthersRun) {
+  run([] {
+    Pair p = connected_pair();
+    const int big = 512 * 1024;
+    for (int fd : {p.client.fd(), p.server.fd()}) {
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    }
+    constexpr size_t kBytes = 96 * 1024;
+    const std::vector<std::byte> data = pattern(kBytes);
+    ASSERT_TRUE(p.client.write_all(std::span(data)).ok());
+    ASSERT_TRUE(sleep_for(5ms).ok());  // all of it in the server's receive queue
+    bool other_ran = false;
+    auto other = spawn("other", [&] { other_ran = true; });
+    ASSERT_TRUE(other.ok());
+    size_t reads = 0, got = 0, reads_before_other = 0;
+    std::byte buf[256];
+    while (got < kBytes) {
+      absl::StatusOr<size_t> n = p.server.read(std::span(buf), deadline_after(5s));
+      ASSERT_TRUE(n.ok() && *n > 0) << n.status();
+      got += *n;
+      ++reads;
+      if (!other_ran) reads_before_other = reads;
+    }
+    other->join();
+    EXPECT_EQ(reads, kBytes / sizeof buf);
+    EXPECT_LE(reads_before_other, 2 * Reactor::kIoBudget) << "of " << reads << " reads";
+  });
+}
+
 // ---- cross-thread wakeup ----
 
 // The loop blocks in poll() with nothing to do; posts from another thread must wake it, every
