@@ -278,7 +278,11 @@ inline std::optional<std::string> admin_query(
   std::optional<std::string> answer;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
     const std::string req = line + "\n";
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+    ssize_t sent;
+    do {
+      sent = ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent == static_cast<ssize_t>(req.size())) {
       std::string got;
       char buf[16384];
       for (;;) {
@@ -288,6 +292,7 @@ inline std::optional<std::string> admin_query(
           break;
         }
         const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;  // a signal to this process (e.g. SIGCHLD)
         if (n <= 0) break;
         got.append(buf, static_cast<size_t>(n));
       }
