@@ -84,7 +84,7 @@ bool detail::wake(Fiber* fiber, absl::Status status) {
 }
 
 void detail::spend_io_budget() {
-  t_reactor->spend_io_budget();
+  if (t_reactor != nullptr) t_reactor->spend_io_budget();
 }
 
 void detail::cancel_fiber(Fiber* fiber) {
@@ -306,7 +306,7 @@ void Reactor::cancel_all() {
 }
 
 void Reactor::spend_io_budget() {
-  if (--io_budget_ > 0) return;
+  if (current_ == nullptr || --io_budget_ > 0) return;  // outside a fiber: nothing to yield
   stats_.io_budget_yields.add();
   resumes_since_poll_ = kResumesPerPoll;  // poll before the next batch: others may wait on I/O
   yield();
