@@ -914,11 +914,7 @@ TEST(EpollBackend, SkipsTheReadThatMustFailAfterAShortRead) {
           ASSERT_EQ(back, msg);
         }
         server->join();
-        std::vector<Counter> counters;
-        backend().counters(counters);
-        for (const Counter& c : counters) {
-          if (c.name == "epoll_reads_skipped_total") skipped = c.value;
-        }
+        skipped = testing::backend_counter(backend(), "epoll_reads_skipped_total");
       },
       "epoll");
   // Most of the server's reads after its first (the client's read_exact asks for exactly 64, so

@@ -31,13 +31,7 @@ std::unique_ptr<LibeventBackend> make_backend() {
 }
 
 uint64_t counter(const Backend& b, std::string_view name) {
-  std::vector<Counter> out;
-  b.counters(out);
-  for (const Counter& c : out) {
-    if (c.name == name) return c.value;
-  }
-  ADD_FAILURE() << "no counter " << name;
-  return 0;
+  return testing::backend_counter(b, name);
 }
 
 // Fiber tests need the registry to offer "libevent".

@@ -34,6 +34,17 @@ inline std::string backend_test_name(const ::testing::TestParamInfo<std::string>
   return info.param;
 }
 
+// One of a backend's counters by name; fails the test if the backend has no such counter.
+inline uint64_t backend_counter(const Backend& b, std::string_view name) {
+  std::vector<Counter> out;
+  b.counters(out);
+  for (const Counter& c : out) {
+    if (c.name == name) return c.value;
+  }
+  ADD_FAILURE() << "no counter " << name;
+  return 0;
+}
+
 inline double ms_since(Deadline start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }

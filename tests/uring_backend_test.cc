@@ -32,13 +32,7 @@ bool uring_available() {
   if (!uring_available()) GTEST_SKIP() << probe_backend("io_uring").reason
 
 uint64_t counter(const Backend& b, std::string_view name) {
-  std::vector<Counter> out;
-  b.counters(out);
-  for (const Counter& c : out) {
-    if (c.name == name) return c.value;
-  }
-  ADD_FAILURE() << "no counter " << name;
-  return 0;
+  return testing::backend_counter(b, name);
 }
 
 // Linux version as major * 100 + minor.
