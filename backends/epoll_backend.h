@@ -12,8 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include "backends/readiness_backend.h"
 #include "reactor/fiber.h"
-#include "reactor/readiness_backend.h"
 #include "reactor/stats.h"
 
 namespace reactor {

@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "backends/readiness_backend.h"
 #include "reactor/backend.h"
 #include "reactor/fiber.h"
-#include "reactor/readiness_backend.h"
 #include "reactor/stats.h"
 
 struct event;

@@ -17,15 +17,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "admin/metrics.h"
+#include "admin/server.h"
+#include "admin/stall_log.h"
 #include "backends/registry.h"
-#include "daemon/admin.h"
 #include "daemon/listen_fds.h"
 #include "daemon/log.h"
-#include "daemon/metrics.h"
-#include "daemon/services.h"
 #include "daemon/shard.h"
 #include "daemon/socket_path.h"
-#include "daemon/stall_log.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/offload.h"
@@ -33,6 +32,7 @@
 #include "reactor/stack.h"
 #include "reactor/sync.h"
 #include "reactor/watchdog.h"
+#include "services/handlers.h"
 
 namespace reactord {
 
@@ -82,15 +82,16 @@ size_t online_cpus() {
 
 }  // namespace
 
-struct Daemon::State {
+// The daemon's state; it is also what the admin server reads (admin/view.h).
+struct Daemon::State final : DaemonView {
   Config cfg;
   std::string config_path;
   std::vector<Override> overrides;
   Notifier notifier = Notifier::from_environment();
   std::string backend_name;
-  size_t shard_count = 1;
+  size_t num_shards = 1;
   std::vector<ShardView> views;
-  std::vector<std::unique_ptr<ServiceRuntime>> services;
+  std::vector<std::unique_ptr<ServiceRuntime>> runtimes;  // by service
   std::vector<std::unique_ptr<Shard>> shards;
   std::unique_ptr<std::latch> stopped;
   std::unique_ptr<ServiceShared> shared;
@@ -103,8 +104,8 @@ struct Daemon::State {
   std::mutex stall_ids_mu;
   std::map<uint64_t, uint64_t> stall_ids;
   std::unique_ptr<reactor::Watchdog> watchdog;
-  reactor::Deadline started = reactor::Clock::now();
-  double start_time_seconds = 0;
+  reactor::Deadline started_at = reactor::Clock::now();
+  double start_time = 0;  // since the epoch
   // Per shard and service: the listening fds to hand over.
   std::vector<std::vector<int>> listen_fds;  // [service][shard]
 
@@ -112,11 +113,28 @@ struct Daemon::State {
   std::optional<Failure> start_shards();
   std::string status_line() const;
   void apply_reloadable();
-  absl::Status reload();
+  absl::Status reload() override;
   reactor::WatchdogOptions watchdog_options() const;
   void on_stall(const reactor::StallReport& r);
   bool shards_healthy(reactor::Duration period) const;
-  DaemonView view() const;
+
+  // DaemonView.
+  std::string version() const override { return REACTORD_VERSION; }
+  std::string requested_backend() const override { return backend_name; }
+  reactor::Deadline started() const override { return started_at; }
+  double start_time_seconds() const override { return start_time; }
+  size_t shard_count() const override { return shards.size(); }
+  const reactor::Reactor& shard_reactor(size_t i) const override { return *shards[i]->reactor(); }
+  ShardCounters shard_counters(size_t i) const override;
+  std::shared_ptr<const FiberSnapshot> fiber_snapshot(size_t i) const override {
+    return shards[i]->fiber_snapshot();
+  }
+  std::vector<ServiceStatus> services() const override;
+  std::string log_level() const override { return std::string(log::level_name()); }
+  uint64_t log_lines_dropped() const override { return log::dropped(); }
+  const StallLog* stalls() const override { return &stall_log; }
+  std::string config_text() override { return format_config(cfg); }
+  absl::Status set(const std::string& key, const std::string& value) override;
   std::optional<Failure> start_admin(std::map<std::string, std::vector<int>>& activated);
   void drain();
   int control();
@@ -135,7 +153,7 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
   listen_fds.assign(cfg.services.size(), {});
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     const ServiceConfig& sc = cfg.services[i];
-    ServiceRuntime& svc = *services[i];
+    ServiceRuntime& svc = *runtimes[i];
     std::vector<int>& fds = listen_fds[i];
     auto it = activated.find(sc.name);
     if (it != activated.end()) {
@@ -143,7 +161,7 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
       const int fd = it->second.front();
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
       fds.push_back(fd);
-      for (size_t s = 1; s < shard_count; ++s) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+      for (size_t s = 1; s < num_shards; ++s) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
       sockaddr_storage ss{};
       socklen_t len = sizeof ss;
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
@@ -164,7 +182,7 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
         return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", l.status().message())};
       const int fd = ::fcntl(l->fd(), F_DUPFD_CLOEXEC, 3);
       fds.push_back(fd);
-      for (size_t s = 1; s < shard_count; ++s) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+      for (size_t s = 1; s < num_shards; ++s) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
       svc.bound_address = addr->to_string();
       continue;
     }
@@ -172,7 +190,7 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
     // the port and the others reuse it.
     auto addr = reactor::SocketAddress::parse_ip(sc.listen.to_string());
     if (!addr.ok()) return Failure{kExitConfig, std::string(addr.status().message())};
-    for (size_t s = 0; s < shard_count; ++s) {
+    for (size_t s = 0; s < num_shards; ++s) {
       auto l = reactor::TcpListener::bind(*addr, {.backlog = 4096, .reuse_port = true});
       if (!l.ok())
         return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", l.status().message())};
@@ -194,20 +212,20 @@ std::optional<Failure> Daemon::State::start_shards() {
   options.stack_size = size_t{cfg.runtime.stack_size_kib} * 1024;
   // The shards and the admin thread count down; reactors are destroyed only when all have, so
   // neither a cross-shard post nor an admin read ever meets a destroyed reactor.
-  stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(shard_count + 1));
-  views.resize(shard_count);
-  for (size_t i = 0; i < shard_count; ++i) {
+  stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(num_shards + 1));
+  views.resize(num_shards);
+  for (size_t i = 0; i < num_shards; ++i) {
     views[i].index = i;
-    views[i].count = shard_count;
+    views[i].count = num_shards;
     shards.push_back(std::make_unique<Shard>(i, &views[i]));
   }
   const size_t cpus = online_cpus();
-  for (size_t i = 0; i < shard_count; ++i) {
+  for (size_t i = 0; i < num_shards; ++i) {
     std::optional<int> cpu;
     if (cfg.runtime.pin_cpus) cpu = static_cast<int>(i % cpus);
     absl::Status s = shards[i]->start(options, cpu, stopped.get(), watchdog.get());
     if (!s.ok()) {
-      for (size_t j = i + 1; j < shard_count + 1; ++j) stopped->count_down();
+      for (size_t j = i + 1; j < num_shards + 1; ++j) stopped->count_down();
       for (size_t j = 0; j < i; ++j) shards[j]->stop();
       for (auto& sh : shards) sh->join();
       return Failure{kExitUnavailable, absl::StrCat("shard ", i, ": ", s.message())};
@@ -223,15 +241,11 @@ std::string Daemon::State::status_line() const {
   int64_t conns = 0;
   for (const auto& sh : shards) conns += sh->connections();
   std::vector<std::string> addrs;
-  for (const auto& svc : services)
+  for (const auto& svc : runtimes)
     addrs.push_back(absl::StrCat(svc->name, " ", svc->bound_address));
-  // The backend in use: with "auto" it is whatever the registry picked.
-  const std::string backend = shards.empty() || shards[0]->reactor() == nullptr
-                                  ? backend_name
-                                  : std::string(shards[0]->reactor()->backend().name());
-  return absl::StrCat("backend ", backend, ", ", shard_count, " shard", shard_count == 1 ? "" : "s",
-                      "; ", absl::StrJoin(addrs, ", "), "; ", conns, " connection",
-                      conns == 1 ? "" : "s");
+  return absl::StrCat("backend ", active_backend(), ", ", num_shards, " shard",
+                      num_shards == 1 ? "" : "s", "; ", absl::StrJoin(addrs, ", "), "; ", conns,
+                      " connection", conns == 1 ? "" : "s");
 }
 
 reactor::WatchdogOptions Daemon::State::watchdog_options() const {
@@ -255,7 +269,7 @@ void Daemon::State::on_stall(const reactor::StallReport& r) {
   };
   std::string service;
   const std::string base = r.fiber_name.substr(0, r.fiber_name.find('#'));
-  for (const auto& svc : services) {
+  for (const auto& svc : runtimes) {
     if (svc->name == base) service = absl::StrCat(" (service ", svc->name, ")");
   }
   const std::string where =
@@ -348,8 +362,8 @@ void Daemon::State::apply_reloadable() {
           std::chrono::milliseconds(cfg.watchdog.slow_slice_ms));
   }
   if (admin) admin->set_access(cfg.admin.allow_uids, cfg.admin.allow_gids);
-  for (size_t i = 0; i < cfg.services.size() && i < services.size(); ++i) {
-    services[i]->max_connections.store(cfg.services[i].max_connections);
+  for (size_t i = 0; i < cfg.services.size() && i < runtimes.size(); ++i) {
+    runtimes[i]->max_connections.store(cfg.services[i].max_connections);
   }
 }
 
@@ -379,36 +393,56 @@ absl::Status Daemon::State::reload() {
   return result;
 }
 
-DaemonView Daemon::State::view() const {
-  DaemonView v;
-  v.version = REACTORD_VERSION;
-  v.backend = backend_name;
-  v.started = started;
-  v.start_time_seconds = start_time_seconds;
-  v.shards = &shards;
-  v.services = &services;
-  v.stalls = &stall_log;
-  return v;
+ShardCounters Daemon::State::shard_counters(size_t i) const {
+  const Shard& sh = *shards[i];
+  return {.connections = sh.connections(),
+          .accept_errors = sh.stats().accept_errors.get(),
+          .emfile_events = sh.stats().emfile_events.get()};
+}
+
+std::vector<ServiceStatus> Daemon::State::services() const {
+  std::vector<ServiceStatus> out;
+  for (const auto& svc : runtimes) {
+    ServiceStatus st{.name = svc->name,
+                     .kind = svc->kind,
+                     .address = svc->bound_address,
+                     .max_connections = svc->max_connections.load(std::memory_order_relaxed),
+                     .by_shard = {}};
+    for (const auto& s : svc->stats) {
+      st.by_shard.push_back({.accepted = s->connections_accepted.get(),
+                             .closed = s->connections_closed.get(),
+                             .rejected = s->connections_rejected.get(),
+                             .active = s->connections_active.get(),
+                             .bytes_in = s->bytes_in.get(),
+                             .bytes_out = s->bytes_out.get(),
+                             .requests = s->requests.get()});
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+absl::Status Daemon::State::set(const std::string& key, const std::string& value) {
+  absl::Status s = apply_setting(cfg, key, value);
+  if (s.ok()) {
+    apply_reloadable();
+    spdlog::info("admin: set {} {}", key, value);
+  }
+  return s;
 }
 
 std::optional<Failure> Daemon::State::start_admin(
     std::map<std::string, std::vector<int>>& activated) {
-  AdminHooks hooks;
-  hooks.config_text = [this] { return format_config(cfg); };
-  hooks.set = [this](const std::string& key, const std::string& value) {
-    absl::Status s = apply_setting(cfg, key, value);
-    if (s.ok()) {
-      apply_reloadable();
-      spdlog::info("admin: set {} {}", key, value);
-    }
-    return s;
-  };
-  hooks.reload = [this] { return reload(); };
-  admin = std::make_unique<AdminServer>(view(), std::move(hooks), reactor::Reactor::current());
+  admin = std::make_unique<AdminServer>(*this, reactor::Reactor::current());
   std::optional<int> fd;
   if (auto it = activated.find("admin"); it != activated.end()) {
     fd = it->second.front();
     activated.erase(it);
+  }
+  if (!fd) {
+    if (absl::Status s = clear_stale_unix_socket(cfg.admin.socket); !s.ok()) {
+      return Failure{kExitOsError, absl::StrCat("admin socket: ", s.message())};
+    }
   }
   if (absl::Status s = admin->bind(cfg.admin, fd); !s.ok()) {
     return Failure{kExitOsError, std::string(s.message())};
@@ -496,7 +530,7 @@ int Daemon::State::control() {
     });
   }
   if (!signal_fiber.ok() || !status_fiber.ok()) return kExitOsError;
-  for (const auto& svc : services)
+  for (const auto& svc : runtimes)
     spdlog::info("service {} ({}) listening on {}", svc->name, svc->kind, svc->bound_address);
   spdlog::info("ready: {}", status_line());
   (void)notifier.notify(absl::StrCat("READY=1\nSTATUS=", status_line()));
@@ -508,11 +542,11 @@ int Daemon::State::control() {
 int Daemon::run() {
   State& s = *s_;
   raise_fd_limit();
-  s.start_time_seconds =
+  s.start_time =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   reactor::set_offload_threads(s.cfg.runtime.offload_threads);
-  s.shard_count = s.cfg.runtime.shards == 0 ? online_cpus() : s.cfg.runtime.shards;
-  check_map_count(s.cfg, s.shard_count);
+  s.num_shards = s.cfg.runtime.shards == 0 ? online_cpus() : s.cfg.runtime.shards;
+  check_map_count(s.cfg, s.num_shards);
   s.backend_name = std::string(to_string(s.cfg.runtime.backend));
 
   // The control loop's reactor doubles as the backend probe: an unavailable backend fails here.
@@ -524,21 +558,21 @@ int Daemon::run() {
       [&] {
         std::map<std::string, std::vector<int>> activated = take_listen_fds();
         s.shared = std::make_unique<ServiceShared>();
-        s.shared->metrics_text = [&s, v = s.view()] { return prometheus_text(v); };
+        s.shared->metrics_text = [&s] { return prometheus_text(s); };
         for (const ServiceConfig& sc : s.cfg.services) {
           auto svc = std::make_unique<ServiceRuntime>();
           svc->name = sc.name;
           svc->kind = std::string(to_string(sc.kind));
           svc->max_connections = sc.max_connections;
-          for (size_t i = 0; i < s.shard_count; ++i)
+          for (size_t i = 0; i < s.num_shards; ++i)
             svc->stats.push_back(std::make_unique<ServiceStats>());
-          svc->handler = make_handler(sc, *s.shared, s.shard_count);
+          svc->handler = make_handler(sc, *s.shared, s.num_shards);
           if (!svc->handler) {
             failure = Failure{kExitConfig, absl::StrCat("service ", sc.name, ": kind ", svc->kind,
                                                         " is not available in this build")};
             return;
           }
-          s.services.push_back(std::move(svc));
+          s.runtimes.push_back(std::move(svc));
         }
         if ((failure = s.bind_all(activated))) return;
         for (const auto& [name, fds] : activated) {
@@ -559,9 +593,9 @@ int Daemon::run() {
           spdlog::warn("socket activation passed {} fd(s) named '{}' that nothing uses", fds.size(),
                        name);
         }
-        for (size_t i = 0; i < s.services.size(); ++i) {
-          for (size_t sh = 0; sh < s.shard_count; ++sh)
-            s.shards[sh]->listen(s.services[i].get(), s.listen_fds[i][sh]);
+        for (size_t i = 0; i < s.runtimes.size(); ++i) {
+          for (size_t sh = 0; sh < s.num_shards; ++sh)
+            s.shards[sh]->listen(s.runtimes[i].get(), s.listen_fds[i][sh]);
         }
         code = s.control();
       },

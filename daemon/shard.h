@@ -16,36 +16,18 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "daemon/service.h"
+#include "admin/view.h"
 #include "reactor/reactor.h"
 #include "reactor/stats.h"
 #include "reactor/watchdog.h"
+#include "services/connection.h"
 
 namespace reactord {
-
-// One configured service as the shards run it. Shared by every shard; read-only after start but
-// for the atomics.
-struct ServiceRuntime {
-  std::string name;
-  std::string kind;
-  std::string bound_address;  // as bound, e.g. "127.0.0.1:41234"
-  ConnectionHandler handler;
-  std::atomic<uint32_t> max_connections{0};          // across shards; SIGHUP may change it
-  std::atomic<int64_t> active{0};                    // across shards
-  std::vector<std::unique_ptr<ServiceStats>> stats;  // by shard
-};
 
 // Per shard, written by its loop thread, read from any thread.
 struct ShardStats {
   reactor::RelaxedCounter accept_errors;
   reactor::RelaxedCounter emfile_events;  // accept failed for lack of fds or memory: backed off
-};
-
-// What a shard publishes about its fibers for other threads (the admin `fibers` command).
-struct FiberSnapshot {
-  reactor::Deadline taken{};
-  std::vector<reactor::Reactor::FiberInfo> fibers;
-  std::vector<std::pair<std::string, uint64_t>> slow_slices_by_name;
 };
 
 class Shard {

@@ -1,4 +1,4 @@
-// libFuzzer target: daemon/admin_protocol.{h,cc}, what the admin server makes of a client's
+// libFuzzer target: admin/protocol.{h,cc}, what the admin server makes of a client's
 // bytes before any command runs. Checked for every input:
 //   - no crash, no sanitizer report, no leak;
 //   - the same lines and too-long reports whether the bytes arrive at once or in small chunks;
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/admin_protocol.h"
+#include "admin/protocol.h"
 #include "fuzz/fuzz_check.h"
 
 namespace {

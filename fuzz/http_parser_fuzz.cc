@@ -1,4 +1,4 @@
-// libFuzzer target: daemon/http_parser.{h,cc}. The input is what a peer sends on one connection.
+// libFuzzer target: services/http_parser.{h,cc}. The input is what a peer sends on one connection.
 // Checked for every input, under default and under tiny limits:
 //   - no crash, no sanitizer report, no leak;
 //   - the same requests (or the same error) whether the bytes arrive at once or in small chunks;
@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/http_parser.h"
 #include "fuzz/fuzz_check.h"
+#include "services/http_parser.h"
 
 namespace {
 

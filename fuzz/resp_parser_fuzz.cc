@@ -1,4 +1,4 @@
-// libFuzzer target: daemon/resp_parser.{h,cc}. The input is what a client sends on one
+// libFuzzer target: services/resp_parser.{h,cc}. The input is what a client sends on one
 // connection. Checked for every input, under default and under tiny limits:
 //   - no crash, no sanitizer report, no leak;
 //   - the same commands (or the same error) whether the bytes arrive at once or in small chunks;
@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/resp_parser.h"
 #include "fuzz/fuzz_check.h"
+#include "services/resp_parser.h"
 
 namespace {
 

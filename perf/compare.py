@@ -39,6 +39,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# The folders whose code the measured binaries are built from.
+SOURCE_DIRS = ("reactor", "backends", "config", "services", "admin", "daemon", "perf")
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -504,8 +506,7 @@ def machine_info(build):
                 source = line.split("=", 1)[1]
             if line.startswith("CMAKE_BUILD_TYPE:"):
                 build_type = line.split("=", 1)[1]
-    dirty = cmd("git", "-C", str(ROOT), "status", "--porcelain", "--", "reactor", "backends",
-                "daemon", "config", "perf")
+    dirty = cmd("git", "-C", str(ROOT), "status", "--porcelain", "--", *SOURCE_DIRS)
     return {"cpus": os.cpu_count(), "cpu": cpu, "kernel": os.uname().release,
             "commit": cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
             "source": source, "build": str(build), "build_type": build_type,
@@ -605,8 +606,8 @@ def markdown(res, info, args, svg_name):
     a("")
     a(f"- run: `perf/compare.py {' '.join(sys.argv[1:])}`, {mode}, {res['seconds']} s in all")
     a(f"- commit {info['commit']}; source `{info['source']}`"
-      + (" (the working tree had uncommitted changes under reactor/ backends/ daemon/ config/ "
-         "perf/)" if info["uncommitted_in_tree"] and info["source"] == str(ROOT) else ""))
+      + (" (the working tree had uncommitted changes under "
+         + " ".join(d + "/" for d in SOURCE_DIRS) + ")" if info["uncommitted_in_tree"] and info["source"] == str(ROOT) else ""))
     a(f"- build `{info['build']}` ({info['build_type']}), {info['compiler']}")
     a(f"- machine: {info['cpus']} CPUs, {info['cpu']}, kernel {info['kernel']}")
     a(f"- peers: {info['redis']}; {info['nginx']}; {info['wrk']}")

@@ -109,7 +109,9 @@ class Reactor {
   bool submit(std::string name, absl::AnyInvocable<void()> fn);
   std::shared_ptr<detail::Inbox> inbox() const { return inbox_; }
 
+  // The backend: for I/O on the loop thread; name() and counters() from any thread.
   Backend& backend() { return *backend_; }
+  const Backend& backend() const { return *backend_; }
   const ReactorStats& stats() const { return stats_; }
   const StackPool& stacks() const { return stacks_; }
   // Fibers spawned and not yet ended. Loop thread.

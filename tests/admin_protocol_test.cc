@@ -1,6 +1,6 @@
-// The admin protocol's pure input side (daemon/admin_protocol.h): line framing with the 4096-byte
+// The admin protocol's pure input side (admin/protocol.h): line framing with the 4096-byte
 // limit, however the bytes arrive, and the split of a line into a command.
-#include "daemon/admin_protocol.h"
+#include "admin/protocol.h"
 
 #include <string>
 #include <vector>

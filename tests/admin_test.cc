@@ -62,7 +62,7 @@ constexpr size_t kMaxLine = 4096;
 
 const char kEchoService[] =
     "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n";
-// Needs the http service (daemon/http_service.*, wired by another change): with debug_routes,
+// Needs the http service (services/http.*, wired by another change): with debug_routes,
 // /debug/block?ms=N blocks its shard's loop on purpose.
 const char kHttpService[] =
     "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"

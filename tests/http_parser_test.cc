@@ -1,6 +1,6 @@
 // The HTTP/1.1 request parser on its own: every byte boundary, pipelining, keep-alive rules, each
 // limit and malformed input.
-#include "daemon/http_parser.h"
+#include "services/http_parser.h"
 
 #include <string>
 #include <utility>

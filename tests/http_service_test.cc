@@ -1,6 +1,6 @@
 // The http service's real handler in-process, on every available backend: routes, keep-alive,
 // pipelining, each limit, the header and idle timeouts, /debug/block, drain, and exact stats.
-#include "daemon/http_service.h"
+#include "services/http.h"
 
 #include <string>
 #include <vector>

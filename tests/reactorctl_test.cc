@@ -5,8 +5,8 @@
 #include <limits>
 #include <string>
 
-#include "daemon/reactorctl_format.h"
-#include "daemon/reactorctl_top.h"
+#include "ctl/format.h"
+#include "ctl/top.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,6 +1,6 @@
 // The RESP2 command parser on its own: multibulk and inline, every byte boundary, pipelining,
 // each limit and malformed input.
-#include "daemon/resp_parser.h"
+#include "services/resp_parser.h"
 
 #include <string>
 #include <vector>

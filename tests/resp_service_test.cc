@@ -1,7 +1,7 @@
 // The resp service's real handler in-process, on every available backend: each command and its
 // errors, pipelining, protocol limits, idle timeout, drain, exact stats, and keys owned by another
 // shard reached across two reactors on two threads.
-#include "daemon/resp_service.h"
+#include "services/resp.h"
 
 #include <atomic>
 #include <memory>

@@ -11,11 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/service.h"
 #include "gtest/gtest.h"
 #include "reactor/net.h"
 #include "reactor/reactor.h"
 #include "reactor/task.h"
+#include "services/connection.h"
 
 namespace reactord::testing {
 

@@ -9,7 +9,7 @@
 
 namespace reactor::peers {
 
-// Read size of every peer, the same as reactord's echo service (daemon/echo_service.cc).
+// Read size of every peer, the same as reactord's echo service (services/echo.cc).
 inline constexpr size_t kReadSize = 16 * 1024;
 
 struct PeerArgs {

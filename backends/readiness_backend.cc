@@ -1,4 +1,4 @@
-#include "reactor/readiness_backend.h"
+#include "backends/readiness_backend.h"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "daemon/resp_parser.h"
+#include "services/resp_parser.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "daemon/service.h"
+#include "services/connection.h"
 
 namespace reactord {
 

@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/read_buffer.h"
+#include "services/read_buffer.h"
 
 namespace reactord {
 

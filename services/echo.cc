@@ -1,4 +1,4 @@
-#include "daemon/echo_service.h"
+#include "services/echo.h"
 
 #include <cstddef>
 

@@ -1,4 +1,4 @@
-#include "daemon/reactorctl_format.h"
+#include "ctl/format.h"
 
 #include <time.h>
 

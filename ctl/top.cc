@@ -1,4 +1,4 @@
-#include "daemon/reactorctl_top.h"
+#include "ctl/top.h"
 
 #include <poll.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "daemon/stall_log.h"
+#include "admin/stall_log.h"
 
 namespace reactord {
 

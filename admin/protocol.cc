@@ -1,4 +1,4 @@
-#include "daemon/admin_protocol.h"
+#include "admin/protocol.h"
 
 #include <algorithm>
 

@@ -19,9 +19,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "daemon/reactorctl_client.h"
-#include "daemon/reactorctl_format.h"
-#include "daemon/reactorctl_top.h"
+#include "ctl/client.h"
+#include "ctl/format.h"
+#include "ctl/top.h"
 
 #ifndef REACTORD_VERSION
 #define REACTORD_VERSION "unknown"

@@ -1,4 +1,4 @@
-#include "daemon/http_service.h"
+#include "services/http.h"
 
 #include <time.h>
 
@@ -8,7 +8,7 @@
 #include <optional>
 #include <string_view>
 
-#include "daemon/http_parser.h"
+#include "services/http_parser.h"
 
 namespace reactord {
 namespace {

@@ -13,31 +13,25 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "admin/protocol.h"
+#include "admin/view.h"
 #include "config/config.h"
-#include "daemon/admin_protocol.h"
-#include "daemon/metrics.h"
 #include "reactor/reactor.h"
 
 namespace reactord {
-
-// What the admin server asks of the daemon. Each runs on the control loop (the admin fiber
-// waits for it); `reload` may suspend, the others must not.
-struct AdminHooks {
-  std::function<std::string()> config_text;
-  std::function<absl::Status(const std::string& key, const std::string& value)> set;
-  std::function<absl::Status()> reload;
-};
 
 class AdminServer {
  public:
   static constexpr size_t kMaxLine = AdminLineReader::kMaxLine;
   static constexpr int kProtocolVersion = 1;
 
-  AdminServer(DaemonView view, AdminHooks hooks, reactor::Reactor* control);
+  // `view` outlives the server; its control-loop calls run on `control`.
+  AdminServer(DaemonView& view, reactor::Reactor* control);
   ~AdminServer();
 
-  // Binds `cfg.socket` (or adopts `activated_fd`), applying its mode and group. Control loop, in
-  // a fiber, at start (the group lookup is offloaded).
+  // Binds `cfg.socket` (or adopts `activated_fd`), applying its mode and group; the path must be
+  // free (the daemon removes a stale socket first). Control loop, in a fiber, at start (the group
+  // lookup is offloaded).
   absl::Status bind(const AdminConfig& cfg, std::optional<int> activated_fd);
   // Starts the admin thread and its reactor on `backend`. Control thread.
   absl::Status start(const std::string& backend);
@@ -55,8 +49,7 @@ class AdminServer {
   bool may_read(uint32_t uid, uint32_t gid) const;
   bool may_write(uint32_t uid) const;
 
-  DaemonView view_;
-  AdminHooks hooks_;
+  DaemonView& view_;
   reactor::Reactor* control_;
   int listen_fd_ = -1;
   std::string path_;

@@ -1,4 +1,4 @@
-#include "daemon/reactorctl_client.h"
+#include "ctl/client.h"
 
 #include <poll.h>
 #include <sys/socket.h>

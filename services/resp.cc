@@ -1,4 +1,4 @@
-#include "daemon/resp_service.h"
+#include "services/resp.h"
 
 #include <chrono>
 #include <cstdio>
@@ -7,8 +7,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "daemon/resp_parser.h"
 #include "reactor/call_on.h"
+#include "services/resp_parser.h"
 
 namespace reactord {
 namespace {

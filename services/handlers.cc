@@ -1,7 +1,7 @@
-#include "daemon/services.h"
+#include "services/handlers.h"
 
-#include "daemon/echo_service.h"
-#include "daemon/http_service.h"
+#include "services/echo.h"
+#include "services/http.h"
 
 namespace reactord {
 

@@ -1,4 +1,4 @@
-// The resp service: a small Redis-compatible key-value store over RESP2 (daemon/resp_parser.h),
+// The resp service: a small Redis-compatible key-value store over RESP2 (services/resp_parser.h),
 // enough for redis-cli and redis-benchmark. Commands (names case-insensitive):
 //   PING [msg], ECHO msg, SET key value, GET key, DEL key [key ...], EXISTS key [key ...],
 //   INCR key, DBSIZE, COMMAND (an empty array), QUIT (+OK, then close)
@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "daemon/service.h"
 #include "reactor/reactor.h"
 #include "reactor/time.h"
+#include "services/connection.h"
 
 namespace reactord {
 

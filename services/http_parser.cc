@@ -1,4 +1,4 @@
-#include "daemon/http_parser.h"
+#include "services/http_parser.h"
 
 #include <cstring>
 #include <utility>

@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/reactorctl_client.h"
-#include "daemon/reactorctl_format.h"
+#include "ctl/client.h"
+#include "ctl/format.h"
 
 namespace reactord::ctl {
 

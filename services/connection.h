@@ -10,9 +10,13 @@
 // cancels it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -87,5 +91,17 @@ class Connection {
 };
 
 using ConnectionHandler = std::function<void(Connection&)>;
+
+// One configured service as the shards run it. Shared by every shard; read-only after start but
+// for the atomics.
+struct ServiceRuntime {
+  std::string name;
+  std::string kind;
+  std::string bound_address;  // as bound, e.g. "127.0.0.1:41234"
+  ConnectionHandler handler;
+  std::atomic<uint32_t> max_connections{0};          // across shards; SIGHUP may change it
+  std::atomic<int64_t> active{0};                    // across shards
+  std::vector<std::unique_ptr<ServiceStats>> stats;  // by shard
+};
 
 }  // namespace reactord

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "config/config.h"
-#include "daemon/resp_service.h"
-#include "daemon/service.h"
+#include "services/connection.h"
+#include "services/resp.h"
 
 namespace reactord {
 

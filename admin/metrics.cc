@@ -1,4 +1,4 @@
-#include "daemon/metrics.h"
+#include "admin/metrics.h"
 
 #include <dirent.h>
 #include <unistd.h>
@@ -9,10 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "admin/stall_log.h"
 #include "backends/registry.h"
-#include "daemon/log.h"
-#include "daemon/shard.h"
-#include "daemon/stall_log.h"
 #include "reactor/histogram.h"
 #include "reactor/offload.h"
 
@@ -62,16 +60,17 @@ json current_slice_json(const reactor::Reactor& r) {
           {"in_poll", false}};
 }
 
-json shard_json(const Shard& sh) {
-  const reactor::Reactor* r = sh.reactor();
-  const reactor::ReactorStats& st = r->stats();
+json shard_json(const DaemonView& view, size_t i) {
+  const reactor::Reactor& r = view.shard_reactor(i);
+  const reactor::ReactorStats& st = r.stats();
+  const ShardCounters sc = view.shard_counters(i);
   const uint64_t busy = st.busy_ns.get(), wait = st.poll_wait_ns();
   std::vector<reactor::Counter> counters;
-  const_cast<reactor::Reactor*>(r)->backend().counters(counters);
+  r.backend().counters(counters);
   json backend_counters = json::object();
   for (const reactor::Counter& c : counters) backend_counters[std::string(c.name)] = c.value;
   return {
-      {"shard", sh.index()},
+      {"shard", i},
       {"loop_iterations", st.loop_iterations.get()},
       {"polls", st.polls()},
       {"poll_wakeups", st.poll_wakeups.get()},
@@ -95,31 +94,24 @@ json shard_json(const Shard& sh) {
       {"poll_wait_seconds", histogram_json(st.poll_wait.snapshot())},
       {"slow_slices", st.slow_slices.get()},
       {"io_budget_yields", st.io_budget_yields.get()},
-      {"connections", sh.connections()},
-      {"emfile_events", sh.stats().emfile_events.get()},
-      {"accept_errors", sh.stats().accept_errors.get()},
-      {"backend",
-       {{"name", std::string(const_cast<reactor::Reactor*>(r)->backend().name())},
-        {"counters", backend_counters}}},
-      {"current_slice", current_slice_json(*r)},
+      {"connections", sc.connections},
+      {"emfile_events", sc.emfile_events},
+      {"accept_errors", sc.accept_errors},
+      {"backend", {{"name", std::string(r.backend().name())}, {"counters", backend_counters}}},
+      {"current_slice", current_slice_json(r)},
   };
 }
 
-struct ServiceTotals {
-  uint64_t accepted = 0, active = 0, closed = 0, rejected = 0, bytes_in = 0, bytes_out = 0,
-           requests = 0;
-};
-
-ServiceTotals totals(const ServiceRuntime& svc) {
-  ServiceTotals t;
-  for (const auto& s : svc.stats) {
-    t.accepted += s->connections_accepted.get();
-    t.active += s->connections_active.get();
-    t.closed += s->connections_closed.get();
-    t.rejected += s->connections_rejected.get();
-    t.bytes_in += s->bytes_in.get();
-    t.bytes_out += s->bytes_out.get();
-    t.requests += s->requests.get();
+ServiceCounters totals(const ServiceStatus& svc) {
+  ServiceCounters t;
+  for (const ServiceCounters& s : svc.by_shard) {
+    t.accepted += s.accepted;
+    t.active += s.active;
+    t.closed += s.closed;
+    t.rejected += s.rejected;
+    t.bytes_in += s.bytes_in;
+    t.bytes_out += s.bytes_out;
+    t.requests += s.requests;
   }
   return t;
 }
@@ -157,7 +149,7 @@ ProcessStats process_stats(const DaemonView& view) {
     closedir(d);
     if (p.open_fds > 0) --p.open_fds;  // the directory stream's own fd
   }
-  p.start_time_seconds = view.start_time_seconds;
+  p.start_time_seconds = view.start_time_seconds();
   return p;
 }
 
@@ -176,7 +168,7 @@ std::string label_escape(const std::string& s) {
 
 class Exposition {
  public:
-  void family(const std::string& name, const char* type, const char* help) {
+  void family(const std::string& name, const char* type, const std::string& help) {
     absl::StrAppend(&out_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
   }
   void sample(const std::string& name, const std::string& labels, double value) {
@@ -216,19 +208,17 @@ json stats_json(const DaemonView& view) {
   json shards = shards_json(view);
   const reactor::OffloadCounts off = reactor::offload_counts();
   const ProcessStats p = process_stats(view);
-  const std::string backend = view.shards->empty() || (*view.shards)[0]->reactor() == nullptr
-                                  ? view.backend
-                                  : std::string((*view.shards)[0]->reactor()->backend().name());
-  return {{"version", view.version},
-          {"backend", backend},
-          {"backend_requested", view.backend},
+  const StallLog* stalls = view.stalls();
+  return {{"version", view.version()},
+          {"backend", view.active_backend()},
+          {"backend_requested", view.requested_backend()},
           {"uptime_seconds",
-           std::chrono::duration<double>(reactor::Clock::now() - view.started).count()},
+           std::chrono::duration<double>(reactor::Clock::now() - view.started()).count()},
           {"shards", std::move(shards)},
           {"services", services_json(view)},
           {"offload", {{"queued", off.queued}, {"running", off.running}, {"done", off.done}}},
-          {"log", {{"level", std::string(log::level_name())}, {"dropped", log::dropped()}}},
-          {"stalls_total", view.stalls ? view.stalls->total() : 0},
+          {"log", {{"level", view.log_level()}, {"dropped", view.log_lines_dropped()}}},
+          {"stalls_total", stalls ? stalls->total() : 0},
           {"process",
            {{"cpu_seconds", p.cpu_seconds},
             {"resident_bytes", p.resident_bytes},
@@ -238,18 +228,18 @@ json stats_json(const DaemonView& view) {
 
 json shards_json(const DaemonView& view) {
   json out = json::array();
-  for (const auto& sh : *view.shards) out.push_back(shard_json(*sh));
+  for (size_t i = 0; i < view.shard_count(); ++i) out.push_back(shard_json(view, i));
   return out;
 }
 
 json services_json(const DaemonView& view) {
   json out = json::array();
-  for (const auto& svc : *view.services) {
-    const ServiceTotals t = totals(*svc);
-    out.push_back({{"name", svc->name},
-                   {"kind", svc->kind},
-                   {"address", svc->bound_address},
-                   {"max_connections", svc->max_connections.load()},
+  for (const ServiceStatus& svc : view.services()) {
+    const ServiceCounters t = totals(svc);
+    out.push_back({{"name", svc.name},
+                   {"kind", svc.kind},
+                   {"address", svc.address},
+                   {"max_connections", svc.max_connections},
                    {"connections",
                     {{"accepted", t.accepted},
                      {"active", t.active},
@@ -265,10 +255,10 @@ json services_json(const DaemonView& view) {
 json fibers_json(const DaemonView& view, std::optional<size_t> shard) {
   json out = json::array();
   const reactor::Deadline now = reactor::Clock::now();
-  for (const auto& sh : *view.shards) {
-    if (shard && *shard != sh->index()) continue;
-    json entry = {{"shard", sh->index()}, {"current_slice", current_slice_json(*sh->reactor())}};
-    std::shared_ptr<const FiberSnapshot> snap = sh->fiber_snapshot();
+  for (size_t i = 0; i < view.shard_count(); ++i) {
+    if (shard && *shard != i) continue;
+    json entry = {{"shard", i}, {"current_slice", current_slice_json(view.shard_reactor(i))}};
+    std::shared_ptr<const FiberSnapshot> snap = view.fiber_snapshot(i);
     if (!snap) {
       entry["snapshot_age_seconds"] = nullptr;
       entry["fibers"] = json::array();
@@ -295,8 +285,8 @@ json fibers_json(const DaemonView& view, std::optional<size_t> shard) {
 
 json stalls_json(const DaemonView& view) {
   json slow = json::object();
-  for (const auto& sh : *view.shards) {
-    if (auto snap = sh->fiber_snapshot()) {
+  for (size_t i = 0; i < view.shard_count(); ++i) {
+    if (auto snap = view.fiber_snapshot(i)) {
       for (const auto& [name, n] : snap->slow_slices_by_name) {
         slow[name] = slow.value(name, uint64_t{0}) + n;
       }
@@ -311,9 +301,10 @@ json stalls_json(const DaemonView& view) {
   for (size_t i = 0; i < top.size() && i < 10; ++i) {
     top_json.push_back({{"fiber", top[i].first}, {"slow_slices", top[i].second}});
   }
-  json reports = view.stalls ? view.stalls->reports_json() : json::array();
-  return {{"stalls_total", view.stalls ? view.stalls->total() : 0},
-          {"watchdog", view.stalls != nullptr},
+  const StallLog* stalls = view.stalls();
+  json reports = stalls ? stalls->reports_json() : json::array();
+  return {{"stalls_total", stalls ? stalls->total() : 0},
+          {"watchdog", stalls != nullptr},
           {"reports", std::move(reports)},
           {"top_slow_fibers", std::move(top_json)}};
 }
@@ -328,65 +319,67 @@ json backends_json() {
 
 std::string prometheus_text(const DaemonView& view) {
   Exposition e;
-  auto per_shard = [&](const std::string& name, const char* type, const char* help, auto value) {
+  auto per_shard = [&](const std::string& name, const char* type, const std::string& help,
+                       auto value) {
     e.family(name, type, help);
-    for (const auto& sh : *view.shards) {
-      e.sample(name, absl::StrCat("shard=\"", sh->index(), "\""), static_cast<double>(value(*sh)));
+    for (size_t i = 0; i < view.shard_count(); ++i) {
+      e.sample(name, absl::StrCat("shard=\"", i, "\""), static_cast<double>(value(i)));
     }
   };
-  auto stats = [](const Shard& sh) -> const reactor::ReactorStats& {
-    return sh.reactor()->stats();
+  auto stats = [&](size_t i) -> const reactor::ReactorStats& {
+    return view.shard_reactor(i).stats();
   };
   per_shard("reactord_loop_iterations_total", "counter", "Reactor loop iterations.",
-            [&](const Shard& s) { return stats(s).loop_iterations.get(); });
+            [&](size_t s) { return stats(s).loop_iterations.get(); });
   per_shard("reactord_polls_total", "counter", "Backend polls.",
-            [&](const Shard& s) { return stats(s).polls(); });
+            [&](size_t s) { return stats(s).polls(); });
   per_shard("reactord_poll_wakeups_total", "counter", "Fibers made runnable by polls.",
-            [&](const Shard& s) { return stats(s).poll_wakeups.get(); });
+            [&](size_t s) { return stats(s).poll_wakeups.get(); });
   per_shard("reactord_poll_wait_seconds_total", "counter", "Time spent waiting in poll.",
-            [&](const Shard& s) { return seconds(stats(s).poll_wait_ns()); });
+            [&](size_t s) { return seconds(stats(s).poll_wait_ns()); });
   per_shard("reactord_busy_seconds_total", "counter", "Time spent outside poll (running).",
-            [&](const Shard& s) { return seconds(stats(s).busy_ns.get()); });
+            [&](size_t s) { return seconds(stats(s).busy_ns.get()); });
   per_shard("reactord_context_switches_total", "counter", "Fiber resumes.",
-            [&](const Shard& s) { return stats(s).context_switches(); });
+            [&](size_t s) { return stats(s).context_switches(); });
   per_shard("reactord_fibers_alive", "gauge", "Fibers alive.",
-            [&](const Shard& s) { return stats(s).fibers_alive.get(); });
+            [&](size_t s) { return stats(s).fibers_alive.get(); });
   per_shard("reactord_fibers_created_total", "counter", "Fibers created.",
-            [&](const Shard& s) { return stats(s).fibers_created.get(); });
+            [&](size_t s) { return stats(s).fibers_created.get(); });
   per_shard("reactord_fibers_finished_total", "counter", "Fibers finished.",
-            [&](const Shard& s) { return stats(s).fibers_finished.get(); });
+            [&](size_t s) { return stats(s).fibers_finished.get(); });
   per_shard("reactord_fibers_runnable", "gauge", "Run-queue depth at the last poll.",
-            [&](const Shard& s) { return stats(s).fibers_runnable.get(); });
+            [&](size_t s) { return stats(s).fibers_runnable.get(); });
   per_shard("reactord_timers_armed", "gauge", "Timers armed.",
-            [&](const Shard& s) { return stats(s).timers_armed.get(); });
+            [&](size_t s) { return stats(s).timers_armed.get(); });
   per_shard("reactord_timers_fired_total", "counter", "Timers fired.",
-            [&](const Shard& s) { return stats(s).timers_fired.get(); });
+            [&](size_t s) { return stats(s).timers_fired.get(); });
   per_shard("reactord_timers_cancelled_total", "counter", "Timers cancelled.",
-            [&](const Shard& s) { return stats(s).timers_cancelled.get(); });
+            [&](size_t s) { return stats(s).timers_cancelled.get(); });
   per_shard("reactord_slow_slices_total", "counter", "Slices longer than watchdog.slow_slice_ms.",
-            [&](const Shard& s) { return stats(s).slow_slices.get(); });
+            [&](size_t s) { return stats(s).slow_slices.get(); });
   per_shard("reactord_io_budget_yields_total", "counter",
-            "Fibers sent to the back of the run queue after 32 I/O calls without suspending.",
-            [&](const Shard& s) { return stats(s).io_budget_yields.get(); });
+            absl::StrCat("Fibers sent to the back of the run queue after ",
+                         reactor::Reactor::kIoBudget, " I/O calls without suspending."),
+            [&](size_t s) { return stats(s).io_budget_yields.get(); });
   per_shard("reactord_emfile_events_total", "counter",
             "Accepts that failed for lack of fds or memory.",
-            [&](const Shard& s) { return s.stats().emfile_events.get(); });
+            [&](size_t s) { return view.shard_counters(s).emfile_events; });
   per_shard("reactord_accept_errors_total", "counter",
             "Accepts that failed for another reason than lack of fds or memory.",
-            [&](const Shard& s) { return s.stats().accept_errors.get(); });
+            [&](size_t s) { return view.shard_counters(s).accept_errors; });
   per_shard("reactord_connections", "gauge", "Open connections on the shard.",
-            [&](const Shard& s) { return s.connections(); });
+            [&](size_t s) { return view.shard_counters(s).connections; });
   e.family("reactord_stacks", "gauge", "Fiber stacks in use, by kind (guard page or canary).");
-  for (const auto& sh : *view.shards) {
-    e.sample("reactord_stacks", absl::StrCat("shard=\"", sh->index(), "\",kind=\"guarded\""),
-             static_cast<double>(stats(*sh).stacks_guarded.get()));
-    e.sample("reactord_stacks", absl::StrCat("shard=\"", sh->index(), "\",kind=\"canary\""),
-             static_cast<double>(stats(*sh).stacks_canary.get()));
+  for (size_t i = 0; i < view.shard_count(); ++i) {
+    e.sample("reactord_stacks", absl::StrCat("shard=\"", i, "\",kind=\"guarded\""),
+             static_cast<double>(stats(i).stacks_guarded.get()));
+    e.sample("reactord_stacks", absl::StrCat("shard=\"", i, "\",kind=\"canary\""),
+             static_cast<double>(stats(i).stacks_canary.get()));
   }
   auto histograms = [&](const std::string& name, const char* help, auto pick) {
     e.family(name, "histogram", help);
-    for (const auto& sh : *view.shards) {
-      e.histogram(name, absl::StrCat("shard=\"", sh->index(), "\""), pick(stats(*sh)).snapshot());
+    for (size_t i = 0; i < view.shard_count(); ++i) {
+      e.histogram(name, absl::StrCat("shard=\"", i, "\""), pick(stats(i)).snapshot());
     }
   };
   histograms("reactord_slice_duration_seconds",
@@ -401,11 +394,11 @@ std::string prometheus_text(const DaemonView& view) {
 
   // Backend counters: each backend names its own; one family per name.
   std::map<std::string, std::vector<std::pair<size_t, uint64_t>>> backend;
-  for (const auto& sh : *view.shards) {
+  for (size_t i = 0; i < view.shard_count(); ++i) {
     std::vector<reactor::Counter> counters;
-    sh->reactor()->backend().counters(counters);
+    view.shard_reactor(i).backend().counters(counters);
     for (const reactor::Counter& c : counters)
-      backend[std::string(c.name)].emplace_back(sh->index(), c.value);
+      backend[std::string(c.name)].emplace_back(i, c.value);
   }
   for (const auto& [name, values] : backend) {
     const std::string family = "reactord_backend_" + name;
@@ -415,36 +408,31 @@ std::string prometheus_text(const DaemonView& view) {
       e.sample(family, absl::StrCat("shard=\"", shard, "\""), static_cast<double>(v));
   }
 
+  const std::vector<ServiceStatus> services = view.services();
   auto per_service = [&](const std::string& name, const char* type, const char* help, auto pick) {
     e.family(name, type, help);
-    for (const auto& svc : *view.services) {
-      for (size_t i = 0; i < svc->stats.size(); ++i) {
-        e.sample(name, absl::StrCat("shard=\"", i, "\",service=\"", label_escape(svc->name), "\""),
-                 static_cast<double>(pick(*svc->stats[i]).get()));
+    for (const ServiceStatus& svc : services) {
+      for (size_t i = 0; i < svc.by_shard.size(); ++i) {
+        e.sample(name, absl::StrCat("shard=\"", i, "\",service=\"", label_escape(svc.name), "\""),
+                 static_cast<double>(pick(svc.by_shard[i])));
       }
     }
   };
   per_service("reactord_connections_accepted_total", "counter", "Connections accepted.",
-              [](const ServiceStats& s) -> const reactor::RelaxedCounter& {
-                return s.connections_accepted;
-              });
-  per_service(
-      "reactord_connections_active", "gauge", "Connections open.",
-      [](const ServiceStats& s) -> const reactor::RelaxedCounter& { return s.connections_active; });
-  per_service(
-      "reactord_connections_closed_total", "counter", "Connections closed.",
-      [](const ServiceStats& s) -> const reactor::RelaxedCounter& { return s.connections_closed; });
+              [](const ServiceCounters& s) { return s.accepted; });
+  per_service("reactord_connections_active", "gauge", "Connections open.",
+              [](const ServiceCounters& s) { return s.active; });
+  per_service("reactord_connections_closed_total", "counter", "Connections closed.",
+              [](const ServiceCounters& s) { return s.closed; });
   per_service("reactord_connections_rejected_total", "counter",
               "Connections refused over max_connections.",
-              [](const ServiceStats& s) -> const reactor::RelaxedCounter& {
-                return s.connections_rejected;
-              });
+              [](const ServiceCounters& s) { return s.rejected; });
   per_service("reactord_received_bytes_total", "counter", "Bytes received from clients.",
-              [](const ServiceStats& s) -> const reactor::RelaxedCounter& { return s.bytes_in; });
+              [](const ServiceCounters& s) { return s.bytes_in; });
   per_service("reactord_sent_bytes_total", "counter", "Bytes sent to clients.",
-              [](const ServiceStats& s) -> const reactor::RelaxedCounter& { return s.bytes_out; });
+              [](const ServiceCounters& s) { return s.bytes_out; });
   per_service("reactord_requests_total", "counter", "HTTP requests, RESP commands, echo reads.",
-              [](const ServiceStats& s) -> const reactor::RelaxedCounter& { return s.requests; });
+              [](const ServiceCounters& s) { return s.requests; });
 
   const reactor::OffloadCounts off = reactor::offload_counts();
   e.family("reactord_offload_jobs", "gauge", "Offload pool jobs queued and running.");
@@ -454,26 +442,23 @@ std::string prometheus_text(const DaemonView& view) {
   e.sample("reactord_offload_jobs_done_total", "", static_cast<double>(off.done));
   e.family("reactord_log_lines_dropped_total", "counter",
            "Log lines dropped because the writer fell behind.");
-  e.sample("reactord_log_lines_dropped_total", "", static_cast<double>(log::dropped()));
+  e.sample("reactord_log_lines_dropped_total", "", static_cast<double>(view.log_lines_dropped()));
   e.family("reactord_stalls_total", "counter", "Stalls reported by the watchdog.");
-  for (const auto& sh : *view.shards) {
+  const StallLog* stalls = view.stalls();
+  for (size_t i = 0; i < view.shard_count(); ++i) {
     for (const char* kind : {"cpu", "blocking"}) {
-      e.sample("reactord_stalls_total",
-               absl::StrCat("shard=\"", sh->index(), "\",kind=\"", kind, "\""),
-               static_cast<double>(view.stalls ? view.stalls->count(sh->index(), kind) : 0));
+      e.sample("reactord_stalls_total", absl::StrCat("shard=\"", i, "\",kind=\"", kind, "\""),
+               static_cast<double>(stalls ? stalls->count(i, kind) : 0));
     }
   }
-  if (view.stalls != nullptr) {
+  if (stalls != nullptr) {
     e.family("reactord_stall_duration_seconds", "histogram", "How long reported stalls lasted.");
-    e.histogram("reactord_stall_duration_seconds", "scope=\"daemon\"", view.stalls->durations());
+    e.histogram("reactord_stall_duration_seconds", "scope=\"daemon\"", stalls->durations());
   }
   e.family("reactord_build_info", "gauge", "Build information.");
   e.sample("reactord_build_info",
-           absl::StrCat("version=\"", label_escape(view.version), "\",backend=\"",
-                        view.shards->empty()
-                            ? view.backend
-                            : std::string((*view.shards)[0]->reactor()->backend().name()),
-                        "\""),
+           absl::StrCat("version=\"", label_escape(view.version()), "\",backend=\"",
+                        view.active_backend(), "\""),
            1);
   const ProcessStats p = process_stats(view);
   e.family("process_cpu_seconds_total", "counter", "User and system CPU time.");

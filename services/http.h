@@ -1,5 +1,5 @@
 // The http service: HTTP/1.1 with keep-alive and pipelining on one connection, over
-// daemon/http_parser.h. Routes (GET and HEAD; other methods get 405):
+// services/http_parser.h. Routes (GET and HEAD; other methods get 405):
 //   /                 200, a line of text
 //   /healthz          200 "ok"
 //   /metrics          200 text/plain; version=0.0.4 from HttpOptions::metrics_text, 404 if unset
@@ -17,8 +17,8 @@
 #include <functional>
 #include <string>
 
-#include "daemon/service.h"
 #include "reactor/time.h"
+#include "services/connection.h"
 
 namespace reactord {
 

@@ -9,26 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/view.h"
 #include "nlohmann/json.hpp"
-#include "reactor/time.h"
 
 namespace reactord {
-
-class Shard;
-struct ServiceRuntime;
-class StallLog;
-
-// The parts of a running daemon the admin thread reads. Set up before the admin thread starts;
-// the vectors do not change afterwards.
-struct DaemonView {
-  std::string version;
-  std::string backend;  // what runtime.backend asked for ("auto", ...)
-  reactor::Deadline started{};
-  double start_time_seconds = 0;  // since the epoch
-  const std::vector<std::unique_ptr<Shard>>* shards = nullptr;
-  const std::vector<std::unique_ptr<ServiceRuntime>>* services = nullptr;
-  const StallLog* stalls = nullptr;  // null when the watchdog is off
-};
 
 // Any thread.
 nlohmann::json stats_json(const DaemonView& view);

@@ -3,8 +3,8 @@
 // connection runs until its peer closes or the drain timeout passes.
 #pragma once
 
-#include "daemon/service.h"
 #include "reactor/time.h"
+#include "services/connection.h"
 
 namespace reactord {
 

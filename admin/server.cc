@@ -1,4 +1,4 @@
-#include "daemon/admin.h"
+#include "admin/server.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -13,14 +13,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "daemon/admin_protocol.h"
-#include "daemon/log.h"
-#include "daemon/shard.h"
-#include "daemon/socket_path.h"
+#include "admin/metrics.h"
+#include "admin/protocol.h"
 #include "reactor/call_on.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/offload.h"
+#include "spdlog/spdlog.h"
 
 namespace reactord {
 
@@ -42,8 +41,8 @@ std::string status_message(const absl::Status& s) {
 
 }  // namespace
 
-AdminServer::AdminServer(DaemonView view, AdminHooks hooks, reactor::Reactor* control)
-    : view_(std::move(view)), hooks_(std::move(hooks)), control_(control) {}
+AdminServer::AdminServer(DaemonView& view, reactor::Reactor* control)
+    : view_(view), control_(control) {}
 
 AdminServer::~AdminServer() {
   stop();
@@ -62,9 +61,6 @@ absl::Status AdminServer::bind(const AdminConfig& cfg, std::optional<int> activa
     return absl::OkStatus();
   }
   path_ = cfg.socket;
-  if (absl::Status s = clear_stale_unix_socket(path_); !s.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat("admin socket: ", s.message()));
-  }
   absl::StatusOr<reactor::SocketAddress> addr = reactor::SocketAddress::unix_path(path_);
   if (!addr.ok()) return addr.status();
   // Bind with no access at all, then open it up to `mode`: no window where it is wider.
@@ -117,7 +113,7 @@ absl::Status AdminServer::start(const std::string& backend) {
         absl::StatusOr<int> fd = b.accept(listen_fd_, nullptr, reactor::kNoDeadline);
         if (!fd.ok()) {
           if (absl::IsCancelled(fd.status()) || reactor::status_errno(fd.status()) == 0) return;
-          spdlog::warn("admin: accept: {}", fd.status().message());
+          spdlog::warn("admin: accept: {}", status_message(fd.status()));
           if (!reactor::sleep_for(10ms).ok()) return;
           continue;
         }
@@ -229,11 +225,9 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   if (cmd == "ping") return no_args().value_or("pong");
   if (auto e = no_args(); e && cmd != "fibers" && cmd != "set") return *e;
   if (cmd == "version") {
-    const std::string backend = view_.shards->empty()
-                                    ? view_.backend
-                                    : std::string((*view_.shards)[0]->reactor()->backend().name());
-    return nlohmann::json{
-        {"version", view_.version}, {"protocol", kProtocolVersion}, {"backend", backend}}
+    return nlohmann::json{{"version", view_.version()},
+                          {"protocol", kProtocolVersion},
+                          {"backend", view_.active_backend()}}
         .dump();
   }
   if (cmd == "stats") return stats_json(view_).dump();
@@ -247,9 +241,9 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
     std::optional<size_t> shard;
     if (words.size() == 2) {
       size_t n = 0;
-      if (!absl::SimpleAtoi(words[1], &n) || n >= view_.shards->size()) {
+      if (!absl::SimpleAtoi(words[1], &n) || n >= view_.shard_count()) {
         return err("usage", absl::StrCat("no shard '", words[1].substr(0, 32), "' (0..",
-                                         view_.shards->size() - 1, ")"));
+                                         view_.shard_count() - 1, ")"));
       }
       shard = n;
     }
@@ -257,7 +251,7 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   }
   if (cmd == "config") {
     absl::StatusOr<std::string> text = reactor::call_on(
-        *control_, [this] { return hooks_.config_text(); }, reactor::deadline_after(10s));
+        *control_, [this] { return view_.config_text(); }, reactor::deadline_after(10s));
     if (!text.ok()) return err("unavailable", status_message(text.status()));
     return *text;
   }
@@ -266,7 +260,7 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
     const std::string key = words[1];
     const std::string value = absl::StrJoin(words.begin() + 2, words.end(), " ");
     absl::StatusOr<absl::Status> r = reactor::call_on(
-        *control_, [this, key, value] { return hooks_.set(key, value); },
+        *control_, [this, key, value] { return view_.set(key, value); },
         reactor::deadline_after(10s));
     if (!r.ok()) return err("unavailable", status_message(r.status()));
     if (!r->ok()) return err(absl::IsInvalidArgument(*r) ? "invalid" : "usage", status_message(*r));
@@ -274,7 +268,7 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   }
   // reload
   absl::StatusOr<absl::Status> r = reactor::call_on(
-      *control_, [this] { return hooks_.reload(); }, reactor::deadline_after(30s),
+      *control_, [this] { return view_.reload(); }, reactor::deadline_after(30s),
       /*in_fiber=*/true);
   if (!r.ok()) return err("unavailable", status_message(r.status()));
   if (!r->ok()) return err("failed", status_message(*r));
