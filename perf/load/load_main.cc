@@ -6,6 +6,9 @@
 // it, sends the next. Open loop (--rate R): requests leave at fixed intended times, R per second
 // over all connections (round robin, pipelined when a connection is still busy), and latency
 // runs from the intended send time, so a stall shows in the percentiles however long it lasts.
+// The window counts, in the closed loop, the responses that complete inside it; in the open loop,
+// the requests whose intended send time falls inside it and that complete before it ends — so a
+// request due in the warm-up and answered late never inflates the window's rate past R.
 // Run `reactord-load --help` for the options.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -124,7 +127,7 @@ struct Timeline {
 
 struct Counters {
   LatencyHistogram latency;
-  uint64_t completed = 0;       // responses completed inside the window
+  uint64_t completed = 0;       // responses counted in the window (see the header)
   uint64_t window_bytes = 0;    // verified bytes received inside the window
   uint64_t verified_bytes = 0;  // all verified bytes, warm-up included
   uint64_t sent = 0;            // requests sent, warm-up included
@@ -394,7 +397,8 @@ class Worker {
         const int64_t sent = c.pending.front();
         c.pending.pop_front();
         --outstanding_;
-        if (in_window) {
+        const bool counts = o_.rate > 0 ? in_window && sent >= t_.window_start : in_window;
+        if (counts) {
           counters_.latency.record(now - sent);
           ++counters_.completed;
         }
