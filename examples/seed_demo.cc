@@ -1,4 +1,5 @@
-// The seed's two examples on the fiber runtime, run by `make run` until the daemon exists.
+// The seed's two examples on the fiber runtime, run by `make demo`; docs/asyncio.md shows them
+// beside their asyncio versions (examples/seed_demo.py).
 //  1. Two workers sleeping 2 s and 1 s under join_all finish in about 2 s, not 3 s.
 //  2. A fiber that spins without suspending holds up every other fiber until it stops.
 #include <cstdio>

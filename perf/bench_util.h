@@ -36,6 +36,17 @@ class ScopedPin {
   bool pinned_ = false;
 };
 
+// The main() of every benchmark program: Google Benchmark's flags, then the benchmarks that
+// `register_benchmarks` adds, run and reported. Returns 1 on an unknown flag. Main thread.
+inline int run_main(int argc, char** argv, void (*register_benchmarks)()) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
 // Seconds on a POSIX clock (CLOCK_PROCESS_CPUTIME_ID, a thread's CPU clock, CLOCK_MONOTONIC).
 inline double clock_seconds(clockid_t clock) {
   timespec ts{};
