@@ -1,6 +1,5 @@
 #include "services/resp.h"
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -13,15 +12,6 @@
 namespace reactord {
 namespace {
 
-using namespace std::chrono_literals;
-
-constexpr size_t kReadChunk = 16 * 1024;
-// A burst's replies are written together, but not more than this at a time.
-constexpr size_t kFlushBytes = 64 * 1024;
-// After a protocol error or QUIT: drop what the client still sends for up to this long (or this
-// many bytes) before closing, so the last reply is not lost to a connection reset.
-constexpr reactor::Duration kLingerTime = 1s;
-constexpr size_t kLingerBytes = 64 * 1024;
 // Unknown-command errors quote at most this much of the command.
 constexpr size_t kMaxQuoted = 128;
 
@@ -30,10 +20,6 @@ constexpr bool kCheckThreads = true;
 #else
 constexpr bool kCheckThreads = false;
 #endif
-
-reactor::Deadline after(reactor::Duration d) {
-  return d <= reactor::Duration::zero() ? reactor::kNoDeadline : reactor::deadline_after(d);
-}
 
 // Redis' string2ll rules: optional '-', no '+', no leading zeros, no spaces, fits int64.
 bool parse_strict_int64(std::string_view s, int64_t* out) {
@@ -123,8 +109,7 @@ class RespConnection {
   // Replies with why a call to another shard failed; false if the connection must close.
   bool shard_failure(const absl::Status& s);
   void wrong_arity(std::string_view lower_name);
-  bool flush();
-  void linger();
+  bool flush() { return c_.flush(out_, o_.idle_timeout); }
 
   Connection& c_;
   const RespOptions& o_;
@@ -146,7 +131,7 @@ void RespConnection::run() {
     while ((result = parser_.next(cmd_)) == RespParseResult::kCommand) {
       c_.count_requests();
       if (!execute(cmd_.args)) {
-        if (flush()) linger();
+        if (flush()) c_.linger();
         return;
       }
       if (out_.size() >= kFlushBytes && !flush()) return;
@@ -154,7 +139,7 @@ void RespConnection::run() {
     if (result == RespParseResult::kError) {
       c_.count_requests();
       append_error(out_, "ERR " + parser_.error());
-      if (flush()) linger();
+      if (flush()) c_.linger();
       return;
     }
     if (!flush()) return;
@@ -162,7 +147,8 @@ void RespConnection::run() {
     const bool idle = parser_.buffered() == 0;
     if (idle && !c_.begin_idle()) return;  // draining: nothing in flight, close
     std::span<char> space = parser_.prepare(kReadChunk);
-    absl::StatusOr<size_t> n = c_.read(std::as_writable_bytes(space), after(o_.idle_timeout));
+    absl::StatusOr<size_t> n =
+        c_.read(std::as_writable_bytes(space), timeout_deadline(o_.idle_timeout));
     parser_.commit(n.ok() ? *n : 0);
     if (idle) c_.end_idle();
     if (!n.ok() || *n == 0) return;  // timeout, drain, a broken connection or the peer closed
@@ -179,7 +165,7 @@ auto RespConnection::on_owner(std::string_view key, F fn)
   // The function may outlive this wait (deadline, cancel): it owns a copy of the key.
   return reactor::call_on(
       *shard.reactors[owner], [&store, k = std::string(key), fn]() { return fn(store, k); },
-      after(o_.idle_timeout));
+      timeout_deadline(o_.idle_timeout));
 }
 
 bool RespConnection::shard_failure(const absl::Status& s) {
@@ -233,7 +219,7 @@ bool RespConnection::execute(const std::vector<std::string_view>& args) {
             [&store, k = std::string(args[1]), v = std::string(args[2])]() mutable {
               store.set(std::move(k), std::move(v));
             },
-            after(o_.idle_timeout));
+            timeout_deadline(o_.idle_timeout));
         if (!s.ok()) return shard_failure(s);
       }
       append_simple(out_, "OK");
@@ -301,7 +287,8 @@ bool RespConnection::execute(const std::vector<std::string_view>& args) {
           continue;
         }
         absl::StatusOr<size_t> n = reactor::call_on(
-            *shard.reactors[i], [&store] { return store.size(); }, after(o_.idle_timeout));
+            *shard.reactors[i], [&store] { return store.size(); },
+            timeout_deadline(o_.idle_timeout));
         if (!n.ok()) return shard_failure(n.status());
         total += static_cast<int64_t>(*n);
       }
@@ -327,25 +314,6 @@ bool RespConnection::execute(const std::vector<std::string_view>& args) {
     append_error(out_, msg);
   }
   return true;
-}
-
-bool RespConnection::flush() {
-  if (out_.empty()) return true;
-  absl::Status s = c_.write_all(out_, after(o_.idle_timeout));
-  out_.clear();
-  return s.ok();
-}
-
-void RespConnection::linger() {
-  if (!c_.stream().shutdown_write().ok()) return;
-  const reactor::Deadline until = reactor::deadline_after(kLingerTime);
-  std::byte sink[2048];
-  size_t dropped = 0;
-  while (dropped < kLingerBytes) {
-    absl::StatusOr<size_t> n = c_.read(sink, until);
-    if (!n.ok() || *n == 0) return;
-    dropped += *n;
-  }
 }
 
 }  // namespace
