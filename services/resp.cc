@@ -18,12 +18,6 @@ namespace {
 // Unknown-command errors quote at most this much of the command.
 constexpr size_t kMaxQuoted = 128;
 
-#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-constexpr bool kCheckThreads = true;
-#else
-constexpr bool kCheckThreads = false;
-#endif
-
 // Redis' string2ll rules: optional '-', no '+', no leading zeros, no spaces, fits int64.
 bool parse_strict_int64(std::string_view s, int64_t* out) {
   if (s.empty() || s.size() > 20) return false;
@@ -374,28 +368,15 @@ bool RespConnection::execute(Args args) {
 
 // ---- RespStore ----
 
-void RespStore::check_thread() const {
-  if constexpr (kCheckThreads) {
-    reactor::Reactor* current = reactor::Reactor::current();
-    if (current == nullptr) return;  // no shard running here: set-up or inspection
-    reactor::Reactor* expected = nullptr;
-    if (owner_.compare_exchange_strong(expected, current, std::memory_order_relaxed)) return;
-    if (expected != current) {
-      std::fprintf(stderr, "RespStore used by a reactor other than its shard's\n");
-      std::abort();
-    }
-  }
-}
-
 std::optional<std::string> RespStore::get(std::string_view key) const {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(key);
   if (it == map_.end()) return std::nullopt;
   return it->second;
 }
 
 void RespStore::set(std::string key, std::string value) {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(std::string_view(key));
   if (it != map_.end()) {
     it->second = std::move(value);
@@ -405,7 +386,7 @@ void RespStore::set(std::string key, std::string value) {
 }
 
 bool RespStore::erase(std::string_view key) {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(key);
   if (it == map_.end()) return false;
   map_.erase(it);
@@ -413,12 +394,12 @@ bool RespStore::erase(std::string_view key) {
 }
 
 bool RespStore::contains(std::string_view key) const {
-  check_thread();
+  loop_thread_.check();
   return map_.find(key) != map_.end();
 }
 
 absl::StatusOr<int64_t> RespStore::incr(std::string_view key) {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(key);
   int64_t v = 0;
   if (it != map_.end() && !parse_strict_int64(it->second, &v)) {
@@ -437,7 +418,7 @@ absl::StatusOr<int64_t> RespStore::incr(std::string_view key) {
 }
 
 size_t RespStore::size() const {
-  check_thread();
+  loop_thread_.check();
   return map_.size();
 }
 

@@ -141,6 +141,18 @@ TEST_P(RespServiceTest, ArgumentCountsOfEveryCommand) {
   });
 }
 
+// The store belongs to the first thread that uses it: a second thread is a broken invariant.
+TEST(RespStoreDeathTest, UseFromAnotherThreadAborts) {
+  if (!reactor::kCheckThreads) GTEST_SKIP() << "the loop-thread check is compiled out";
+  EXPECT_DEATH(
+      {
+        RespStore store;
+        store.set("k", "v");
+        std::thread([&] { (void)store.contains("k"); }).join();
+      },
+      "RespStore used from a thread other than its loop's");
+}
+
 TEST_P(RespServiceTest, PipelinedBurstAnsweredInOrder) {
   run([] {
     RespOptions o;
