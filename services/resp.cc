@@ -112,8 +112,8 @@ class RespConnection {
   // not suspend, and owns what it uses: it may outlive this wait (deadline, cancel).
   template <class F, class R = std::invoke_result_t<F&, RespStore&>>
   ShardResult<R> on_shard(size_t shard, F fn);
-  // Runs fn(store, key) on the shard owning key, as on_shard(); fn gets the key as a
-  // std::string_view here and as a std::string&& on another shard.
+  // Runs fn(store, key) on the shard owning key, as on_shard(). fn gets the key as a
+  // std::string_view when this shard owns it, as a std::string&& (a copy it may keep) otherwise.
   template <class F, class R = std::invoke_result_t<F&, RespStore&, std::string_view>>
   ShardResult<R> on_owner(std::string_view key, F fn);
   // Replies with why a call to another shard failed; false if the connection must close.
