@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_check.h"
+#include "fuzz/parser_fuzz.h"
 #include "services/http_parser.h"
 
 namespace {
@@ -64,45 +65,14 @@ bool drain(HttpRequestParser& p, const HttpLimits& limits, Run& run) {
   }
 }
 
-Run at_once(std::string_view input, const HttpLimits& limits) {
-  HttpRequestParser p(limits);
-  Run run;
-  p.feed(input);
-  if (drain(p, limits, run)) {
-    run.buffered = p.buffered();
-    FUZZ_CHECK(run.wire + run.buffered == input.size(), "every byte is accounted for");
-  }
-  return run;
-}
-
-Run in_chunks(const uint8_t* data, size_t size, const HttpLimits& limits) {
-  HttpRequestParser p(limits);
-  Run run;
-  for (size_t i = 0; i < size;) {
-    const size_t n = reactord::fuzz::chunk_at(data, size, i);
-    // Alternate the two ways in: feed() and prepare()/commit() with room to spare.
-    if (i % 2 == 0) {
-      p.feed(std::string_view(reinterpret_cast<const char*>(data + i), n));
-    } else {
-      std::span<char> room = p.prepare(n + 7);
-      std::copy(data + i, data + i + n, room.begin());
-      p.commit(n);
-    }
-    i += n;
-    if (!drain(p, limits, run)) return run;
-  }
-  run.buffered = p.buffered();
-  return run;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   for (const HttpLimits& limits : {HttpLimits{}, HttpLimits{64, 16}}) {
-    const Run whole = at_once(input, limits);
-    const Run chunked = in_chunks(data, size, limits);
-    FUZZ_CHECK(whole == chunked, "the same requests however the bytes arrive");
+    reactord::fuzz::check_chunking<HttpRequestParser, Run>(
+        input, limits, drain, reactord::fuzz::Accounting::kExact,
+        "the same requests however the bytes arrive");
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_check.h"
+#include "fuzz/parser_fuzz.h"
 #include "services/resp_parser.h"
 
 namespace {
@@ -58,45 +59,14 @@ bool drain(RespParser& p, const RespLimits& limits, Run& run) {
   }
 }
 
-Run at_once(std::string_view input, const RespLimits& limits) {
-  RespParser p(limits);
-  Run run;
-  p.feed(input);
-  if (drain(p, limits, run)) {
-    run.buffered = p.buffered();
-    // Empty commands skipped after the last command are counted with the next one: <=.
-    FUZZ_CHECK(run.wire + run.buffered <= input.size(), "no byte is counted twice");
-  }
-  return run;
-}
-
-Run in_chunks(const uint8_t* data, size_t size, const RespLimits& limits) {
-  RespParser p(limits);
-  Run run;
-  for (size_t i = 0; i < size;) {
-    const size_t n = reactord::fuzz::chunk_at(data, size, i);
-    if (i % 2 == 0) {
-      p.feed(std::string_view(reinterpret_cast<const char*>(data + i), n));
-    } else {
-      std::span<char> room = p.prepare(n + 7);
-      std::copy(data + i, data + i + n, room.begin());
-      p.commit(n);
-    }
-    i += n;
-    if (!drain(p, limits, run)) return run;
-  }
-  run.buffered = p.buffered();
-  return run;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   for (const RespLimits& limits : {RespLimits{}, RespLimits{8, 3, 16, 40}}) {
-    const Run whole = at_once(input, limits);
-    const Run chunked = in_chunks(data, size, limits);
-    FUZZ_CHECK(whole == chunked, "the same commands however the bytes arrive");
+    reactord::fuzz::check_chunking<RespParser, Run>(input, limits, drain,
+                                                    reactord::fuzz::Accounting::kAtMost,
+                                                    "the same commands however the bytes arrive");
   }
   return 0;
 }

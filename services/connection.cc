@@ -25,6 +25,25 @@ absl::Status Connection::write_all(std::span<const std::byte> buf, reactor::Dead
   return s;
 }
 
+bool Connection::flush(std::string& out, reactor::Duration timeout) {
+  if (out.empty()) return true;
+  absl::Status s = write_all(out, timeout_deadline(timeout));
+  out.clear();
+  return s.ok();
+}
+
+void Connection::linger() {
+  if (!stream_.shutdown_write().ok()) return;
+  const reactor::Deadline until = reactor::deadline_after(kLingerTime);
+  std::byte sink[2048];
+  size_t dropped = 0;
+  while (dropped < kLingerBytes) {
+    absl::StatusOr<size_t> n = read(sink, until);
+    if (!n.ok() || *n == 0) return;
+    dropped += *n;
+  }
+}
+
 bool Connection::begin_idle() {
   if (draining_) return false;
   idle_ = true;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -25,8 +26,23 @@
 #include "reactor/net.h"
 #include "reactor/reactor.h"
 #include "reactor/stats.h"
+#include "reactor/time.h"
 
 namespace reactord {
+
+// What a service reserves in its parser before each read.
+inline constexpr size_t kReadChunk = 16 * 1024;
+// A pipelined burst's replies are written together, but not more than this at a time.
+inline constexpr size_t kFlushBytes = 64 * 1024;
+// Connection::linger() drops what the peer still sends for up to this long, or this many bytes.
+inline constexpr reactor::Duration kLingerTime = std::chrono::seconds(1);
+inline constexpr size_t kLingerBytes = 64 * 1024;
+
+// The deadline of a timeout from now; zero or less means no limit. Any thread.
+inline reactor::Deadline timeout_deadline(reactor::Duration timeout) {
+  return timeout <= reactor::Duration::zero() ? reactor::kNoDeadline
+                                              : reactor::deadline_after(timeout);
+}
 
 // Per shard and service. Written by the shard's loop thread, read from any thread.
 struct ServiceStats {
@@ -61,6 +77,13 @@ class Connection {
     return write_all(std::as_bytes(std::span(s.data(), s.size())), deadline);
   }
   void count_requests(uint64_t n = 1) { stats_.requests.add(n); }
+  // Writes `out` (nothing if empty) within `timeout` (zero or less: no limit) and clears it;
+  // false if the write failed. Loop thread, inside the connection's fiber.
+  bool flush(std::string& out, reactor::Duration timeout);
+  // Before closing: shuts the write side down, then reads and drops what the peer still sends
+  // (kLingerTime, kLingerBytes), so that closing with unread input does not reset the connection
+  // and destroy the last reply before the peer reads it. Loop thread, inside the fiber.
+  void linger();
 
   // Marks the wait for the next request. False when the daemon is draining: close now.
   // Loop thread.

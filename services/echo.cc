@@ -7,9 +7,7 @@ namespace reactord {
 void serve_echo(Connection& c, const EchoOptions& options) {
   std::byte buf[16 * 1024];
   for (;;) {
-    const reactor::Deadline deadline = options.idle_timeout == reactor::Duration::zero()
-                                           ? reactor::kNoDeadline
-                                           : reactor::deadline_after(options.idle_timeout);
+    const reactor::Deadline deadline = timeout_deadline(options.idle_timeout);
     absl::StatusOr<size_t> n = c.read(buf, deadline);
     if (!n.ok() || *n == 0) return;
     c.count_requests();

@@ -9,7 +9,7 @@
 namespace reactord {
 
 struct EchoOptions {
-  reactor::Duration idle_timeout{};  // zero: no limit
+  reactor::Duration idle_timeout{};  // zero or less: no limit
 };
 
 // Loop thread, inside the connection's fiber.

@@ -13,21 +13,6 @@
 namespace reactord {
 namespace {
 
-using namespace std::chrono_literals;
-
-constexpr size_t kReadChunk = 16 * 1024;
-// A burst's responses are written together, but not more than this at a time.
-constexpr size_t kFlushBytes = 64 * 1024;
-// Before closing, read and drop what the client still sends for up to this long (or this many
-// bytes), so closing with unread input does not reset the connection and destroy the response
-// before the client reads it.
-constexpr reactor::Duration kLingerTime = 1s;
-constexpr size_t kLingerBytes = 64 * 1024;
-
-reactor::Deadline after(reactor::Duration d) {
-  return d <= reactor::Duration::zero() ? reactor::kNoDeadline : reactor::deadline_after(d);
-}
-
 std::string_view reason_phrase(int status) {
   switch (status) {
     case 200:
@@ -147,10 +132,9 @@ class HttpConnection {
   // Answers one parsed request into out_; false when the connection closes after it.
   bool answer(const HttpRequest& req);
   Response route(const HttpRequest& req);
-  bool flush();
+  bool flush() { return c_.flush(out_, o_.idle_timeout); }
   // Sends an error response (after what is queued) and closes.
   void fail(int status, std::string_view reason);
-  void linger();
 
   Connection& c_;
   const HttpOptions& o_;
@@ -169,7 +153,7 @@ void HttpConnection::run() {
     while ((result = parser_.next(req_)) == HttpParseResult::kRequest) {
       header_started = false;
       if (!answer(req_)) {
-        if (flush()) linger();
+        if (flush()) c_.linger();
         return;
       }
       if (out_.size() >= kFlushBytes && !flush()) return;
@@ -185,7 +169,7 @@ void HttpConnection::run() {
     reactor::Deadline deadline;
     if (idle) {
       if (!c_.begin_idle()) return;  // draining: nothing in flight, close
-      deadline = after(o_.idle_timeout);
+      deadline = timeout_deadline(o_.idle_timeout);
     } else if (!parser_.in_body()) {
       if (!header_started) {
         header_started = true;
@@ -197,7 +181,7 @@ void HttpConnection::run() {
         deadline = header_start + o_.header_timeout;
       }
     } else {
-      deadline = after(o_.idle_timeout);
+      deadline = timeout_deadline(o_.idle_timeout);
     }
     std::span<char> space = parser_.prepare(kReadChunk);
     absl::StatusOr<size_t> n = c_.read(std::as_writable_bytes(space), deadline);
@@ -272,29 +256,10 @@ Response HttpConnection::route(const HttpRequest& req) {
   return r;
 }
 
-bool HttpConnection::flush() {
-  if (out_.empty()) return true;
-  absl::Status s = c_.write_all(out_, after(o_.idle_timeout));
-  out_.clear();
-  return s.ok();
-}
-
 void HttpConnection::fail(int status, std::string_view reason) {
   c_.count_requests();
   append_response(out_, error_response(status, reason), /*head=*/false, /*close=*/true, false);
-  if (flush()) linger();
-}
-
-void HttpConnection::linger() {
-  if (!c_.stream().shutdown_write().ok()) return;
-  const reactor::Deadline until = reactor::deadline_after(kLingerTime);
-  std::byte sink[2048];
-  size_t dropped = 0;
-  while (dropped < kLingerBytes) {
-    absl::StatusOr<size_t> n = c_.read(sink, until);
-    if (!n.ok() || *n == 0) return;
-    dropped += *n;
-  }
+  if (flush()) c_.linger();
 }
 
 }  // namespace

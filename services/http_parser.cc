@@ -6,9 +6,6 @@
 namespace reactord {
 namespace {
 
-// An emptied buffer larger than this is freed rather than kept for the next request.
-constexpr size_t kKeepCapacity = 64 * 1024;
-
 bool is_tchar(unsigned char c) {
   if (c >= '0' && c <= '9') return true;
   if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
@@ -112,37 +109,10 @@ const HttpHeader* HttpRequest::find_header(std::string_view name) const {
 
 HttpRequestParser::HttpRequestParser(HttpLimits limits) : limits_(limits) {}
 
-void HttpRequestParser::compact() {
-  if (start_ == 0) return;
-  if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
-    // Everything was consumed: give a large buffer (a big body or burst) back.
-    ReadBuffer().swap(buffer_);
-  } else {
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
-  }
-  scan_ -= start_;
-  line_start_ -= start_;
-  head_end_ = head_end_ >= start_ ? head_end_ - start_ : 0;
-  start_ = 0;
-}
-
-void HttpRequestParser::feed(std::string_view bytes) {
-  compact();
-  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
-}
-
-std::span<char> HttpRequestParser::prepare(size_t n) {
-  compact();
-  const size_t old = buffer_.size();
-  buffer_.resize(old + n);
-  pending_ = n;
-  return std::span<char>(buffer_.data() + old, n);
-}
-
-void HttpRequestParser::commit(size_t k) {
-  if (k > pending_) k = pending_;
-  buffer_.resize(buffer_.size() - pending_ + k);
-  pending_ = 0;
+void HttpRequestParser::rebase(size_t n) {
+  scan_ -= n;
+  line_start_ -= n;
+  head_end_ = head_end_ >= n ? head_end_ - n : 0;
 }
 
 HttpParseResult HttpRequestParser::fail(int status, std::string reason) {

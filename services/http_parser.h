@@ -70,28 +70,21 @@ enum class HttpParseResult {
   kError,     // the input is refused; see error(). The connection must be closed after answering.
 };
 
-// Every method: any thread, one call at a time per parser (it shares nothing).
-class HttpRequestParser {
+// Bytes go in through feed() or prepare()/commit() (services/read_buffer.h). Every method: any
+// thread, one call at a time per parser (it shares nothing).
+class HttpRequestParser : public ParserInput<HttpRequestParser> {
  public:
   explicit HttpRequestParser(HttpLimits limits = {});
-
-  // Appends bytes received from the peer.
-  void feed(std::string_view bytes);
-  // Zero-copy alternative to feed(): space for up to n bytes, then commit(k) with k <= n to keep
-  // the first k of them.
-  std::span<char> prepare(size_t n);
-  void commit(size_t k);
 
   // Parses the next request from the buffered bytes. After kError every call returns kError.
   HttpParseResult next(HttpRequest& out);
 
   const HttpError& error() const { return error_; }
-  // Bytes buffered and not yet part of a returned request.
-  size_t buffered() const { return buffer_.size() - start_; }
   // True when the next request's header section is complete and its body is still arriving.
   bool in_body() const { return state_ == State::kBody; }
 
  private:
+  friend class ParserInput<HttpRequestParser>;
   enum class State { kHeaders, kBody, kError };
 
   HttpParseResult fail(int status, std::string reason);
@@ -100,17 +93,15 @@ class HttpRequestParser {
   bool parse_request_line(std::string_view line, HttpRequest& out);
   bool parse_header_line(std::string_view line, HttpRequest& out);
   bool finish_head(HttpRequest& out);
-  void compact();
+  // Shifts the offsets below down by n: ParserInput dropped the first n bytes.
+  void rebase(size_t n);
 
   HttpLimits limits_;
-  ReadBuffer buffer_;
-  size_t start_ = 0;        // first byte of the request being parsed
   size_t scan_ = 0;         // where the search for the end of the header section resumes
   size_t line_start_ = 0;   // start of the header line scan_ is in
   bool seen_line_ = false;  // a non-empty line (the request line) was seen in this request
   size_t head_end_ = 0;     // in kBody: first byte after the header section
   size_t body_length_ = 0;  // in kBody
-  size_t pending_ = 0;      // bytes reserved by prepare()
   State state_ = State::kHeaders;
   HttpError error_;
 };

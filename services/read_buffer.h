@@ -1,12 +1,20 @@
+// The input side the HTTP and RESP parsers share.
+//
 // ReadBuffer: the parsers' byte buffer, a vector whose resize() leaves new bytes uninitialised.
-// prepare() grows it by a 16 KiB read chunk before every read and commit() shrinks it back to
-// what arrived; std::string::resize zero-filled that chunk each time, ~16,400 instructions per
-// request, more than the rest of an HTTP request together (callgrind, docs/benchmarks.md,
-// "Comparisons").
+// prepare() grows it by a whole read chunk before every read and commit() shrinks it back to what
+// arrived; a zero-filling resize (std::string's) would clear that chunk on every read, which cost
+// more than parsing and answering the request (docs/benchmarks.md, "Comparisons").
+//
+// ParserInput<Parser>: bytes arrive through feed() or prepare()/commit() and the parser consumes
+// them from the front (start_). Before bytes are added the consumed prefix is dropped, and the
+// parser's rebase(n) shifts its own offsets into the buffer down by the n bytes dropped.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <new>
+#include <span>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,5 +36,56 @@ struct DefaultInitAllocator : std::allocator<T> {
 };
 
 using ReadBuffer = std::vector<char, DefaultInitAllocator<char>>;
+
+// Parser derives from ParserInput<Parser> and has a `void rebase(size_t n)` this class may call.
+// Every method: any thread, one call at a time per parser.
+template <class Parser>
+class ParserInput {
+ public:
+  // Appends bytes received from the peer.
+  void feed(std::string_view bytes) {
+    compact();
+    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  }
+  // Zero-copy alternative to feed(): space for up to n bytes, then commit(k) with k <= n to keep
+  // the first k of them.
+  std::span<char> prepare(size_t n) {
+    compact();
+    const size_t old = buffer_.size();
+    buffer_.resize(old + n);
+    pending_ = n;
+    return std::span<char>(buffer_.data() + old, n);
+  }
+  void commit(size_t k) {
+    if (k > pending_) k = pending_;
+    buffer_.resize(buffer_.size() - pending_ + k);
+    pending_ = 0;
+  }
+
+  // Bytes buffered and not yet part of a returned request or command.
+  size_t buffered() const { return buffer_.size() - start_; }
+
+ protected:
+  ReadBuffer buffer_;
+  size_t start_ = 0;  // first byte not yet consumed
+
+ private:
+  // An emptied buffer larger than this is freed rather than kept for the next request.
+  static constexpr size_t kKeepCapacity = 64 * 1024;
+
+  void compact() {
+    if (start_ == 0) return;
+    if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
+      // Everything was consumed: give a large buffer (a big body or burst) back.
+      ReadBuffer().swap(buffer_);
+    } else {
+      buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
+    }
+    static_cast<Parser*>(this)->rebase(start_);
+    start_ = 0;
+  }
+
+  size_t pending_ = 0;  // bytes reserved by prepare()
+};
 
 }  // namespace reactord

@@ -1,9 +1,11 @@
 #include "services/resp.h"
 
-#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <span>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -13,27 +15,8 @@
 namespace reactord {
 namespace {
 
-using namespace std::chrono_literals;
-
-constexpr size_t kReadChunk = 16 * 1024;
-// A burst's replies are written together, but not more than this at a time.
-constexpr size_t kFlushBytes = 64 * 1024;
-// After a protocol error or QUIT: drop what the client still sends for up to this long (or this
-// many bytes) before closing, so the last reply is not lost to a connection reset.
-constexpr reactor::Duration kLingerTime = 1s;
-constexpr size_t kLingerBytes = 64 * 1024;
 // Unknown-command errors quote at most this much of the command.
 constexpr size_t kMaxQuoted = 128;
-
-#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-constexpr bool kCheckThreads = true;
-#else
-constexpr bool kCheckThreads = false;
-#endif
-
-reactor::Deadline after(reactor::Duration d) {
-  return d <= reactor::Duration::zero() ? reactor::kNoDeadline : reactor::deadline_after(d);
-}
 
 // Redis' string2ll rules: optional '-', no '+', no leading zeros, no spaces, fits int64.
 bool parse_strict_int64(std::string_view s, int64_t* out) {
@@ -102,6 +85,15 @@ void append_nil(std::string& out) {
   out.append("$-1\r\n");
 }
 
+// A command's arguments, its name first.
+using Args = std::span<const std::string_view>;
+
+// What running fn on a shard gives back: fn's value, or why the shard did not answer.
+template <class R>
+using ShardResult = std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>>;
+
+// One client connection: reads commands, runs them through the table below, writes the replies.
+// Every method: the connection's shard's loop thread, inside the connection's fiber.
 class RespConnection {
  public:
   RespConnection(Connection& c, const RespOptions& o, RespShared& shared)
@@ -113,18 +105,24 @@ class RespConnection {
 
   void run();
 
- private:
-  // Executes one command into out_; false when the connection closes after it.
-  bool execute(const std::vector<std::string_view>& args);
-  // Runs fn(store, key) on the shard owning key. fn must not suspend.
-  template <class F>
-  auto on_owner(std::string_view key, F fn)
-      -> absl::StatusOr<decltype(fn(std::declval<RespStore&>(), key))>;
+  // For the command handlers. The reply buffer: a handler appends its reply here.
+  std::string& out() { return out_; }
+  size_t shard_count() const { return c_.shard().count; }
+  // Runs fn(store) on shard `shard`'s loop (inline on this one) and returns its value. fn must
+  // not suspend, and owns what it uses: it may outlive this wait (deadline, cancel).
+  template <class F, class R = std::invoke_result_t<F&, RespStore&>>
+  ShardResult<R> on_shard(size_t shard, F fn);
+  // Runs fn(store, key) on the shard owning key, as on_shard(). fn gets the key as a
+  // std::string_view when this shard owns it, as a std::string&& (a copy it may keep) otherwise.
+  template <class F, class R = std::invoke_result_t<F&, RespStore&, std::string_view>>
+  ShardResult<R> on_owner(std::string_view key, F fn);
   // Replies with why a call to another shard failed; false if the connection must close.
   bool shard_failure(const absl::Status& s);
-  void wrong_arity(std::string_view lower_name);
-  bool flush();
-  void linger();
+
+ private:
+  // Executes one command into out_; false when the connection closes after it.
+  bool execute(Args args);
+  bool flush() { return c_.flush(out_, o_.idle_timeout); }
 
   Connection& c_;
   const RespOptions& o_;
@@ -146,7 +144,7 @@ void RespConnection::run() {
     while ((result = parser_.next(cmd_)) == RespParseResult::kCommand) {
       c_.count_requests();
       if (!execute(cmd_.args)) {
-        if (flush()) linger();
+        if (flush()) c_.linger();
         return;
       }
       if (out_.size() >= kFlushBytes && !flush()) return;
@@ -154,7 +152,7 @@ void RespConnection::run() {
     if (result == RespParseResult::kError) {
       c_.count_requests();
       append_error(out_, "ERR " + parser_.error());
-      if (flush()) linger();
+      if (flush()) c_.linger();
       return;
     }
     if (!flush()) return;
@@ -162,24 +160,40 @@ void RespConnection::run() {
     const bool idle = parser_.buffered() == 0;
     if (idle && !c_.begin_idle()) return;  // draining: nothing in flight, close
     std::span<char> space = parser_.prepare(kReadChunk);
-    absl::StatusOr<size_t> n = c_.read(std::as_writable_bytes(space), after(o_.idle_timeout));
+    absl::StatusOr<size_t> n =
+        c_.read(std::as_writable_bytes(space), timeout_deadline(o_.idle_timeout));
     parser_.commit(n.ok() ? *n : 0);
     if (idle) c_.end_idle();
     if (!n.ok() || *n == 0) return;  // timeout, drain, a broken connection or the peer closed
   }
 }
 
-template <class F>
-auto RespConnection::on_owner(std::string_view key, F fn)
-    -> absl::StatusOr<decltype(fn(std::declval<RespStore&>(), key))> {
-  const ShardView& shard = c_.shard();
-  const size_t owner = resp_key_owner(key, shard.count);
-  RespStore& store = *shared_.stores[owner];
-  if (owner == shard.index) return fn(store, key);
-  // The function may outlive this wait (deadline, cancel): it owns a copy of the key.
+template <class F, class R>
+ShardResult<R> RespConnection::on_shard(size_t shard, F fn) {
+  RespStore& store = *shared_.stores[shard];
+  if (shard == c_.shard().index) {
+    if constexpr (std::is_void_v<R>) {
+      fn(store);
+      return absl::OkStatus();
+    } else {
+      return fn(store);
+    }
+  }
   return reactor::call_on(
-      *shard.reactors[owner], [&store, k = std::string(key), fn]() { return fn(store, k); },
-      after(o_.idle_timeout));
+      *c_.shard().reactors[shard], [&store, fn = std::move(fn)]() mutable { return fn(store); },
+      timeout_deadline(o_.idle_timeout));
+}
+
+template <class F, class R>
+ShardResult<R> RespConnection::on_owner(std::string_view key, F fn) {
+  const size_t owner = resp_key_owner(key, c_.shard().count);
+  if (owner == c_.shard().index) {
+    return on_shard(owner, [&fn, key](RespStore& s) -> R { return fn(s, key); });
+  }
+  // The call may outlive this wait: it owns a copy of the key.
+  return on_shard(owner, [fn = std::move(fn), k = std::string(key)](RespStore& s) mutable -> R {
+    return fn(s, std::move(k));
+  });
 }
 
 bool RespConnection::shard_failure(const absl::Status& s) {
@@ -190,190 +204,179 @@ bool RespConnection::shard_failure(const absl::Status& s) {
   return true;
 }
 
-void RespConnection::wrong_arity(std::string_view lower_name) {
-  std::string msg = "ERR wrong number of arguments for '";
-  append_quoted(msg, lower_name, kMaxQuoted);
-  msg.append("' command");
-  append_error(out_, msg);
-}
+// ---- Commands ----
+// A handler runs a command whose argument count the table accepted: it appends the reply to
+// c.out() and returns false when the connection closes after it.
 
-bool RespConnection::execute(const std::vector<std::string_view>& args) {
-  name_.clear();
-  for (char c : args[0]) name_.push_back(ascii_lower(c));
-  const std::string_view name = name_;
-  const size_t argc = args.size();
-
-  if (name == "ping") {
-    if (argc == 1) {
-      append_simple(out_, "PONG");
-    } else if (argc == 2) {
-      append_bulk(out_, args[1]);
-    } else {
-      wrong_arity(name);
-    }
-  } else if (name == "echo") {
-    if (argc != 2) {
-      wrong_arity(name);
-    } else {
-      append_bulk(out_, args[1]);
-    }
-  } else if (name == "set") {
-    if (argc < 3) {
-      wrong_arity(name);
-    } else if (argc > 3) {
-      append_error(out_, "ERR syntax error");  // SET's options (EX, NX, ...) are not supported
-    } else {
-      const size_t owner = resp_key_owner(args[1], c_.shard().count);
-      RespStore& store = *shared_.stores[owner];
-      if (owner == c_.shard().index) {
-        store.set(std::string(args[1]), std::string(args[2]));
-      } else {
-        absl::Status s = reactor::call_on(
-            *c_.shard().reactors[owner],
-            [&store, k = std::string(args[1]), v = std::string(args[2])]() mutable {
-              store.set(std::move(k), std::move(v));
-            },
-            after(o_.idle_timeout));
-        if (!s.ok()) return shard_failure(s);
-      }
-      append_simple(out_, "OK");
-    }
-  } else if (name == "get") {
-    if (argc != 2) {
-      wrong_arity(name);
-    } else {
-      absl::StatusOr<std::optional<std::string>> v =
-          on_owner(args[1], [](RespStore& s, std::string_view k) { return s.get(k); });
-      if (!v.ok()) return shard_failure(v.status());
-      if (v->has_value()) {
-        append_bulk(out_, **v);
-      } else {
-        append_nil(out_);
-      }
-    }
-  } else if (name == "del" || name == "exists") {
-    if (argc < 2) {
-      wrong_arity(name);
-    } else {
-      const bool del = name == "del";
-      int64_t count = 0;
-      for (size_t i = 1; i < argc; ++i) {
-        absl::StatusOr<bool> hit = on_owner(args[i], [del](RespStore& s, std::string_view k) {
-          return del ? s.erase(k) : s.contains(k);
-        });
-        if (!hit.ok()) return shard_failure(hit.status());
-        if (*hit) ++count;
-      }
-      append_int(out_, count);
-    }
-  } else if (name == "incr") {
-    if (argc != 2) {
-      wrong_arity(name);
-    } else {
-      // The store's StatusOr, flattened: call_on wraps the value in a StatusOr of its own.
-      struct Incr {
-        absl::StatusCode code;
-        int64_t value;
-      };
-      absl::StatusOr<Incr> v = on_owner(args[1], [](RespStore& s, std::string_view k) {
-        absl::StatusOr<int64_t> r = s.incr(k);
-        return r.ok() ? Incr{absl::StatusCode::kOk, *r} : Incr{r.status().code(), 0};
-      });
-      if (!v.ok()) return shard_failure(v.status());
-      if (v->code == absl::StatusCode::kOk) {
-        append_int(out_, v->value);
-      } else if (v->code == absl::StatusCode::kOutOfRange) {
-        append_error(out_, "ERR increment or decrement would overflow");
-      } else {
-        append_error(out_, "ERR value is not an integer or out of range");
-      }
-    }
-  } else if (name == "dbsize") {
-    if (argc != 1) {
-      wrong_arity(name);
-    } else {
-      const ShardView& shard = c_.shard();
-      int64_t total = 0;
-      for (size_t i = 0; i < shard.count; ++i) {
-        RespStore& store = *shared_.stores[i];
-        if (i == shard.index) {
-          total += static_cast<int64_t>(store.size());
-          continue;
-        }
-        absl::StatusOr<size_t> n = reactor::call_on(
-            *shard.reactors[i], [&store] { return store.size(); }, after(o_.idle_timeout));
-        if (!n.ok()) return shard_failure(n.status());
-        total += static_cast<int64_t>(*n);
-      }
-      append_int(out_, total);
-    }
-  } else if (name == "command") {
-    out_.append("*0\r\n");  // no command table: redis-cli works without one
-  } else if (name == "quit") {
-    append_simple(out_, "OK");
-    return false;
+bool cmd_ping(RespConnection& c, Args args) {
+  if (args.size() == 1) {
+    append_simple(c.out(), "PONG");
   } else {
-    std::string msg = "ERR unknown command '";
-    append_quoted(msg, args[0], kMaxQuoted);
-    msg.append("', with args beginning with: ");
-    size_t quoted = 0;
-    for (size_t i = 1; i < argc && quoted < kMaxQuoted; ++i) {
-      const std::string_view arg = args[i].substr(0, kMaxQuoted - quoted);
-      msg.push_back('\'');
-      append_quoted(msg, arg, arg.size());
-      msg.append("' ");
-      quoted += arg.size();
-    }
-    append_error(out_, msg);
+    append_bulk(c.out(), args[1]);
   }
   return true;
 }
 
-bool RespConnection::flush() {
-  if (out_.empty()) return true;
-  absl::Status s = c_.write_all(out_, after(o_.idle_timeout));
-  out_.clear();
-  return s.ok();
+bool cmd_echo(RespConnection& c, Args args) {
+  append_bulk(c.out(), args[1]);
+  return true;
 }
 
-void RespConnection::linger() {
-  if (!c_.stream().shutdown_write().ok()) return;
-  const reactor::Deadline until = reactor::deadline_after(kLingerTime);
-  std::byte sink[2048];
-  size_t dropped = 0;
-  while (dropped < kLingerBytes) {
-    absl::StatusOr<size_t> n = c_.read(sink, until);
-    if (!n.ok() || *n == 0) return;
-    dropped += *n;
+bool cmd_set(RespConnection& c, Args args) {
+  if (args.size() > 3) {
+    append_error(c.out(), "ERR syntax error");  // SET's options (EX, NX, ...) are not supported
+    return true;
   }
+  absl::Status s = c.on_owner(args[1], [v = std::string(args[2])](RespStore& st, auto&& k) mutable {
+    st.set(std::string(std::forward<decltype(k)>(k)), std::move(v));
+  });
+  if (!s.ok()) return c.shard_failure(s);
+  append_simple(c.out(), "OK");
+  return true;
+}
+
+bool cmd_get(RespConnection& c, Args args) {
+  absl::StatusOr<std::optional<std::string>> v =
+      c.on_owner(args[1], [](RespStore& s, std::string_view k) { return s.get(k); });
+  if (!v.ok()) return c.shard_failure(v.status());
+  if (v->has_value()) {
+    append_bulk(c.out(), **v);
+  } else {
+    append_nil(c.out());
+  }
+  return true;
+}
+
+// DEL and EXISTS: how many of the keys (repeats counted) erase or contains hit.
+template <bool kErase>
+bool count_keys(RespConnection& c, Args args) {
+  int64_t count = 0;
+  for (std::string_view key : args.subspan(1)) {
+    absl::StatusOr<bool> hit = c.on_owner(
+        key, [](RespStore& s, std::string_view k) { return kErase ? s.erase(k) : s.contains(k); });
+    if (!hit.ok()) return c.shard_failure(hit.status());
+    if (*hit) ++count;
+  }
+  append_int(c.out(), count);
+  return true;
+}
+
+bool cmd_incr(RespConnection& c, Args args) {
+  // The store's StatusOr, flattened: on_owner wraps the value in a StatusOr of its own.
+  struct Incr {
+    absl::StatusCode code;
+    int64_t value;
+  };
+  absl::StatusOr<Incr> v = c.on_owner(args[1], [](RespStore& s, std::string_view k) {
+    absl::StatusOr<int64_t> r = s.incr(k);
+    return r.ok() ? Incr{absl::StatusCode::kOk, *r} : Incr{r.status().code(), 0};
+  });
+  if (!v.ok()) return c.shard_failure(v.status());
+  if (v->code == absl::StatusCode::kOk) {
+    append_int(c.out(), v->value);
+  } else if (v->code == absl::StatusCode::kOutOfRange) {
+    append_error(c.out(), "ERR increment or decrement would overflow");
+  } else {
+    append_error(c.out(), "ERR value is not an integer or out of range");
+  }
+  return true;
+}
+
+bool cmd_dbsize(RespConnection& c, Args) {
+  int64_t total = 0;
+  for (size_t i = 0; i < c.shard_count(); ++i) {
+    absl::StatusOr<size_t> n = c.on_shard(i, [](RespStore& s) { return s.size(); });
+    if (!n.ok()) return c.shard_failure(n.status());
+    total += static_cast<int64_t>(*n);
+  }
+  append_int(c.out(), total);
+  return true;
+}
+
+bool cmd_command(RespConnection& c, Args) {
+  c.out().append("*0\r\n");  // no command table for clients: redis-cli works without one
+  return true;
+}
+
+bool cmd_quit(RespConnection& c, Args) {
+  append_simple(c.out(), "OK");
+  return false;
+}
+
+constexpr size_t kAnyArgs = std::numeric_limits<size_t>::max();
+
+struct CommandSpec {
+  std::string_view name;  // lower case
+  size_t min_args;        // argument counts accepted, the name included
+  size_t max_args;
+  bool (*handler)(RespConnection&, Args);
+};
+
+// The commands, looked up in this order. A count outside [min_args, max_args] gets Redis'
+// "wrong number of arguments" error before the handler runs.
+constexpr CommandSpec kCommands[] = {
+    {"ping", 1, 2, cmd_ping},
+    {"echo", 2, 2, cmd_echo},
+    {"set", 3, kAnyArgs, cmd_set},
+    {"get", 2, 2, cmd_get},
+    {"del", 2, kAnyArgs, count_keys<true>},
+    {"exists", 2, kAnyArgs, count_keys<false>},
+    {"incr", 2, 2, cmd_incr},
+    {"dbsize", 1, 1, cmd_dbsize},
+    {"command", 1, kAnyArgs, cmd_command},
+    {"quit", 1, kAnyArgs, cmd_quit},
+};
+
+void append_wrong_arity(std::string& out, std::string_view lower_name) {
+  std::string msg = "ERR wrong number of arguments for '";
+  append_quoted(msg, lower_name, kMaxQuoted);
+  msg.append("' command");
+  append_error(out, msg);
+}
+
+void append_unknown_command(std::string& out, Args args) {
+  std::string msg = "ERR unknown command '";
+  append_quoted(msg, args[0], kMaxQuoted);
+  msg.append("', with args beginning with: ");
+  size_t quoted = 0;
+  for (size_t i = 1; i < args.size() && quoted < kMaxQuoted; ++i) {
+    const std::string_view arg = args[i].substr(0, kMaxQuoted - quoted);
+    msg.push_back('\'');
+    append_quoted(msg, arg, arg.size());
+    msg.append("' ");
+    quoted += arg.size();
+  }
+  append_error(out, msg);
+}
+
+bool RespConnection::execute(Args args) {
+  name_.clear();
+  for (char c : args[0]) name_.push_back(ascii_lower(c));
+  for (const CommandSpec& cmd : kCommands) {
+    if (cmd.name != name_) continue;
+    if (args.size() < cmd.min_args || args.size() > cmd.max_args) {
+      append_wrong_arity(out_, name_);
+      return true;
+    }
+    return cmd.handler(*this, args);
+  }
+  append_unknown_command(out_, args);
+  return true;
 }
 
 }  // namespace
 
 // ---- RespStore ----
 
-void RespStore::check_thread() const {
-  if constexpr (kCheckThreads) {
-    reactor::Reactor* current = reactor::Reactor::current();
-    if (current == nullptr) return;  // no shard running here: set-up or inspection
-    reactor::Reactor* expected = nullptr;
-    if (owner_.compare_exchange_strong(expected, current, std::memory_order_relaxed)) return;
-    if (expected != current) {
-      std::fprintf(stderr, "RespStore used by a reactor other than its shard's\n");
-      std::abort();
-    }
-  }
-}
-
 std::optional<std::string> RespStore::get(std::string_view key) const {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(key);
   if (it == map_.end()) return std::nullopt;
   return it->second;
 }
 
 void RespStore::set(std::string key, std::string value) {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(std::string_view(key));
   if (it != map_.end()) {
     it->second = std::move(value);
@@ -383,7 +386,7 @@ void RespStore::set(std::string key, std::string value) {
 }
 
 bool RespStore::erase(std::string_view key) {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(key);
   if (it == map_.end()) return false;
   map_.erase(it);
@@ -391,12 +394,12 @@ bool RespStore::erase(std::string_view key) {
 }
 
 bool RespStore::contains(std::string_view key) const {
-  check_thread();
+  loop_thread_.check();
   return map_.find(key) != map_.end();
 }
 
 absl::StatusOr<int64_t> RespStore::incr(std::string_view key) {
-  check_thread();
+  loop_thread_.check();
   auto it = map_.find(key);
   int64_t v = 0;
   if (it != map_.end() && !parse_strict_int64(it->second, &v)) {
@@ -415,7 +418,7 @@ absl::StatusOr<int64_t> RespStore::incr(std::string_view key) {
 }
 
 size_t RespStore::size() const {
-  check_thread();
+  loop_thread_.check();
   return map_.size();
 }
 

@@ -15,7 +15,6 @@
 // commands already received are answered, then the connection closes.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -26,7 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "reactor/reactor.h"
+#include "reactor/thread_check.h"
 #include "reactor/time.h"
 #include "services/connection.h"
 
@@ -42,8 +41,8 @@ struct RespOptions {
   size_t max_command_bytes = 8 * 1024 * 1024;
 };
 
-// One shard's keys. Every method: the owning shard's loop thread, or any thread while no shard
-// runs (set-up, tests); debug builds check that one reactor alone uses it.
+// One shard's keys. Built on any thread; every method: the owning shard's loop thread, which is
+// the first thread to call one (debug builds check that no other thread does).
 class RespStore {
  public:
   std::optional<std::string> get(std::string_view key) const;
@@ -61,10 +60,9 @@ class RespStore {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
-  void check_thread() const;
 
   std::unordered_map<std::string, std::string, Hash, std::equal_to<>> map_;
-  mutable std::atomic<reactor::Reactor*> owner_{nullptr};
+  reactor::LoopThreadCheck loop_thread_{"RespStore", reactor::LoopThreadCheck::FirstUse{}};
 };
 
 // One store per shard, by shard index; created before the shards start, never resized.

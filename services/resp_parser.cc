@@ -7,9 +7,6 @@
 namespace reactord {
 namespace {
 
-// An emptied buffer larger than this is freed rather than kept for the next request.
-constexpr size_t kKeepCapacity = 64 * 1024;
-
 // Longest `*N` or `$len` line accepted, CRLF included.
 constexpr size_t kMaxLengthLine = 32;
 
@@ -56,36 +53,9 @@ size_t find_length_line(const ReadBuffer& buf, size_t from, bool* bad) {
 
 RespParser::RespParser(RespLimits limits) : limits_(limits) {}
 
-void RespParser::compact() {
-  if (start_ == 0) return;
-  if (start_ == buffer_.size() && buffer_.capacity() > kKeepCapacity) {
-    // Everything was consumed: give a large buffer (a big body or burst) back.
-    ReadBuffer().swap(buffer_);
-  } else {
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
-  }
-  cursor_ = cursor_ >= start_ ? cursor_ - start_ : 0;
-  inline_scan_ = inline_scan_ >= start_ ? inline_scan_ - start_ : 0;
-  start_ = 0;
-}
-
-void RespParser::feed(std::string_view bytes) {
-  compact();
-  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
-}
-
-std::span<char> RespParser::prepare(size_t n) {
-  compact();
-  const size_t old = buffer_.size();
-  buffer_.resize(old + n);
-  pending_ = n;
-  return std::span<char>(buffer_.data() + old, n);
-}
-
-void RespParser::commit(size_t k) {
-  if (k > pending_) k = pending_;
-  buffer_.resize(buffer_.size() - pending_ + k);
-  pending_ = 0;
+void RespParser::rebase(size_t n) {
+  cursor_ = cursor_ >= n ? cursor_ - n : 0;
+  inline_scan_ = inline_scan_ >= n ? inline_scan_ - n : 0;
 }
 
 RespParseResult RespParser::fail(std::string reason) {

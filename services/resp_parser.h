@@ -51,35 +51,26 @@ enum class RespParseResult {
   kError,     // a protocol error; see error(). Answer it and close the connection.
 };
 
-// Every method: any thread, one call at a time per parser (it shares nothing).
-class RespParser {
+// Bytes go in through feed() or prepare()/commit() (services/read_buffer.h). Every method: any
+// thread, one call at a time per parser (it shares nothing).
+class RespParser : public ParserInput<RespParser> {
  public:
   explicit RespParser(RespLimits limits = {});
-
-  // Appends bytes received from the peer.
-  void feed(std::string_view bytes);
-  // Zero-copy alternative to feed(): space for up to n bytes, then commit(k) with k <= n to keep
-  // the first k of them.
-  std::span<char> prepare(size_t n);
-  void commit(size_t k);
 
   // Parses the next command from the buffered bytes. After kError every call returns kError.
   RespParseResult next(RespCommand& out);
 
   // "Protocol error: ..." (the reply is "-ERR " + error()).
   const std::string& error() const { return error_; }
-  // Bytes buffered and not yet part of a returned command.
-  size_t buffered() const { return buffer_.size() - start_; }
 
  private:
+  friend class ParserInput<RespParser>;
   RespParseResult fail(std::string reason);
-  void compact();
+  // Shifts the offsets below down by n: ParserInput dropped the first n bytes.
+  void rebase(size_t n);
 
   RespLimits limits_;
-  ReadBuffer buffer_;
-  size_t start_ = 0;        // first byte of the command being parsed
   size_t skipped_ = 0;      // empty commands skipped since the last command returned
-  size_t pending_ = 0;      // bytes reserved by prepare()
   bool in_array_ = false;   // a multibulk header was read
   size_t array_left_ = 0;   // elements still to read
   int64_t bulk_len_ = -1;   // length of the element being read; -1 before its `$` line

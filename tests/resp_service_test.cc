@@ -109,6 +109,50 @@ TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
   });
 }
 
+// Every command's accepted argument counts, at both ends: one fewer or one more gets Redis'
+// arity error (SET's extra arguments are options it refuses), and nothing else is refused.
+TEST_P(RespServiceTest, ArgumentCountsOfEveryCommand) {
+  run([] {
+    RespOptions o;
+    auto shared = make_shared_stores(1);
+    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    RawClient c(server.address());
+    auto arity = [](const std::string& name) {
+      return "-ERR wrong number of arguments for '" + name + "' command\r\n";
+    };
+    expect_reply(c, multibulk({"PING", "a", "b"}), arity("ping"));
+    expect_reply(c, multibulk({"ECHO"}), arity("echo"));
+    expect_reply(c, multibulk({"ECHO", "a", "b"}), arity("echo"));
+    expect_reply(c, multibulk({"SET", "k"}), arity("set"));
+    expect_reply(c, multibulk({"SET", "k", "v", "NX"}), "-ERR syntax error\r\n");
+    expect_reply(c, multibulk({"GET"}), arity("get"));
+    expect_reply(c, multibulk({"GET", "k", "k"}), arity("get"));
+    expect_reply(c, multibulk({"DEL"}), arity("del"));
+    expect_reply(c, multibulk({"EXISTS"}), arity("exists"));
+    expect_reply(c, multibulk({"INCR"}), arity("incr"));
+    expect_reply(c, multibulk({"INCR", "n", "n"}), arity("incr"));
+    expect_reply(c, multibulk({"DBSIZE", "x"}), arity("dbsize"));
+    expect_reply(c, multibulk({"dbSize"}), ":0\r\n");  // nothing above reached the store
+    expect_reply(c, multibulk({"DEL", "a", "b", "c", "d", "e"}), ":0\r\n");
+    expect_reply(c, multibulk({"EXISTS", "a", "b", "c", "d", "e"}), ":0\r\n");
+    expect_reply(c, multibulk({"COMMAND", "COUNT", "x", "y"}), "*0\r\n");
+    expect_reply(c, multibulk({"QUIT", "now", "please"}), "+OK\r\n");
+    EXPECT_TRUE(c.at_eof());
+  });
+}
+
+// The store belongs to the first thread that uses it: a second thread is a broken invariant.
+TEST(RespStoreDeathTest, UseFromAnotherThreadAborts) {
+  if (!reactor::kCheckThreads) GTEST_SKIP() << "the loop-thread check is compiled out";
+  EXPECT_DEATH(
+      {
+        RespStore store;
+        store.set("k", "v");
+        std::thread([&] { (void)store.contains("k"); }).join();
+      },
+      "RespStore used from a thread other than its loop's");
+}
+
 TEST_P(RespServiceTest, PipelinedBurstAnsweredInOrder) {
   run([] {
     RespOptions o;
