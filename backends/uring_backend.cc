@@ -19,12 +19,6 @@
 namespace reactor {
 namespace {
 
-#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-constexpr bool kCheckThreads = true;
-#else
-constexpr bool kCheckThreads = false;
-#endif
-
 // user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor pointer tagged with
 // kTagAcceptor, or one of the small constants below.
 constexpr uint64_t kIgnoreData = 0;  // cancel SQEs: their own CQEs carry nothing we need
@@ -162,7 +156,7 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::create(Options optio
 }
 
 UringBackend::UringBackend(Options options, SetupMode mode)
-    : options_(options), setup_mode_(mode), owner_(pthread_self()) {}
+    : options_(options), setup_mode_(mode) {}
 
 absl::Status UringBackend::init(unsigned setup_flags) {
   io_uring_params params{};
@@ -253,7 +247,7 @@ absl::Status UringBackend::setup_buffer_ring() {
 }
 
 UringBackend::~UringBackend() {
-  check_loop_thread();
+  loop_thread_.check();
   // Exiting the ring cancels whatever is still in flight (only fibers abandoned by a reactor
   // destroyed with fibers alive can have left some) and unregisters the buffer ring.
   if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -283,13 +277,6 @@ std::string UringBackend::describe() const {
       provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer");
 }
 
-void UringBackend::check_loop_thread() const {
-  if (kCheckThreads && !pthread_equal(owner_, pthread_self())) {
-    std::fprintf(stderr, "reactor: io_uring backend used from a thread other than its loop's\n");
-    std::abort();
-  }
-}
-
 UringBackend::FdState& UringBackend::fd_state(int fd) {
   if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) * 2 + 64);
   return fds_[static_cast<size_t>(fd)];
@@ -316,7 +303,7 @@ int UringBackend::enter_submit() {
 }
 
 void UringBackend::poll(Duration timeout) {
-  check_loop_thread();
+  loop_thread_.check();
   const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
   // Each branch is exactly one io_uring_enter that submits every SQE prepared since the last poll.
   if (timeout == Duration::zero() || io_uring_cq_ready(&ring_) > 0) {
@@ -466,7 +453,7 @@ void UringBackend::unlink_op(Op* op) {
 template <class Prep>
 absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const char* what, Prep prep,
                                              bool returns_fd) {
-  check_loop_thread();
+  loop_thread_.check();
   Op* op = new_op(fd);
   io_uring_sqe* sqe = get_sqe();
   prep(sqe, op);
@@ -497,7 +484,7 @@ absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const ch
 // ---- I/O ----
 
 absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadline deadline) {
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("accept on invalid fd ", fd));
   if (!multishot_accept_) return accept_single(fd, peer, deadline);
   for (;;) {
@@ -689,7 +676,7 @@ ssize_t UringBackend::try_send_now(int fd, msghdr* msg) {
 
 absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf,
                                           Deadline deadline) {
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("send on invalid fd ", fd));
   if (!buf.empty()) {
     iovec iov{const_cast<std::byte*>(buf.data()), buf.size()};
@@ -743,7 +730,7 @@ absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, D
 
 absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, Deadline deadline) {
   // SENDMSG with MSG_NOSIGNAL on sockets (EPIPE, never SIGPIPE); WRITEV for anything else.
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("writev on invalid fd ", fd));
   bool socket = true;
   if (!iov.empty()) {
@@ -798,7 +785,7 @@ absl::Status UringBackend::wait(int fd, Interest interest, Deadline deadline) {
 // ---- close ----
 
 absl::Status UringBackend::close(int fd) {
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("close of invalid fd ", fd));
   bool in_flight = false;
   if (static_cast<size_t>(fd) < fds_.size()) {

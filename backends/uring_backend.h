@@ -17,7 +17,6 @@
 #pragma once
 
 #include <liburing.h>
-#include <pthread.h>
 
 #include <atomic>
 #include <cstdint>
@@ -32,6 +31,7 @@
 #include "reactor/backend.h"
 #include "reactor/fiber.h"
 #include "reactor/stats.h"
+#include "reactor/thread_check.h"
 
 namespace reactor {
 
@@ -109,7 +109,6 @@ class UringBackend final : public Backend {
 
   UringBackend(Options options, SetupMode mode);
   absl::Status init(unsigned setup_flags);
-  void check_loop_thread() const;
   FdState& fd_state(int fd);
 
   // A send or writev of fd is in flight in the ring: a direct send now could overtake it.
@@ -148,7 +147,7 @@ class UringBackend final : public Backend {
   SetupMode setup_mode_;
   io_uring ring_{};
   bool ring_ready_ = false;
-  pthread_t owner_;
+  LoopThreadCheck loop_thread_{"io_uring backend"};  // the creating thread
   bool multishot_accept_ = false;
   bool has_cancel_fd_ = false;  // IORING_ASYNC_CANCEL_FD (5.19)
 
