@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "backends/uring_setup.h"
 #include "reactor/error.h"
 
 namespace reactor {
@@ -26,43 +26,11 @@ constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
 constexpr uint64_t kTagMask = 7;
 constexpr uint64_t kTagAcceptor = 2;
 
-constexpr uint16_t kBufferGroup = 0;
 // A listener's multishot accept is cancelled once this many connections wait to be taken, so a
 // service that stops accepting leaves them in the kernel's backlog, as with epoll.
 constexpr size_t kMaxReadyAccepts = 64;
 constexpr unsigned kReapBatch = 256;
 constexpr int kAcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
-
-// Set-up levels, best first. SUBMIT_ALL (5.18) keeps one bad SQE from stalling the rest of the
-// batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. The last level is
-// the bare ring of 5.1.
-constexpr unsigned kSetupFlags[] = {
-    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
-        IORING_SETUP_CQSIZE,
-    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
-        IORING_SETUP_CQSIZE,
-    0,
-};
-
-struct RequiredOp {
-  int opcode;
-  const char* name;
-  const char* since;
-};
-// What the backend submits, with the kernel that brought each opcode.
-constexpr RequiredOp kRequiredOps[] = {
-    {IORING_OP_READV, "READV", "5.1"},
-    {IORING_OP_WRITEV, "WRITEV", "5.1"},
-    {IORING_OP_POLL_ADD, "POLL_ADD", "5.1"},
-    {IORING_OP_SENDMSG, "SENDMSG", "5.3"},
-    {IORING_OP_RECVMSG, "RECVMSG", "5.3"},
-    {IORING_OP_ACCEPT, "ACCEPT", "5.5"},
-    {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5"},
-    {IORING_OP_CONNECT, "CONNECT", "5.5"},
-    {IORING_OP_READ, "READ", "5.6"},
-    {IORING_OP_SEND, "SEND", "5.6"},
-    {IORING_OP_RECV, "RECV", "5.6"},
-};
 
 std::string closed_message(const char* what, int fd) {
   return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
@@ -143,14 +111,14 @@ struct UringBackend::Acceptor {
 // ---- set-up ----
 
 absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::create(Options options) {
-  const int first = std::clamp(options.first_setup_level, 0, 2);
-  for (int level = first; level <= 2; ++level) {
+  const int first = std::clamp(options.first_setup_level, 0, kUringLastSetupLevel);
+  for (int level = first; level <= kUringLastSetupLevel; ++level) {
     std::unique_ptr<UringBackend> b(new UringBackend(options, static_cast<SetupMode>(level)));
-    absl::Status s = b->init(kSetupFlags[level]);
+    absl::Status s = b->init(level);
     if (s.ok()) return b;
     // EINVAL: the kernel does not know these flags; try the next level. Anything else (EPERM from
     // seccomp or the sysctl, ENOSYS, ENOMEM) fails the same way at every level.
-    if (status_errno(s) != EINVAL || level == 2) return s;
+    if (status_errno(s) != EINVAL || level == kUringLastSetupLevel) return s;
   }
   return absl::InternalError("io_uring: no set-up level tried");  // unreachable
 }
@@ -158,31 +126,14 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::create(Options optio
 UringBackend::UringBackend(Options options, SetupMode mode)
     : options_(options), setup_mode_(mode) {}
 
-absl::Status UringBackend::init(unsigned setup_flags) {
-  io_uring_params params{};
-  params.flags = setup_flags;
-  params.cq_entries = options_.cq_entries;
-  const int r = io_uring_queue_init_params(options_.sq_entries, &ring_, &params);
-  if (r < 0) return errno_status(-r, "io_uring_setup");
+absl::Status UringBackend::init(int level) {
+  absl::Status s = init_uring(&ring_, level, options_.sq_entries, options_.cq_entries);
+  if (!s.ok()) return s;
   ring_ready_ = true;
-
-  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
-  if (probe == nullptr) {
-    return absl::FailedPreconditionError(
-        "io_uring: cannot probe opcodes (IORING_REGISTER_PROBE needs Linux 5.6)");
-  }
-  for (const RequiredOp& op : kRequiredOps) {
-    if (!io_uring_opcode_supported(probe, op.opcode)) {
-      io_uring_free_probe(probe);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "io_uring: the kernel lacks opcode IORING_OP_", op.name, " (Linux ", op.since, ")"));
-    }
-  }
-  // Multishot accept and IORING_ASYNC_CANCEL_FD came with Linux 5.19, as did IORING_OP_SOCKET,
-  // which the probe can see (flags cannot be probed).
-  multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
-  has_cancel_fd_ = multishot_accept_;
-  io_uring_free_probe(probe);
+  absl::StatusOr<UringFeatures> features = probe_uring(&ring_);
+  if (!features.ok()) return features.status();
+  multishot_accept_ = features->multishot_accept;
+  has_cancel_fd_ = features->cancel_fd;
 
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
   (void)io_uring_register_ring_fd(&ring_);
@@ -195,65 +146,26 @@ absl::Status UringBackend::init(unsigned setup_flags) {
 
   if (options_.provided_buffers) {
     // Optional: without it recv goes straight into the caller's span (see docs/backends.md).
-    absl::Status s = setup_buffer_ring();
-    if (!s.ok()) {
+    absl::StatusOr<std::unique_ptr<UringBufferRing>> b =
+        UringBufferRing::create(&ring_, options_.buffer_count, options_.buffer_size);
+    if (b.ok()) {
+      buffers_ = *std::move(b);
+    } else {
       std::fprintf(stderr, "reactor: io_uring provided buffers unavailable, recv copies none: %s\n",
-                   std::string(s.message()).c_str());
+                   std::string(b.status().message()).c_str());
     }
   }
-  return absl::OkStatus();
-}
-
-absl::Status UringBackend::setup_buffer_ring() {
-  const unsigned count = options_.buffer_count;
-  if (count == 0 || (count & (count - 1)) != 0 || count > 32768) {
-    return absl::InvalidArgumentError("io_uring buffer_count must be a power of two <= 32768");
-  }
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  buf_ring_bytes_ = (count * sizeof(io_uring_buf) + page - 1) / page * page;
-  buffers_bytes_ = static_cast<size_t>(count) * options_.buffer_size;
-  // liburing 2.3 has no io_uring_setup_buf_ring: map the ring page-aligned and register it.
-  void* ring_mem =
-      ::mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (ring_mem == MAP_FAILED) return errno_status(errno, "mmap(buffer ring)");
-  void* buf_mem =
-      ::mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (buf_mem == MAP_FAILED) {
-    absl::Status s = errno_status(errno, "mmap(buffers)");
-    ::munmap(ring_mem, buf_ring_bytes_);
-    return s;
-  }
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<uintptr_t>(ring_mem);
-  reg.ring_entries = count;
-  reg.bgid = kBufferGroup;
-  const int r = io_uring_register_buf_ring(&ring_, &reg, 0);
-  if (r < 0) {
-    ::munmap(buf_mem, buffers_bytes_);
-    ::munmap(ring_mem, buf_ring_bytes_);
-    return errno_status(-r, "io_uring_register_buf_ring (Linux 5.19)");
-  }
-  buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
-  buffers_ = static_cast<std::byte*>(buf_mem);
-  io_uring_buf_ring_init(buf_ring_);
-  const int mask = io_uring_buf_ring_mask(count);
-  for (unsigned i = 0; i < count; ++i) {
-    io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(i) * options_.buffer_size,
-                          options_.buffer_size, static_cast<unsigned short>(i), mask,
-                          static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(count));
   return absl::OkStatus();
 }
 
 UringBackend::~UringBackend() {
   loop_thread_.check();
   // Exiting the ring cancels whatever is still in flight (only fibers abandoned by a reactor
-  // destroyed with fibers alive can have left some) and unregisters the buffer ring.
+  // destroyed with fibers alive can have left some) and unregisters the buffer ring, which is
+  // unmapped after it.
   if (ring_ready_) io_uring_queue_exit(&ring_);
+  buffers_.reset();
   while (acceptors_ != nullptr) destroy_acceptor(acceptors_);
-  if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
-  if (buffers_ != nullptr) ::munmap(buffers_, buffers_bytes_);
   if (eventfd_ >= 0) ::close(eventfd_);
 }
 
@@ -361,16 +273,16 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
     return;
   }
   Op* op = reinterpret_cast<Op*>(user_data);
-  if ((flags & IORING_CQE_F_BUFFER) != 0 && buf_ring_ != nullptr) {
-    const auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if ((flags & IORING_CQE_F_BUFFER) != 0 && buffers_ != nullptr) {
+    const uint16_t bid = UringBufferRing::buffer_id(flags);
     if (res > 0 && op->copy_to != nullptr) {
       // The fiber is still parked on this op, so its span is alive: copy now and give the buffer
       // back at once rather than holding it until the fiber runs.
       const size_t n = std::min(static_cast<size_t>(res), op->copy_len);
-      std::memcpy(op->copy_to, buffers_ + static_cast<size_t>(bid) * options_.buffer_size, n);
+      std::memcpy(op->copy_to, buffers_->buffer(bid), n);
       res = static_cast<int32_t>(n);
     }
-    recycle_buffer(bid);
+    buffers_->recycle(bid);
   }
   op->res = res;
   op->cqe_flags = flags;
@@ -600,7 +512,7 @@ absl::Status UringBackend::connect(int fd, const sockaddr* addr, socklen_t len, 
 }
 
 absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
-  if (buf_ring_ != nullptr && !buf.empty()) {
+  if (buffers_ != nullptr && !buf.empty()) {
     bool fall_back = false;
     absl::StatusOr<size_t> r = recv_provided(fd, buf, deadline, &fall_back);
     if (!fall_back) return r;
@@ -622,11 +534,11 @@ absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Dead
 
 absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> buf,
                                                    Deadline deadline, bool* fall_back) {
-  const size_t len = std::min<size_t>(buf.size(), options_.buffer_size);
+  const size_t len = std::min<size_t>(buf.size(), buffers_->buffer_size());
   absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op* op) {
     io_uring_prep_recv(sqe, fd, nullptr, len, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufferGroup;
+    sqe->buf_group = UringBufferRing::kGroup;
     op->copy_to = buf.data();
     op->copy_len = len;
   });
@@ -641,13 +553,6 @@ absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> 
   }
   provided_buffer_recvs_.add();
   return static_cast<size_t>(*r);
-}
-
-void UringBackend::recycle_buffer(uint16_t bid) {
-  io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(bid) * options_.buffer_size,
-                        options_.buffer_size, bid, io_uring_buf_ring_mask(options_.buffer_count),
-                        0);
-  io_uring_buf_ring_advance(buf_ring_, 1);
 }
 
 bool UringBackend::output_in_flight(int fd) const {
@@ -699,37 +604,10 @@ absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf
 }
 
 absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, Deadline deadline) {
-  // RECVMSG on sockets (always waits in the kernel); READV for anything else (pipes, files).
-  bool socket = true;
-  for (;;) {
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "readv", [&](io_uring_sqe* sqe, Op* op) {
-      if (socket) {
-        op->msg.msg_iov = const_cast<iovec*>(iov.data());
-        op->msg.msg_iovlen = iov.size();
-        io_uring_prep_recvmsg(sqe, fd, &op->msg, 0);
-      } else {
-        io_uring_prep_readv(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), -1);
-      }
-    });
-    if (r.ok()) return static_cast<size_t>(*r);
-    const int err = status_errno(r.status());
-    if (err == ENOTSOCK && socket) {
-      socket = false;
-      continue;
-    }
-    if (err == EINTR) continue;
-    if (err == EAGAIN) {
-      // A non-blocking non-socket on a kernel that does not wait for it: wait, then retry.
-      absl::Status s = wait(fd, Interest::kRead, deadline);
-      if (!s.ok()) return s;
-      continue;
-    }
-    return r.status();
-  }
+  return vectored(fd, iov, deadline, /*output=*/false, /*socket=*/true);
 }
 
 absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, Deadline deadline) {
-  // SENDMSG with MSG_NOSIGNAL on sockets (EPIPE, never SIGPIPE); WRITEV for anything else.
   loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("writev on invalid fd ", fd));
   bool socket = true;
@@ -745,15 +623,30 @@ absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, 
       return errno_status(errno, "writev", fd);
     }
   }
+  return vectored(fd, iov, deadline, /*output=*/true, socket);
+}
+
+absl::StatusOr<size_t> UringBackend::vectored(int fd, std::span<const iovec> iov, Deadline deadline,
+                                              bool output, bool socket) {
+  const char* what = output ? "writev" : "readv";
   for (;;) {
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "writev", [&](io_uring_sqe* sqe, Op* op) {
-      op->output = true;
-      if (socket) {
-        op->msg.msg_iov = const_cast<iovec*>(iov.data());
-        op->msg.msg_iovlen = iov.size();
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, what, [&](io_uring_sqe* sqe, Op* op) {
+      op->output = output;
+      const auto count = static_cast<unsigned>(iov.size());
+      if (!socket) {
+        if (output) {
+          io_uring_prep_writev(sqe, fd, iov.data(), count, -1);
+        } else {
+          io_uring_prep_readv(sqe, fd, iov.data(), count, -1);
+        }
+        return;
+      }
+      op->msg.msg_iov = const_cast<iovec*>(iov.data());
+      op->msg.msg_iovlen = iov.size();
+      if (output) {
         io_uring_prep_sendmsg(sqe, fd, &op->msg, MSG_NOSIGNAL);
       } else {
-        io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), -1);
+        io_uring_prep_recvmsg(sqe, fd, &op->msg, 0);
       }
     });
     if (r.ok()) return static_cast<size_t>(*r);
@@ -764,7 +657,8 @@ absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, 
     }
     if (err == EINTR) continue;
     if (err == EAGAIN) {
-      absl::Status s = wait(fd, Interest::kWrite, deadline);
+      // A non-blocking non-socket on a kernel that does not wait for it: wait, then retry.
+      absl::Status s = wait(fd, output ? Interest::kWrite : Interest::kRead, deadline);
       if (!s.ok()) return s;
       continue;
     }
