@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "backends/uring_setup.h"
 #include "reactor/error.h"
+#include "reactor/notice.h"
 
 namespace reactor {
 namespace {
@@ -151,8 +152,8 @@ absl::Status UringBackend::init(int level) {
     if (b.ok()) {
       buffers_ = *std::move(b);
     } else {
-      std::fprintf(stderr, "reactor: io_uring provided buffers unavailable, recv copies none: %s\n",
-                   std::string(b.status().message()).c_str());
+      notice(absl::StrCat("io_uring provided buffers unavailable, recv copies none: ",
+                          b.status().message()));
     }
   }
   return absl::OkStatus();
