@@ -176,9 +176,11 @@ class UringBackend final : public Backend {
   RelaxedCounter provided_buffer_enobufs_;
 };
 
-// Creates the io_uring backend for the calling thread's loop with default options (the environment
-// variable REACTOR_URING_PROVIDED_BUFFERS=N turns on provided buffers, N of them; 1: the default
-// count), or says why it cannot (the registry adds the likely cause). Loop thread.
+// Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry
+// adds the likely cause). Loop thread. Default options, except that three environment variables
+// change them, for measurement and tests: REACTOR_URING_PROVIDED_BUFFERS=N turns on provided
+// buffers, N of them (1: the default count); REACTOR_URING_SEND_FIRST=0 turns off send_first;
+// REACTOR_URING_POLL_FIRST=0 turns off poll_first.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
 
 }  // namespace reactor
