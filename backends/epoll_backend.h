@@ -1,19 +1,19 @@
 // The epoll backend: edge-triggered readiness, one registration per fd for its whole life.
 //
 // Each fd is added once (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) the first time a fiber waits on it
-// and removed by close(). An edge that arrives while no fiber waits is remembered in the fd's
-// record, so wait() after an edge returns at once. Cross-thread wakeup is an eventfd, written only
-// when no wakeup is already pending.
+// and removed by close(); an fd epoll_ctl refuses (EPERM: a regular file, a directory, a device
+// without poll) is always ready, and remembered as such until close(). Edges, the per-fd records
+// and the wakeup eventfd are the readiness base's (readiness_backend.h). Its edges report the
+// peer's end (EPOLLRDHUP), so a recv after a short read waits for the next edge first.
 #pragma once
 
 #include <sys/epoll.h>
 
-#include <atomic>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "backends/readiness_backend.h"
-#include "reactor/fiber.h"
 #include "reactor/stats.h"
 
 namespace reactor {
@@ -22,43 +22,25 @@ class EpollBackend final : public ReadinessBackend {
  public:
   // Creates the epoll instance and the wakeup eventfd. Loop thread.
   static absl::StatusOr<std::unique_ptr<EpollBackend>> create();
-  ~EpollBackend() override;
+  ~EpollBackend() override;  // Loop thread.
 
+  // Any thread.
   std::string_view name() const override { return "epoll"; }
-  absl::Status wait(int fd, Interest interest, Deadline deadline) override;
-  absl::Status close(int fd) override;
+  // Loop thread, scheduler context.
   void poll(Duration timeout) override;
-  void wakeup() override;
+  // Any thread.
   void counters(std::vector<Counter>& out) const override;
 
- protected:
-  void note_short_read(int fd) override;
-  bool known_drained(int fd) const override;
-
  private:
-  struct FdRecord {
-    detail::Fiber* reader = nullptr;
-    detail::Fiber* writer = nullptr;
-    bool registered = false;
-    bool ready_read = false;  // an edge arrived while nobody waited to read
-    bool ready_write = false;
-    bool drains = false;   // a short read empties it (short_read_drains), known at registration
-    bool drained = false;  // the last read was short, and no wait since
-    bool hangup = false;   // an edge said RDHUP, HUP or ERR: the end may be queued behind data
-  };
-
   EpollBackend(int epfd, int eventfd);
-  FdRecord& record(int fd);
+  absl::StatusOr<Registration> register_fd(int fd) override;
+  void unregister_fd(int fd) override;
 
   int epfd_;
-  int eventfd_;
-  std::atomic<bool> wakeup_pending_{false};
-  std::vector<FdRecord> fds_;
   std::vector<epoll_event> events_;
   RelaxedCounter wait_calls_;
   RelaxedCounter events_total_;
-  mutable RelaxedCounter reads_skipped_;  // recvs that waited first (known_drained)
-  std::atomic<uint64_t> wakeups_{0};      // written from any thread
+  RelaxedCounter ctl_calls_;  // epoll_ctl for fds: ADD at an fd's first wait, DEL at its close
 };
 
 }  // namespace reactor

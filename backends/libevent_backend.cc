@@ -9,8 +9,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,12 +16,6 @@
 
 namespace reactor {
 namespace {
-
-#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-constexpr bool kCheckThreads = true;
-#else
-constexpr bool kCheckThreads = false;
-#endif
 
 // A poll deadline that differs from the armed one by less than this reuses the armed timerfd: the
 // reactor's next timer, recomputed as "now + timeout" on every poll, jitters by nanoseconds.
@@ -97,134 +89,58 @@ absl::StatusOr<std::unique_ptr<LibeventBackend>> LibeventBackend::create() {
 }
 
 LibeventBackend::LibeventBackend(event_base* base, int eventfd, int timerfd)
-    : base_(base), eventfd_(eventfd), timerfd_(timerfd), owner_(pthread_self()) {}
+    : ReadinessBackend("libevent backend", eventfd, ShortReads::kRetry),
+      base_(base),
+      timerfd_(timerfd) {}
 
 LibeventBackend::~LibeventBackend() {
-  assert_loop_thread();
+  loop_thread_.check();
   // Fibers still parked here were abandoned by the reactor; only the events need freeing.
-  for (FdRecord& r : fds_) {
-    if (r.ev != nullptr) event_free(r.ev);
+  for (event* ev : events_) {
+    if (ev != nullptr) event_free(ev);
   }
   if (wakeup_event_ != nullptr) event_free(wakeup_event_);
   if (timer_event_ != nullptr) event_free(timer_event_);
   event_base_free(base_);
   ::close(timerfd_);
-  ::close(eventfd_);
-}
-
-void LibeventBackend::assert_loop_thread() const {
-  if (kCheckThreads && !pthread_equal(owner_, pthread_self())) {
-    std::fprintf(stderr, "libevent backend: loop-thread method called from another thread\n");
-    std::abort();
-  }
 }
 
 std::string_view LibeventBackend::method() const {
   return event_base_get_method(base_);
 }
 
-LibeventBackend::FdRecord& LibeventBackend::record(int fd) {
-  if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) * 2 + 64);
-  return fds_[static_cast<size_t>(fd)];
-}
-
-absl::Status LibeventBackend::register_fd(int fd, FdRecord& r) {
+absl::StatusOr<LibeventBackend::Registration> LibeventBackend::register_fd(int fd) {
+  if (always_ready(fd)) return Registration::kUnpollable;
   event* ev = event_new(base_, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, &on_fd_event, this);
   if (ev == nullptr) return absl::ResourceExhaustedError(absl::StrCat("event_new for fd ", fd));
+  errno = 0;
   if (event_add(ev, nullptr) != 0) {
     const int err = errno != 0 ? errno : EIO;
     event_free(ev);
+    // A character device without poll support (epoll_ctl EPERM) is always ready as well.
+    if (err == EPERM) return Registration::kUnpollable;
     return errno_status(err, "event_add", fd);
   }
-  r.ev = ev;
-  return absl::OkStatus();
+  if (static_cast<size_t>(fd) >= events_.size()) events_.resize(static_cast<size_t>(fd) * 2 + 64);
+  events_[static_cast<size_t>(fd)] = ev;
+  return Registration::kRegistered;
 }
 
-absl::Status LibeventBackend::wait(int fd, Interest interest, Deadline deadline) {
-  assert_loop_thread();
-  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("wait on invalid fd ", fd));
-  const bool read = interest == Interest::kRead;
-  {
-    FdRecord& r = record(fd);
-    if (r.unpollable) return absl::OkStatus();
-    if (r.ev == nullptr) {
-      if (always_ready(fd)) {
-        r.unpollable = true;
-        return absl::OkStatus();
-      }
-      errno = 0;
-      absl::Status s = register_fd(fd, r);
-      if (status_errno(s) == EPERM) {
-        // A character device without poll support (epoll_ctl EPERM) is always ready as well.
-        r.unpollable = true;
-        return absl::OkStatus();
-      }
-      if (!s.ok()) return s;
-    }
-    bool& ready = read ? r.ready_read : r.ready_write;
-    if (ready) {
-      ready = false;
-      return absl::OkStatus();
-    }
-    detail::Fiber*& slot = read ? r.reader : r.writer;
-    if (slot != nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "fd ", fd, ": another fiber is already waiting to ", read ? "read" : "write"));
-    }
-    slot = detail::current_fiber();
-  }
-  absl::Status s = detail::park(deadline, read ? "wait for readable fd" : "wait for writable fd");
-  if (!s.ok()) {
-    // Woken by a deadline or cancel: stop being the waiter (close() may have cleared it already,
-    // and the fd number may even belong to a new file by now). The record may have moved.
-    FdRecord& r = record(fd);
-    detail::Fiber*& slot = read ? r.reader : r.writer;
-    if (slot == detail::current_fiber()) slot = nullptr;
-  }
-  return s;
-}
-
-absl::Status LibeventBackend::close(int fd) {
-  assert_loop_thread();
-  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("close of invalid fd ", fd));
-  if (static_cast<size_t>(fd) < fds_.size()) {
-    FdRecord& r = fds_[static_cast<size_t>(fd)];
-    if (r.reader != nullptr || r.writer != nullptr) {
-      const std::string why = absl::StrCat("fd ", fd, " closed while an operation was pending");
-      if (r.reader != nullptr) detail::wake(r.reader, absl::FailedPreconditionError(why));
-      if (r.writer != nullptr) detail::wake(r.writer, absl::FailedPreconditionError(why));
-    }
-    if (r.ev != nullptr) event_free(r.ev);  // deletes the event (epoll_ctl DEL) first
-    r = FdRecord{};
-  }
-  if (::close(fd) != 0 && errno != EINTR) return errno_status(errno, "close", fd);
-  return absl::OkStatus();
+void LibeventBackend::unregister_fd(int fd) {
+  event*& ev = events_[static_cast<size_t>(fd)];
+  event_free(ev);  // deletes the event (epoll_ctl DEL) first
+  ev = nullptr;
 }
 
 void LibeventBackend::on_fd_event(int fd, short what, void* arg) {
   auto* self = static_cast<LibeventBackend*>(arg);
   self->events_total_.add();
-  FdRecord& r = self->fds_[static_cast<size_t>(fd)];
-  // EPOLLERR/EPOLLHUP arrive as EV_READ|EV_WRITE. A waiter that is no longer parked (cancelled,
-  // not yet run) cannot take the edge: keep it for the next wait.
-  if (what & EV_READ) {
-    if (r.reader == nullptr || !detail::wake(std::exchange(r.reader, nullptr))) r.ready_read = true;
-  }
-  if (what & EV_WRITE) {
-    if (r.writer == nullptr || !detail::wake(std::exchange(r.writer, nullptr))) {
-      r.ready_write = true;
-    }
-  }
+  // EPOLLERR/EPOLLHUP arrive as EV_READ|EV_WRITE.
+  self->deliver_edge(fd, what & EV_READ, what & EV_WRITE, /*hangup=*/false);
 }
 
-void LibeventBackend::on_wakeup(int fd, short /*what*/, void* arg) {
-  auto* self = static_cast<LibeventBackend*>(arg);
-  uint64_t value;
-  while (::read(fd, &value, sizeof value) > 0) {
-  }
-  // Cleared after draining: a wakeup() between the two writes nothing, but the loop is returning
-  // from poll anyway and looks at the inbox and the stop flag next.
-  self->wakeup_pending_.store(false);
+void LibeventBackend::on_wakeup(int /*fd*/, short /*what*/, void* arg) {
+  static_cast<LibeventBackend*>(arg)->drain_wakeup();
 }
 
 void LibeventBackend::on_timer(int fd, short /*what*/, void* arg) {
@@ -251,7 +167,7 @@ bool LibeventBackend::arm_timer(Duration timeout) {
 }
 
 void LibeventBackend::poll(Duration timeout) {
-  assert_loop_thread();
+  loop_thread_.check();
   // EVLOOP_ONCE blocks until some event is active, runs every active callback and returns. For a
   // zero timeout it is combined with EVLOOP_NONBLOCK (poll with a zero timeout): NONBLOCK alone
   // keeps dispatching until a dispatch finds nothing, an extra epoll_wait whenever there was work.
@@ -263,24 +179,12 @@ void LibeventBackend::poll(Duration timeout) {
   if (event_base_loop(base_, flags) < 0) loop_errors_.add();  // the reactor polls again
 }
 
-void LibeventBackend::wakeup() {
-  // Not event_base_loopbreak(): on a NOLOCK base it is a plain, unsynchronised write from another
-  // thread that does not interrupt a blocked epoll_wait (libevent notifies the loop only on bases
-  // with locking), and event_base_loop clears the flag on entry, so a break that lands between
-  // two polls is lost. An eventfd write is thread-safe and stays readable until the loop drains it.
-  if (wakeup_pending_.exchange(true)) return;
-  wakeups_.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t one = 1;
-  ssize_t w = ::write(eventfd_, &one, sizeof one);
-  (void)w;  // EAGAIN means the counter is already non-zero: the loop wakes anyway
-}
-
 void LibeventBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"libevent_loop_calls_total", loop_calls_.get()});
   out.push_back({"libevent_loop_errors_total", loop_errors_.get()});
   out.push_back({"libevent_events_total", events_total_.get()});
   out.push_back({"libevent_timer_arms_total", timer_arms_.get()});
-  out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
+  out.push_back({"wakeups_total", wakeups()});
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> make_libevent_backend() {

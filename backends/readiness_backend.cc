@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "reactor/error.h"
 #include "reactor/fiber.h"
 
@@ -32,7 +35,126 @@ auto retry_until_ready(ReadinessBackend& backend, int fd, Interest interest, Dea
 
 }  // namespace
 
+ReadinessBackend::ReadinessBackend(const char* what, int wakeup_fd, ShortReads short_reads)
+    : loop_thread_(what), wakeup_fd_(wakeup_fd), short_reads_(short_reads) {}
+
+ReadinessBackend::~ReadinessBackend() {
+  ::close(wakeup_fd_);
+}
+
+ReadinessBackend::FdRecord& ReadinessBackend::record(int fd) {
+  if (static_cast<size_t>(fd) >= fds_.size()) fds_.resize(static_cast<size_t>(fd) * 2 + 64);
+  return fds_[static_cast<size_t>(fd)];
+}
+
+absl::Status ReadinessBackend::wait(int fd, Interest interest, Deadline deadline) {
+  loop_thread_.check();
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("wait on invalid fd ", fd));
+  const bool read = interest == Interest::kRead;
+  {
+    FdRecord& r = record(fd);
+    if (r.unpollable) return absl::OkStatus();
+    if (!r.registered) {
+      absl::StatusOr<Registration> reg = register_fd(fd);
+      if (!reg.ok()) return reg.status();
+      if (*reg == Registration::kUnpollable) {
+        r.unpollable = true;
+        return absl::OkStatus();
+      }
+      r.registered = true;
+      r.drains = short_reads_ == ShortReads::kWaitForEdge && short_read_drains(fd);
+    }
+    r.drained = false;
+    bool& ready = read ? r.ready_read : r.ready_write;
+    if (ready) {
+      ready = false;
+      return absl::OkStatus();
+    }
+    detail::Fiber*& slot = read ? r.reader : r.writer;
+    if (slot != nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "fd ", fd, ": another fiber is already waiting to ", read ? "read" : "write"));
+    }
+    slot = detail::current_fiber();
+  }
+  absl::Status s = detail::park(deadline, read ? "wait for readable fd" : "wait for writable fd");
+  if (!s.ok()) {
+    // Woken by a deadline or cancel: stop being the waiter (close() may have cleared it already,
+    // and the fd number may even belong to a new file by now). The record may have moved.
+    FdRecord& r = record(fd);
+    detail::Fiber*& slot = read ? r.reader : r.writer;
+    if (slot == detail::current_fiber()) slot = nullptr;
+  }
+  return s;
+}
+
+void ReadinessBackend::deliver_edge(int fd, bool readable, bool writable, bool hangup) {
+  FdRecord& r = record(fd);
+  if (hangup) r.hangup = true;
+  // A waiter that is no longer parked (its deadline or a cancel woke it, and it has not run yet)
+  // cannot take the edge: keep it for the next wait.
+  if (readable) {
+    if (r.reader == nullptr || !detail::wake(std::exchange(r.reader, nullptr))) r.ready_read = true;
+  }
+  if (writable) {
+    if (r.writer == nullptr || !detail::wake(std::exchange(r.writer, nullptr))) {
+      r.ready_write = true;
+    }
+  }
+}
+
+absl::Status ReadinessBackend::close(int fd) {
+  loop_thread_.check();
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("close of invalid fd ", fd));
+  if (static_cast<size_t>(fd) < fds_.size()) {
+    FdRecord& r = fds_[static_cast<size_t>(fd)];
+    if (r.reader != nullptr || r.writer != nullptr) {
+      const std::string why = absl::StrCat("fd ", fd, " closed while an operation was pending");
+      if (r.reader != nullptr) detail::wake(r.reader, absl::FailedPreconditionError(why));
+      if (r.writer != nullptr) detail::wake(r.writer, absl::FailedPreconditionError(why));
+    }
+    if (r.registered) unregister_fd(fd);
+    r = FdRecord{};
+  }
+  if (::close(fd) != 0 && errno != EINTR) return errno_status(errno, "close", fd);
+  return absl::OkStatus();
+}
+
+void ReadinessBackend::wakeup() {
+  if (wakeup_pending_.exchange(true)) return;
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t one = 1;
+  ssize_t w = ::write(wakeup_fd_, &one, sizeof one);
+  (void)w;  // EAGAIN means the counter is already non-zero: the loop wakes anyway
+}
+
+void ReadinessBackend::drain_wakeup() {
+  uint64_t value;
+  while (::read(wakeup_fd_, &value, sizeof value) > 0) {
+  }
+  // Cleared after draining: a wakeup() between the two writes nothing, but the loop is returning
+  // from poll anyway and looks at the inbox and the stop flag next.
+  wakeup_pending_.store(false);
+}
+
+void ReadinessBackend::note_short_read(int fd) {
+  if (static_cast<size_t>(fd) >= fds_.size()) return;
+  FdRecord& r = fds_[static_cast<size_t>(fd)];
+  // After the edge that reported the peer's FIN or an error, a short read may have stopped at
+  // that end, which no later edge will report again.
+  r.drained = r.registered && r.drains && !r.hangup;
+}
+
+bool ReadinessBackend::known_drained(int fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return false;
+  const FdRecord& r = fds_[static_cast<size_t>(fd)];
+  if (!r.drained || r.ready_read) return false;
+  reads_skipped_.add();
+  return true;
+}
+
 absl::StatusOr<int> ReadinessBackend::accept(int fd, sockaddr_storage* peer, Deadline deadline) {
+  loop_thread_.check();
   for (;;) {
     absl::StatusOr<int> r = retry_until_ready(*this, fd, Interest::kRead, deadline, "accept", [&] {
       socklen_t len = sizeof(sockaddr_storage);
@@ -47,6 +169,7 @@ absl::StatusOr<int> ReadinessBackend::accept(int fd, sockaddr_storage* peer, Dea
 
 absl::Status ReadinessBackend::connect(int fd, const sockaddr* addr, socklen_t len,
                                        Deadline deadline) {
+  loop_thread_.check();
   if (::connect(fd, addr, len) == 0) return absl::OkStatus();
   int err = errno;
   if (err != EINPROGRESS && err != EINTR && err != EAGAIN) return errno_status(err, "connect", fd);
@@ -79,6 +202,7 @@ bool short_read_drains(int fd) {
 }
 
 absl::StatusOr<size_t> ReadinessBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
+  loop_thread_.check();
   if (known_drained(fd)) {
     absl::Status s = wait(fd, Interest::kRead, deadline);
     if (!s.ok()) return s;
@@ -93,6 +217,7 @@ absl::StatusOr<size_t> ReadinessBackend::recv(int fd, std::span<std::byte> buf, 
 
 absl::StatusOr<size_t> ReadinessBackend::send(int fd, std::span<const std::byte> buf,
                                               Deadline deadline) {
+  loop_thread_.check();
   auto r = retry_until_ready(*this, fd, Interest::kWrite, deadline, "send",
                              [&] { return ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL); });
   if (!r.ok()) return r.status();
@@ -101,6 +226,7 @@ absl::StatusOr<size_t> ReadinessBackend::send(int fd, std::span<const std::byte>
 
 absl::StatusOr<size_t> ReadinessBackend::readv(int fd, std::span<const iovec> iov,
                                                Deadline deadline) {
+  loop_thread_.check();
   auto r = retry_until_ready(*this, fd, Interest::kRead, deadline, "readv",
                              [&] { return ::readv(fd, iov.data(), static_cast<int>(iov.size())); });
   if (!r.ok()) return r.status();
@@ -109,6 +235,7 @@ absl::StatusOr<size_t> ReadinessBackend::readv(int fd, std::span<const iovec> io
 
 absl::StatusOr<size_t> ReadinessBackend::writev(int fd, std::span<const iovec> iov,
                                                 Deadline deadline) {
+  loop_thread_.check();
   auto r = retry_until_ready(*this, fd, Interest::kWrite, deadline, "writev", [&] {
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov.data());

@@ -1,27 +1,102 @@
 // The part of a readiness backend (epoll, libevent) that does not depend on how readiness is
 // learned: try the system call, and on EAGAIN wait for the fd with wait(), then try again.
+//
+// The base keeps one record per fd: the fibers waiting to read and to write, the edges that came
+// while nobody waited, and whether the fd is registered or cannot be polled at all. A backend
+// registers each fd once, edge-triggered for both directions, the first time a fiber waits on it
+// (register_fd), deregisters it in close() (unregister_fd), and reports every edge its poll sees
+// with deliver_edge(). Cross-thread wakeup is an eventfd the backend watches for reading: wakeup()
+// writes it only when no wakeup is already pending, and the backend's poll calls drain_wakeup()
+// when it is readable.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
 #include "reactor/backend.h"
+#include "reactor/fiber.h"
+#include "reactor/stats.h"
+#include "reactor/thread_check.h"
 
 namespace reactor {
 
 class ReadinessBackend : public Backend {
  public:
+  ~ReadinessBackend() override;  // closes the wakeup eventfd. Loop thread.
+
+  // Loop thread, inside a fiber.
   absl::StatusOr<int> accept(int fd, sockaddr_storage* peer, Deadline deadline) override;
   absl::Status connect(int fd, const sockaddr* addr, socklen_t len, Deadline deadline) override;
   absl::StatusOr<size_t> recv(int fd, std::span<std::byte> buf, Deadline deadline) override;
   absl::StatusOr<size_t> send(int fd, std::span<const std::byte> buf, Deadline deadline) override;
   absl::StatusOr<size_t> readv(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) override;
+  absl::Status wait(int fd, Interest interest, Deadline deadline) final;
+  // Loop thread.
+  absl::Status close(int fd) final;
+  // Any thread.
+  void wakeup() final;
 
  protected:
-  // A read that returned fewer bytes than asked left a stream's receive queue empty. A backend
-  // that sees every later edge for fd (edge-triggered, registered, and the fd one where a short
-  // read means empty) remembers it, and the next recv waits for the edge before trying, instead
-  // of making a system call that must fail with EAGAIN. wait() forgets it. Loop thread.
-  virtual void note_short_read(int /*fd*/) {}
-  virtual bool known_drained(int /*fd*/) const { return false; }
+  // Whether a backend's edges say when the peer's end or an error arrived (deliver_edge's
+  // `hangup`). Only then can a short read be trusted to have emptied the fd: the next recv waits
+  // for the edge before trying, instead of making a system call that must fail with EAGAIN.
+  enum class ShortReads : uint8_t { kRetry, kWaitForEdge };
+
+  // `what` names the backend in the loop-thread check's message; the backend owns `wakeup_fd`
+  // (a non-blocking eventfd) from here on. Loop thread.
+  ReadinessBackend(const char* what, int wakeup_fd, ShortReads short_reads);
+
+  enum class Registration : uint8_t {
+    kRegistered,
+    kUnpollable,  // a regular file, a directory, a device without poll: always ready
+  };
+  // Registers fd with the kernel's readiness source, or says that it cannot be polled (epoll_ctl
+  // refuses such an fd with EPERM). Asked once per fd until close(). Loop thread.
+  virtual absl::StatusOr<Registration> register_fd(int fd) = 0;
+  // Forgets a registered fd before close() closes it. Loop thread.
+  virtual void unregister_fd(int fd) = 0;
+
+  // fd became readable and/or writable (an error or hang-up makes it both); `hangup`: the edge
+  // said the peer's end or an error arrived. Wakes the waiting fiber, or keeps the edge for the
+  // next wait. Loop thread, scheduler context (the backend's poll).
+  void deliver_edge(int fd, bool readable, bool writable, bool hangup);
+  // Reads the wakeup eventfd back to zero after poll saw it readable. Loop thread.
+  void drain_wakeup();
+
+  int wakeup_fd() const { return wakeup_fd_; }
+  // Any thread.
+  uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
+  uint64_t reads_skipped() const { return reads_skipped_.get(); }
+
+  LoopThreadCheck loop_thread_;
+
+ private:
+  struct FdRecord {
+    detail::Fiber* reader = nullptr;
+    detail::Fiber* writer = nullptr;
+    bool registered = false;
+    bool unpollable = false;  // never registered, always ready
+    bool ready_read = false;  // an edge arrived while nobody waited to read
+    bool ready_write = false;
+    bool drains = false;   // a short read empties it (kWaitForEdge and short_read_drains)
+    bool drained = false;  // the last read was short, and no wait since
+    bool hangup = false;   // an edge said RDHUP, HUP or ERR: the end may be queued behind data
+  };
+
+  FdRecord& record(int fd);
+  // A read that returned fewer bytes than asked left the fd's receive queue empty: the next recv
+  // waits for the edge first. wait() forgets it.
+  void note_short_read(int fd);
+  bool known_drained(int fd);
+
+  const int wakeup_fd_;
+  const ShortReads short_reads_;
+  std::atomic<bool> wakeup_pending_{false};
+  std::vector<FdRecord> fds_;
+  RelaxedCounter reads_skipped_;      // recvs that waited first (known_drained)
+  std::atomic<uint64_t> wakeups_{0};  // written from any thread
 };
 
 // Whether a read returning fewer bytes than asked means fd had nothing more to read: stream

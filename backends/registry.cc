@@ -1,7 +1,6 @@
 #include "backends/registry.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <fstream>
 #include <mutex>
 
@@ -13,6 +12,7 @@
 #include "backends/uring_backend.h"
 #include "reactor/backend.h"
 #include "reactor/error.h"
+#include "reactor/notice.h"
 
 namespace reactor {
 namespace {
@@ -83,7 +83,7 @@ void note_fallback(const absl::Status& why) {
   g_fallback_reason = std::string(why.message());
   if (g_fallback_logged) return;
   g_fallback_logged = true;
-  std::fprintf(stderr, "reactor: backend auto: using epoll, %s\n", g_fallback_reason.c_str());
+  notice(absl::StrCat("backend auto: using epoll, ", g_fallback_reason));
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 //                                    io_uring: the errno, kernel.io_uring_disabled and the likely
 //                                    cause: the sysctl, a seccomp profile, a kernel without it);
 //   "auto"                           io_uring when it can be created, else epoll. The fallback is
-//                                    logged once per process (stderr, one line) and kept for stats
-//                                    (auto_fallback_reason()).
+//                                    reported once per process (reactor/notice.h: the process's
+//                                    log, or stderr) and kept for stats (auto_fallback_reason()).
 #pragma once
 
 #include <string>

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,16 +13,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "backends/uring_setup.h"
 #include "reactor/error.h"
+#include "reactor/notice.h"
 
 namespace reactor {
 namespace {
-
-#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-constexpr bool kCheckThreads = true;
-#else
-constexpr bool kCheckThreads = false;
-#endif
 
 // user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor pointer tagged with
 // kTagAcceptor, or one of the small constants below.
@@ -32,43 +27,11 @@ constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
 constexpr uint64_t kTagMask = 7;
 constexpr uint64_t kTagAcceptor = 2;
 
-constexpr uint16_t kBufferGroup = 0;
 // A listener's multishot accept is cancelled once this many connections wait to be taken, so a
 // service that stops accepting leaves them in the kernel's backlog, as with epoll.
 constexpr size_t kMaxReadyAccepts = 64;
 constexpr unsigned kReapBatch = 256;
 constexpr int kAcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
-
-// Set-up levels, best first. SUBMIT_ALL (5.18) keeps one bad SQE from stalling the rest of the
-// batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. The last level is
-// the bare ring of 5.1.
-constexpr unsigned kSetupFlags[] = {
-    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
-        IORING_SETUP_CQSIZE,
-    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
-        IORING_SETUP_CQSIZE,
-    0,
-};
-
-struct RequiredOp {
-  int opcode;
-  const char* name;
-  const char* since;
-};
-// What the backend submits, with the kernel that brought each opcode.
-constexpr RequiredOp kRequiredOps[] = {
-    {IORING_OP_READV, "READV", "5.1"},
-    {IORING_OP_WRITEV, "WRITEV", "5.1"},
-    {IORING_OP_POLL_ADD, "POLL_ADD", "5.1"},
-    {IORING_OP_SENDMSG, "SENDMSG", "5.3"},
-    {IORING_OP_RECVMSG, "RECVMSG", "5.3"},
-    {IORING_OP_ACCEPT, "ACCEPT", "5.5"},
-    {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5"},
-    {IORING_OP_CONNECT, "CONNECT", "5.5"},
-    {IORING_OP_READ, "READ", "5.6"},
-    {IORING_OP_SEND, "SEND", "5.6"},
-    {IORING_OP_RECV, "RECV", "5.6"},
-};
 
 std::string closed_message(const char* what, int fd) {
   return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
@@ -149,46 +112,29 @@ struct UringBackend::Acceptor {
 // ---- set-up ----
 
 absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::create(Options options) {
-  const int first = std::clamp(options.first_setup_level, 0, 2);
-  for (int level = first; level <= 2; ++level) {
+  const int first = std::clamp(options.first_setup_level, 0, kUringLastSetupLevel);
+  for (int level = first; level <= kUringLastSetupLevel; ++level) {
     std::unique_ptr<UringBackend> b(new UringBackend(options, static_cast<SetupMode>(level)));
-    absl::Status s = b->init(kSetupFlags[level]);
+    absl::Status s = b->init(level);
     if (s.ok()) return b;
     // EINVAL: the kernel does not know these flags; try the next level. Anything else (EPERM from
     // seccomp or the sysctl, ENOSYS, ENOMEM) fails the same way at every level.
-    if (status_errno(s) != EINVAL || level == 2) return s;
+    if (status_errno(s) != EINVAL || level == kUringLastSetupLevel) return s;
   }
   return absl::InternalError("io_uring: no set-up level tried");  // unreachable
 }
 
 UringBackend::UringBackend(Options options, SetupMode mode)
-    : options_(options), setup_mode_(mode), owner_(pthread_self()) {}
+    : options_(options), setup_mode_(mode) {}
 
-absl::Status UringBackend::init(unsigned setup_flags) {
-  io_uring_params params{};
-  params.flags = setup_flags;
-  params.cq_entries = options_.cq_entries;
-  const int r = io_uring_queue_init_params(options_.sq_entries, &ring_, &params);
-  if (r < 0) return errno_status(-r, "io_uring_setup");
+absl::Status UringBackend::init(int level) {
+  absl::Status s = init_uring(&ring_, level, options_.sq_entries, options_.cq_entries);
+  if (!s.ok()) return s;
   ring_ready_ = true;
-
-  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
-  if (probe == nullptr) {
-    return absl::FailedPreconditionError(
-        "io_uring: cannot probe opcodes (IORING_REGISTER_PROBE needs Linux 5.6)");
-  }
-  for (const RequiredOp& op : kRequiredOps) {
-    if (!io_uring_opcode_supported(probe, op.opcode)) {
-      io_uring_free_probe(probe);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "io_uring: the kernel lacks opcode IORING_OP_", op.name, " (Linux ", op.since, ")"));
-    }
-  }
-  // Multishot accept and IORING_ASYNC_CANCEL_FD came with Linux 5.19, as did IORING_OP_SOCKET,
-  // which the probe can see (flags cannot be probed).
-  multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
-  has_cancel_fd_ = multishot_accept_;
-  io_uring_free_probe(probe);
+  absl::StatusOr<UringFeatures> features = probe_uring(&ring_);
+  if (!features.ok()) return features.status();
+  multishot_accept_ = features->multishot_accept;
+  has_cancel_fd_ = features->cancel_fd;
 
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
   (void)io_uring_register_ring_fd(&ring_);
@@ -201,65 +147,26 @@ absl::Status UringBackend::init(unsigned setup_flags) {
 
   if (options_.provided_buffers) {
     // Optional: without it recv goes straight into the caller's span (see docs/backends.md).
-    absl::Status s = setup_buffer_ring();
-    if (!s.ok()) {
-      std::fprintf(stderr, "reactor: io_uring provided buffers unavailable, recv copies none: %s\n",
-                   std::string(s.message()).c_str());
+    absl::StatusOr<std::unique_ptr<UringBufferRing>> b =
+        UringBufferRing::create(&ring_, options_.buffer_count, options_.buffer_size);
+    if (b.ok()) {
+      buffers_ = *std::move(b);
+    } else {
+      notice(absl::StrCat("io_uring provided buffers unavailable, recv copies none: ",
+                          b.status().message()));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status UringBackend::setup_buffer_ring() {
-  const unsigned count = options_.buffer_count;
-  if (count == 0 || (count & (count - 1)) != 0 || count > 32768) {
-    return absl::InvalidArgumentError("io_uring buffer_count must be a power of two <= 32768");
-  }
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  buf_ring_bytes_ = (count * sizeof(io_uring_buf) + page - 1) / page * page;
-  buffers_bytes_ = static_cast<size_t>(count) * options_.buffer_size;
-  // liburing 2.3 has no io_uring_setup_buf_ring: map the ring page-aligned and register it.
-  void* ring_mem =
-      ::mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (ring_mem == MAP_FAILED) return errno_status(errno, "mmap(buffer ring)");
-  void* buf_mem =
-      ::mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (buf_mem == MAP_FAILED) {
-    absl::Status s = errno_status(errno, "mmap(buffers)");
-    ::munmap(ring_mem, buf_ring_bytes_);
-    return s;
-  }
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<uintptr_t>(ring_mem);
-  reg.ring_entries = count;
-  reg.bgid = kBufferGroup;
-  const int r = io_uring_register_buf_ring(&ring_, &reg, 0);
-  if (r < 0) {
-    ::munmap(buf_mem, buffers_bytes_);
-    ::munmap(ring_mem, buf_ring_bytes_);
-    return errno_status(-r, "io_uring_register_buf_ring (Linux 5.19)");
-  }
-  buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
-  buffers_ = static_cast<std::byte*>(buf_mem);
-  io_uring_buf_ring_init(buf_ring_);
-  const int mask = io_uring_buf_ring_mask(count);
-  for (unsigned i = 0; i < count; ++i) {
-    io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(i) * options_.buffer_size,
-                          options_.buffer_size, static_cast<unsigned short>(i), mask,
-                          static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(count));
-  return absl::OkStatus();
-}
-
 UringBackend::~UringBackend() {
-  check_loop_thread();
+  loop_thread_.check();
   // Exiting the ring cancels whatever is still in flight (only fibers abandoned by a reactor
-  // destroyed with fibers alive can have left some) and unregisters the buffer ring.
+  // destroyed with fibers alive can have left some) and unregisters the buffer ring, which is
+  // unmapped after it.
   if (ring_ready_) io_uring_queue_exit(&ring_);
+  buffers_.reset();
   while (acceptors_ != nullptr) destroy_acceptor(acceptors_);
-  if (buf_ring_ != nullptr) ::munmap(buf_ring_, buf_ring_bytes_);
-  if (buffers_ != nullptr) ::munmap(buffers_, buffers_bytes_);
   if (eventfd_ >= 0) ::close(eventfd_);
 }
 
@@ -281,13 +188,6 @@ std::string UringBackend::describe() const {
       "ring flags ", absl::string_view(mode.data(), mode.size()),
       multishot_accept_ ? ", multishot accept" : ", single-shot accept",
       provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer");
-}
-
-void UringBackend::check_loop_thread() const {
-  if (kCheckThreads && !pthread_equal(owner_, pthread_self())) {
-    std::fprintf(stderr, "reactor: io_uring backend used from a thread other than its loop's\n");
-    std::abort();
-  }
 }
 
 UringBackend::FdState& UringBackend::fd_state(int fd) {
@@ -316,7 +216,7 @@ int UringBackend::enter_submit() {
 }
 
 void UringBackend::poll(Duration timeout) {
-  check_loop_thread();
+  loop_thread_.check();
   const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
   // Each branch is exactly one io_uring_enter that submits every SQE prepared since the last poll.
   if (timeout == Duration::zero() || io_uring_cq_ready(&ring_) > 0) {
@@ -374,16 +274,16 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
     return;
   }
   Op* op = reinterpret_cast<Op*>(user_data);
-  if ((flags & IORING_CQE_F_BUFFER) != 0 && buf_ring_ != nullptr) {
-    const auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if ((flags & IORING_CQE_F_BUFFER) != 0 && buffers_ != nullptr) {
+    const uint16_t bid = UringBufferRing::buffer_id(flags);
     if (res > 0 && op->copy_to != nullptr) {
       // The fiber is still parked on this op, so its span is alive: copy now and give the buffer
       // back at once rather than holding it until the fiber runs.
       const size_t n = std::min(static_cast<size_t>(res), op->copy_len);
-      std::memcpy(op->copy_to, buffers_ + static_cast<size_t>(bid) * options_.buffer_size, n);
+      std::memcpy(op->copy_to, buffers_->buffer(bid), n);
       res = static_cast<int32_t>(n);
     }
-    recycle_buffer(bid);
+    buffers_->recycle(bid);
   }
   op->res = res;
   op->cqe_flags = flags;
@@ -466,7 +366,7 @@ void UringBackend::unlink_op(Op* op) {
 template <class Prep>
 absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const char* what, Prep prep,
                                              bool returns_fd) {
-  check_loop_thread();
+  loop_thread_.check();
   Op* op = new_op(fd);
   io_uring_sqe* sqe = get_sqe();
   prep(sqe, op);
@@ -497,7 +397,7 @@ absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const ch
 // ---- I/O ----
 
 absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadline deadline) {
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("accept on invalid fd ", fd));
   if (!multishot_accept_) return accept_single(fd, peer, deadline);
   for (;;) {
@@ -613,7 +513,7 @@ absl::Status UringBackend::connect(int fd, const sockaddr* addr, socklen_t len, 
 }
 
 absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
-  if (buf_ring_ != nullptr && !buf.empty()) {
+  if (buffers_ != nullptr && !buf.empty()) {
     bool fall_back = false;
     absl::StatusOr<size_t> r = recv_provided(fd, buf, deadline, &fall_back);
     if (!fall_back) return r;
@@ -635,11 +535,11 @@ absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Dead
 
 absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> buf,
                                                    Deadline deadline, bool* fall_back) {
-  const size_t len = std::min<size_t>(buf.size(), options_.buffer_size);
+  const size_t len = std::min<size_t>(buf.size(), buffers_->buffer_size());
   absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op* op) {
     io_uring_prep_recv(sqe, fd, nullptr, len, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufferGroup;
+    sqe->buf_group = UringBufferRing::kGroup;
     op->copy_to = buf.data();
     op->copy_len = len;
   });
@@ -654,13 +554,6 @@ absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> 
   }
   provided_buffer_recvs_.add();
   return static_cast<size_t>(*r);
-}
-
-void UringBackend::recycle_buffer(uint16_t bid) {
-  io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(bid) * options_.buffer_size,
-                        options_.buffer_size, bid, io_uring_buf_ring_mask(options_.buffer_count),
-                        0);
-  io_uring_buf_ring_advance(buf_ring_, 1);
 }
 
 bool UringBackend::output_in_flight(int fd) const {
@@ -689,7 +582,7 @@ ssize_t UringBackend::try_send_now(int fd, msghdr* msg) {
 
 absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf,
                                           Deadline deadline) {
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("send on invalid fd ", fd));
   if (!buf.empty()) {
     iovec iov{const_cast<std::byte*>(buf.data()), buf.size()};
@@ -712,38 +605,11 @@ absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf
 }
 
 absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, Deadline deadline) {
-  // RECVMSG on sockets (always waits in the kernel); READV for anything else (pipes, files).
-  bool socket = true;
-  for (;;) {
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "readv", [&](io_uring_sqe* sqe, Op* op) {
-      if (socket) {
-        op->msg.msg_iov = const_cast<iovec*>(iov.data());
-        op->msg.msg_iovlen = iov.size();
-        io_uring_prep_recvmsg(sqe, fd, &op->msg, 0);
-      } else {
-        io_uring_prep_readv(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), -1);
-      }
-    });
-    if (r.ok()) return static_cast<size_t>(*r);
-    const int err = status_errno(r.status());
-    if (err == ENOTSOCK && socket) {
-      socket = false;
-      continue;
-    }
-    if (err == EINTR) continue;
-    if (err == EAGAIN) {
-      // A non-blocking non-socket on a kernel that does not wait for it: wait, then retry.
-      absl::Status s = wait(fd, Interest::kRead, deadline);
-      if (!s.ok()) return s;
-      continue;
-    }
-    return r.status();
-  }
+  return vectored(fd, iov, deadline, /*output=*/false, /*socket=*/true);
 }
 
 absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, Deadline deadline) {
-  // SENDMSG with MSG_NOSIGNAL on sockets (EPIPE, never SIGPIPE); WRITEV for anything else.
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("writev on invalid fd ", fd));
   bool socket = true;
   if (!iov.empty()) {
@@ -758,15 +624,30 @@ absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, 
       return errno_status(errno, "writev", fd);
     }
   }
+  return vectored(fd, iov, deadline, /*output=*/true, socket);
+}
+
+absl::StatusOr<size_t> UringBackend::vectored(int fd, std::span<const iovec> iov, Deadline deadline,
+                                              bool output, bool socket) {
+  const char* what = output ? "writev" : "readv";
   for (;;) {
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "writev", [&](io_uring_sqe* sqe, Op* op) {
-      op->output = true;
-      if (socket) {
-        op->msg.msg_iov = const_cast<iovec*>(iov.data());
-        op->msg.msg_iovlen = iov.size();
+    absl::StatusOr<int32_t> r = run_op(fd, deadline, what, [&](io_uring_sqe* sqe, Op* op) {
+      op->output = output;
+      const auto count = static_cast<unsigned>(iov.size());
+      if (!socket) {
+        if (output) {
+          io_uring_prep_writev(sqe, fd, iov.data(), count, -1);
+        } else {
+          io_uring_prep_readv(sqe, fd, iov.data(), count, -1);
+        }
+        return;
+      }
+      op->msg.msg_iov = const_cast<iovec*>(iov.data());
+      op->msg.msg_iovlen = iov.size();
+      if (output) {
         io_uring_prep_sendmsg(sqe, fd, &op->msg, MSG_NOSIGNAL);
       } else {
-        io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), -1);
+        io_uring_prep_recvmsg(sqe, fd, &op->msg, 0);
       }
     });
     if (r.ok()) return static_cast<size_t>(*r);
@@ -777,7 +658,8 @@ absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, 
     }
     if (err == EINTR) continue;
     if (err == EAGAIN) {
-      absl::Status s = wait(fd, Interest::kWrite, deadline);
+      // A non-blocking non-socket on a kernel that does not wait for it: wait, then retry.
+      absl::Status s = wait(fd, output ? Interest::kWrite : Interest::kRead, deadline);
       if (!s.ok()) return s;
       continue;
     }
@@ -798,7 +680,7 @@ absl::Status UringBackend::wait(int fd, Interest interest, Deadline deadline) {
 // ---- close ----
 
 absl::Status UringBackend::close(int fd) {
-  check_loop_thread();
+  loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("close of invalid fd ", fd));
   bool in_flight = false;
   if (static_cast<size_t>(fd) < fds_.size()) {

@@ -11,13 +11,12 @@
 // closes it; the fibers waiting get FailedPrecondition "... closed ..." when their CQEs arrive.
 //
 // Operation records are backend-private and pooled; a CQE finds its record through user_data, and a
-// record is reused only after its final CQE. Ring set-up (on the loop thread) tries
+// record is reused only after its final CQE. Ring set-up (uring_setup.h, on the loop thread) tries
 // SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then no flags; setup_mode() says which it got.
 // docs/backends.md describes the choices and their measurements.
 #pragma once
 
 #include <liburing.h>
-#include <pthread.h>
 
 #include <atomic>
 #include <cstdint>
@@ -29,9 +28,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "backends/uring_buffer_ring.h"
 #include "reactor/backend.h"
 #include "reactor/fiber.h"
 #include "reactor/stats.h"
+#include "reactor/thread_check.h"
 
 namespace reactor {
 
@@ -93,7 +94,7 @@ class UringBackend final : public Backend {
   // Whether accept uses one multishot SQE per listener (Linux 5.19+). Any thread.
   bool multishot_accept() const { return multishot_accept_; }
   // Whether recv uses the provided-buffer ring (asked for, and registered). Any thread.
-  bool provided_buffers() const { return buf_ring_ != nullptr; }
+  bool provided_buffers() const { return buffers_ != nullptr; }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 
@@ -108,8 +109,7 @@ class UringBackend final : public Backend {
   };
 
   UringBackend(Options options, SetupMode mode);
-  absl::Status init(unsigned setup_flags);
-  void check_loop_thread() const;
+  absl::Status init(int level);  // set-up level, see uring_setup.h
   FdState& fd_state(int fd);
 
   // A send or writev of fd is in flight in the ring: a direct send now could overtake it.
@@ -133,6 +133,11 @@ class UringBackend final : public Backend {
   template <class Prep>
   absl::StatusOr<int32_t> run_op(int fd, Deadline deadline, const char* what, Prep prep,
                                  bool returns_fd = false);
+  // readv/writev through the ring: RECVMSG/SENDMSG (MSG_NOSIGNAL: EPIPE, never SIGPIPE) on a
+  // socket, READV/WRITEV on anything else (pipes, files; ENOTSOCK switches), waiting for
+  // readiness when a non-socket answers EAGAIN.
+  absl::StatusOr<size_t> vectored(int fd, std::span<const iovec> iov, Deadline deadline,
+                                  bool output, bool socket);
   absl::StatusOr<size_t> recv_provided(int fd, std::span<std::byte> buf, Deadline deadline,
                                        bool* fall_back);
 
@@ -141,14 +146,11 @@ class UringBackend final : public Backend {
   void handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags);
   void destroy_acceptor(Acceptor* a);
 
-  absl::Status setup_buffer_ring();
-  void recycle_buffer(uint16_t bid);
-
   Options options_;
   SetupMode setup_mode_;
   io_uring ring_{};
   bool ring_ready_ = false;
-  pthread_t owner_;
+  LoopThreadCheck loop_thread_{"io_uring backend"};  // the creating thread
   bool multishot_accept_ = false;
   bool has_cancel_fd_ = false;  // IORING_ASYNC_CANCEL_FD (5.19)
 
@@ -162,10 +164,7 @@ class UringBackend final : public Backend {
   Op* free_ops_ = nullptr;
   Acceptor* acceptors_ = nullptr;  // every acceptor alive, attached or draining
 
-  io_uring_buf_ring* buf_ring_ = nullptr;
-  size_t buf_ring_bytes_ = 0;
-  std::byte* buffers_ = nullptr;
-  size_t buffers_bytes_ = 0;
+  std::unique_ptr<UringBufferRing> buffers_;  // provided buffers, when asked for and registered
 
   RelaxedCounter direct_sends_;
   RelaxedCounter sqes_submitted_;
@@ -177,9 +176,11 @@ class UringBackend final : public Backend {
   RelaxedCounter provided_buffer_enobufs_;
 };
 
-// Creates the io_uring backend for the calling thread's loop with default options (the environment
-// variable REACTOR_URING_PROVIDED_BUFFERS=N turns on provided buffers, N of them; 1: the default
-// count), or says why it cannot (the registry adds the likely cause). Loop thread.
+// Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry
+// adds the likely cause). Loop thread. Default options, except that three environment variables
+// change them, for measurement and tests: REACTOR_URING_PROVIDED_BUFFERS=N turns on provided
+// buffers, N of them (1: the default count); REACTOR_URING_SEND_FIRST=0 turns off send_first;
+// REACTOR_URING_POLL_FIRST=0 turns off poll_first.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
 
 }  // namespace reactor

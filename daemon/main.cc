@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
+#include "reactor/notice.h"
 
 ABSL_FLAG(std::string, config, "/etc/reactord/reactord.toml", "configuration file (TOML)");
 ABSL_FLAG(std::string, backend, "",
@@ -151,7 +152,10 @@ int main(int argc, char** argv) {
                       : format == reactord::LogFormat::kText  ? reactord::log::Format::kText
                                                               : reactord::log::Format::kAuto,
                       reactord::to_string(cfg->log.level));
+  // The runtime's notices (the auto backend's fallback, ...) go to the log, not behind it.
+  reactor::set_notice_sink([](std::string_view message) { spdlog::warn("{}", message); });
   int code = reactord::Daemon(*std::move(cfg), path, std::move(overrides)).run();
+  reactor::set_notice_sink(nullptr);
   reactord::log::shutdown();
   return code;
 }

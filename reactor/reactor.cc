@@ -20,12 +20,6 @@ int64_t since_epoch_ns(Deadline t) {
   return to_ns(t.time_since_epoch());
 }
 
-#if !defined(NDEBUG) || defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-constexpr bool kCheckThreads = true;
-#else
-constexpr bool kCheckThreads = false;
-#endif
-
 // False in a build configured with -DREACTOR_WATCHDOG_HOOKS=OFF (benchmarks only): the loop no
 // longer publishes its current slice, so the watchdog sees nothing; measures what publishing costs.
 #ifdef REACTOR_NO_WATCHDOG_HOOKS
@@ -113,7 +107,7 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
       backend_(std::move(backend)),
       inbox_(std::make_shared<detail::Inbox>(backend_.get())),
       stacks_(options_.stack_size, options_.max_cached_stacks, options_.max_guarded_stacks),
-      owner_(pthread_self()),
+      thread_handle_(pthread_self()),
       tid_(static_cast<pid_t>(::gettid())) {
   detail::init_thread_context(&scheduler_context_);
   last_clock_ = last_poll_end_ = Clock::now();
@@ -129,13 +123,6 @@ Reactor::~Reactor() {
 
 Reactor* Reactor::current() {
   return t_reactor;
-}
-
-void Reactor::assert_loop_thread() const {
-  if (kCheckThreads && !pthread_equal(owner_, pthread_self())) {
-    std::fprintf(stderr, "reactor: loop-thread method called from another thread\n");
-    std::abort();
-  }
 }
 
 absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
@@ -291,7 +278,7 @@ bool Reactor::wake(detail::Fiber* f, absl::Status status) {
 }
 
 void Reactor::cancel(detail::Fiber* f) {
-  assert_loop_thread();
+  loop_thread_.check();
   f->cancel_requested = true;
   if (f->state == detail::FiberState::kParked && f->park_cancellable) {
     wake(f, absl::CancelledError(absl::StrCat(f->park_op ? f->park_op : "wait", ": cancelled")));
@@ -299,7 +286,7 @@ void Reactor::cancel(detail::Fiber* f) {
 }
 
 void Reactor::cancel_all() {
-  assert_loop_thread();
+  loop_thread_.check();
   for (detail::Fiber* f = alive_head_; f != nullptr; f = f->next_alive) {
     if (f != current_) cancel(f);
   }
@@ -351,7 +338,7 @@ void Reactor::drain_inbox() {
 }
 
 void Reactor::run_until(const std::function<bool()>& done) {
-  assert_loop_thread();
+  loop_thread_.check();
   last_clock_ = Clock::now();
   for (;;) {
     stats_.loop_iterations.add();
@@ -426,7 +413,7 @@ Reactor::CurrentSlice Reactor::current_slice() const {
 }
 
 std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot() const {
-  assert_loop_thread();
+  loop_thread_.check();
   std::vector<FiberInfo> out;
   out.reserve(alive_count_);
   const Deadline now = Clock::now();
@@ -452,7 +439,7 @@ std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot() const {
 }
 
 std::vector<std::pair<std::string, uint64_t>> Reactor::slow_slices_by_name() const {
-  assert_loop_thread();
+  loop_thread_.check();
   return {slow_by_name_.begin(), slow_by_name_.end()};
 }
 

@@ -32,6 +32,7 @@
 #include "reactor/stack.h"
 #include "reactor/stats.h"
 #include "reactor/task.h"
+#include "reactor/thread_check.h"
 #include "reactor/timer.h"
 
 namespace reactor {
@@ -95,7 +96,8 @@ class Reactor {
   template <class F, class R = std::invoke_result_t<F>>
   absl::StatusOr<Task<R>> spawn(std::string name, F&& fn);
 
-  // Runs the loop until main_done (checked after each batch) or stop(). Loop thread, outside
+  // Runs the loop until done() returns true (asked after each batch; a null done never does) or
+  // stop(). Loop thread, outside
   // fibers.
   void run_until(const std::function<bool()>& done);
   void run_until_stopped() { run_until(nullptr); }
@@ -165,7 +167,7 @@ class Reactor {
   }
   // The loop thread's kernel thread id and pthread handle. Any thread.
   pid_t thread_id() const { return tid_; }
-  pthread_t thread_handle() const { return owner_; }
+  pthread_t thread_handle() const { return thread_handle_; }
 
   // Scheduling hooks (see fiber.h). Loop thread.
   detail::Fiber* current_fiber() const { return current_; }
@@ -180,7 +182,6 @@ class Reactor {
   // Sleeps until the deadline: OK, or Cancelled. Loop thread, inside a fiber.
   absl::Status sleep_until(Deadline deadline);
   detail::TimerHeap& timers() { return timers_; }
-  void assert_loop_thread() const;
 
  private:
   explicit Reactor(Options options, std::unique_ptr<Backend> backend);
@@ -209,7 +210,8 @@ class Reactor {
   size_t alive_count_ = 0;
   uint64_t next_fiber_id_ = 1;
   std::atomic<bool> stop_requested_{false};
-  pthread_t owner_;
+  LoopThreadCheck loop_thread_{"reactor"};  // the creating thread
+  pthread_t thread_handle_;
   pid_t tid_;
   ReactorStats stats_;
   // Fiber records are reused and freed only with the reactor, so a published pointer to the
@@ -259,7 +261,7 @@ inline bool submit_to(Reactor& target, std::string name, absl::AnyInvocable<void
 
 template <class F, class R>
 absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
-  assert_loop_thread();
+  loop_thread_.check();
   auto state = std::make_shared<detail::TaskState<R>>();
   using Fn = std::decay_t<F>;
   auto body = std::make_unique<detail::TaskBody<R, Fn>>(state, Fn(std::forward<F>(fn)));

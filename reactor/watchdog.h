@@ -14,9 +14,11 @@
 // when they arrive. Note that the signal interrupts a non-restartable sleep (nanosleep, poll)
 // early, once per stall; restartable calls (read, futex) resume.
 //
-// A stall is reported again at doubling wall times (1x, 2x, 4x the threshold), and once more when
-// its slice ends. Reports beyond `reports_per_minute` are counted as suppressed. With abort_after
-// set, a stall that long ends the process (abort) after a final report.
+// A stall is reported when its slice passes the threshold, then again each time its wall time
+// reaches the next doubling (2x, 4x, 8x, ... the threshold; doublings passed between two checks
+// get one report), and once more when its slice ends. Reports beyond `reports_per_minute` are
+// counted as suppressed. With abort_after set, a stall that long ends the process (abort) after a
+// final report.
 #pragma once
 
 #include <atomic>

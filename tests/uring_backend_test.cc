@@ -16,6 +16,7 @@
 #include "backends/uring_backend.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
+#include "reactor/notice.h"
 #include "reactor/reactor.h"
 #include "tests/test_util.h"
 
@@ -386,6 +387,28 @@ TEST_F(ProvidedBuffers, ExhaustedRingFallsBackToSpan) {
       EXPECT_EQ(got[static_cast<size_t>(i)], "msg" + std::to_string(i));
     EXPECT_GT(counter(b, "io_uring_provided_buffer_enobufs_total"), 0u);
   });
+}
+
+// Provided buffers are optional: a ring that cannot be registered (here an invalid count) leaves
+// recv copying into the caller's span, and says so through the notice sink, not on stderr.
+std::vector<std::string> g_notices;
+void collect_notice(std::string_view message) {
+  g_notices.emplace_back(message);
+}
+
+TEST_F(ProvidedBuffers, UnavailableRingIsANotice) {
+  g_notices.clear();
+  set_notice_sink(&collect_notice);
+  UringBackend::Options options;
+  options.provided_buffers = true;
+  options.buffer_count = 3;  // not a power of two
+  absl::StatusOr<std::unique_ptr<UringBackend>> b = UringBackend::create(options);
+  set_notice_sink(nullptr);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE((*b)->provided_buffers());
+  ASSERT_EQ(g_notices.size(), 1u);
+  EXPECT_THAT(g_notices[0], ::testing::HasSubstr("io_uring provided buffers unavailable"));
+  EXPECT_THAT(g_notices[0], ::testing::HasSubstr("power of two"));
 }
 
 }  // namespace

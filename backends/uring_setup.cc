@@ -1,0 +1,73 @@
+#include "backends/uring_setup.h"
+
+#include "absl/strings/str_cat.h"
+#include "reactor/error.h"
+
+namespace reactor {
+namespace {
+
+// Set-up levels, best first. SUBMIT_ALL (5.18) keeps one bad SQE from stalling the rest of the
+// batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. The last level is
+// the bare ring of 5.1.
+constexpr unsigned kSetupFlags[kUringLastSetupLevel + 1] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
+        IORING_SETUP_CQSIZE,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
+        IORING_SETUP_CQSIZE,
+    0,
+};
+
+struct RequiredOp {
+  int opcode;
+  const char* name;
+  const char* since;
+};
+// What the backend submits, with the kernel that brought each opcode.
+constexpr RequiredOp kRequiredOps[] = {
+    {IORING_OP_READV, "READV", "5.1"},
+    {IORING_OP_WRITEV, "WRITEV", "5.1"},
+    {IORING_OP_POLL_ADD, "POLL_ADD", "5.1"},
+    {IORING_OP_SENDMSG, "SENDMSG", "5.3"},
+    {IORING_OP_RECVMSG, "RECVMSG", "5.3"},
+    {IORING_OP_ACCEPT, "ACCEPT", "5.5"},
+    {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5"},
+    {IORING_OP_CONNECT, "CONNECT", "5.5"},
+    {IORING_OP_READ, "READ", "5.6"},
+    {IORING_OP_SEND, "SEND", "5.6"},
+    {IORING_OP_RECV, "RECV", "5.6"},
+};
+
+}  // namespace
+
+absl::Status init_uring(io_uring* ring, int level, unsigned sq_entries, unsigned cq_entries) {
+  io_uring_params params{};
+  params.flags = kSetupFlags[level];
+  params.cq_entries = cq_entries;
+  const int r = io_uring_queue_init_params(sq_entries, ring, &params);
+  if (r < 0) return errno_status(-r, "io_uring_setup");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UringFeatures> probe_uring(io_uring* ring) {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  if (probe == nullptr) {
+    return absl::FailedPreconditionError(
+        "io_uring: cannot probe opcodes (IORING_REGISTER_PROBE needs Linux 5.6)");
+  }
+  for (const RequiredOp& op : kRequiredOps) {
+    if (!io_uring_opcode_supported(probe, op.opcode)) {
+      io_uring_free_probe(probe);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "io_uring: the kernel lacks opcode IORING_OP_", op.name, " (Linux ", op.since, ")"));
+    }
+  }
+  // Multishot accept and IORING_ASYNC_CANCEL_FD came with Linux 5.19, as did IORING_OP_SOCKET,
+  // which the probe can see (flags cannot be probed).
+  UringFeatures f;
+  f.multishot_accept = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+  f.cancel_fd = f.multishot_accept;
+  io_uring_free_probe(probe);
+  return f;
+}
+
+}  // namespace reactor
