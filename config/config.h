@@ -23,6 +23,7 @@
 // Every function here is pure (no global state) and may be called from any thread.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -40,15 +41,17 @@ enum class LogFormat : uint8_t { kAuto, kJournal, kText };
 enum class BacktraceMode : uint8_t { kAlways, kCpuOnly, kNever };
 enum class ServiceKind : uint8_t { kEcho, kHttp, kResp };
 
+// The enums a config file spells by name.
+template <class E>
+concept ConfigEnum =
+    std::same_as<E, IoBackend> || std::same_as<E, IdleMode> || std::same_as<E, LogLevel> ||
+    std::same_as<E, LogFormat> || std::same_as<E, BacktraceMode> || std::same_as<E, ServiceKind>;
+
 // The names used in the file: "auto", "epoll", "io_uring", "libevent"; "block", "spin",
 // "adaptive"; "trace" … "error"; "auto", "journal", "text"; "always", "cpu-only", "never";
 // "echo", "http", "resp". Any thread.
-std::string_view to_string(IoBackend v);
-std::string_view to_string(IdleMode v);
-std::string_view to_string(LogLevel v);
-std::string_view to_string(LogFormat v);
-std::string_view to_string(BacktraceMode v);
-std::string_view to_string(ServiceKind v);
+template <ConfigEnum E>
+std::string_view to_string(E v);
 
 struct RuntimeConfig {
   IoBackend backend = IoBackend::kAuto;
