@@ -161,6 +161,11 @@ absl::StatusOr<Config> parse_config(std::string_view toml_text, const std::strin
 // parse_config(format_config(c), any path) == c. Any thread.
 std::string format_config(const Config& cfg);
 
+// One warning line for each key set to other than its default that has no effect yet, e.g.
+// `runtime.idle = "spin" has no effect yet; shards block in the kernel when idle`. Today these are
+// runtime.idle and runtime.spin_us: busy polling is not implemented. Any thread.
+std::vector<std::string> inert_settings(const Config& cfg);
+
 // The reloadable keys, in the spelling apply_setting() takes ("log.level", …,
 // "service.NAME.max_connections" written literally with NAME). Any thread.
 std::vector<std::string> reloadable_keys();
