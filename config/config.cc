@@ -63,7 +63,7 @@ bool is_wildcard(const ListenAddress& a) {
 }
 
 // Whether binding both would collide: the same path, or the same non-zero port on the same
-// address or where one is a wildcard ([::] also takes IPv4 unless the socket is v6-only).
+// address or where one is a wildcard ([::] is dual-stack: it takes IPv4 too).
 bool overlaps(const ListenAddress& a, const ListenAddress& b) {
   using Family = ListenAddress::Family;
   if (a.family == Family::kUnix || b.family == Family::kUnix) {

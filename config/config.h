@@ -57,10 +57,10 @@ struct RuntimeConfig {
   IoBackend backend = IoBackend::kAuto;
   uint32_t shards = 0;  // 0..1024; 0 = one per online CPU
   bool pin_cpus = false;
-  uint32_t stack_size_kib = 64;  // 16..8192, a multiple of 4
-  IdleMode idle = IdleMode::kBlock;
-  uint32_t spin_us = 50;         // 0..100000: how long `adaptive` polls without blocking
-  uint32_t offload_threads = 4;  // 1..256
+  uint32_t stack_size_kib = 64;      // 16..8192, a multiple of 4
+  IdleMode idle = IdleMode::kBlock;  // no effect yet (inert_settings): shards always block
+  uint32_t spin_us = 50;             // 0..100000: how long `adaptive` is to poll; no effect yet
+  uint32_t offload_threads = 4;      // 1..256
   bool operator==(const RuntimeConfig&) const = default;
 };
 
