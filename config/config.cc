@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <system_error>
@@ -62,7 +63,7 @@ bool is_wildcard(const ListenAddress& a) {
 }
 
 // Whether binding both would collide: the same path, or the same non-zero port on the same
-// address or where one is a wildcard ([::] also takes IPv4 unless the socket is v6-only).
+// address or where one is a wildcard ([::] is dual-stack: it takes IPv4 too).
 bool overlaps(const ListenAddress& a, const ListenAddress& b) {
   using Family = ListenAddress::Family;
   if (a.family == Family::kUnix || b.family == Family::kUnix) {
@@ -185,12 +186,16 @@ class Loader {
   template <class S>
   bool read_field(const Field<S>& f, const std::string& key, const toml::node& v, S& s) {
     where_[key] = position_of(v.source());
-    if (auto e = f.read(v, s, ctx_)) {
-      const toml::node& at = e->at != nullptr ? *e->at : v;
-      add(position_of(at.source()), key + e->suffix, std::move(e->message));
-      return false;
+    absl::Status status = f.read(v, s, ctx_);
+    if (status.ok()) return true;
+    const toml::node* at = &v;
+    std::string suffix;
+    if (std::optional<size_t> i = error_element(status)) {
+      at = v.as_array()->get(*i);
+      suffix = cat("[", *i, "]");
     }
-    return true;
+    add(position_of(at->source()), key + suffix, std::string(status.message()));
+    return false;
   }
 
   template <class S>
@@ -312,10 +317,11 @@ absl::Status set_field(const Field<S>& f, S& target, const std::string& key,
   absl::StatusOr<toml::table> t = value_node(key, value, f.syntax);
   if (!t.ok()) return t.status();
   ReadContext ctx{current_dir()};
-  if (auto e = f.read(*t->get("v"), target, ctx)) {
-    return absl::InvalidArgumentError(cat(key, e->suffix, ": ", e->message));
-  }
-  return absl::OkStatus();
+  absl::Status status = f.read(*t->get("v"), target, ctx);
+  if (status.ok()) return status;
+  const std::optional<size_t> i = error_element(status);
+  return absl::InvalidArgumentError(
+      cat(key, i ? cat("[", *i, "]") : std::string(), ": ", status.message()));
 }
 
 absl::Status set_key(Config& cfg, std::string_view key, std::string_view value,
@@ -390,24 +396,16 @@ absl::Status set_key(Config& cfg, std::string_view key, std::string_view value,
 
 // ---- public API ----------------------------------------------------------------------------
 
-std::string_view to_string(IoBackend v) {
-  return kBackendNames[static_cast<size_t>(v)];
+template <ConfigEnum E>
+std::string_view to_string(E v) {
+  return EnumNames::of(v)[static_cast<size_t>(v)];
 }
-std::string_view to_string(IdleMode v) {
-  return kIdleNames[static_cast<size_t>(v)];
-}
-std::string_view to_string(LogLevel v) {
-  return kLevelNames[static_cast<size_t>(v)];
-}
-std::string_view to_string(LogFormat v) {
-  return kFormatNames[static_cast<size_t>(v)];
-}
-std::string_view to_string(BacktraceMode v) {
-  return kBacktraceNames[static_cast<size_t>(v)];
-}
-std::string_view to_string(ServiceKind v) {
-  return kKindNames[static_cast<size_t>(v)];
-}
+template std::string_view to_string(IoBackend);
+template std::string_view to_string(IdleMode);
+template std::string_view to_string(LogLevel);
+template std::string_view to_string(LogFormat);
+template std::string_view to_string(BacktraceMode);
+template std::string_view to_string(ServiceKind);
 
 std::string ListenAddress::to_string() const {
   switch (family) {
@@ -488,6 +486,21 @@ std::string format_config(const Config& cfg) {
   }
   if (!out.empty()) out.pop_back();  // no blank line at the end
   return out;
+}
+
+std::vector<std::string> inert_settings(const Config& cfg) {
+  // Read and validated, but nothing acts on them until the shards can busy-poll.
+  constexpr std::string_view kInert[] = {"idle", "spin_us"};
+  const RuntimeConfig defaults;
+  std::vector<std::string> lines;
+  for (const Field<RuntimeConfig>& f : sections().runtime.fields) {
+    if (std::find(std::begin(kInert), std::end(kInert), f.key) == std::end(kInert)) continue;
+    const std::string value = f.write(cfg.runtime);
+    if (value == f.write(defaults)) continue;
+    lines.push_back(cat("runtime.", f.key, " = ", value,
+                        " has no effect yet; shards block in the kernel when idle"));
+  }
+  return lines;
 }
 
 std::vector<std::string> reloadable_keys() {

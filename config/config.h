@@ -23,6 +23,7 @@
 // Every function here is pure (no global state) and may be called from any thread.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -40,24 +41,26 @@ enum class LogFormat : uint8_t { kAuto, kJournal, kText };
 enum class BacktraceMode : uint8_t { kAlways, kCpuOnly, kNever };
 enum class ServiceKind : uint8_t { kEcho, kHttp, kResp };
 
+// The enums a config file spells by name.
+template <class E>
+concept ConfigEnum =
+    std::same_as<E, IoBackend> || std::same_as<E, IdleMode> || std::same_as<E, LogLevel> ||
+    std::same_as<E, LogFormat> || std::same_as<E, BacktraceMode> || std::same_as<E, ServiceKind>;
+
 // The names used in the file: "auto", "epoll", "io_uring", "libevent"; "block", "spin",
 // "adaptive"; "trace" … "error"; "auto", "journal", "text"; "always", "cpu-only", "never";
 // "echo", "http", "resp". Any thread.
-std::string_view to_string(IoBackend v);
-std::string_view to_string(IdleMode v);
-std::string_view to_string(LogLevel v);
-std::string_view to_string(LogFormat v);
-std::string_view to_string(BacktraceMode v);
-std::string_view to_string(ServiceKind v);
+template <ConfigEnum E>
+std::string_view to_string(E v);
 
 struct RuntimeConfig {
   IoBackend backend = IoBackend::kAuto;
   uint32_t shards = 0;  // 0..1024; 0 = one per online CPU
   bool pin_cpus = false;
-  uint32_t stack_size_kib = 64;  // 16..8192, a multiple of 4
-  IdleMode idle = IdleMode::kBlock;
-  uint32_t spin_us = 50;         // 0..100000: how long `adaptive` polls without blocking
-  uint32_t offload_threads = 4;  // 1..256
+  uint32_t stack_size_kib = 64;      // 16..8192, a multiple of 4
+  IdleMode idle = IdleMode::kBlock;  // no effect yet (inert_settings): shards always block
+  uint32_t spin_us = 50;             // 0..100000: how long `adaptive` is to poll; no effect yet
+  uint32_t offload_threads = 4;      // 1..256
   bool operator==(const RuntimeConfig&) const = default;
 };
 
@@ -157,6 +160,11 @@ absl::StatusOr<Config> parse_config(std::string_view toml_text, const std::strin
 // The effective configuration as TOML, every key present, sections in schema order:
 // parse_config(format_config(c), any path) == c. Any thread.
 std::string format_config(const Config& cfg);
+
+// One warning line for each key set to other than its default that has no effect yet, e.g.
+// `runtime.idle = "spin" has no effect yet; shards block in the kernel when idle`. Today these are
+// runtime.idle and runtime.spin_us: busy polling is not implemented. Any thread.
+std::vector<std::string> inert_settings(const Config& cfg);
 
 // The reloadable keys, in the spelling apply_setting() takes ("log.level", …,
 // "service.NAME.max_connections" written literally with NAME). Any thread.

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "config/config.h"
 #include "config/tomlpp.h"
@@ -26,6 +27,18 @@ inline constexpr std::string_view kLevelNames[] = {"trace", "debug", "info", "wa
 inline constexpr std::string_view kFormatNames[] = {"auto", "journal", "text"};
 inline constexpr std::string_view kBacktraceNames[] = {"always", "cpu-only", "never"};
 inline constexpr std::string_view kKindNames[] = {"echo", "http", "resp"};
+
+// The same tables, found by the enum's type: EnumNames::of(IdleMode{}) is kIdleNames.
+using Names = std::span<const std::string_view>;
+struct EnumNames {
+  static constexpr Names of(IoBackend) { return kBackendNames; }
+  static constexpr Names of(IdleMode) { return kIdleNames; }
+  static constexpr Names of(LogLevel) { return kLevelNames; }
+  static constexpr Names of(LogFormat) { return kFormatNames; }
+  static constexpr Names of(BacktraceMode) { return kBacktraceNames; }
+  static constexpr Names of(ServiceKind) { return kKindNames; }
+};
+
 inline constexpr std::string_view kSections[] = {"runtime",  "log",      "admin",
                                                  "watchdog", "shutdown", "service"};
 
@@ -67,18 +80,15 @@ std::string quote(std::string_view s);
 // "the string \"64\"", "the float 1.5", "an array": what a value is, for error messages.
 std::string describe(const toml::node& n);
 
-// A failed read: `message` about the node `at` (the field's own value node when null), whose key
-// is the field's key plus `suffix` (e.g. "[2]" for an array element).
-struct FieldError {
-  const toml::node* at = nullptr;
-  std::string suffix;
-  std::string message;
-};
-using ReadResult = std::optional<FieldError>;
-
-inline ReadResult fail(std::string message) {
-  return FieldError{nullptr, "", std::move(message)};
+// Field reads report errors as InvalidArgument with the message alone; the loader adds
+// FILE:LINE:COLUMN and the key. An error in one element of an array value is marked with
+// element_error(): the loader then reports it at that element, under KEY[INDEX].
+inline absl::Status fail(std::string message) {
+  return absl::InvalidArgumentError(message);
 }
+absl::Status element_error(absl::Status s, size_t index);
+// The element index marked by element_error(), if any.
+std::optional<size_t> error_element(const absl::Status& s);
 
 struct ReadContext {
   std::filesystem::path base_dir;  // relative paths resolve against it
@@ -94,7 +104,7 @@ struct Field {
   bool required = false;
   std::optional<ServiceKind> only_kind;  // kind-specific service keys
   SetSyntax syntax = SetSyntax::kValue;
-  std::function<ReadResult(const toml::node&, S&, const ReadContext&)> read;
+  std::function<absl::Status(const toml::node&, S&, const ReadContext&)> read;
   std::function<std::string(const S&)> write;  // the value as TOML text
   std::function<void(const S& from, S& to)> copy;
 };
@@ -106,22 +116,26 @@ struct Section {
   std::vector<Field<S>> fields;
 };
 
-// The fixed sections and the keys of a [[service]] table, in schema order.
-const Section<RuntimeConfig>& runtime_section();
-const Section<LogConfig>& log_section();
-const Section<AdminConfig>& admin_section();
-const Section<WatchdogConfig>& watchdog_section();
-const Section<ShutdownConfig>& shutdown_section();
+// The fixed sections, in schema order, and the keys of a [[service]] table.
+struct Sections {
+  Section<RuntimeConfig> runtime;
+  Section<LogConfig> log;
+  Section<AdminConfig> admin;
+  Section<WatchdogConfig> watchdog;
+  Section<ShutdownConfig> shutdown;
+};
+const Sections& sections();
 const std::vector<Field<ServiceConfig>>& service_fields();
 
 // Calls fn(section) for every fixed section, in schema order.
 template <class Fn>
 void for_each_section(Fn&& fn) {
-  fn(runtime_section());
-  fn(log_section());
-  fn(admin_section());
-  fn(watchdog_section());
-  fn(shutdown_section());
+  const Sections& all = sections();
+  fn(all.runtime);
+  fn(all.log);
+  fn(all.admin);
+  fn(all.watchdog);
+  fn(all.shutdown);
 }
 
 template <class S>

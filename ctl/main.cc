@@ -10,12 +10,12 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -64,6 +64,8 @@ constexpr char kUsage[] =
     "Exit status: 0 ok, 1 the daemon answered with an error, 64 usage, 69 cannot connect.\n";
 
 struct Options {
+  enum class Action : uint8_t { kRun, kHelp, kVersion };
+  Action action = Action::kRun;
   std::string socket;
   std::string socket_source;  // where `socket` came from, for error messages
   bool json = false;
@@ -89,16 +91,21 @@ bool parse_seconds(std::string_view s, std::chrono::milliseconds* out) {
   return out->count() > 0;
 }
 
-// Parses the command line into `o`; returns an exit code when the process should end now.
-std::optional<int> parse_args(int argc, char** argv, Options* o) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+absl::Status usage(std::string_view why) {
+  return absl::InvalidArgumentError(absl::string_view(why.data(), why.size()));
+}
+
+// Parses the arguments after the program name. InvalidArgument, saying what is wrong, on a usage
+// error; -h and --version end the parse with their action.
+absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
+  Options o;
   bool options_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     // `set KEY VALUE...`: everything after KEY is the value, even if it starts with '-'.
-    const bool in_set_value = !o->words.empty() && o->words[0] == "set" && o->words.size() >= 2;
+    const bool in_set_value = !o.words.empty() && o.words[0] == "set" && o.words.size() >= 2;
     if (options_done || in_set_value || a.size() < 2 || a[0] != '-') {
-      o->words.push_back(a);
+      o.words.push_back(a);
       continue;
     }
     if (a == "--") {
@@ -119,56 +126,56 @@ std::optional<int> parse_args(int argc, char** argv, Options* o) {
       return true;
     };
     if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return kExitOk;
+      o.action = Options::Action::kHelp;
+      return o;
     } else if (a == "--version") {
-      std::printf("reactorctl %s\n", REACTORD_VERSION);
-      return kExitOk;
+      o.action = Options::Action::kVersion;
+      return o;
     } else if (a == "--json") {
-      if (has_value) return usage_error("--json takes no value");
-      o->json = true;
+      if (has_value) return usage("--json takes no value");
+      o.json = true;
     } else if (a == "--socket") {
-      if (!take_value() || value.empty()) return usage_error("--socket needs a path");
-      o->socket = value;
-      o->socket_source = "from --socket";
+      if (!take_value() || value.empty()) return usage("--socket needs a path");
+      o.socket = value;
+      o.socket_source = "from --socket";
     } else if (a == "--timeout") {
-      if (!take_value() || !parse_seconds(value, &o->timeout)) {
-        return usage_error("--timeout needs a number of seconds (0 < SECONDS <= 86400)");
+      if (!take_value() || !parse_seconds(value, &o.timeout)) {
+        return usage("--timeout needs a number of seconds (0 < SECONDS <= 86400)");
       }
     } else if (a == "--once") {
-      if (has_value) return usage_error("--once takes no value");
-      o->top.iterations = 1;
+      if (has_value) return usage("--once takes no value");
+      o.top.iterations = 1;
     } else if (a == "--iterations") {
       int n = 0;
       if (!take_value() || !absl::SimpleAtoi(value, &n) || n < 1) {
-        return usage_error("--iterations needs a positive number");
+        return usage("--iterations needs a positive number");
       }
-      o->top.iterations = n;
+      o.top.iterations = n;
     } else if (a == "--interval") {
-      if (!take_value() || !parse_seconds(value, &o->top.interval)) {
-        return usage_error("--interval needs a number of seconds (0 < SECONDS <= 86400)");
+      if (!take_value() || !parse_seconds(value, &o.top.interval)) {
+        return usage("--interval needs a number of seconds (0 < SECONDS <= 86400)");
       }
     } else {
-      return usage_error(absl::StrCat("unknown option '", a, "'"));
+      return usage(absl::StrCat("unknown option '", a, "'"));
     }
   }
-  if (o->words.empty()) return usage_error("no command given");
-  const bool top_options = o->top.iterations != 0 || o->top.interval != std::chrono::seconds(1);
-  if (top_options && o->words[0] != "top") {
-    return usage_error("--once, --iterations and --interval go with top only");
+  if (o.words.empty()) return usage("no command given");
+  const bool top_options = o.top.iterations != 0 || o.top.interval != std::chrono::seconds(1);
+  if (top_options && o.words[0] != "top") {
+    return usage("--once, --iterations and --interval go with top only");
   }
-  if (o->socket.empty()) {
+  if (o.socket.empty()) {
     if (const char* env = std::getenv(kSocketEnv); env != nullptr && env[0] != '\0') {
-      o->socket = env;
-      o->socket_source = absl::StrCat("from $", kSocketEnv);
+      o.socket = env;
+      o.socket_source = absl::StrCat("from $", kSocketEnv);
     } else {
-      o->socket = kDefaultSocket;
-      o->socket_source = "the default";
+      o.socket = kDefaultSocket;
+      o.socket_source = "the default";
     }
   }
-  o->top.json = o->json;
-  o->top.timeout = o->timeout;
-  return std::nullopt;
+  o.top.json = o.json;
+  o.top.timeout = o.timeout;
+  return o;
 }
 
 int cannot_connect(const Options& o, const absl::Status& s) {
@@ -205,36 +212,27 @@ const std::map<std::string, Renderer>& renderers() {
 }
 
 // Checks the argument count of a one-shot command and builds its protocol line.
-std::optional<std::string> protocol_line(const std::vector<std::string>& w, std::string* why) {
+// InvalidArgument, saying what is wrong, when the arguments do not fit the command.
+absl::StatusOr<std::string> protocol_line(const std::vector<std::string>& w) {
   const std::string& cmd = w[0];
   if (cmd == "set") {
-    if (w.size() < 3) {
-      *why = "set needs KEY and VALUE, e.g. reactorctl set log.level debug";
-      return std::nullopt;
-    }
+    if (w.size() < 3) return usage("set needs KEY and VALUE, e.g. reactorctl set log.level debug");
     // The value is the rest of the line: `set admin.allow_uids [1000, 1001]` works unquoted.
     std::vector<std::string> value(w.begin() + 2, w.end());
     return absl::StrCat("set ", w[1], " ", absl::StrJoin(value, " "));
   }
   if (cmd == "fibers") {
-    if (w.size() > 2) {
-      *why = "fibers takes at most one SHARD";
-      return std::nullopt;
-    }
+    if (w.size() > 2) return usage("fibers takes at most one SHARD");
     if (w.size() == 2) {
       int shard = 0;
       if (!absl::SimpleAtoi(w[1], &shard) || shard < 0) {
-        *why = absl::StrCat("SHARD must be a shard number, not '", w[1], "'");
-        return std::nullopt;
+        return usage(absl::StrCat("SHARD must be a shard number, not '", w[1], "'"));
       }
       return absl::StrCat("fibers ", shard);
     }
     return cmd;
   }
-  if (w.size() > 1) {
-    *why = absl::StrCat(cmd, " takes no arguments");
-    return std::nullopt;
-  }
+  if (w.size() > 1) return usage(absl::StrCat(cmd, " takes no arguments"));
   return cmd;
 }
 
@@ -249,9 +247,8 @@ int run(const Options& o) {
       return usage_error(absl::StrCat("unknown command '", cmd, "'"));
     }
     renderer = &it->second;
-    std::string why;
-    std::optional<std::string> l = protocol_line(o.words, &why);
-    if (!l) return usage_error(why);
+    absl::StatusOr<std::string> l = protocol_line(o.words);
+    if (!l.ok()) return usage_error(std::string(l.status().message()));
     line = *std::move(l);
     if (line.size() >= 4096) return usage_error("the command is longer than 4095 bytes");
   } else if (o.words.size() > 1) {
@@ -287,11 +284,26 @@ int run(const Options& o) {
   return kExitOk;
 }
 
+// The whole program for the arguments after its name; returns the exit code.
+int run_command_line(const std::vector<std::string>& args) {
+  absl::StatusOr<Options> options = parse_args(args);
+  if (!options.ok()) return usage_error(std::string(options.status().message()));
+  switch (options->action) {
+    case Options::Action::kHelp:
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    case Options::Action::kVersion:
+      std::printf("reactorctl %s\n", REACTORD_VERSION);
+      return kExitOk;
+    case Options::Action::kRun:
+      break;
+  }
+  return run(*options);
+}
+
 }  // namespace
 }  // namespace reactord::ctl
 
 int main(int argc, char** argv) {
-  reactord::ctl::Options options;
-  if (std::optional<int> code = reactord::ctl::parse_args(argc, argv, &options)) return *code;
-  return reactord::ctl::run(options);
+  return reactord::ctl::run_command_line(std::vector<std::string>(argv + 1, argv + argc));
 }

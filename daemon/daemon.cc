@@ -74,6 +74,43 @@ void check_map_count(const Config& cfg, size_t shards) {
   }
 }
 
+// A close-on-exec copy of fd, numbered 3 or above (0..2 stay stdio).
+absl::StatusOr<int> dup_cloexec(int fd) {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return reactor::errno_status(errno, "fcntl(F_DUPFD_CLOEXEC)", fd);
+  return copy;
+}
+
+// Appends fd for the first shard and a copy of it for each other shard.
+absl::Status add_shard_copies(int fd, size_t shards, std::vector<int>& fds) {
+  fds.push_back(fd);
+  for (size_t s = 1; s < shards; ++s) {
+    absl::StatusOr<int> copy = dup_cloexec(fd);
+    if (!copy.ok()) return copy.status();
+    fds.push_back(*copy);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return reactor::errno_status(errno, "fcntl(F_GETFL)", fd);
+  if (::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return reactor::errno_status(errno, "fcntl(F_SETFL, O_NONBLOCK)", fd);
+  }
+  return absl::OkStatus();
+}
+
+// The address an activated socket is bound to.
+absl::StatusOr<reactor::SocketAddress> local_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return reactor::errno_status(errno, "getsockname", fd);
+  }
+  return reactor::SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
 size_t online_cpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<size_t>(CPU_COUNT(&set));
@@ -155,34 +192,31 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
     const ServiceConfig& sc = cfg.services[i];
     ServiceRuntime& svc = *runtimes[i];
     std::vector<int>& fds = listen_fds[i];
+    auto os_failure = [&sc](const absl::Status& s) {
+      return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", s.message())};
+    };
     auto it = activated.find(sc.name);
     if (it != activated.end()) {
       // One activated fd that every shard accepts from: each shard gets its own dup of it.
       const int fd = it->second.front();
-      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-      fds.push_back(fd);
-      for (size_t s = 1; s < num_shards; ++s) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
-      sockaddr_storage ss{};
-      socklen_t len = sizeof ss;
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-      svc.bound_address =
-          reactor::SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).to_string() +
-          " (activated)";
+      if (absl::Status s = set_nonblocking(fd); !s.ok()) return os_failure(s);
+      if (absl::Status s = add_shard_copies(fd, num_shards, fds); !s.ok()) return os_failure(s);
+      absl::StatusOr<reactor::SocketAddress> bound = local_address(fd);
+      if (!bound.ok()) return os_failure(bound.status());
+      svc.bound_address = bound->to_string() + " (activated)";
       activated.erase(it);
       continue;
     }
     if (sc.listen.family == ListenAddress::Family::kUnix) {
       absl::Status clear = clear_stale_unix_socket(sc.listen.path);
-      if (!clear.ok())
-        return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", clear.message())};
+      if (!clear.ok()) return os_failure(clear);
       auto addr = reactor::SocketAddress::unix_path(sc.listen.path);
       if (!addr.ok()) return Failure{kExitConfig, std::string(addr.status().message())};
       auto l = reactor::UnixListener::bind(*addr);
-      if (!l.ok())
-        return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", l.status().message())};
-      const int fd = ::fcntl(l->fd(), F_DUPFD_CLOEXEC, 3);
-      fds.push_back(fd);
-      for (size_t s = 1; s < num_shards; ++s) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+      if (!l.ok()) return os_failure(l.status());
+      absl::StatusOr<int> fd = dup_cloexec(l->fd());
+      if (!fd.ok()) return os_failure(fd.status());
+      if (absl::Status s = add_shard_copies(*fd, num_shards, fds); !s.ok()) return os_failure(s);
       svc.bound_address = addr->to_string();
       continue;
     }
@@ -192,15 +226,16 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
     if (!addr.ok()) return Failure{kExitConfig, std::string(addr.status().message())};
     for (size_t s = 0; s < num_shards; ++s) {
       auto l = reactor::TcpListener::bind(*addr, {.backlog = 4096, .reuse_port = true});
-      if (!l.ok())
-        return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", l.status().message())};
+      if (!l.ok()) return os_failure(l.status());
       if (s == 0) {
         auto bound = l->local_address();
         if (!bound.ok()) return Failure{kExitOsError, std::string(bound.status().message())};
         *addr = *bound;
         svc.bound_address = bound->to_string();
       }
-      fds.push_back(::fcntl(l->fd(), F_DUPFD_CLOEXEC, 3));
+      absl::StatusOr<int> fd = dup_cloexec(l->fd());
+      if (!fd.ok()) return os_failure(fd.status());
+      fds.push_back(*fd);
     }
   }
   return std::nullopt;
@@ -541,6 +576,7 @@ int Daemon::State::control() {
 
 int Daemon::run() {
   State& s = *s_;
+  for (const std::string& warning : inert_settings(s.cfg)) spdlog::warn("{}", warning);
   raise_fd_limit();
   s.start_time =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -567,18 +603,9 @@ int Daemon::run() {
           for (size_t i = 0; i < s.num_shards; ++i)
             svc->stats.push_back(std::make_unique<ServiceStats>());
           svc->handler = make_handler(sc, *s.shared, s.num_shards);
-          if (!svc->handler) {
-            failure = Failure{kExitConfig, absl::StrCat("service ", sc.name, ": kind ", svc->kind,
-                                                        " is not available in this build")};
-            return;
-          }
           s.runtimes.push_back(std::move(svc));
         }
         if ((failure = s.bind_all(activated))) return;
-        for (const auto& [name, fds] : activated) {
-          spdlog::warn("socket activation passed {} fd(s) named '{}' that no service uses",
-                       fds.size(), name);
-        }
         s.watchdog = std::make_unique<reactor::Watchdog>(
             s.watchdog_options(), [&s](const reactor::StallReport& r) { s.on_stall(r); });
         if ((failure = s.start_shards())) return;
@@ -589,6 +616,7 @@ int Daemon::run() {
           s.stopped->count_down();
           return;
         }
+        // The services and the admin server have taken theirs: what is left, nothing uses.
         for (const auto& [name, fds] : activated) {
           spdlog::warn("socket activation passed {} fd(s) named '{}' that nothing uses", fds.size(),
                        name);

@@ -42,7 +42,10 @@ absl::StatusOr<FileDescriptor> bind_listen(const SocketAddress& addr, ListenOpti
   if (addr.family() != AF_UNIX) {
     ::setsockopt(fd->get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (addr.family() == AF_INET6) {
-      ::setsockopt(fd->get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      // [::] takes IPv4 too (dual-stack, as Linux users expect); a specific address is v6-only.
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr.get());
+      const int v6only = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ? 0 : 1;
+      ::setsockopt(fd->get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     }
     if (options.reuse_port &&
         ::setsockopt(fd->get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {

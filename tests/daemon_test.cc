@@ -1,14 +1,18 @@
 // The real reactord binary: exit codes, bad configs, echo through shards, sd_notify, SIGHUP
 // reload, socket activation and drain on SIGTERM. Ports are picked by the OS; the daemon reports
 // them in its STATUS= notification.
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -576,6 +580,147 @@ TEST(DaemonWatchdog, SystemdPingsPauseWhileAShardIsBlocked) {
   EXPECT_GE(after.size(), 1u) << "pings did not resume";
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace reactord
+
+namespace reactord {
+namespace {
+
+// How often `needle` occurs in `text`.
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// runtime.idle and runtime.spin_us are read but nothing acts on them yet: --check-config and
+// start-up say so, one line per key, and say nothing about the defaults.
+TEST(DaemonInertSettings, CheckConfigAndStartUpWarnWhenSet) {
+  const std::string idle_warning =
+      "runtime.idle = \"spin\" has no effect yet; shards block in the kernel when idle";
+  const std::string spin_warning =
+      "runtime.spin_us = 200 has no effect yet; shards block in the kernel when idle";
+  DaemonProcess d;
+  const std::string config = d.dir() + "/reactord.toml";
+  std::string out;
+  d.write_config(config_with(d.dir(), kEchoService));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--check-config", "--config=" + config}, &out), 0);
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("has no effect")));
+  EXPECT_THAT(out, HasSubstr("idle = \"block\""));  // the defaults, written out
+  // config_with() opens [runtime] itself: add the keys to it.
+  auto with_runtime = [&](const std::string& keys) {
+    std::string cfg = config_with(d.dir(), kEchoService);
+    return cfg.replace(cfg.find("shards = 2\n"), 11, "shards = 2\n" + keys);
+  };
+  d.write_config(with_runtime("idle = \"block\"\nspin_us = 50\n"));  // the defaults, spelled out
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--check-config", "--config=" + config}, &out), 0);
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("has no effect")));
+
+  d.write_config(with_runtime("idle = \"spin\"\n"));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--check-config", "--config=" + config}, &out), 0);
+  EXPECT_THAT(out, HasSubstr(idle_warning));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("runtime.spin_us")));
+
+  d.write_config(with_runtime("idle = \"spin\"\nspin_us = 200\n"));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--check-config", "--config=" + config}, &out), 0);
+  EXPECT_THAT(out, HasSubstr(idle_warning));
+  EXPECT_THAT(out, HasSubstr(spin_warning));
+
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_EQ(count_of(d.log(), idle_warning), 1u) << d.log();
+  EXPECT_EQ(count_of(d.log(), spin_warning), 1u) << d.log();
+}
+
+// A [::] listener is dual-stack: the same service answers over IPv6 and IPv4 loopback.
+TEST(DaemonDualStack, AnyIpv6AddressAlsoTakesIpv4) {
+  DaemonProcess d;
+  d.write_config(
+      config_with(d.dir(), "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"[::]:0\"\n"));
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string addr = d.addresses()["echo"];
+  ASSERT_EQ(addr.rfind("[::]:", 0), 0u) << addr;
+  const std::string port = addr.substr(addr.rfind(':') + 1);
+  for (int i = 0; i < 4; ++i) {  // several connections, so both shards likely serve each family
+    const std::string payload = pattern(64 * 1024, i);
+    EXPECT_TRUE(echo_through("[::1]:" + port, payload) == payload) << "IPv6, connection " << i;
+    EXPECT_TRUE(echo_through("127.0.0.1:" + port, payload) == payload) << "IPv4, connection " << i;
+  }
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// Socket activation as systemd does it (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES from fd 3): an
+// activated admin socket is served and not reported; a named fd nothing uses is reported once.
+TEST(DaemonSocketActivation, AdminFdIsNotReportedAndAnUnusedFdIsReportedOnce) {
+  DaemonProcess d;
+  d.write_config(config_with(d.dir(), kEchoService));
+  // The admin socket is passed under another path than the configured one, so it is plain which
+  // socket answers.
+  const std::string admin_path = d.dir() + "/activated-admin.sock";
+  sockaddr_un admin_addr{};
+  admin_addr.sun_family = AF_UNIX;
+  ASSERT_LT(admin_path.size(), sizeof admin_addr.sun_path);
+  std::memcpy(admin_addr.sun_path, admin_path.c_str(), admin_path.size() + 1);
+  // Runs in the child between fork and exec: system calls only, no allocation.
+  d.start({}, [&admin_addr] {
+    const int admin = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    const int stray = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(admin, reinterpret_cast<const sockaddr*>(&admin_addr), sizeof admin_addr) != 0 ||
+        ::listen(admin, 8) != 0 ||
+        ::bind(stray, reinterpret_cast<const sockaddr*>(&any), sizeof any) != 0 ||
+        ::listen(stray, 8) != 0) {
+      ::_exit(126);
+    }
+    // Move both above 4 first, so placing them at 3 and 4 closes neither.
+    const int a = ::fcntl(admin, F_DUPFD, 10);
+    const int b = ::fcntl(stray, F_DUPFD, 10);
+    ::dup2(a, 3);
+    ::dup2(b, 4);
+    ::close(a);
+    ::close(b);
+    if (admin != 3 && admin != 4) ::close(admin);
+    if (stray != 3 && stray != 4) ::close(stray);
+    char pid[24];
+    std::snprintf(pid, sizeof pid, "%d", static_cast<int>(::getpid()));
+    ::setenv("LISTEN_PID", pid, 1);
+    ::setenv("LISTEN_FDS", "2", 1);
+    ::setenv("LISTEN_FDNAMES", "admin:stray", 1);
+  });
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+
+  // The activated socket is the admin server's.
+  const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ASSERT_EQ(::connect(c, reinterpret_cast<const sockaddr*>(&admin_addr), sizeof admin_addr), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::send(c, "ping\n", 5, MSG_NOSIGNAL), 5);
+  std::string answer;
+  char buf[256];
+  while (answer.find("\n.\n") == std::string::npos) {
+    const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  ::close(c);
+  EXPECT_EQ(answer, "pong\n.\n");
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  // Logging is asynchronous: the whole log is there once the daemon has exited.
+  const std::string log = d.log();
+  EXPECT_THAT(log, HasSubstr("admin socket (activated)"));
+  EXPECT_EQ(count_of(log, "named 'admin'"), 0u) << log;
+  EXPECT_EQ(count_of(log, "named 'stray'"), 1u) << log;
+  EXPECT_EQ(count_of(log, "socket activation passed"), 1u) << log;
 }
 
 }  // namespace
