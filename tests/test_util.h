@@ -7,6 +7,7 @@
 #include "backends/registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "reactor/net.h"
 #include "reactor/reactor.h"
 
 namespace reactor::testing {
@@ -47,6 +48,26 @@ inline uint64_t backend_counter(const Backend& b, std::string_view name) {
 
 inline double ms_since(Deadline start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Both ends of a loopback TCP connection.
+struct Pair {
+  TcpStream client;
+  TcpStream server;
+};
+
+// A fresh connected pair on 127.0.0.1; fails the test if it cannot be made. Loop thread, inside a
+// fiber.
+inline Pair connected_pair() {
+  using namespace std::chrono_literals;
+  auto listener = TcpListener::bind(*SocketAddress::parse_ip("127.0.0.1:0"));
+  EXPECT_TRUE(listener.ok()) << listener.status();
+  auto addr = listener->local_address();
+  auto client = TcpStream::connect(*addr, deadline_after(5s));
+  EXPECT_TRUE(client.ok()) << client.status();
+  auto server = listener->accept(deadline_after(5s));
+  EXPECT_TRUE(server.ok()) << server.status();
+  return Pair{*std::move(client), *std::move(server)};
 }
 
 }  // namespace reactor::testing
