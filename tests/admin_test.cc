@@ -48,10 +48,12 @@
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
+using test::DaemonProcess;
 using ::testing::AnyOf;
-using testing::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;

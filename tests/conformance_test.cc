@@ -25,14 +25,14 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
+using test::ms_since;
 using ::testing::HasSubstr;
-using testing::ms_since;
 
 class ConformanceTest : public ::testing::TestWithParam<std::string> {
  protected:
   template <class F>
   void run(F&& fn) {
-    testing::run_fiber(std::forward<F>(fn), GetParam());
+    test::run_fiber(std::forward<F>(fn), GetParam());
   }
 };
 
@@ -893,7 +893,7 @@ TEST_P(ConformanceTest, ManyPendingOpsCancelledOrClosed) {
 // first waits for its edge first instead of failing with EAGAIN.
 TEST(EpollBackend, SkipsTheReadThatMustFailAfterAShortRead) {
   uint64_t skipped = 0;
-  testing::run_fiber(
+  test::run_fiber(
       [&] {
         constexpr int kRounds = 100;
         Pair p = connected_pair();
@@ -914,7 +914,7 @@ TEST(EpollBackend, SkipsTheReadThatMustFailAfterAShortRead) {
           ASSERT_EQ(back, msg);
         }
         server->join();
-        skipped = testing::backend_counter(backend(), "epoll_reads_skipped_total");
+        skipped = test::backend_counter(backend(), "epoll_reads_skipped_total");
       },
       "epoll");
   // Most of the server's reads after its first (the client's read_exact asks for exactly 64, so
@@ -922,9 +922,8 @@ TEST(EpollBackend, SkipsTheReadThatMustFailAfterAShortRead) {
   EXPECT_GE(skipped, 50u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest,
-                         ::testing::ValuesIn(testing::available_backends()),
-                         testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(test::available_backends()),
+                         test::backend_test_name);
 
 }  // namespace
 }  // namespace reactor

@@ -19,7 +19,7 @@
 
 #include "absl/strings/str_split.h"
 
-namespace reactord::testing {
+namespace reactor::test {
 
 const char* reactord_binary() {
   return REACTORD_BINARY;
@@ -195,4 +195,4 @@ int DaemonProcess::run_to_exit(std::vector<std::string> args, std::string* outpu
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-}  // namespace reactord::testing
+}  // namespace reactor::test

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace reactord::testing {
+namespace reactor::test {
 
 class DaemonProcess {
  public:
@@ -59,4 +59,4 @@ class DaemonProcess {
 // The binary under test.
 const char* reactord_binary();
 
-}  // namespace reactord::testing
+}  // namespace reactor::test

@@ -24,8 +24,10 @@
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
-using testing::DaemonProcess;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 
 std::string config_with(const std::string& dir, const std::string& services,
@@ -117,7 +119,7 @@ TEST(DaemonExit, UnavailableBackendIs69) {
   std::string out;
   const int code = DaemonProcess::run_to_exit(
       {"--config=" + d.dir() + "/reactord.toml", "--backend=io_uring"}, &out,
-      [] { reactor::testing::fail_syscall_with(__NR_io_uring_setup, EPERM); });
+      [] { reactor::test::fail_syscall_with(__NR_io_uring_setup, EPERM); });
   EXPECT_EQ(code, 69) << out;
   EXPECT_THAT(out, HasSubstr("io_uring"));
 }

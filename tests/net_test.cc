@@ -17,7 +17,7 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::run_fiber;
+using test::run_fiber;
 
 class NetTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -179,7 +179,7 @@ TEST_P(NetTest, RecvDeadline) {
     const Deadline start = Clock::now();
     std::byte buf[16];
     s = p.client.read(buf, deadline_after(20ms)).status();
-    waited_ms = testing::ms_since(start);
+    waited_ms = test::ms_since(start);
   });
   EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
   EXPECT_GE(waited_ms, 19);
@@ -220,7 +220,7 @@ TEST_P(NetTest, CloseResumesPendingRecvWithError) {
     const Deadline start = Clock::now();
     ASSERT_TRUE(p.client.close().ok());
     reader->join();
-    EXPECT_LT(testing::ms_since(start), 5000) << "recv waited for its deadline instead";
+    EXPECT_LT(test::ms_since(start), 5000) << "recv waited for its deadline instead";
   });
   EXPECT_FALSE(s.ok());
   EXPECT_FALSE(absl::IsDeadlineExceeded(s)) << s;
@@ -251,8 +251,8 @@ TEST(SocketAddress, ParsesAndPrints) {
   EXPECT_FALSE(SocketAddress::unix_path(std::string(200, 'x')).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, NetTest, ::testing::ValuesIn(testing::available_backends()),
-                         testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, NetTest, ::testing::ValuesIn(test::available_backends()),
+                         test::backend_test_name);
 
 }  // namespace
 }  // namespace reactor

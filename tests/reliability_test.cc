@@ -32,10 +32,12 @@
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-using testing::Client;
-using testing::DaemonProcess;
+using test::Client;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
@@ -99,11 +101,11 @@ class Reliability : public ::testing::TestWithParam<std::string> {
       }
       if (active == 0) break;
     }
-    return testing::settled_fds(d_.pid());
+    return test::settled_fds(d_.pid());
   }
 
   Json stats() {
-    std::optional<std::string> s = testing::admin_query(admin_socket(), "stats");
+    std::optional<std::string> s = test::admin_query(admin_socket(), "stats");
     if (!s) return Json::object();
     return Json::parse(*s, nullptr, /*allow_exceptions=*/false);
   }
@@ -165,8 +167,8 @@ ChurnResult churn(const std::string& addr, int cycles, int threads, int seed) {
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
       for (int i = next++; i < cycles; i = next++) {
-        const std::string payload = testing::pattern(1 + static_cast<size_t>(i * 37 % 2048),
-                                                     static_cast<uint64_t>(seed) * 1000003 + i);
+        const std::string payload = test::pattern(1 + static_cast<size_t>(i * 37 % 2048),
+                                                  static_cast<uint64_t>(seed) * 1000003 + i);
         Client c(addr, 20s);
         std::string why;
         if (!c.connected()) {
@@ -206,7 +208,7 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
   ChurnResult warm = churn(addr("echo"), kWarmup, kThreads, 1);
   ASSERT_EQ(warm.ok, kWarmup) << ::testing::PrintToString(warm.failures);
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
 
   const int cycles = churn_cycles();
   const auto t0 = Clock::now();
@@ -214,10 +216,10 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
   const double secs = seconds_since(t0);
   EXPECT_EQ(r.ok, cycles) << ::testing::PrintToString(r.failures);
 
-  const int fds_after = testing::wait_fds(pid, fds_before, 20s);
-  const int64_t rss_after = testing::resident_bytes(pid);
+  const int fds_after = test::wait_fds(pid, fds_before, 20s);
+  const int64_t rss_after = test::resident_bytes(pid);
   EXPECT_EQ(fds_after, fds_before) << "open fds of the daemon changed";
-  if (!testing::kAsan) {  // ASan's quarantine holds freed memory on purpose
+  if (!test::kAsan) {  // ASan's quarantine holds freed memory on purpose
     EXPECT_LT(rss_after - rss_before, 8 * kMiB)
         << "RSS grew from " << rss_before << " to " << rss_after << " bytes";
   }
@@ -243,7 +245,7 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
 size_t push_until_stalled(Client& c, size_t cap, std::chrono::milliseconds stall) {
   constexpr size_t kChunk = 64 * 1024;
   size_t pushed = 0;
-  std::string chunk = testing::pattern(kChunk, 0);
+  std::string chunk = test::pattern(kChunk, 0);
   auto last = Clock::now();
   while (pushed < cap && Clock::now() - last < stall) {
     const size_t off = pushed % kChunk;
@@ -256,7 +258,7 @@ size_t push_until_stalled(Client& c, size_t cap, std::chrono::milliseconds stall
     }
     last = Clock::now();
     pushed += n;
-    if (pushed % kChunk == 0) chunk = testing::pattern(kChunk, pushed / kChunk);
+    if (pushed % kChunk == 0) chunk = test::pattern(kChunk, pushed / kChunk);
   }
   return pushed;
 }
@@ -265,7 +267,7 @@ std::string pushed_bytes(size_t n) {
   constexpr size_t kChunk = 64 * 1024;
   std::string all;
   all.reserve(n);
-  for (size_t k = 0; all.size() < n; ++k) all += testing::pattern(kChunk, k);
+  for (size_t k = 0; all.size() < n; ++k) all += test::pattern(kChunk, k);
   all.resize(n);
   return all;
 }
@@ -285,7 +287,7 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   const pid_t pid = d_.pid();
   ASSERT_EQ(echo_once("warm up"), "");
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
 
   Client slow(addr("echo"), 30s);
   ASSERT_TRUE(slow.connected());
@@ -295,17 +297,17 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   EXPECT_LT(pushed, 96 * static_cast<size_t>(kMiB)) << "the daemon kept reading from a client "
                                                        "that reads nothing";
   // Its send waits for us: no spinning meanwhile.
-  const double cpu0 = testing::cpu_seconds(pid);
+  const double cpu0 = test::cpu_seconds(pid);
   std::this_thread::sleep_for(2s);
-  const double cpu = testing::cpu_seconds(pid) - cpu0;
+  const double cpu = test::cpu_seconds(pid) - cpu0;
   EXPECT_LT(cpu, 0.2) << "the daemon used " << cpu << " CPU seconds in 2 s with a stalled send";
   // Everyone else is served.
   for (int i = 0; i < 100; ++i) {
-    ASSERT_EQ(echo_once(testing::pattern(1000, i), 5s), "") << "client " << i;
+    ASSERT_EQ(echo_once(test::pattern(1000, i), 5s), "") << "client " << i;
   }
   EXPECT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
-  const int64_t rss_stalled = testing::resident_bytes(pid);
-  if (!testing::kAsan) {
+  const int64_t rss_stalled = test::resident_bytes(pid);
+  if (!test::kAsan) {
     EXPECT_LT(rss_stalled - rss_before, 8 * kMiB) << rss_before << " -> " << rss_stalled;
   }
   // Once it reads, every byte comes back, in order.
@@ -315,7 +317,7 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   EXPECT_EQ(got.size(), pushed);
   EXPECT_TRUE(got == pushed_bytes(pushed)) << "the echo differs";
   slow.close();
-  EXPECT_EQ(testing::wait_fds(pid, fds_before, 20s), fds_before);
+  EXPECT_EQ(test::wait_fds(pid, fds_before, 20s), fds_before);
   std::printf("slow reader %s: %.1f MiB pushed before the daemon stopped reading; RSS +%.2f MiB\n",
               GetParam().c_str(), static_cast<double>(pushed) / kMiB,
               static_cast<double>(rss_stalled - rss_before) / kMiB);
@@ -330,7 +332,7 @@ TEST_P(Reliability, SlowReaderOnHttpIsClosedAfterTheIdleTimeout) {
   const pid_t pid = d_.pid();
   ASSERT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
   Client slow(addr("web"), 30s);
   ASSERT_TRUE(slow.connected());
   std::string burst;
@@ -352,14 +354,14 @@ TEST_P(Reliability, SlowReaderOnHttpIsClosedAfterTheIdleTimeout) {
   for (int i = 0; i < 20; ++i) {
     EXPECT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200")) << "request " << i;
   }
-  if (!testing::kAsan) {
-    EXPECT_LT(testing::resident_bytes(pid) - rss_before, 8 * kMiB);
+  if (!test::kAsan) {
+    EXPECT_LT(test::resident_bytes(pid) - rss_before, 8 * kMiB);
   }
   // Closed (with unread requests, so a reset) after the 2 s write stall; not before it.
   EXPECT_TRUE(reset_within(slow, 30s)) << "the stalled http connection was never closed";
   EXPECT_GE(seconds_since(t0), 1.9);
   slow.close();
-  EXPECT_EQ(testing::wait_fds(pid, fds_before, 20s), fds_before);
+  EXPECT_EQ(test::wait_fds(pid, fds_before, 20s), fds_before);
   expect_clean_log();
   stop_cleanly();
 }
@@ -393,13 +395,13 @@ TEST_P(Reliability, PeerResetsMidSendLoseNothingElse) {
     }
   }
   // The daemon noticed every reset and closed every connection.
-  EXPECT_EQ(testing::wait_fds(pid, fds_before, 20s), fds_before);
+  EXPECT_EQ(test::wait_fds(pid, fds_before, 20s), fds_before);
   for (const char* name : {"echo", "web", "kv"}) {
     const Json conns = service_stats(name).value("connections", Json::object());
     EXPECT_EQ(conns.value("accepted", -1), conns.value("closed", -2)) << name << conns.dump();
     EXPECT_EQ(conns.value("active", -1), 0) << name;
   }
-  EXPECT_EQ(echo_once(testing::pattern(100000, 3)), "");
+  EXPECT_EQ(echo_once(test::pattern(100000, 3)), "");
   EXPECT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
   expect_clean_log();
   stop_cleanly();
@@ -409,7 +411,7 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
   ASSERT_TRUE(start());
   {  // echo: a MiB in, shutdown(SHUT_WR), the MiB back and the end of the stream
     Client c(addr("echo"), 30s);
-    const std::string payload = testing::pattern(1 << 20, 11);
+    const std::string payload = test::pattern(1 << 20, 11);
     std::thread writer([&] {
       EXPECT_TRUE(c.send_all(payload));
       EXPECT_TRUE(c.shutdown_write());
@@ -461,7 +463,7 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
   };
   {
     Client c(addr("echo"));
-    const std::string payload = testing::pattern(20000, 5);
+    const std::string payload = test::pattern(20000, 5);
     send_in_pieces(c, payload, 997);
     EXPECT_TRUE(c.recv_exact(payload.size()) == payload);
     send_in_pieces(c, "", 1);  // nothing at all: the connection stays up and echoes on
@@ -487,7 +489,7 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
 // ---- EMFILE ----
 
 TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
-  if (testing::kAsan) {
+  if (test::kAsan) {
     // UBSan's vptr check tests whether memory is readable by writing it to a pipe; out of fds it
     // cannot make the pipe and reports "invalid vptr" on a valid object, then aborts.
     GTEST_SKIP() << "UBSan needs free fds for its vptr check; runs in the debug and TSan suites";
@@ -499,7 +501,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
     probe.write_config(config(probe.dir()));
     probe.start({"--backend=" + GetParam()});
     ASSERT_TRUE(probe.wait_ready(60s)) << probe.log();
-    idle = testing::settled_fds(probe.pid());
+    idle = test::settled_fds(probe.pid());
     probe.signal(SIGTERM);
     ASSERT_EQ(probe.wait_exit(60s), 0) << probe.log();
   }
@@ -538,9 +540,9 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   }
   EXPECT_TRUE(d_.wait_log("backing off", 20s)) << d_.log();
   // Backing off, not spinning on accept.
-  const double cpu0 = testing::cpu_seconds(pid);
+  const double cpu0 = test::cpu_seconds(pid);
   std::this_thread::sleep_for(2s);
-  const double cpu = testing::cpu_seconds(pid) - cpu0;
+  const double cpu = test::cpu_seconds(pid) - cpu0;
   EXPECT_LT(cpu, 0.2) << "the daemon used " << cpu << " CPU seconds in 2 s while out of fds";
 
   // Free the fds: every waiting connection is accepted and echoed, a few at a time.
@@ -574,7 +576,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
     emfile_events += sh.value("emfile_events", uint64_t{0});
   }
   EXPECT_GT(emfile_events, 0u) << "EMFILE was not counted";
-  const std::string metrics = testing::admin_query(admin_socket(), "metrics").value_or("");
+  const std::string metrics = test::admin_query(admin_socket(), "metrics").value_or("");
   EXPECT_THAT(metrics, HasSubstr("reactord_emfile_events_total{shard=\"0\"}"));
   EXPECT_THAT(metrics, HasSubstr("reactord_accept_errors_total{shard=\"0\"} 0"));
   std::printf(
@@ -689,7 +691,7 @@ TEST_P(Reliability, SlowlorisOnAdminIsClosedByTheIdleTimeout) {
   const auto t0 = Clock::now();
   double first_served = -1;
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ(testing::admin_query(admin_socket(), "ping", 5s), "pong") << "ping " << i;
+    EXPECT_EQ(test::admin_query(admin_socket(), "ping", 5s), "pong") << "ping " << i;
     if (first_served < 0) first_served = seconds_since(t0);
   }
   for (auto& t : slow) t.join();
@@ -706,8 +708,8 @@ TEST_P(Reliability, SlowlorisOnAdminIsClosedByTheIdleTimeout) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Reliability,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+                         ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-namespace reactord::testing {
+namespace reactor::test {
 
 #if defined(REACTOR_ASAN)
 inline constexpr bool kAsan = true;
@@ -302,4 +302,4 @@ inline std::optional<std::string> admin_query(
   return answer;
 }
 
-}  // namespace reactord::testing
+}  // namespace reactor::test

@@ -9,7 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
-namespace reactor::testing {
+namespace reactor::test {
 
 // True if the filter is installed.
 inline bool fail_syscall_with(long nr, int err) {
@@ -33,4 +33,4 @@ inline bool fail_syscall_with(long nr, int err) {
   return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
 }
 
-}  // namespace reactor::testing
+}  // namespace reactor::test

@@ -26,10 +26,12 @@
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-using testing::Client;
-using testing::DaemonProcess;
+using test::Client;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
@@ -82,7 +84,7 @@ class Soak : public ::testing::TestWithParam<std::string> {
   std::string addr(const std::string& s) { return d_.addresses()[s]; }
   std::string admin_socket() const { return d_.dir() + "/admin.sock"; }
   Json query_json(const std::string& cmd) {
-    std::optional<std::string> s = testing::admin_query(admin_socket(), cmd);
+    std::optional<std::string> s = test::admin_query(admin_socket(), cmd);
     return s ? Json::parse(*s, nullptr, false) : Json();
   }
   Json service(const std::string& name) {
@@ -104,7 +106,7 @@ class Soak : public ::testing::TestWithParam<std::string> {
       }
       if (active == 0) break;
     }
-    return testing::settled_fds(d_.pid());
+    return test::settled_fds(d_.pid());
   }
 
   // The load threads, until `stop`.
@@ -131,7 +133,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
         const int trips = 1 + static_cast<int>(seed % 20);
         for (int k = 0; k < trips && !stop; ++k) {
           const size_t size = 1 + (seed * 31 + static_cast<uint64_t>(k) * 7919) % (64 * 1024);
-          const std::string payload = testing::pattern(size, seed + k);
+          const std::string payload = test::pattern(size, seed + k);
           if (!c.send_all(payload)) {
             l.fail("echo: send failed");
             break;
@@ -213,7 +215,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   threads.emplace_back([&] {
     for (uint64_t i = 0; !stop; ++i) {
       const char* cmd = i % 3 == 0 ? "ping" : i % 3 == 1 ? "stats" : "metrics";
-      std::optional<std::string> a = testing::admin_query(admin_socket(), cmd);
+      std::optional<std::string> a = test::admin_query(admin_socket(), cmd);
       ++l.admin_queries;
       const bool ok = a.has_value() &&
                       (i % 3 == 0   ? *a == "pong"
@@ -270,8 +272,8 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   stop = true;
   warm.join();
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
-  const double cpu_before = testing::cpu_seconds(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
+  const double cpu_before = test::cpu_seconds(pid);
 
   const int seconds = soak_seconds();
   stop = false;
@@ -280,8 +282,8 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   int64_t rss_peak = rss_before;
   while (Clock::now() - t0 < std::chrono::seconds(seconds)) {
     std::this_thread::sleep_for(500ms);
-    rss_peak = std::max(rss_peak, testing::resident_bytes(pid));
-    ASSERT_GT(testing::open_fds(pid), 0) << "the daemon died:\n" << d_.log();
+    rss_peak = std::max(rss_peak, test::resident_bytes(pid));
+    ASSERT_GT(test::open_fds(pid), 0) << "the daemon died:\n" << d_.log();
   }
   stop = true;
   load.join();
@@ -307,13 +309,13 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   }
   EXPECT_EQ(accepted, l.connections.load());
   EXPECT_EQ(fds_after, fds_before) << "open fds of the daemon changed";
-  const int64_t rss_after = testing::resident_bytes(pid);
-  if (!testing::kAsan) {
+  const int64_t rss_after = test::resident_bytes(pid);
+  if (!test::kAsan) {
     // TSan's own metadata grows with the load (about 5 MiB in 10 s here): a wider bound there.
-    const int64_t bound = testing::kTsan ? 32 * kMiB : 8 * kMiB;
+    const int64_t bound = test::kTsan ? 32 * kMiB : 8 * kMiB;
     EXPECT_LT(rss_after - rss_before, bound) << rss_before << " -> " << rss_after;
   }
-  const double cpu = testing::cpu_seconds(pid) - cpu_before;
+  const double cpu = test::cpu_seconds(pid) - cpu_before;
   std::printf(
       "soak %s: %.0f s; %llu connections (%llu bare, a quarter reset); %llu echo round trips "
       "(%.1f MiB); %llu http requests; %llu resp commands; %llu admin queries; %llu failures; "
@@ -336,9 +338,8 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   EXPECT_THAT(log, ::testing::Not(HasSubstr("Sanitizer"))) << log;
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Soak,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, Soak, ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

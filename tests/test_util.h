@@ -10,7 +10,7 @@
 #include "reactor/net.h"
 #include "reactor/reactor.h"
 
-namespace reactor::testing {
+namespace reactor::test {
 
 // Runs fn as the main fiber of a fresh reactor on `backend` and fails the test if the reactor
 // cannot be created.
@@ -70,4 +70,4 @@ inline Pair connected_pair() {
   return Pair{*std::move(client), *std::move(server)};
 }
 
-}  // namespace reactor::testing
+}  // namespace reactor::test
