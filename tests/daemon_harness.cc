@@ -17,12 +17,32 @@
 #include <stdexcept>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace reactor::test {
 
 const char* reactord_binary() {
   return REACTORD_BINARY;
+}
+
+std::string daemon_config(const std::string& dir, const std::string& admin,
+                          const std::string& services, int shards, const std::string& level) {
+  return absl::StrCat("[runtime]\nshards = ", shards, "\n\n[log]\nlevel = \"", level,
+                      "\"\nformat = \"text\"\n\n[admin]\nsocket = \"", dir, "/admin.sock\"\n",
+                      admin, "\n[shutdown]\ndrain_timeout_ms = 2000\n\n", services);
+}
+
+::testing::AssertionResult start_daemon(DaemonProcess& d, const std::string& toml,
+                                        std::vector<std::string> args,
+                                        std::function<void()> before_exec,
+                                        std::chrono::milliseconds timeout) {
+  d.write_config(toml);
+  d.start(std::move(args), std::move(before_exec));
+  if (!d.wait_ready(timeout)) {
+    return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d.log();
+  }
+  return ::testing::AssertionSuccess();
 }
 
 DaemonProcess::DaemonProcess() {

@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
 #include "tests/reliability_util.h"
 #include "tests/test_util.h"
@@ -36,7 +37,7 @@ namespace test = reactor::test;
 
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-using test::Client;
+using test::BlockingClient;
 using test::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -72,9 +73,7 @@ const char kServices[] =
 
 std::string config(const std::string& dir, const std::string& admin = "",
                    const std::string& services = kServices) {
-  return absl::StrCat("[runtime]\nshards = 2\n\n[log]\nlevel = \"info\"\nformat = \"text\"\n\n",
-                      "[admin]\nsocket = \"", dir, "/admin.sock\"\n", admin,
-                      "\n[shutdown]\ndrain_timeout_ms = 2000\n\n", services);
+  return test::daemon_config(dir, admin, services);
 }
 
 class Reliability : public ::testing::TestWithParam<std::string> {
@@ -82,15 +81,11 @@ class Reliability : public ::testing::TestWithParam<std::string> {
   // Starts the daemon on this test's backend; `before_exec` runs in its child process.
   ::testing::AssertionResult start(const std::string& admin = "",
                                    std::function<void()> before_exec = nullptr) {
-    d_.write_config(config(d_.dir(), admin));
-    d_.start({"--backend=" + GetParam()}, std::move(before_exec));
-    if (!d_.wait_ready(60s)) {
-      return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d_.log();
-    }
-    return ::testing::AssertionSuccess();
+    return test::start_daemon(d_, config(d_.dir(), admin), {"--backend=" + GetParam()},
+                              std::move(before_exec), 60s);
   }
   std::string addr(const std::string& service) { return d_.addresses()[service]; }
-  std::string admin_socket() const { return d_.dir() + "/admin.sock"; }
+  std::string admin_socket() const { return d_.admin_socket(); }
 
   // The daemon's open fds once no connection of any service is open (waits up to 20 s for that).
   int idle_fds() {
@@ -131,7 +126,7 @@ class Reliability : public ::testing::TestWithParam<std::string> {
 
   // One echo round trip on a new connection; "" if it worked, else what went wrong.
   std::string echo_once(const std::string& payload, std::chrono::milliseconds timeout = 10s) {
-    Client c(addr("echo"), timeout);
+    BlockingClient c(addr("echo"), timeout);
     if (!c.connected()) return "connect failed";
     if (!c.send_all(payload)) return "send failed";
     const std::string got = c.recv_exact(payload.size());
@@ -141,7 +136,7 @@ class Reliability : public ::testing::TestWithParam<std::string> {
   }
 
   std::string http_get_once(const std::string& path) {
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     if (!c.send_all("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) return "";
     std::string got;
     c.recv_to_eof(&got);
@@ -169,7 +164,7 @@ ChurnResult churn(const std::string& addr, int cycles, int threads, int seed) {
       for (int i = next++; i < cycles; i = next++) {
         const std::string payload = test::pattern(1 + static_cast<size_t>(i * 37 % 2048),
                                                   static_cast<uint64_t>(seed) * 1000003 + i);
-        Client c(addr, 20s);
+        BlockingClient c(addr, 20s);
         std::string why;
         if (!c.connected()) {
           why = absl::StrCat("connect: ", std::strerror(errno));
@@ -242,7 +237,7 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
 
 // Sends 64 KiB chunks (chunk k is pattern(64 KiB, k)) without blocking until the peer has taken
 // nothing for `stall`, or `cap` bytes went out; returns the bytes sent.
-size_t push_until_stalled(Client& c, size_t cap, std::chrono::milliseconds stall) {
+size_t push_until_stalled(BlockingClient& c, size_t cap, std::chrono::milliseconds stall) {
   constexpr size_t kChunk = 64 * 1024;
   size_t pushed = 0;
   std::string chunk = test::pattern(kChunk, 0);
@@ -273,7 +268,7 @@ std::string pushed_bytes(size_t n) {
 }
 
 // True once the peer has reset or closed the connection (POLLERR / POLLHUP), without reading.
-bool reset_within(const Client& c, std::chrono::milliseconds timeout) {
+bool reset_within(const BlockingClient& c, std::chrono::milliseconds timeout) {
   const auto end = Clock::now() + timeout;
   while (Clock::now() < end) {
     pollfd p{c.fd(), POLLRDHUP, 0};
@@ -289,7 +284,7 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   const int fds_before = idle_fds();
   const int64_t rss_before = test::resident_bytes(pid);
 
-  Client slow(addr("echo"), 30s);
+  BlockingClient slow(addr("echo"), 30s);
   ASSERT_TRUE(slow.connected());
   // Without a bound the daemon would take all 256 MiB; the socket buffers on both sides hold
   // some tens of MiB (tcp_rmem's maximum is 32 MiB here), the daemon itself 16 KiB.
@@ -333,7 +328,7 @@ TEST_P(Reliability, SlowReaderOnHttpIsClosedAfterTheIdleTimeout) {
   ASSERT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
   const int fds_before = idle_fds();
   const int64_t rss_before = test::resident_bytes(pid);
-  Client slow(addr("web"), 30s);
+  BlockingClient slow(addr("web"), 30s);
   ASSERT_TRUE(slow.connected());
   std::string burst;
   while (burst.size() < 64 * 1024) burst += "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -380,13 +375,13 @@ TEST_P(Reliability, PeerResetsMidSendLoseNothingElse) {
   constexpr int kRounds = 20;
   for (int i = 0; i < kRounds; ++i) {
     {
-      Client c(addr("echo"));
+      BlockingClient c(addr("echo"));
       ASSERT_TRUE(c.connected());
       push_until_stalled(c, 8 * kMiB, 100ms);  // the daemon is mid-send: our buffer is full
       c.reset();
     }
     for (const auto& [service, burst] : {std::pair{"web", &http_burst}, {"kv", &resp_burst}}) {
-      Client c(addr(service));
+      BlockingClient c(addr(service));
       ASSERT_TRUE(c.connected());
       for (int k = 0; k < 8 && c.send_some(*burst) > 0; ++k) {
       }
@@ -410,7 +405,7 @@ TEST_P(Reliability, PeerResetsMidSendLoseNothingElse) {
 TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
   ASSERT_TRUE(start());
   {  // echo: a MiB in, shutdown(SHUT_WR), the MiB back and the end of the stream
-    Client c(addr("echo"), 30s);
+    BlockingClient c(addr("echo"), 30s);
     const std::string payload = test::pattern(1 << 20, 11);
     std::thread writer([&] {
       EXPECT_TRUE(c.send_all(payload));
@@ -422,7 +417,7 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
     EXPECT_TRUE(got == payload) << got.size() << " bytes back";
   }
   {  // http: three pipelined requests, then half-close: three answers, then the end
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     ASSERT_TRUE(
         c.send_all("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
                    "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -436,7 +431,7 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
         << got;
   }
   {  // resp: the exact replies, then the end
-    Client c(addr("kv"));
+    BlockingClient c(addr("kv"));
     ASSERT_TRUE(
         c.send_all("PING\r\n*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nclose\r\n*2\r\n$3\r\nGET\r\n$"
                    "4\r\nhalf\r\n"));
@@ -452,7 +447,7 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
 // send(2) of zero bytes and an empty sendmsg(2) between the pieces of a request change nothing.
 TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
   ASSERT_TRUE(start());
-  auto send_in_pieces = [](Client& c, const std::string& s, size_t piece) {
+  auto send_in_pieces = [](BlockingClient& c, const std::string& s, size_t piece) {
     for (size_t off = 0; off < s.size(); off += piece) {
       EXPECT_EQ(::send(c.fd(), s.data(), 0, MSG_NOSIGNAL), 0);
       msghdr empty{};
@@ -462,7 +457,7 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
     EXPECT_EQ(::send(c.fd(), s.data(), 0, MSG_NOSIGNAL), 0);
   };
   {
-    Client c(addr("echo"));
+    BlockingClient c(addr("echo"));
     const std::string payload = test::pattern(20000, 5);
     send_in_pieces(c, payload, 997);
     EXPECT_TRUE(c.recv_exact(payload.size()) == payload);
@@ -471,14 +466,14 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
     EXPECT_EQ(c.recv_exact(5), "after");
   }
   {
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     send_in_pieces(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3);
     std::string got;
     EXPECT_TRUE(c.recv_to_eof(&got));
     EXPECT_THAT(got, StartsWith("HTTP/1.1 200"));
   }
   {
-    Client c(addr("kv"));
+    BlockingClient c(addr("kv"));
     send_in_pieces(c, "*2\r\n$4\r\nECHO\r\n$4\r\nzero\r\n", 2);
     EXPECT_EQ(c.recv_exact(10), "$4\r\nzero\r\n");
   }
@@ -515,10 +510,10 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   const pid_t pid = d_.pid();
 
   // Connections that get served until one is not: from then on the daemon is out of fds.
-  std::vector<Client> held;
-  std::vector<std::pair<Client, std::string>> waiting;
+  std::vector<BlockingClient> held;
+  std::vector<std::pair<BlockingClient, std::string>> waiting;
   for (int i = 0; i < 3 * kRoom && waiting.empty(); ++i) {
-    Client c(addr("echo"), 2s);
+    BlockingClient c(addr("echo"), 2s);
     ASSERT_TRUE(c.connected()) << "the kernel completes the handshake into the backlog\n"
                                << d_.log();
     const std::string payload = absl::StrCat("held ", i);
@@ -532,7 +527,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   ASSERT_FALSE(waiting.empty()) << "the fd limit (" << limit << ") was never reached";
   EXPECT_LE(held.size(), static_cast<size_t>(kRoom) + 2);  // the probe may count a transient fd
   for (int i = 0; i < 10; ++i) {                           // more wait in the backlog
-    Client c(addr("echo"), 2s);
+    BlockingClient c(addr("echo"), 2s);
     ASSERT_TRUE(c.connected()) << std::strerror(errno) << "\n" << d_.log();
     const std::string payload = absl::StrCat("waiting ", i);
     ASSERT_TRUE(c.send_all(payload));
@@ -565,7 +560,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
         done[i] = true;
         ++served;
         waiting[i].first.close();  // frees an fd for the next
-        waiting[i].first = Client();
+        waiting[i].first = BlockingClient();
       }
     }
   }
@@ -591,8 +586,8 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
 
 // Sends `first`, then `each` every `period`, until the peer closes; returns when it closed
 // (seconds after `first`; negative if not within `limit`) and what it sent.
-std::pair<double, std::string> trickle(Client& c, const std::string& first, const std::string& each,
-                                       std::chrono::milliseconds period,
+std::pair<double, std::string> trickle(BlockingClient& c, const std::string& first,
+                                       const std::string& each, std::chrono::milliseconds period,
                                        std::chrono::milliseconds limit) {
   const auto t0 = Clock::now();
   std::string got;
@@ -628,7 +623,7 @@ TEST_P(Reliability, SlowlorisOnHttpIsClosedByTheHeaderTimeout) {
   std::atomic<int> started{0};
   for (int i = 0; i < kSlow; ++i) {
     slow.emplace_back([&, i] {
-      Client c(addr("web"));
+      BlockingClient c(addr("web"));
       ++started;
       results[i] = trickle(c, "GET / HTTP/1.1\r\n", "X-Slow: 1\r\n", 100ms, 30s);
     });

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
 #include "tests/reliability_util.h"
 #include "tests/test_util.h"
@@ -30,7 +31,7 @@ namespace test = reactor::test;
 
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-using test::Client;
+using test::BlockingClient;
 using test::DaemonProcess;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
@@ -65,7 +66,7 @@ struct Ledger {
 };
 
 // Reads one http response (headers, then Content-Length bytes) on a keep-alive connection.
-std::string read_response(Client& c) {
+std::string read_response(BlockingClient& c) {
   std::string head = c.recv_until("\r\n\r\n");
   const size_t end = head.find("\r\n\r\n");
   if (end == std::string::npos) return head;
@@ -82,7 +83,7 @@ std::string read_response(Client& c) {
 class Soak : public ::testing::TestWithParam<std::string> {
  protected:
   std::string addr(const std::string& s) { return d_.addresses()[s]; }
-  std::string admin_socket() const { return d_.dir() + "/admin.sock"; }
+  std::string admin_socket() const { return d_.admin_socket(); }
   Json query_json(const std::string& cmd) {
     std::optional<std::string> s = test::admin_query(admin_socket(), cmd);
     return s ? Json::parse(*s, nullptr, false) : Json();
@@ -123,7 +124,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       for (uint64_t conn = 0; !stop; ++conn) {
-        Client c(addr("echo"), 20s);
+        BlockingClient c(addr("echo"), 20s);
         ++l.connections;
         if (!c.connected()) {
           l.fail("echo: connect failed");
@@ -157,7 +158,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   // http: keep-alive connections of 50 pipelined bursts of 1-8 requests, answers byte-exact.
   threads.emplace_back([&] {
     for (uint64_t conn = 0; !stop; ++conn) {
-      Client c(addr("web"), 20s);
+      BlockingClient c(addr("web"), 20s);
       ++l.connections;
       for (int burst = 0; burst < 50 && !stop; ++burst) {
         std::string req, want;
@@ -186,7 +187,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   threads.emplace_back([&] {
     uint64_t counter = l.resp_counter, i = l.resp_i;
     for (; !stop;) {
-      Client c(addr("kv"), 20s);
+      BlockingClient c(addr("kv"), 20s);
       ++l.connections;
       for (int k = 0; k < 200 && !stop; ++k, ++i) {
         const std::string key = absl::StrCat("key", i % 500), value = absl::StrCat("value", i);
@@ -229,7 +230,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   threads.emplace_back([&] {
     const char* services[] = {"echo", "web", "kv"};
     for (uint64_t i = 0; !stop; ++i) {
-      Client c(addr(services[i % 3]), 20s);
+      BlockingClient c(addr(services[i % 3]), 20s);
       ++l.connections;
       ++l.bare_connections;
       if (!c.connected()) l.fail("bare: connect failed");
@@ -254,7 +255,7 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   // The exact answers, learnt once.
   std::string healthz, not_found;
   {
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     ASSERT_TRUE(c.send_all("GET /healthz HTTP/1.1\r\nHost: soak\r\n\r\n"));
     healthz = read_response(c);
     ASSERT_TRUE(c.send_all("GET /nope HTTP/1.1\r\nHost: soak\r\n\r\n"));
