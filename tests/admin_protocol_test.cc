@@ -178,8 +178,7 @@ TEST(AdminProtocol, EveryCommandRaw) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_THAT(e[0], StartsWith("ERR too-long: "));
   EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(reactor::test::stops_cleanly(d));
 }
 
 // docs/admin-protocol.md shows `stats` with the backend in use ("epoll"), as `version` and
@@ -194,8 +193,7 @@ TEST(AdminProtocol, StatsShowsTheBackendInUse) {
   ASSERT_THAT(version.value("backend", ""), AnyOf("epoll", "io_uring", "libevent"));
   EXPECT_EQ(stats.value("backend", ""), version.value("backend", ""))
       << "stats shows the configured backend, not the one in use";
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(reactor::test::stops_cleanly(d));
 }
 
 // No command reads or writes a path the client names: the keys `set` may change are none of
@@ -227,8 +225,7 @@ TEST(AdminProtocol, NoCommandTakesAPathFromTheClient) {
   AdminClient b(d.admin_socket());
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b.ask_text("ping"), "pong\n");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(reactor::test::stops_cleanly(d));
 }
 
 }  // namespace

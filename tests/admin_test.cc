@@ -352,8 +352,7 @@ TEST(Reactorctl, EveryCommand) {
   EXPECT_THAT(r.err, StartsWith("ERR failed: "));
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
 
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
@@ -395,8 +394,7 @@ TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
     best_rate = std::max(best_rate, rate.get<double>());
   }
   EXPECT_GT(best_rate, 0.0) << r.out;
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // `top` without a count runs until SIGINT, then restores what it changed and exits 0.
@@ -440,8 +438,7 @@ TEST(Reactorctl, TopStopsOnSigint) {
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status << "\n" << got;
   EXPECT_EQ(WEXITSTATUS(status), 0) << got;
   EXPECT_THAT(got, HasSubstr("UTILIZATION"));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // At a terminal, `top` clears the screen, hides the cursor, quits on 'q' and shows the cursor
@@ -497,8 +494,7 @@ TEST(Reactorctl, TopQuitsOnQAtATerminal) {
   const size_t shown = got.rfind("\x1b[?25h");
   ASSERT_NE(shown, std::string::npos) << got;
   EXPECT_GT(shown, got.rfind("\x1b[2J"));  // the cursor comes back after the last screen
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- the socket path ----
@@ -596,8 +592,7 @@ TEST(AdminAccess, AllowedUidReadsButMayNotWrite) {
   EXPECT_EQ(r.code, 0) << describe(r);
   got = raw_as_nobody(d.admin_socket(), "stats");
   EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(AdminAccess, OtherUidIsRefusedEvenStats) {
@@ -614,8 +609,7 @@ TEST(AdminAccess, OtherUidIsRefusedEvenStats) {
     EXPECT_THAT(raw_as_nobody(d.admin_socket(), cmd), StartsWith("connected\nERR denied: ")) << cmd;
   }
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);  // root still may
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(AdminAccess, AllowedGidReads) {
@@ -623,8 +617,7 @@ TEST(AdminAccess, AllowedGidReads) {
   ASSERT_TRUE(start_daemon(d, open_socket_config(d, "allow_gids = [65534]\n")));
   EXPECT_THAT(raw_as_nobody(d.admin_socket(), "stats"), StartsWith("connected\n{"));
   EXPECT_THAT(raw_as_nobody(d.admin_socket(), "reload"), StartsWith("connected\nERR denied: "));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- metrics ----
@@ -672,8 +665,7 @@ TEST(AdminMetrics, PromtoolAcceptsMetrics) {
                            "le=\"100\""}) {
     EXPECT_THAT(r.out, HasSubstr(name));
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // Needs the http service: /metrics serves the same text as the admin `metrics`.
@@ -689,8 +681,7 @@ TEST(AdminMetrics, PromtoolAcceptsHttpMetrics) {
   Ran check = promtool_check(d.dir(), response.substr(body + 4));
   EXPECT_EQ(check.code, 0) << describe(check) << "\n" << response;
   EXPECT_THAT(response, HasSubstr("reactord_build_info{"));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- counters after known traffic ----
@@ -751,8 +742,7 @@ TEST(AdminCounters, EchoedBytesAddExactly) {
   }
   EXPECT_EQ(received, static_cast<double>(in0 + total));
   EXPECT_EQ(sent, static_cast<double>(out0 + total));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // Needs the http service: N requests add exactly N.
@@ -774,8 +764,7 @@ TEST(AdminCounters, HttpRequestsAddExactly) {
   };
   Json after = poll_stats(d.admin_socket(), settled);
   EXPECT_TRUE(settled(after)) << "expected +" << kRequests << ": " << after.dump();
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- garbage ----
@@ -852,8 +841,7 @@ TEST(AdminRobustness, RandomAndOversizedLinesLeaveItServing) {
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(parse_json(r.out)["log"]["level"], "info");
   EXPECT_EQ(echo_through(d.addresses()["echo"], "still serving"), "still serving");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- limits ----
@@ -893,8 +881,7 @@ TEST(AdminLimits, MaxClientsRefusesTheThirdWithBusy) {
     admitted = ctl_at(d, {"ping"}).code == 0;
   }
   EXPECT_TRUE(admitted);
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(AdminLimits, IdleTimeoutClosesAnIdleClient) {
@@ -922,8 +909,7 @@ TEST(AdminLimits, IdleTimeoutClosesAnIdleClient) {
   ASSERT_TRUE(silent.ok());
   EXPECT_TRUE(silent.wait_closed(20s));
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // A client that pipelines big answers and never reads them blocks only its own connection.
@@ -944,8 +930,7 @@ TEST(AdminLimits, ClientThatNeverReadsHoldsUpNoOne) {
     AdminClient other(d.admin_socket());
     EXPECT_EQ(other.ask("ping"), std::vector<std::string>{"pong"});
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- a blocked shard ----
@@ -991,8 +976,7 @@ TEST(AdminBlocked, AnswersWhileAShardIsBlocked) {
   ASSERT_EQ(r.code, 0) << describe(r);
   Json stalls = parse_json(r.out);
   EXPECT_FALSE(stalls["reports"].empty()) << r.out;
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 }  // namespace

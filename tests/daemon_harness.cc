@@ -45,6 +45,16 @@ std::string daemon_config(const std::string& dir, const std::string& admin,
   return ::testing::AssertionSuccess();
 }
 
+::testing::AssertionResult stops_cleanly(DaemonProcess& d, std::chrono::milliseconds timeout) {
+  d.signal(SIGTERM);
+  const std::optional<int> code = d.wait_exit(timeout);
+  if (code == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "reactord " << (code ? "exited " + std::to_string(*code) : std::string("did not exit"))
+         << " after SIGTERM:\n"
+         << d.log();
+}
+
 DaemonProcess::DaemonProcess() {
   char tmpl[] = "/tmp/reactord-test-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");

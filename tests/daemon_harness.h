@@ -80,4 +80,9 @@ std::string daemon_config(const std::string& dir, const std::string& admin,
     std::function<void()> before_exec = nullptr,
     std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+// Sends SIGTERM and waits for `d` to exit; a success when it exits 0 in time, else a failure that
+// carries the exit code and the daemon's log.
+::testing::AssertionResult stops_cleanly(
+    DaemonProcess& d, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 }  // namespace reactor::test

@@ -180,24 +180,19 @@ TEST(DaemonExit, TenBadConfigsNameKeyAndLine) {
 
 TEST(Daemon, EchoByteExactThroughShards) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   const std::string addr = d.addresses()["echo"];
   ASSERT_FALSE(addr.empty()) << d.log();
   for (int i = 0; i < 4; ++i) {  // several connections, so both shards likely serve one
     const std::string payload = pattern(256 * 1024, i);
     EXPECT_TRUE(echo_through(addr, payload) == payload) << "connection " << i;
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(Daemon, NotifiesReadyReloadingStopping) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   d.signal(SIGHUP);
   auto reloading = d.wait_notify("RELOADING=1", 10s);
   ASSERT_TRUE(reloading.has_value()) << d.log();
@@ -210,9 +205,7 @@ TEST(Daemon, NotifiesReadyReloadingStopping) {
 
 TEST(Daemon, SighupChangesLogLevel) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   std::string cfg = config_with(d.dir(), kEchoService);
   cfg.replace(cfg.find("\"info\""), 6, "\"debug\"");
   d.write_config(cfg);
@@ -224,9 +217,7 @@ TEST(Daemon, SighupChangesLogLevel) {
 
 TEST(Daemon, InvalidFileOnSighupKeepsServing) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   d.write_config("[runtime\nthis is not toml");
   d.signal(SIGHUP);
   EXPECT_TRUE(d.wait_log("keeping the running configuration", 10s)) << d.log();
@@ -268,8 +259,7 @@ TEST(Daemon, SocketActivation) {
   EXPECT_EQ(echoed, "activated hello");
   EXPECT_THAT(d.addresses()["echo"], HasSubstr("activated"));
   EXPECT_EQ(echo_through(addr, "second connection"), "second connection");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // 100 clients each stream 1 MiB in chunks; SIGTERM arrives once all got their first chunk back;
@@ -282,9 +272,7 @@ TEST(Daemon, DrainFinishesStreamingClients) {
 #endif
   constexpr size_t kTotal = 1 << 20, kChunk = 16 * 1024;
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   const std::string addr = d.addresses()["echo"];
   int complete = 0;
   absl::Status s = reactor::Reactor::run([&] {
@@ -338,12 +326,6 @@ TEST(Daemon, DrainFinishesStreamingClients) {
   EXPECT_THAT(d.log(), HasSubstr("draining"));
 }
 
-}  // namespace
-}  // namespace reactord
-
-namespace reactord {
-namespace {
-
 using test::BlockingClient;
 
 const char kHttpService[] =
@@ -352,9 +334,7 @@ const char kHttpService[] =
 
 TEST(DaemonHttp, KeepAlivePipeliningLimitsAndHeaderTimeout) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kHttpService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kHttpService)));
   const std::string addr = d.addresses()["web"];
   {
     BlockingClient c(addr, 5s);
@@ -393,8 +373,7 @@ TEST(DaemonHttp, KeepAlivePipeliningLimitsAndHeaderTimeout) {
     c.send_all("GET / HTTP/1.1\r\nHost: x\r\n");
     EXPECT_TRUE(c.closed_within(5s)) << "the header timeout (300 ms) did not close the connection";
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // The parsers' size limits come from the config file, and /debug/block is not served unless
@@ -442,16 +421,14 @@ TEST(DaemonSecurity, ConfiguredLimitsAndNoDebugRoutesByDefault) {
     EXPECT_EQ(c.recv_until("\r\n"), "-ERR Protocol error: command larger than 1024 bytes\r\n");
     EXPECT_TRUE(c.closed_within(5s));
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(DaemonResp, RedisCliFromSeveralShards) {
   DaemonProcess d;
-  d.write_config(config_with(
-      d.dir(), "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n"));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(
+      d, config_with(d.dir(),
+                     "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n")));
   const std::string addr = d.addresses()["kv"];
   const std::string port = addr.substr(addr.rfind(':') + 1);
   auto cli = [&](const std::string& args) {
@@ -473,8 +450,7 @@ TEST(DaemonResp, RedisCliFromSeveralShards) {
   EXPECT_EQ(cli("DBSIZE"), "12");
   EXPECT_EQ(cli("INCR counter"), "1");
   EXPECT_EQ(cli("INCR counter"), "2");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // WATCHDOG_USEC = 2 s: pings every second while idle; none in the middle of a 6 s block of one
@@ -508,8 +484,7 @@ TEST(DaemonWatchdog, SystemdPingsPauseWhileAShardIsBlocked) {
     EXPECT_FALSE(at > 3000ms && at < 5500ms) << "a ping " << at.count() << " ms into the block";
   }
   EXPECT_GE(after.size(), 1u) << "pings did not resume";
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 }  // namespace

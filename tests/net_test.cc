@@ -17,6 +17,8 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
+using test::connected_pair;
+using test::Pair;
 using test::run_fiber;
 
 class NetTest : public ::testing::TestWithParam<std::string> {
@@ -153,22 +155,6 @@ TEST_P(NetTest, AcceptCancel) {
     EXPECT_TRUE(conn.ok()) << conn.status();
   });
   EXPECT_TRUE(absl::IsCancelled(s)) << s;
-}
-
-// A connected pair on loopback: {client, server side}.
-struct Pair {
-  TcpStream client;
-  TcpStream server;
-};
-Pair connected_pair() {
-  auto listener = TcpListener::bind(loopback_v4());
-  EXPECT_TRUE(listener.ok());
-  auto addr = listener->local_address();
-  auto client = TcpStream::connect(*addr, deadline_after(5s));
-  EXPECT_TRUE(client.ok()) << client.status();
-  auto server = listener->accept(deadline_after(5s));
-  EXPECT_TRUE(server.ok()) << server.status();
-  return Pair{*std::move(client), *std::move(server)};
 }
 
 TEST_P(NetTest, RecvDeadline) {
