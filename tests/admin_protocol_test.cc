@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -117,13 +118,27 @@ TEST(ParseAdminLineTest, EmptyAndUnknown) {
 
 // ---- on the wire, against the daemon ----
 
-TEST(AdminProtocol, EveryCommandRaw) {
-  DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  AdminClient a(d.admin_socket());
-  ASSERT_TRUE(a.ok()) << std::strerror(a.error());
+// A running daemon and one raw admin connection to it; the daemon must stop cleanly at the end.
+class AdminProtocol : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(start_daemon(d_, config_for(d_.dir())));
+    a_.emplace(d_.admin_socket());
+    ASSERT_TRUE(a_->ok()) << std::strerror(a_->error());
+  }
+  void TearDown() override {
+    if (a_) {
+      EXPECT_TRUE(reactor::test::stops_cleanly(d_));
+    }
+  }
+
+  DaemonProcess d_;
+  std::optional<AdminClient> a_;
+};
+
+TEST_F(AdminProtocol, EveryCommandRaw) {
   auto one = [&](const std::string& cmd) -> std::vector<std::string> {
-    auto ans = a.ask(cmd);
+    auto ans = a_->ask(cmd);
     EXPECT_TRUE(ans.has_value()) << cmd;
     return ans.value_or(std::vector<std::string>{});
   };
@@ -161,12 +176,12 @@ TEST(AdminProtocol, EveryCommandRaw) {
   EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
 
   // A trailing \r is ignored; several commands in one write are answered in order.
-  ASSERT_TRUE(a.send("ping\r\nversion\nping\n"));
-  EXPECT_EQ(a.answer(), std::vector<std::string>{"pong"});
-  auto version = a.answer();
+  ASSERT_TRUE(a_->send("ping\r\nversion\nping\n"));
+  EXPECT_EQ(a_->answer(), std::vector<std::string>{"pong"});
+  auto version = a_->answer();
   ASSERT_TRUE(version && version->size() == 1);
   EXPECT_EQ(parse_json((*version)[0])["protocol"], 1);
-  EXPECT_EQ(a.answer(), std::vector<std::string>{"pong"});
+  EXPECT_EQ(a_->answer(), std::vector<std::string>{"pong"});
 
   // A line of exactly 4096 bytes with its newline is accepted; one byte more is too long.
   std::string longest = "ping" + std::string(kMaxLine - 1 - 4, ' ');
@@ -178,33 +193,23 @@ TEST(AdminProtocol, EveryCommandRaw) {
   ASSERT_EQ(e.size(), 1u);
   EXPECT_THAT(e[0], StartsWith("ERR too-long: "));
   EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
-  EXPECT_TRUE(reactor::test::stops_cleanly(d));
 }
 
 // docs/admin-protocol.md shows `stats` with the backend in use ("epoll"), as `version` and
 // `reactord_build_info` give it, not the configured choice ("auto"): a fallback must show.
-TEST(AdminProtocol, StatsShowsTheBackendInUse) {
-  DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  AdminClient a(d.admin_socket());
-  ASSERT_TRUE(a.ok());
-  const Json version = parse_json(a.ask_text("version"));
-  const Json stats = parse_json(a.ask_text("stats"));
+TEST_F(AdminProtocol, StatsShowsTheBackendInUse) {
+  const Json version = parse_json(a_->ask_text("version"));
+  const Json stats = parse_json(a_->ask_text("stats"));
   ASSERT_THAT(version.value("backend", ""), AnyOf("epoll", "io_uring", "libevent"));
   EXPECT_EQ(stats.value("backend", ""), version.value("backend", ""))
       << "stats shows the configured backend, not the one in use";
-  EXPECT_TRUE(reactor::test::stops_cleanly(d));
 }
 
 // No command reads or writes a path the client names: the keys `set` may change are none of
 // them paths, path-valued keys need a restart, and arguments where none are taken are refused.
 // Run as the daemon's own uid, which may write.
-TEST(AdminProtocol, NoCommandTakesAPathFromTheClient) {
-  DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  AdminClient a(d.admin_socket());
-  ASSERT_TRUE(a.ok());
-  const std::string target = d.dir() + "/planted";
+TEST_F(AdminProtocol, NoCommandTakesAPathFromTheClient) {
+  const std::string target = d_.dir() + "/planted";
   for (const std::string& cmd : {
            "set admin.socket " + target,
            "set service.echo.listen " + target,
@@ -216,16 +221,15 @@ TEST(AdminProtocol, NoCommandTakesAPathFromTheClient) {
            "stalls " + target,
            "fibers " + target,
        }) {
-    const std::string answer = a.ask_text(cmd);
+    const std::string answer = a_->ask_text(cmd);
     EXPECT_THAT(answer, StartsWith("ERR ")) << cmd;
     EXPECT_FALSE(std::filesystem::exists(target)) << cmd;
   }
   // The socket is still where the file put it, and answers.
-  EXPECT_EQ(a.ask_text("ping"), "pong\n");
-  AdminClient b(d.admin_socket());
+  EXPECT_EQ(a_->ask_text("ping"), "pong\n");
+  AdminClient b(d_.admin_socket());
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b.ask_text("ping"), "pong\n");
-  EXPECT_TRUE(reactor::test::stops_cleanly(d));
 }
 
 }  // namespace

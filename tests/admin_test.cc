@@ -121,10 +121,7 @@ std::string as_nobody(const std::function<std::string()>& fn) {
     ::_exit(0);
   }
   ::close(p[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  std::string out = test::read_all(p[0]);
   ::close(p[0]);
   ::waitpid(pid, nullptr, 0);
   return out;

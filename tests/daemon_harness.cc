@@ -1,5 +1,7 @@
 #include "tests/daemon_harness.h"
 
+#include "tests/process_util.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -214,10 +216,7 @@ int DaemonProcess::run_to_exit(std::vector<std::string> args, std::string* outpu
     ::_exit(127);
   }
   ::close(pipefd[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  std::string out = read_all(pipefd[0]);
   ::close(pipefd[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);

@@ -29,6 +29,18 @@ inline std::string describe(const Ran& r) {
   return "exit " + std::to_string(r.code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
 
+// Everything read from `fd` until end of file or an error.
+inline std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 // Runs `argv` with stdout and stderr captured apart and stdin on /dev/null; killed after
 // `timeout`. `env` entries are set (an empty value unsets); `before_exec` runs in the child.
 inline Ran run_process(const std::vector<std::string>& argv,

@@ -402,6 +402,15 @@ TEST_P(Reliability, PeerResetsMidSendLoseNothingElse) {
   stop_cleanly();
 }
 
+// Sends `request`, half-closes and reads into *got up to the end of the stream.
+::testing::AssertionResult half_close_exchange(BlockingClient& c, std::string_view request,
+                                               std::string* got) {
+  if (!c.send_all(request)) return ::testing::AssertionFailure() << "send failed";
+  if (!c.shutdown_write()) return ::testing::AssertionFailure() << "shutdown failed";
+  if (!c.recv_to_eof(got)) return ::testing::AssertionFailure() << "no end of stream: " << *got;
+  return ::testing::AssertionSuccess();
+}
+
 TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
   ASSERT_TRUE(start());
   {  // echo: a MiB in, shutdown(SHUT_WR), the MiB back and the end of the stream
@@ -418,12 +427,12 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
   }
   {  // http: three pipelined requests, then half-close: three answers, then the end
     BlockingClient c(addr("web"));
-    ASSERT_TRUE(
-        c.send_all("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-                   "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
-    ASSERT_TRUE(c.shutdown_write());
     std::string got;
-    EXPECT_TRUE(c.recv_to_eof(&got));
+    ASSERT_TRUE(half_close_exchange(
+        c,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+        "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        &got));
     const size_t a = got.find("HTTP/1.1 200"), b = got.find("HTTP/1.1 404"),
                  h = got.find("HTTP/1.1 200", b);
     EXPECT_TRUE(a != std::string::npos && b != std::string::npos && h != std::string::npos &&
@@ -432,12 +441,12 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
   }
   {  // resp: the exact replies, then the end
     BlockingClient c(addr("kv"));
-    ASSERT_TRUE(
-        c.send_all("PING\r\n*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nclose\r\n*2\r\n$3\r\nGET\r\n$"
-                   "4\r\nhalf\r\n"));
-    ASSERT_TRUE(c.shutdown_write());
     std::string got;
-    EXPECT_TRUE(c.recv_to_eof(&got));
+    ASSERT_TRUE(half_close_exchange(
+        c,
+        "PING\r\n*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nclose\r\n*2\r\n$3\r\nGET\r\n$"
+        "4\r\nhalf\r\n",
+        &got));
     EXPECT_EQ(got, "+PONG\r\n+OK\r\n$5\r\nclose\r\n");
   }
   expect_clean_log();
