@@ -1,9 +1,10 @@
-// The admin socket and reactorctl against the real reactord: every command through reactorctl
-// and through a raw socket; reactorctl's exit codes, timeouts and hints; the SO_PEERCRED access
-// rules (tested by a child dropped to uid/gid 65534 on a socket that file permissions let anyone
-// open, so any refusal comes from the daemon); `promtool check metrics` on the metrics text;
-// counters after known traffic; garbage and oversized lines; max_clients and idle_timeout_ms;
-// and answers while a shard is blocked.
+// The admin server and reactorctl against the real reactord: every command through reactorctl,
+// top; the socket path; the SO_PEERCRED access rules (tested by a child dropped to uid/gid 65534
+// on a socket that file permissions let anyone open, so any refusal comes from the daemon);
+// `promtool check metrics` on the metrics text; counters after known traffic; garbage and
+// oversized lines; max_clients and idle_timeout_ms; and answers while a shard is blocked.
+// reactorctl without a daemon is tested in tests/reactorctl_test.cc, the protocol's framing and
+// its raw commands in tests/admin_protocol_test.cc.
 //
 // Everything runs on loopback with ports the OS picks, uses wide time margins and asserts no
 // speed. Tests marked "needs the http service" fail (they do not skip) when the daemon refuses
@@ -43,15 +44,29 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
+#include "tests/process_util.h"
 
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
+using test::AdminClient;
+using test::BlockingClient;
+using test::DaemonProcess;
+using test::describe;
+using test::echo_through;
+using test::kEchoService;
+using test::Ran;
+using test::reactorctl_binary;
+using test::run_process;
+using test::run_reactorctl;
+using test::start_daemon;
 using ::testing::AnyOf;
-using testing::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -60,47 +75,20 @@ using Clock = std::chrono::steady_clock;
 constexpr uid_t kNobody = 65534;
 constexpr size_t kMaxLine = 4096;
 
-const char kEchoService[] =
-    "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n";
 // Needs the http service (services/http.*, wired by another change): with debug_routes,
 // /debug/block?ms=N blocks its shard's loop on purpose.
 const char kHttpService[] =
     "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"
     "debug_routes = true\n";
 
-const char* reactorctl_binary() {
-  return REACTORCTL_BINARY;
-}
-
 // A config with the admin socket in `dir`; `admin` adds keys to [admin].
 std::string config_for(const std::string& dir, const std::string& admin = "",
                        const std::string& services = kEchoService, int shards = 2,
                        const std::string& level = "info") {
-  return absl::StrCat("[runtime]\nshards = ", shards, "\n\n[log]\nlevel = \"", level,
-                      "\"\nformat = \"text\"\n\n[admin]\nsocket = \"", dir, "/admin.sock\"\n",
-                      admin, "\n[shutdown]\ndrain_timeout_ms = 2000\n\n", services);
-}
-
-// Starts `d` with `toml`; fails the test (with the log) if it is not ready.
-::testing::AssertionResult start_daemon(DaemonProcess& d, const std::string& toml) {
-  d.write_config(toml);
-  d.start();
-  if (!d.wait_ready()) {
-    return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d.log();
-  }
-  return ::testing::AssertionSuccess();
-}
-
-std::string socket_of(const DaemonProcess& d) {
-  return d.dir() + "/admin.sock";
+  return test::daemon_config(dir, admin, services, shards, level);
 }
 
 // ---- child processes ----
-
-struct Ran {
-  int code = -1;
-  std::string out, err;
-};
 
 // Drops every group and becomes uid/gid 65534 (nobody/nogroup). In a forked child only.
 void become_nobody() {
@@ -109,196 +97,14 @@ void become_nobody() {
   }
 }
 
-// Runs `argv` with stdout and stderr captured apart; killed after `timeout`. `env` entries are set
-// (an empty value unsets); `before_exec` runs in the child.
-Ran run_process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-                std::function<void()> before_exec = nullptr,
-                std::chrono::milliseconds timeout = 60s) {
-  int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return {};
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(err[1], STDERR_FILENO);
-    const int null = ::open("/dev/null", O_RDONLY);
-    ::dup2(null, STDIN_FILENO);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    for (const auto& [k, v] : env) {
-      if (v.empty()) {
-        ::unsetenv(k.c_str());
-      } else {
-        ::setenv(k.c_str(), v.c_str(), 1);
-      }
-    }
-    if (before_exec) before_exec();
-    std::vector<char*> cargv;
-    for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    ::execvp(cargv[0], cargv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  ::close(err[1]);
-  Ran r;
-  const auto deadline = Clock::now() + timeout;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open_fds = 2;
-  bool killed = false;
-  while (open_fds > 0) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0 && !killed) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-    }
-    if (::poll(fds, 2, killed ? 1000 : static_cast<int>(left.count()) + 1) < 0 && errno != EINTR) {
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buf[65536];
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& f : fds) {
-    if (f.fd >= 0) ::close(f.fd);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-// reactorctl with `args`; $REACTORD_ADMIN_SOCKET unset unless `env` sets it.
-Ran ctl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
-        std::function<void()> before_exec = nullptr) {
-  args.insert(args.begin(), reactorctl_binary());
-  env.emplace("REACTORD_ADMIN_SOCKET", "");
-  return run_process(args, env, std::move(before_exec));
-}
-
 Ran ctl_at(const DaemonProcess& d, std::vector<std::string> args) {
-  args.insert(args.begin(), {"--socket", socket_of(d)});
-  return ctl(std::move(args));
-}
-
-std::string describe(const Ran& r) {
-  return absl::StrCat("exit ", r.code, "\nstdout:\n", r.out, "\nstderr:\n", r.err);
+  args.insert(args.begin(), {"--socket", d.admin_socket()});
+  return run_reactorctl(std::move(args));
 }
 
 Json parse_json(const std::string& text) {
   return Json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
-
-// ---- a raw admin connection ----
-
-class RawAdmin {
- public:
-  explicit RawAdmin(const std::string& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      error_ = errno;
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~RawAdmin() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  RawAdmin(const RawAdmin&) = delete;
-  RawAdmin& operator=(const RawAdmin&) = delete;
-
-  bool ok() const { return fd_ >= 0; }
-  int error() const { return error_; }
-  int fd() const { return fd_; }
-
-  bool send(std::string_view data) {
-    size_t off = 0;
-    while (off < data.size()) {
-      const ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      off += static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  // The next answer's lines (without the end marker); nullopt on timeout or close.
-  std::optional<std::vector<std::string>> answer(std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = Clock::now() + timeout;
-    std::vector<std::string> lines;
-    for (;;) {
-      size_t nl;
-      while ((nl = buf_.find('\n')) != std::string::npos) {
-        std::string line = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        if (line == ".") return lines;
-        lines.push_back(std::move(line));
-      }
-      if (!fill(deadline)) return std::nullopt;
-    }
-  }
-
-  // Sends `command` and returns its answer's lines.
-  std::optional<std::vector<std::string>> ask(const std::string& command,
-                                              std::chrono::milliseconds timeout = 10s) {
-    if (!send(command + "\n")) return std::nullopt;
-    return answer(timeout);
-  }
-
-  // The answer's text (lines joined with '\n'), "" on failure.
-  std::string ask_text(const std::string& command) {
-    auto a = ask(command);
-    if (!a) return "";
-    std::string out;
-    for (const auto& l : *a) absl::StrAppend(&out, l, "\n");
-    return out;
-  }
-
-  // True when the daemon closes the connection within `timeout` (data before it is kept).
-  bool wait_closed(std::chrono::milliseconds timeout, std::string* data = nullptr) {
-    const auto deadline = Clock::now() + timeout;
-    while (fill(deadline)) {
-    }
-    if (data) *data = buf_;
-    return closed_;
-  }
-
- private:
-  // Reads more into buf_; false on timeout, close or error.
-  bool fill(Clock::time_point deadline) {
-    if (fd_ < 0 || closed_) return false;
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return !(Clock::now() >= deadline);
-    char buf[65536];
-    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n > 0) {
-      buf_.append(buf, static_cast<size_t>(n));
-      return true;
-    }
-    if (n < 0 && errno == EINTR) return true;
-    closed_ = true;
-    return false;
-  }
-
-  int fd_ = -1;
-  int error_ = 0;
-  bool closed_ = false;
-  std::string buf_;
-};
 
 // Runs `fn` in a forked child as uid/gid 65534 and returns what it wrote to `out`.
 std::string as_nobody(const std::function<std::string()>& fn) {
@@ -315,10 +121,7 @@ std::string as_nobody(const std::function<std::string()>& fn) {
     ::_exit(0);
   }
   ::close(p[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  std::string out = test::read_all(p[0]);
   ::close(p[0]);
   ::waitpid(pid, nullptr, 0);
   return out;
@@ -326,7 +129,7 @@ std::string as_nobody(const std::function<std::string()>& fn) {
 
 // `stats` as JSON through a raw connection.
 Json raw_stats(const std::string& socket) {
-  RawAdmin a(socket);
+  AdminClient a(socket);
   if (!a.ok()) return nullptr;
   return parse_json(a.ask_text("stats"));
 }
@@ -354,74 +157,13 @@ Json poll_stats(const std::string& socket, const std::function<bool(const Json&)
 
 // ---- TCP clients ----
 
-int tcp_connect(const std::string& host_port) {
-  const size_t colon = host_port.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(host_port.substr(colon + 1), &port)) {
-    return -1;
-  }
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{30, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool write_all(int fd, std::string_view data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// Reads until EOF (or the 30 s receive timeout).
-std::string read_to_eof(int fd) {
-  std::string got;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  return got;
-}
-
-// Sends `payload` through the echo service and returns what came back.
-std::string echo_through(const std::string& addr, const std::string& payload) {
-  const int fd = tcp_connect(addr);
-  if (fd < 0) return "";
-  std::thread writer([&] {
-    write_all(fd, payload);
-    ::shutdown(fd, SHUT_WR);
-  });
-  std::string got = read_to_eof(fd);
-  writer.join();
-  ::close(fd);
-  return got;
-}
-
 // One HTTP/1.1 request with Connection: close; the whole response.
 std::string http_get(const std::string& addr, const std::string& target) {
-  const int fd = tcp_connect(addr);
-  if (fd < 0) return "";
-  write_all(fd,
-            absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
-  std::string got = read_to_eof(fd);
-  ::close(fd);
-  return got;
+  BlockingClient c(addr, 30s);
+  if (!c.connected()) return "";
+  (void)c.send_all(
+      absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"));
+  return c.recv_all();
 }
 
 std::string pattern(size_t n, int seed) {
@@ -572,7 +314,7 @@ TEST(Reactorctl, EveryCommand) {
   r = ctl_at(d, {"config"});
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_THAT(r.out, HasSubstr("[admin]"));
-  EXPECT_THAT(r.out, HasSubstr(socket_of(d)));
+  EXPECT_THAT(r.out, HasSubstr(d.admin_socket()));
   EXPECT_THAT(r.out, HasSubstr("name = \"echo\""));
 
   r = ctl_at(d, {"help"});
@@ -584,7 +326,7 @@ TEST(Reactorctl, EveryCommand) {
   r = ctl_at(d, {"set", "log.level", "debug"});
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(r.out, "ok\n");
-  EXPECT_EQ(raw_stats(socket_of(d))["log"]["level"], "debug");
+  EXPECT_EQ(raw_stats(d.admin_socket())["log"]["level"], "debug");
   r = ctl_at(d, {"set", "watchdog.threshold_ms", "0"});
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR invalid: "));
@@ -600,15 +342,14 @@ TEST(Reactorctl, EveryCommand) {
   r = ctl_at(d, {"reload"});
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(r.out, "ok\n");
-  EXPECT_EQ(raw_stats(socket_of(d))["log"]["level"], "warn");
+  EXPECT_EQ(raw_stats(d.admin_socket())["log"]["level"], "warn");
   d.write_config("[runtime\nnot toml");
   r = ctl_at(d, {"reload"});
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR failed: "));
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
 
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
@@ -650,8 +391,7 @@ TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
     best_rate = std::max(best_rate, rate.get<double>());
   }
   EXPECT_GT(best_rate, 0.0) << r.out;
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // `top` without a count runs until SIGINT, then restores what it changed and exits 0.
@@ -660,7 +400,7 @@ TEST(Reactorctl, TopStopsOnSigint) {
   ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
   int out[2];
   ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  const std::string sock = socket_of(d);
+  const std::string sock = d.admin_socket();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(out[1], STDOUT_FILENO);
@@ -695,8 +435,7 @@ TEST(Reactorctl, TopStopsOnSigint) {
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status << "\n" << got;
   EXPECT_EQ(WEXITSTATUS(status), 0) << got;
   EXPECT_THAT(got, HasSubstr("UTILIZATION"));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // At a terminal, `top` clears the screen, hides the cursor, quits on 'q' and shows the cursor
@@ -704,7 +443,7 @@ TEST(Reactorctl, TopStopsOnSigint) {
 TEST(Reactorctl, TopQuitsOnQAtATerminal) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  const std::string sock = socket_of(d);
+  const std::string sock = d.admin_socket();
   int master = -1;
   const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
   ASSERT_GE(pid, 0) << std::strerror(errno);
@@ -752,100 +491,7 @@ TEST(Reactorctl, TopQuitsOnQAtATerminal) {
   const size_t shown = got.rfind("\x1b[?25h");
   ASSERT_NE(shown, std::string::npos) << got;
   EXPECT_GT(shown, got.rfind("\x1b[2J"));  // the cursor comes back after the last screen
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
-}
-
-// ---- reactorctl without a daemon: exit codes, hints, timeouts ----
-
-TEST(Reactorctl, UsageIs64) {
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {},
-           {"frobnicate"},
-           {"stats", "extra"},
-           {"set", "log.level"},
-           {"fibers", "x"},
-           {"fibers", "0", "1"},
-           {"--no-such-option", "stats"},
-           {"--socket"},
-           {"--once", "stats"},
-           {"top", "--iterations", "0"},
-       }) {
-    Ran r = ctl(args);
-    EXPECT_EQ(r.code, 64) << absl::StrJoin(args, " ") << "\n" << describe(r);
-    EXPECT_THAT(r.err, HasSubstr("usage")) << absl::StrJoin(args, " ");
-  }
-  Ran r = ctl({"--help"});
-  EXPECT_EQ(r.code, 0);
-  EXPECT_THAT(r.out, HasSubstr("top"));
-}
-
-TEST(Reactorctl, CannotConnectIs69WithPathErrnoAndHint) {
-  const std::string missing = "/nonexistent-reactord-dir/admin.sock";
-  Ran r = ctl({"--socket", missing, "stats"});
-  EXPECT_EQ(r.code, 69) << describe(r);
-  EXPECT_THAT(r.err, HasSubstr(missing));
-  EXPECT_THAT(r.err, HasSubstr(std::strerror(ENOENT)));
-  EXPECT_THAT(r.err, HasSubstr("/run/reactord/admin.sock"));  // the default, in the hint
-  EXPECT_THAT(r.err, HasSubstr("running"));
-  EXPECT_THAT(r.err, HasSubstr("permission"));
-  // $REACTORD_ADMIN_SOCKET is honoured, and --socket wins over it.
-  r = ctl({"ping"}, {{"REACTORD_ADMIN_SOCKET", "/nonexistent-env/admin.sock"}});
-  EXPECT_EQ(r.code, 69);
-  EXPECT_THAT(r.err, HasSubstr("/nonexistent-env/admin.sock"));
-  r = ctl({"--socket", missing, "ping"}, {{"REACTORD_ADMIN_SOCKET", "/nonexistent-env/x.sock"}});
-  EXPECT_THAT(r.err, HasSubstr(missing));
-  // Without either: the default path.
-  r = ctl({"ping"});
-  if (r.code == 69) {
-    EXPECT_THAT(r.err, HasSubstr("/run/reactord/admin.sock"));
-  }
-}
-
-// A server that accepts and then answers only part of an answer (or nothing): reactorctl gives up
-// after --timeout with 69 instead of hanging.
-TEST(Reactorctl, IncompleteAnswerIsAnErrorNotAHang) {
-  char tmpl[] = "/tmp/reactorctl-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string path = std::string(tmpl) + "/fake.sock";
-  const int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(l, 8), 0);
-  std::atomic<bool> done{false};
-  std::thread server([&] {
-    std::vector<int> held;
-    int n = 0;
-    while (!done) {
-      pollfd p{l, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      const int c = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) continue;
-      if (n++ == 1) {
-        char cmd[64];
-        (void)!::read(c, cmd, sizeof cmd);  // the command, then half an answer and a close
-        write_all(c, "{\"partial\": ");
-        ::close(c);
-      } else {
-        held.push_back(c);  // silent: hold the connection open
-      }
-    }
-    for (int c : held) ::close(c);
-  });
-  const auto start = Clock::now();
-  Ran r = ctl({"--socket", path, "--timeout", "1", "stats"});
-  EXPECT_EQ(r.code, 69) << describe(r);
-  EXPECT_THAT(r.err, HasSubstr("no complete answer"));
-  EXPECT_LT(Clock::now() - start, 30s);  // bounded, not a speed check
-  r = ctl({"--socket", path, "--timeout", "5", "stats"});
-  EXPECT_EQ(r.code, 69) << describe(r);
-  EXPECT_THAT(r.err, HasSubstr("connection closed before a complete answer"));
-  done = true;
-  server.join();
-  ::close(l);
-  std::filesystem::remove_all(tmpl);
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- the socket path ----
@@ -855,7 +501,7 @@ TEST(Reactorctl, IncompleteAnswerIsAnErrorNotAHang) {
 TEST(AdminSocketPath, RegularFileIsRefusedAndLeftUntouched) {
   DaemonProcess d;
   d.write_config(config_for(d.dir()));
-  const std::string path = socket_of(d);
+  const std::string path = d.admin_socket();
   const std::string content = "not a socket: someone's data\n";
   std::ofstream(path) << content;
   const timespec old_times[2] = {{1700000000, 0}, {1700000000, 123456789}};
@@ -874,122 +520,6 @@ TEST(AdminSocketPath, RegularFileIsRefusedAndLeftUntouched) {
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), content);
 }
 
-// ---- the raw protocol ----
-
-TEST(AdminProtocol, EveryCommandRaw) {
-  DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  RawAdmin a(socket_of(d));
-  ASSERT_TRUE(a.ok()) << std::strerror(a.error());
-  auto one = [&](const std::string& cmd) -> std::vector<std::string> {
-    auto ans = a.ask(cmd);
-    EXPECT_TRUE(ans.has_value()) << cmd;
-    return ans.value_or(std::vector<std::string>{});
-  };
-  EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
-  // Every JSON answer is one line of valid JSON; no answer line is a lone ".".
-  for (const char* cmd :
-       {"version", "stats", "shards", "services", "fibers", "fibers 0", "stalls", "backends"}) {
-    std::vector<std::string> lines = one(cmd);
-    ASSERT_EQ(lines.size(), 1u) << cmd;
-    EXPECT_FALSE(parse_json(lines[0]).is_discarded()) << cmd << ": " << lines[0];
-    EXPECT_FALSE(absl::StartsWith(lines[0], "ERR")) << cmd;
-  }
-  std::vector<std::string> metrics = one("metrics");
-  EXPECT_GT(metrics.size(), 20u);
-  std::vector<std::string> config = one("config");
-  EXPECT_THAT(config, ::testing::Contains("[admin]"));
-  std::vector<std::string> help = one("help");
-  EXPECT_THAT(help, ::testing::Contains("stats"));
-  EXPECT_EQ(one("set log.level debug"), std::vector<std::string>{"ok"});
-  EXPECT_EQ(one("reload"), std::vector<std::string>{"ok"});
-
-  // Errors: one line, a stable code, and the connection stays usable.
-  std::vector<std::string> e = one("frobnicate");
-  ASSERT_EQ(e.size(), 1u);
-  EXPECT_THAT(e[0], StartsWith("ERR unknown-command: "));
-  e = one("stats now");
-  ASSERT_EQ(e.size(), 1u);
-  EXPECT_THAT(e[0], StartsWith("ERR usage: "));
-  e = one("");
-  ASSERT_EQ(e.size(), 1u);
-  EXPECT_THAT(e[0], StartsWith("ERR usage: "));
-  e = one("set watchdog.threshold_ms zero");
-  ASSERT_EQ(e.size(), 1u);
-  EXPECT_THAT(e[0], StartsWith("ERR invalid: "));
-  EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
-
-  // A trailing \r is ignored; several commands in one write are answered in order.
-  ASSERT_TRUE(a.send("ping\r\nversion\nping\n"));
-  EXPECT_EQ(a.answer(), std::vector<std::string>{"pong"});
-  auto version = a.answer();
-  ASSERT_TRUE(version && version->size() == 1);
-  EXPECT_EQ(parse_json((*version)[0])["protocol"], 1);
-  EXPECT_EQ(a.answer(), std::vector<std::string>{"pong"});
-
-  // A line of exactly 4096 bytes with its newline is accepted; one byte more is too long.
-  std::string longest = "ping" + std::string(kMaxLine - 1 - 4, ' ');
-  ASSERT_EQ(longest.size() + 1, kMaxLine);
-  e = one(longest);
-  ASSERT_EQ(e.size(), 1u);
-  EXPECT_FALSE(absl::StartsWith(e[0], "ERR too-long")) << e[0];
-  e = one(longest + " ");
-  ASSERT_EQ(e.size(), 1u);
-  EXPECT_THAT(e[0], StartsWith("ERR too-long: "));
-  EXPECT_EQ(one("ping"), std::vector<std::string>{"pong"});
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
-}
-
-// docs/admin-protocol.md shows `stats` with the backend in use ("epoll"), as `version` and
-// `reactord_build_info` give it, not the configured choice ("auto"): a fallback must show.
-TEST(AdminProtocol, StatsShowsTheBackendInUse) {
-  DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  RawAdmin a(socket_of(d));
-  ASSERT_TRUE(a.ok());
-  const Json version = parse_json(a.ask_text("version"));
-  const Json stats = parse_json(a.ask_text("stats"));
-  ASSERT_THAT(version.value("backend", ""), AnyOf("epoll", "io_uring", "libevent"));
-  EXPECT_EQ(stats.value("backend", ""), version.value("backend", ""))
-      << "stats shows the configured backend, not the one in use";
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
-}
-
-// No command reads or writes a path the client names: the keys `set` may change are none of
-// them paths, path-valued keys need a restart, and arguments where none are taken are refused.
-// Run as the daemon's own uid, which may write.
-TEST(AdminProtocol, NoCommandTakesAPathFromTheClient) {
-  DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  RawAdmin a(socket_of(d));
-  ASSERT_TRUE(a.ok());
-  const std::string target = d.dir() + "/planted";
-  for (const std::string& cmd : {
-           "set admin.socket " + target,
-           "set service.echo.listen " + target,
-           "set log.level " + target,
-           "set admin.group " + target,
-           "reload " + target,
-           "config " + target,
-           "metrics " + target,
-           "stalls " + target,
-           "fibers " + target,
-       }) {
-    const std::string answer = a.ask_text(cmd);
-    EXPECT_THAT(answer, StartsWith("ERR ")) << cmd;
-    EXPECT_FALSE(std::filesystem::exists(target)) << cmd;
-  }
-  // The socket is still where the file put it, and answers.
-  EXPECT_EQ(a.ask_text("ping"), "pong\n");
-  RawAdmin b(socket_of(d));
-  ASSERT_TRUE(b.ok());
-  EXPECT_EQ(b.ask_text("ping"), "pong\n");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
-}
-
 // ---- access: SO_PEERCRED, not file permissions ----
 
 // The socket lives in a directory anyone may search, with mode 0666: every local user can
@@ -1001,7 +531,7 @@ std::string open_socket_config(DaemonProcess& d, const std::string& acl) {
 
 void expect_world_connectable(const DaemonProcess& d) {
   struct stat st {};
-  ASSERT_EQ(::stat(socket_of(d).c_str(), &st), 0);
+  ASSERT_EQ(::stat(d.admin_socket().c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0666u);
   ASSERT_EQ(::stat(d.dir().c_str(), &st), 0);
@@ -1011,7 +541,7 @@ void expect_world_connectable(const DaemonProcess& d) {
 // A raw exchange as uid 65534: "connected\n" plus the answer's lines, or "connect: <errno>".
 std::string raw_as_nobody(const std::string& socket, const std::string& command) {
   return as_nobody([&] {
-    RawAdmin a(socket);
+    AdminClient a(socket);
     if (!a.ok()) return absl::StrCat("connect: ", std::strerror(a.error()));
     std::string out = "connected\n";
     auto ans = a.ask(command);
@@ -1030,8 +560,8 @@ TEST(AdminAccess, AllowedUidReadsButMayNotWrite) {
 
   // reactorctl itself, run as uid/gid 65534.
   auto as_nobody_ctl = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {"--socket", socket_of(d)});
-    return ctl(args, {}, become_nobody);
+    args.insert(args.begin(), {"--socket", d.admin_socket()});
+    return run_reactorctl(args, {}, become_nobody);
   };
   r = as_nobody_ctl({"--json", "stats"});
   EXPECT_EQ(r.code, 0) << describe(r);
@@ -1046,48 +576,45 @@ TEST(AdminAccess, AllowedUidReadsButMayNotWrite) {
   EXPECT_THAT(r.err, StartsWith("ERR denied: "));
 
   // The same through a raw socket: connected, then refused by the daemon.
-  std::string got = raw_as_nobody(socket_of(d), "stats");
+  std::string got = raw_as_nobody(d.admin_socket(), "stats");
   EXPECT_THAT(got, StartsWith("connected\n{"));
-  got = raw_as_nobody(socket_of(d), "set log.level debug");
+  got = raw_as_nobody(d.admin_socket(), "set log.level debug");
   EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
-  got = raw_as_nobody(socket_of(d), "reload");
+  got = raw_as_nobody(d.admin_socket(), "reload");
   EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
-  EXPECT_EQ(raw_stats(socket_of(d))["log"]["level"], "info");  // nothing changed
+  EXPECT_EQ(raw_stats(d.admin_socket())["log"]["level"], "info");  // nothing changed
 
   // Root may write: taking 65534 out of allow_uids refuses it from then on.
   r = ctl_at(d, {"set", "admin.allow_uids", "[]"});
   EXPECT_EQ(r.code, 0) << describe(r);
-  got = raw_as_nobody(socket_of(d), "stats");
+  got = raw_as_nobody(d.admin_socket(), "stats");
   EXPECT_THAT(got, StartsWith("connected\nERR denied: "));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(AdminAccess, OtherUidIsRefusedEvenStats) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, open_socket_config(d, "")));
   expect_world_connectable(d);
-  Ran r = ctl({"--socket", socket_of(d), "stats"}, {}, become_nobody);
+  Ran r = run_reactorctl({"--socket", d.admin_socket(), "stats"}, {}, become_nobody);
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR denied: "));
-  r = ctl({"--socket", socket_of(d), "ping"}, {}, become_nobody);
+  r = run_reactorctl({"--socket", d.admin_socket(), "ping"}, {}, become_nobody);
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR denied: "));
   for (const char* cmd : {"stats", "metrics", "fibers", "set log.level debug", "reload"}) {
-    EXPECT_THAT(raw_as_nobody(socket_of(d), cmd), StartsWith("connected\nERR denied: ")) << cmd;
+    EXPECT_THAT(raw_as_nobody(d.admin_socket(), cmd), StartsWith("connected\nERR denied: ")) << cmd;
   }
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);  // root still may
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(AdminAccess, AllowedGidReads) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, open_socket_config(d, "allow_gids = [65534]\n")));
-  EXPECT_THAT(raw_as_nobody(socket_of(d), "stats"), StartsWith("connected\n{"));
-  EXPECT_THAT(raw_as_nobody(socket_of(d), "reload"), StartsWith("connected\nERR denied: "));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_THAT(raw_as_nobody(d.admin_socket(), "stats"), StartsWith("connected\n{"));
+  EXPECT_THAT(raw_as_nobody(d.admin_socket(), "reload"), StartsWith("connected\nERR denied: "));
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- metrics ----
@@ -1135,8 +662,7 @@ TEST(AdminMetrics, PromtoolAcceptsMetrics) {
                            "le=\"100\""}) {
     EXPECT_THAT(r.out, HasSubstr(name));
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // Needs the http service: /metrics serves the same text as the admin `metrics`.
@@ -1152,8 +678,7 @@ TEST(AdminMetrics, PromtoolAcceptsHttpMetrics) {
   Ran check = promtool_check(d.dir(), response.substr(body + 4));
   EXPECT_EQ(check.code, 0) << describe(check) << "\n" << response;
   EXPECT_THAT(response, HasSubstr("reactord_build_info{"));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- counters after known traffic ----
@@ -1162,7 +687,7 @@ TEST(AdminCounters, EchoedBytesAddExactly) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
   const std::string echo = d.addresses()["echo"];
-  const Json before = raw_stats(socket_of(d));
+  const Json before = raw_stats(d.admin_socket());
   const Json* svc = service_in(before, "echo");
   ASSERT_NE(svc, nullptr) << before.dump();
   const uint64_t in0 = (*svc)["bytes_in"], out0 = (*svc)["bytes_out"];
@@ -1182,7 +707,7 @@ TEST(AdminCounters, EchoedBytesAddExactly) {
     return e && (*e)["bytes_in"] == in0 + total && (*e)["bytes_out"] == out0 + total &&
            (*e)["connections"]["active"] == 0;
   };
-  Json after = poll_stats(socket_of(d), settled);
+  Json after = poll_stats(d.admin_socket(), settled);
   ASSERT_TRUE(settled(after)) << "expected +" << total << " bytes each way: " << after.dump();
   const Json& e = *service_in(after, "echo");
   EXPECT_EQ(e["connections"]["accepted"], accepted0 + kConnections);
@@ -1191,7 +716,7 @@ TEST(AdminCounters, EchoedBytesAddExactly) {
   EXPECT_GE(e["requests"].get<uint64_t>(), requests0 + kConnections);  // echo counts reads
   // Settled means settled: nothing moves without traffic.
   std::this_thread::sleep_for(300ms);
-  const Json later = raw_stats(socket_of(d));
+  const Json later = raw_stats(d.admin_socket());
   EXPECT_EQ((*service_in(later, "echo"))["bytes_in"], in0 + total);
   EXPECT_EQ((*service_in(later, "echo"))["bytes_out"], out0 + total);
 
@@ -1214,8 +739,7 @@ TEST(AdminCounters, EchoedBytesAddExactly) {
   }
   EXPECT_EQ(received, static_cast<double>(in0 + total));
   EXPECT_EQ(sent, static_cast<double>(out0 + total));
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // Needs the http service: N requests add exactly N.
@@ -1224,7 +748,7 @@ TEST(AdminCounters, HttpRequestsAddExactly) {
   ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
       << "this test needs the http service";
   const std::string web = d.addresses()["web"];
-  const Json before = raw_stats(socket_of(d));
+  const Json before = raw_stats(d.admin_socket());
   ASSERT_NE(service_in(before, "web"), nullptr);
   const uint64_t requests0 = (*service_in(before, "web"))["requests"];
   constexpr int kRequests = 40;
@@ -1235,10 +759,9 @@ TEST(AdminCounters, HttpRequestsAddExactly) {
     const Json* w = service_in(s, "web");
     return w && (*w)["requests"] == requests0 + kRequests && (*w)["connections"]["active"] == 0;
   };
-  Json after = poll_stats(socket_of(d), settled);
+  Json after = poll_stats(d.admin_socket(), settled);
   EXPECT_TRUE(settled(after)) << "expected +" << kRequests << ": " << after.dump();
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- garbage ----
@@ -1280,7 +803,7 @@ TEST(AdminRobustness, RandomAndOversizedLinesLeaveItServing) {
         break;
     }
   }
-  RawAdmin a(socket_of(d));
+  AdminClient a(d.admin_socket());
   ASSERT_TRUE(a.ok());
   // Write everything from one thread while this one reads every answer.
   std::thread writer([&] {
@@ -1307,7 +830,7 @@ TEST(AdminRobustness, RandomAndOversizedLinesLeaveItServing) {
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
   // Garbage without a newline, then a hang-up, from a few more clients.
   for (int i = 0; i < 5; ++i) {
-    RawAdmin g(socket_of(d));
+    AdminClient g(d.admin_socket());
     ASSERT_TRUE(g.ok());
     g.send(random_bytes(static_cast<size_t>(i) * 3000 + 10));
   }
@@ -1315,8 +838,7 @@ TEST(AdminRobustness, RandomAndOversizedLinesLeaveItServing) {
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(parse_json(r.out)["log"]["level"], "info");
   EXPECT_EQ(echo_through(d.addresses()["echo"], "still serving"), "still serving");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- limits ----
@@ -1324,12 +846,12 @@ TEST(AdminRobustness, RandomAndOversizedLinesLeaveItServing) {
 TEST(AdminLimits, MaxClientsRefusesTheThirdWithBusy) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "max_clients = 2\n")));
-  RawAdmin first(socket_of(d)), second(socket_of(d));
+  AdminClient first(d.admin_socket()), second(d.admin_socket());
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(first.ask("ping"), std::vector<std::string>{"pong"});
   EXPECT_EQ(second.ask("ping"), std::vector<std::string>{"pong"});
 
-  RawAdmin third(socket_of(d));
+  AdminClient third(d.admin_socket());
   ASSERT_TRUE(third.ok());
   auto busy = third.answer();
   ASSERT_TRUE(busy.has_value());
@@ -1356,44 +878,42 @@ TEST(AdminLimits, MaxClientsRefusesTheThirdWithBusy) {
     admitted = ctl_at(d, {"ping"}).code == 0;
   }
   EXPECT_TRUE(admitted);
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(AdminLimits, IdleTimeoutClosesAnIdleClient) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "idle_timeout_ms = 1000\n")));
   // Commands keep a connection alive past several timeouts.
-  RawAdmin busy(socket_of(d));
+  AdminClient busy(d.admin_socket());
   ASSERT_TRUE(busy.ok());
   for (int i = 0; i < 25; ++i) {
     ASSERT_EQ(busy.ask("ping"), std::vector<std::string>{"pong"}) << "ping " << i;
     std::this_thread::sleep_for(100ms);
   }
   // Idle after a command: closed.
-  RawAdmin idle(socket_of(d));
+  AdminClient idle(d.admin_socket());
   ASSERT_TRUE(idle.ok());
   EXPECT_EQ(idle.ask("ping"), std::vector<std::string>{"pong"});
   EXPECT_TRUE(idle.wait_closed(20s));
   // Half a line is not activity: closed too.
-  RawAdmin partial(socket_of(d));
+  AdminClient partial(d.admin_socket());
   ASSERT_TRUE(partial.ok());
   ASSERT_TRUE(partial.send("sta"));
   EXPECT_TRUE(partial.wait_closed(20s));
   // Never sent anything: closed.
-  RawAdmin silent(socket_of(d));
+  AdminClient silent(d.admin_socket());
   ASSERT_TRUE(silent.ok());
   EXPECT_TRUE(silent.wait_closed(20s));
   EXPECT_EQ(ctl_at(d, {"ping"}).code, 0);
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // A client that pipelines big answers and never reads them blocks only its own connection.
 TEST(AdminLimits, ClientThatNeverReadsHoldsUpNoOne) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, config_for(d.dir())));
-  RawAdmin hog(socket_of(d));
+  AdminClient hog(d.admin_socket());
   ASSERT_TRUE(hog.ok());
   const int small = 4096;
   ::setsockopt(hog.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -1404,11 +924,10 @@ TEST(AdminLimits, ClientThatNeverReadsHoldsUpNoOne) {
   for (int i = 0; i < 5; ++i) {
     Ran r = ctl_at(d, {"--json", "stats"});
     EXPECT_EQ(r.code, 0) << describe(r);
-    RawAdmin other(socket_of(d));
+    AdminClient other(d.admin_socket());
     EXPECT_EQ(other.ask("ping"), std::vector<std::string>{"pong"});
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // ---- a blocked shard ----
@@ -1432,7 +951,7 @@ TEST(AdminBlocked, AnswersWhileAShardIsBlocked) {
     }
     return false;
   };
-  Json stats = poll_stats(socket_of(d), blocked, 10s);
+  Json stats = poll_stats(d.admin_socket(), blocked, 10s);
   ASSERT_TRUE(blocked(stats)) << "no shard seen blocked: " << stats.dump();
   // While it lasts (2 s), every read command answers through reactorctl.
   Ran r = ctl_at(d, {"stats"});
@@ -1448,14 +967,13 @@ TEST(AdminBlocked, AnswersWhileAShardIsBlocked) {
   EXPECT_THAT(response, StartsWith("HTTP/1.1 200")) << response;
   // The watchdog reported it (threshold 100 ms by default).
   Json after =
-      poll_stats(socket_of(d), [](const Json& s) { return s.value("stalls_total", 0) > 0; });
+      poll_stats(d.admin_socket(), [](const Json& s) { return s.value("stalls_total", 0) > 0; });
   EXPECT_GT(after.value("stalls_total", 0), 0) << after.dump();
   r = ctl_at(d, {"--json", "stalls"});
   ASSERT_EQ(r.code, 0) << describe(r);
   Json stalls = parse_json(r.out);
   EXPECT_FALSE(stalls["reports"].empty()) << r.out;
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 }  // namespace

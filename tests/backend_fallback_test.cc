@@ -22,6 +22,7 @@
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/reactor.h"
+#include "tests/seccomp_util.h"
 #include "tests/test_util.h"
 
 namespace reactor {
@@ -30,29 +31,9 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-// Makes io_uring_setup fail with `err` in this process from now on. Hand-written BPF: allow
-// everything but io_uring_setup on this architecture.
+// Makes io_uring_setup fail with `err` in this process from now on.
 bool deny_io_uring_setup(int err) {
-#if defined(__x86_64__)
-  constexpr uint32_t kArch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-  constexpr uint32_t kArch = AUDIT_ARCH_AARCH64;
-#else
-#error "add this architecture's AUDIT_ARCH"
-#endif
-  sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K,
-               SECCOMP_RET_ERRNO | (static_cast<uint32_t>(err) & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
-  return ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+  return test::fail_syscall_with(__NR_io_uring_setup, err);
 }
 
 struct ChildResult {

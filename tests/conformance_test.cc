@@ -25,14 +25,16 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
+using test::connected_pair;
+using test::ms_since;
+using test::Pair;
 using ::testing::HasSubstr;
-using testing::ms_since;
 
 class ConformanceTest : public ::testing::TestWithParam<std::string> {
  protected:
   template <class F>
   void run(F&& fn) {
-    testing::run_fiber(std::forward<F>(fn), GetParam());
+    test::run_fiber(std::forward<F>(fn), GetParam());
   }
 };
 
@@ -53,22 +55,6 @@ std::vector<std::byte> pattern(size_t n, uint32_t seed = 0) {
     v[i] = std::byte(static_cast<uint8_t>(x >> 16));
   }
   return v;
-}
-
-struct Pair {
-  TcpStream client;
-  TcpStream server;
-};
-
-Pair connected_pair() {
-  auto listener = TcpListener::bind(loopback_v4());
-  EXPECT_TRUE(listener.ok()) << listener.status();
-  auto addr = listener->local_address();
-  auto client = TcpStream::connect(*addr, deadline_after(5s));
-  EXPECT_TRUE(client.ok()) << client.status();
-  auto server = listener->accept(deadline_after(5s));
-  EXPECT_TRUE(server.ok()) << server.status();
-  return Pair{*std::move(client), *std::move(server)};
 }
 
 // Fixed, smallish socket buffers (no autotuning), so that a few hundred KiB fill a connection.
@@ -889,9 +875,8 @@ TEST_P(ConformanceTest, ManyPendingOpsCancelledOrClosed) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest,
-                         ::testing::ValuesIn(testing::available_backends()),
-                         testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(test::available_backends()),
+                         test::backend_test_name);
 
 }  // namespace
 }  // namespace reactor

@@ -1,5 +1,7 @@
 #include "tests/daemon_harness.h"
 
+#include "tests/process_util.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,12 +19,42 @@
 #include <stdexcept>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace reactord::testing {
+namespace reactor::test {
 
 const char* reactord_binary() {
   return REACTORD_BINARY;
+}
+
+std::string daemon_config(const std::string& dir, const std::string& admin,
+                          const std::string& services, int shards, const std::string& level) {
+  return absl::StrCat("[runtime]\nshards = ", shards, "\n\n[log]\nlevel = \"", level,
+                      "\"\nformat = \"text\"\n\n[admin]\nsocket = \"", dir, "/admin.sock\"\n",
+                      admin, "\n[shutdown]\ndrain_timeout_ms = 2000\n\n", services);
+}
+
+::testing::AssertionResult start_daemon(DaemonProcess& d, const std::string& toml,
+                                        std::vector<std::string> args,
+                                        std::function<void()> before_exec,
+                                        std::chrono::milliseconds timeout) {
+  d.write_config(toml);
+  d.start(std::move(args), std::move(before_exec));
+  if (!d.wait_ready(timeout)) {
+    return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d.log();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult stops_cleanly(DaemonProcess& d, std::chrono::milliseconds timeout) {
+  d.signal(SIGTERM);
+  const std::optional<int> code = d.wait_exit(timeout);
+  if (code == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "reactord " << (code ? "exited " + std::to_string(*code) : std::string("did not exit"))
+         << " after SIGTERM:\n"
+         << d.log();
 }
 
 DaemonProcess::DaemonProcess() {
@@ -184,10 +216,7 @@ int DaemonProcess::run_to_exit(std::vector<std::string> args, std::string* outpu
     ::_exit(127);
   }
   ::close(pipefd[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  std::string out = read_all(pipefd[0]);
   ::close(pipefd[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -195,4 +224,4 @@ int DaemonProcess::run_to_exit(std::vector<std::string> args, std::string* outpu
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-}  // namespace reactord::testing
+}  // namespace reactor::test

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace reactord::testing {
+#include "gtest/gtest.h"
+
+namespace reactor::test {
 
 class DaemonProcess {
  public:
@@ -20,6 +22,8 @@ class DaemonProcess {
   ~DaemonProcess();  // kills the daemon if still running, removes the directory
 
   const std::string& dir() const { return dir_; }
+  // DIR/admin.sock, where daemon_config() puts the admin socket.
+  std::string admin_socket() const { return dir_ + "/admin.sock"; }
   // Writes `toml` as DIR/reactord.toml.
   void write_config(const std::string& toml);
 
@@ -59,4 +63,26 @@ class DaemonProcess {
 // The binary under test.
 const char* reactord_binary();
 
-}  // namespace reactord::testing
+// One echo service on 127.0.0.1 at a port the OS picks.
+inline constexpr char kEchoService[] =
+    "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n";
+
+// A config of `shards` shards, text logs at `level`, the admin socket at DIR/admin.sock with
+// `admin` added to [admin], a 2 s drain, then `services`.
+std::string daemon_config(const std::string& dir, const std::string& admin,
+                          const std::string& services, int shards = 2,
+                          const std::string& level = "info");
+
+// Writes `toml` to `d`, starts it with `args` and waits until it is ready; a failure carries the
+// daemon's log.
+::testing::AssertionResult start_daemon(
+    DaemonProcess& d, const std::string& toml, std::vector<std::string> args = {},
+    std::function<void()> before_exec = nullptr,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+// Sends SIGTERM and waits for `d` to exit; a success when it exits 0 in time, else a failure that
+// carries the exit code and the daemon's log.
+::testing::AssertionResult stops_cleanly(
+    DaemonProcess& d, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+}  // namespace reactor::test

@@ -22,14 +22,17 @@
 #include "reactor/net.h"
 #include "reactor/reactor.h"
 #include "reactor/sync.h"
+#include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
 #include "tests/seccomp_util.h"
 
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
-using testing::DaemonProcess;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 
 std::string config_with(const std::string& dir, const std::string& services,
@@ -42,33 +45,10 @@ std::string config_with(const std::string& dir, const std::string& services,
 const char kEchoService[] =
     "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n";
 
-// Echoes `payload` through addr with a plain blocking client; returns what came back.
+// Echoes `payload` through addr with a blocking client; returns what came back. Connecting is
+// retried for 5 s: a socket-activated listener may not exist yet.
 std::string echo_through(const std::string& host_port, const std::string& payload) {
-  std::string got;
-  absl::Status s = reactor::Reactor::run([&] {
-    auto addr = reactor::SocketAddress::parse_ip(host_port);
-    if (!addr.ok()) return;
-    // Retried for a while: a socket-activated listener may not exist yet.
-    auto c = reactor::TcpStream::connect(*addr, reactor::deadline_after(5s));
-    for (int i = 0; i < 500 && !c.ok(); ++i) {
-      (void)reactor::sleep_for(10ms);
-      c = reactor::TcpStream::connect(*addr, reactor::deadline_after(5s));
-    }
-    if (!c.ok()) return;
-    auto writer = reactor::spawn("w", [&] {
-      (void)c->write_all(payload, reactor::deadline_after(10s));
-      (void)c->shutdown_write();
-    });
-    std::vector<std::byte> buf(65536);  // not on the fiber's 64 KiB stack
-    for (;;) {
-      auto n = c->read(buf, reactor::deadline_after(10s));
-      if (!n.ok() || *n == 0) break;
-      got.append(reinterpret_cast<char*>(buf.data()), *n);
-    }
-    if (writer.ok()) writer->join();
-  });
-  EXPECT_TRUE(s.ok()) << s;
-  return got;
+  return test::echo_through(host_port, payload, 10s, 5s);
 }
 
 std::string pattern(size_t n, int seed) {
@@ -121,7 +101,7 @@ TEST(DaemonExit, UnavailableBackendIs69) {
   std::string out;
   const int code = DaemonProcess::run_to_exit(
       {"--config=" + d.dir() + "/reactord.toml", "--backend=io_uring"}, &out,
-      [] { reactor::testing::fail_syscall_with(__NR_io_uring_setup, EPERM); });
+      [] { reactor::test::fail_syscall_with(__NR_io_uring_setup, EPERM); });
   EXPECT_EQ(code, 69) << out;
   EXPECT_THAT(out, HasSubstr("io_uring"));
 }
@@ -204,24 +184,19 @@ TEST(DaemonExit, TenBadConfigsNameKeyAndLine) {
 
 TEST(Daemon, EchoByteExactThroughShards) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   const std::string addr = d.addresses()["echo"];
   ASSERT_FALSE(addr.empty()) << d.log();
   for (int i = 0; i < 4; ++i) {  // several connections, so both shards likely serve one
     const std::string payload = pattern(256 * 1024, i);
     EXPECT_TRUE(echo_through(addr, payload) == payload) << "connection " << i;
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(Daemon, NotifiesReadyReloadingStopping) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   d.signal(SIGHUP);
   auto reloading = d.wait_notify("RELOADING=1", 10s);
   ASSERT_TRUE(reloading.has_value()) << d.log();
@@ -234,9 +209,7 @@ TEST(Daemon, NotifiesReadyReloadingStopping) {
 
 TEST(Daemon, SighupChangesLogLevel) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   std::string cfg = config_with(d.dir(), kEchoService);
   cfg.replace(cfg.find("\"info\""), 6, "\"debug\"");
   d.write_config(cfg);
@@ -248,9 +221,7 @@ TEST(Daemon, SighupChangesLogLevel) {
 
 TEST(Daemon, InvalidFileOnSighupKeepsServing) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   d.write_config("[runtime\nthis is not toml");
   d.signal(SIGHUP);
   EXPECT_TRUE(d.wait_log("keeping the running configuration", 10s)) << d.log();
@@ -292,8 +263,7 @@ TEST(Daemon, SocketActivation) {
   EXPECT_EQ(echoed, "activated hello");
   EXPECT_THAT(d.addresses()["echo"], HasSubstr("activated"));
   EXPECT_EQ(echo_through(addr, "second connection"), "second connection");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // 100 clients each stream 1 MiB in chunks; SIGTERM arrives once all got their first chunk back;
@@ -306,9 +276,7 @@ TEST(Daemon, DrainFinishesStreamingClients) {
 #endif
   constexpr size_t kTotal = 1 << 20, kChunk = 16 * 1024;
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kEchoService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kEchoService)));
   const std::string addr = d.addresses()["echo"];
   int complete = 0;
   absl::Status s = reactor::Reactor::run([&] {
@@ -362,59 +330,7 @@ TEST(Daemon, DrainFinishesStreamingClients) {
   EXPECT_THAT(d.log(), HasSubstr("draining"));
 }
 
-}  // namespace
-}  // namespace reactord
-
-namespace reactord {
-namespace {
-
-// A blocking loopback client for raw protocol tests: connect, send, read what arrives.
-class RawClient {
- public:
-  explicit RawClient(const std::string& host_port) {
-    const size_t colon = host_port.rfind(':');
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1))));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~RawClient() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  void send(const std::string& s) { (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
-  // Reads until `count` occurrences of `marker` arrived, the peer closed, or 5 s passed.
-  std::string read_until(const std::string& marker, int count = 1) {
-    std::string got;
-    char buf[8192];
-    for (;;) {
-      int seen = 0;
-      for (size_t at = got.find(marker); at != std::string::npos; at = got.find(marker, at + 1))
-        ++seen;
-      if (seen >= count) return got;
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return got;
-      got.append(buf, static_cast<size_t>(n));
-    }
-  }
-  // True if the peer closes within `timeout` (reading and dropping anything it sends).
-  bool closed_within(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    char buf[4096];
-    while (std::chrono::steady_clock::now() < end) {
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n == 0) return true;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
-    }
-    return false;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+using test::BlockingClient;
 
 const char kHttpService[] =
     "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n"
@@ -422,49 +338,46 @@ const char kHttpService[] =
 
 TEST(DaemonHttp, KeepAlivePipeliningLimitsAndHeaderTimeout) {
   DaemonProcess d;
-  d.write_config(config_with(d.dir(), kHttpService));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(d, config_with(d.dir(), kHttpService)));
   const std::string addr = d.addresses()["web"];
   {
-    RawClient c(addr);
+    BlockingClient c(addr, 5s);
     ASSERT_TRUE(c.connected());
-    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    EXPECT_THAT(c.read_until("ok"), HasSubstr("HTTP/1.1 200"));
-    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");  // the same connection: keep-alive
-    EXPECT_THAT(c.read_until("ok"), HasSubstr("HTTP/1.1 200"));
+    c.send_all("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(c.recv_until("ok"), HasSubstr("HTTP/1.1 200"));
+    c.send_all("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");  // the same connection: keep-alive
+    EXPECT_THAT(c.recv_until("ok"), HasSubstr("HTTP/1.1 200"));
   }
   {
-    RawClient c(addr);
-    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
-    const std::string both = c.read_until("HTTP/1.1", 2);
+    BlockingClient c(addr, 5s);
+    c.send_all("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string both = c.recv_until("HTTP/1.1", 2);
     const size_t first = both.find("HTTP/1.1 200"), second = both.find("HTTP/1.1 404");
     EXPECT_NE(first, std::string::npos) << both;
     EXPECT_NE(second, std::string::npos) << both;
     EXPECT_LT(first, second) << "pipelined answers out of order";
   }
   {
-    RawClient c(addr);
-    c.send("GET / HTTP/1.1\r\nX-Big: " + std::string(2048, 'a') + "\r\n\r\n");
-    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("431"));
+    BlockingClient c(addr, 5s);
+    c.send_all("GET / HTTP/1.1\r\nX-Big: " + std::string(2048, 'a') + "\r\n\r\n");
+    EXPECT_THAT(c.recv_until("\r\n"), HasSubstr("431"));
   }
   {
-    RawClient c(addr);
-    c.send("NOT A REQUEST\r\n\r\n");
-    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("400"));
+    BlockingClient c(addr, 5s);
+    c.send_all("NOT A REQUEST\r\n\r\n");
+    EXPECT_THAT(c.recv_until("\r\n"), HasSubstr("400"));
   }
   {
-    RawClient c(addr);
-    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
-    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("413"));
+    BlockingClient c(addr, 5s);
+    c.send_all("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    EXPECT_THAT(c.recv_until("\r\n"), HasSubstr("413"));
   }
   {
-    RawClient c(addr);  // a slow client: half a header, then nothing
-    c.send("GET / HTTP/1.1\r\nHost: x\r\n");
+    BlockingClient c(addr, 5s);  // a slow client: half a header, then nothing
+    c.send_all("GET / HTTP/1.1\r\nHost: x\r\n");
     EXPECT_TRUE(c.closed_within(5s)) << "the header timeout (300 ms) did not close the connection";
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // The parsers' size limits come from the config file, and /debug/block is not served unless
@@ -481,47 +394,45 @@ TEST(DaemonSecurity, ConfiguredLimitsAndNoDebugRoutesByDefault) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
   const std::string web = d.addresses()["web"], kv = d.addresses()["kv"];
   {
-    RawClient c(web);
-    c.send("GET /debug/block?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("HTTP/1.1 404"));
+    BlockingClient c(web, 5s);
+    c.send_all("GET /debug/block?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(c.recv_until("\r\n"), HasSubstr("HTTP/1.1 404"));
   }
   {
-    RawClient c(web);
-    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n" + std::string(16, 'b'));
-    EXPECT_THAT(c.read_until("\r\n"), ::testing::Not(HasSubstr("413")));
+    BlockingClient c(web, 5s);
+    c.send_all("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n" + std::string(16, 'b'));
+    EXPECT_THAT(c.recv_until("\r\n"), ::testing::Not(HasSubstr("413")));
   }
   {
-    RawClient c(web);
-    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n");
-    EXPECT_THAT(c.read_until("\r\n"), HasSubstr("HTTP/1.1 413"));
+    BlockingClient c(web, 5s);
+    c.send_all("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n");
+    EXPECT_THAT(c.recv_until("\r\n"), HasSubstr("HTTP/1.1 413"));
   }
   {
-    RawClient c(kv);
-    c.send("ECHO " + std::string(26, 'v') + "\r\n");  // 32 bytes with the CR: fits
-    EXPECT_EQ(c.read_until("\r\n", 2), "$26\r\n" + std::string(26, 'v') + "\r\n");
-    c.send("ECHO " + std::string(27, 'v') + "\r\n");
-    EXPECT_EQ(c.read_until("\r\n"), "-ERR Protocol error: too big inline request\r\n");
+    BlockingClient c(kv, 5s);
+    c.send_all("ECHO " + std::string(26, 'v') + "\r\n");  // 32 bytes with the CR: fits
+    EXPECT_EQ(c.recv_until("\r\n", 2), "$26\r\n" + std::string(26, 'v') + "\r\n");
+    c.send_all("ECHO " + std::string(27, 'v') + "\r\n");
+    EXPECT_EQ(c.recv_until("\r\n"), "-ERR Protocol error: too big inline request\r\n");
     EXPECT_TRUE(c.closed_within(5s));
   }
   {
     // *3 SET k V: 20 bytes, then "$990\r\n" and 992: 1018 of the 1024 allowed.
-    RawClient c(kv);
-    c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$990\r\n" + std::string(990, 'v') + "\r\n");
-    EXPECT_EQ(c.read_until("\r\n"), "+OK\r\n");
-    c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000\r\n");  // refused before the value
-    EXPECT_EQ(c.read_until("\r\n"), "-ERR Protocol error: command larger than 1024 bytes\r\n");
+    BlockingClient c(kv, 5s);
+    c.send_all("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$990\r\n" + std::string(990, 'v') + "\r\n");
+    EXPECT_EQ(c.recv_until("\r\n"), "+OK\r\n");
+    c.send_all("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000\r\n");  // refused before the value
+    EXPECT_EQ(c.recv_until("\r\n"), "-ERR Protocol error: command larger than 1024 bytes\r\n");
     EXPECT_TRUE(c.closed_within(5s));
   }
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 TEST(DaemonResp, RedisCliFromSeveralShards) {
   DaemonProcess d;
-  d.write_config(config_with(
-      d.dir(), "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n"));
-  d.start();
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_TRUE(test::start_daemon(
+      d, config_with(d.dir(),
+                     "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n")));
   const std::string addr = d.addresses()["kv"];
   const std::string port = addr.substr(addr.rfind(':') + 1);
   auto cli = [&](const std::string& args) {
@@ -543,8 +454,7 @@ TEST(DaemonResp, RedisCliFromSeveralShards) {
   EXPECT_EQ(cli("DBSIZE"), "12");
   EXPECT_EQ(cli("INCR counter"), "1");
   EXPECT_EQ(cli("INCR counter"), "2");
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 // WATCHDOG_USEC = 2 s: pings every second while idle; none in the middle of a 6 s block of one
@@ -566,9 +476,9 @@ TEST(DaemonWatchdog, SystemdPingsPauseWhileAShardIsBlocked) {
   EXPECT_GE(pings(d.collect_notify(2500ms)).size(), 2u) << "no pings while idle";
   const auto block_start = std::chrono::steady_clock::now();
   std::thread blocker([&] {
-    RawClient c(d.addresses()["web"]);
-    c.send("GET /debug/block?ms=6000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    (void)c.read_until("\r\n\r\n");
+    BlockingClient c(d.addresses()["web"], 5s);
+    c.send_all("GET /debug/block?ms=6000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    (void)c.recv_until("\r\n\r\n");
   });
   const auto during = pings(d.collect_notify(6000ms));
   blocker.join();
@@ -578,8 +488,7 @@ TEST(DaemonWatchdog, SystemdPingsPauseWhileAShardIsBlocked) {
     EXPECT_FALSE(at > 3000ms && at < 5500ms) << "a ping " << at.count() << " ms into the block";
   }
   EXPECT_GE(after.size(), 1u) << "pings did not resume";
-  d.signal(SIGTERM);
-  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  EXPECT_TRUE(test::stops_cleanly(d));
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 
 uint64_t counter(const Backend& b, std::string_view name) {
-  return testing::backend_counter(b, name);
+  return test::backend_counter(b, name);
 }
 
 Backend& backend() {
@@ -32,7 +32,7 @@ Backend& backend() {
 }
 
 void run_on_epoll(const std::function<void()>& fn) {
-  testing::run_fiber(fn, "epoll");
+  test::run_fiber(fn, "epoll");
 }
 
 TEST(EpollBackend, CountersArePrometheusTotals) {

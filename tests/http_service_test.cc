@@ -15,9 +15,9 @@ namespace reactord {
 namespace {
 
 using namespace std::chrono_literals;
+using reactor::test::RawClient;
+using reactor::test::TestServer;
 using ::testing::HasSubstr;
-using testing::RawClient;
-using testing::TestServer;
 
 struct Reply {
   int status = 0;  // 0: no complete response arrived
@@ -56,7 +56,7 @@ class HttpServiceTest : public ::testing::TestWithParam<std::string> {
  protected:
   template <class F>
   void run(F&& fn) {
-    reactor::testing::run_fiber(std::forward<F>(fn), GetParam());
+    reactor::test::run_fiber(std::forward<F>(fn), GetParam());
   }
   static ConnectionHandler handler(const HttpOptions& o) {
     return [&o](Connection& c) { serve_http(c, o); };
@@ -315,7 +315,7 @@ TEST_P(HttpServiceTest, DebugBlockOnlyWhenEnabled) {
     Reply r = read_reply(b);
     EXPECT_EQ(r.status, 200);
     EXPECT_THAT(r.body, HasSubstr("30 ms"));
-    EXPECT_GE(reactor::testing::ms_since(start), 29);  // it really slept
+    EXPECT_GE(reactor::test::ms_since(start), 29);  // it really slept
     ASSERT_TRUE(b.send(get("/debug/block?ms=60001")));
     EXPECT_EQ(read_reply(b).status, 400);
     ASSERT_TRUE(b.send(get("/debug/block?ms=abc")));
@@ -356,8 +356,8 @@ TEST_P(HttpServiceTest, DrainClosesIdleAndFinishesInFlight) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, HttpServiceTest,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+                         ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

@@ -22,7 +22,7 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::ms_since;
+using test::ms_since;
 
 std::unique_ptr<LibeventBackend> make_backend() {
   absl::StatusOr<std::unique_ptr<LibeventBackend>> b = LibeventBackend::create();
@@ -31,12 +31,12 @@ std::unique_ptr<LibeventBackend> make_backend() {
 }
 
 uint64_t counter(const Backend& b, std::string_view name) {
-  return testing::backend_counter(b, name);
+  return test::backend_counter(b, name);
 }
 
 // Fiber tests need the registry to offer "libevent".
 bool registry_offers_libevent() {
-  const std::vector<std::string> names = testing::available_backends();
+  const std::vector<std::string> names = test::available_backends();
   return std::find(names.begin(), names.end(), "libevent") != names.end();
 }
 
@@ -44,7 +44,7 @@ bool registry_offers_libevent() {
   if (!registry_offers_libevent()) GTEST_SKIP() << "the registry does not offer libevent"
 
 void run_on_libevent(const std::function<void()>& fn) {
-  testing::run_fiber(fn, "libevent");
+  test::run_fiber(fn, "libevent");
 }
 
 TEST(LibeventBackend, UsesAnEdgeTriggeredEpollBase) {

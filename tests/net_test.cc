@@ -17,7 +17,9 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::run_fiber;
+using test::connected_pair;
+using test::Pair;
+using test::run_fiber;
 
 class NetTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -155,22 +157,6 @@ TEST_P(NetTest, AcceptCancel) {
   EXPECT_TRUE(absl::IsCancelled(s)) << s;
 }
 
-// A connected pair on loopback: {client, server side}.
-struct Pair {
-  TcpStream client;
-  TcpStream server;
-};
-Pair connected_pair() {
-  auto listener = TcpListener::bind(loopback_v4());
-  EXPECT_TRUE(listener.ok());
-  auto addr = listener->local_address();
-  auto client = TcpStream::connect(*addr, deadline_after(5s));
-  EXPECT_TRUE(client.ok()) << client.status();
-  auto server = listener->accept(deadline_after(5s));
-  EXPECT_TRUE(server.ok()) << server.status();
-  return Pair{*std::move(client), *std::move(server)};
-}
-
 TEST_P(NetTest, RecvDeadline) {
   absl::Status s;
   double waited_ms = 0;
@@ -179,7 +165,7 @@ TEST_P(NetTest, RecvDeadline) {
     const Deadline start = Clock::now();
     std::byte buf[16];
     s = p.client.read(buf, deadline_after(20ms)).status();
-    waited_ms = testing::ms_since(start);
+    waited_ms = test::ms_since(start);
   });
   EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
   EXPECT_GE(waited_ms, 19);
@@ -220,7 +206,7 @@ TEST_P(NetTest, CloseResumesPendingRecvWithError) {
     const Deadline start = Clock::now();
     ASSERT_TRUE(p.client.close().ok());
     reader->join();
-    EXPECT_LT(testing::ms_since(start), 5000) << "recv waited for its deadline instead";
+    EXPECT_LT(test::ms_since(start), 5000) << "recv waited for its deadline instead";
   });
   EXPECT_FALSE(s.ok());
   EXPECT_FALSE(absl::IsDeadlineExceeded(s)) << s;
@@ -251,8 +237,8 @@ TEST(SocketAddress, ParsesAndPrints) {
   EXPECT_FALSE(SocketAddress::unix_path(std::string(200, 'x')).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, NetTest, ::testing::ValuesIn(testing::available_backends()),
-                         testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, NetTest, ::testing::ValuesIn(test::available_backends()),
+                         test::backend_test_name);
 
 }  // namespace
 }  // namespace reactor

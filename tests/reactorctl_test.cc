@@ -1,19 +1,39 @@
-// reactorctl's pieces that need no daemon: human units, table alignment, the views' tolerance of
-// missing fields, the Prometheus text parser, bucket quantiles and top's interval arithmetic.
+// reactorctl without a daemon: its pieces (human units, table alignment, the views' tolerance of
+// missing fields, the Prometheus text parser, bucket quantiles, top's interval arithmetic), then
+// the binary itself (usage and exit codes, the hint when it cannot connect, a server that never
+// completes an answer). reactorctl against a running daemon is tested in tests/admin_test.cc.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <limits>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/str_join.h"
 #include "ctl/format.h"
 #include "ctl/top.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/process_util.h"
 
 namespace reactord::ctl {
 namespace {
 
+using namespace std::chrono_literals;
+using reactor::test::describe;
+using reactor::test::Ran;
+using reactor::test::run_reactorctl;
 using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
 
 TEST(Format, Durations) {
   EXPECT_EQ(format_duration(0), "0 s");
@@ -165,6 +185,100 @@ TEST(Top, FrameFromTwoSamples) {
   EXPECT_EQ(g["windowed"], false);
   EXPECT_EQ(g["shards"][0]["utilization"], 0.5);
   EXPECT_EQ(g["shards"][0]["slice_p99_seconds"], 2e-6);
+}
+
+// ---- the reactorctl binary without a daemon: exit codes, hints, timeouts ----
+
+TEST(Reactorctl, UsageIs64) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {},
+           {"frobnicate"},
+           {"stats", "extra"},
+           {"set", "log.level"},
+           {"fibers", "x"},
+           {"fibers", "0", "1"},
+           {"--no-such-option", "stats"},
+           {"--socket"},
+           {"--once", "stats"},
+           {"top", "--iterations", "0"},
+       }) {
+    Ran r = run_reactorctl(args);
+    EXPECT_EQ(r.code, 64) << absl::StrJoin(args, " ") << "\n" << describe(r);
+    EXPECT_THAT(r.err, HasSubstr("usage")) << absl::StrJoin(args, " ");
+  }
+  Ran r = run_reactorctl({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("top"));
+}
+
+TEST(Reactorctl, CannotConnectIs69WithPathErrnoAndHint) {
+  const std::string missing = "/nonexistent-reactord-dir/admin.sock";
+  Ran r = run_reactorctl({"--socket", missing, "stats"});
+  EXPECT_EQ(r.code, 69) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr(missing));
+  EXPECT_THAT(r.err, HasSubstr(std::strerror(ENOENT)));
+  EXPECT_THAT(r.err, HasSubstr("/run/reactord/admin.sock"));  // the default, in the hint
+  EXPECT_THAT(r.err, HasSubstr("running"));
+  EXPECT_THAT(r.err, HasSubstr("permission"));
+  // $REACTORD_ADMIN_SOCKET is honoured, and --socket wins over it.
+  r = run_reactorctl({"ping"}, {{"REACTORD_ADMIN_SOCKET", "/nonexistent-env/admin.sock"}});
+  EXPECT_EQ(r.code, 69);
+  EXPECT_THAT(r.err, HasSubstr("/nonexistent-env/admin.sock"));
+  r = run_reactorctl({"--socket", missing, "ping"},
+                     {{"REACTORD_ADMIN_SOCKET", "/nonexistent-env/x.sock"}});
+  EXPECT_THAT(r.err, HasSubstr(missing));
+  // Without either: the default path.
+  r = run_reactorctl({"ping"});
+  if (r.code == 69) {
+    EXPECT_THAT(r.err, HasSubstr("/run/reactord/admin.sock"));
+  }
+}
+
+// A server that accepts and then answers only part of an answer (or nothing): reactorctl gives up
+// after --timeout with 69 instead of hanging.
+TEST(Reactorctl, IncompleteAnswerIsAnErrorNotAHang) {
+  char tmpl[] = "/tmp/reactorctl-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/fake.sock";
+  const int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(l, 8), 0);
+  std::atomic<bool> done{false};
+  std::thread server([&] {
+    std::vector<int> held;
+    int n = 0;
+    while (!done) {
+      pollfd p{l, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int c = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      if (n++ == 1) {
+        char cmd[64];
+        (void)!::read(c, cmd, sizeof cmd);  // the command, then half an answer and a close
+        const std::string half = "{\"partial\": ";
+        (void)!::send(c, half.data(), half.size(), MSG_NOSIGNAL);
+        ::close(c);
+      } else {
+        held.push_back(c);  // silent: hold the connection open
+      }
+    }
+    for (int c : held) ::close(c);
+  });
+  const auto start = Clock::now();
+  Ran r = run_reactorctl({"--socket", path, "--timeout", "1", "stats"});
+  EXPECT_EQ(r.code, 69) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr("no complete answer"));
+  EXPECT_LT(Clock::now() - start, 30s);  // bounded, not a speed check
+  r = run_reactorctl({"--socket", path, "--timeout", "5", "stats"});
+  EXPECT_EQ(r.code, 69) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr("connection closed before a complete answer"));
+  done = true;
+  server.join();
+  ::close(l);
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

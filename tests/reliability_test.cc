@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
 #include "tests/reliability_util.h"
 #include "tests/test_util.h"
@@ -32,10 +33,12 @@
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-using testing::Client;
-using testing::DaemonProcess;
+using test::BlockingClient;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
@@ -70,9 +73,7 @@ const char kServices[] =
 
 std::string config(const std::string& dir, const std::string& admin = "",
                    const std::string& services = kServices) {
-  return absl::StrCat("[runtime]\nshards = 2\n\n[log]\nlevel = \"info\"\nformat = \"text\"\n\n",
-                      "[admin]\nsocket = \"", dir, "/admin.sock\"\n", admin,
-                      "\n[shutdown]\ndrain_timeout_ms = 2000\n\n", services);
+  return test::daemon_config(dir, admin, services);
 }
 
 class Reliability : public ::testing::TestWithParam<std::string> {
@@ -80,15 +81,11 @@ class Reliability : public ::testing::TestWithParam<std::string> {
   // Starts the daemon on this test's backend; `before_exec` runs in its child process.
   ::testing::AssertionResult start(const std::string& admin = "",
                                    std::function<void()> before_exec = nullptr) {
-    d_.write_config(config(d_.dir(), admin));
-    d_.start({"--backend=" + GetParam()}, std::move(before_exec));
-    if (!d_.wait_ready(60s)) {
-      return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d_.log();
-    }
-    return ::testing::AssertionSuccess();
+    return test::start_daemon(d_, config(d_.dir(), admin), {"--backend=" + GetParam()},
+                              std::move(before_exec), 60s);
   }
   std::string addr(const std::string& service) { return d_.addresses()[service]; }
-  std::string admin_socket() const { return d_.dir() + "/admin.sock"; }
+  std::string admin_socket() const { return d_.admin_socket(); }
 
   // The daemon's open fds once no connection of any service is open (waits up to 20 s for that).
   int idle_fds() {
@@ -99,11 +96,11 @@ class Reliability : public ::testing::TestWithParam<std::string> {
       }
       if (active == 0) break;
     }
-    return testing::settled_fds(d_.pid());
+    return test::settled_fds(d_.pid());
   }
 
   Json stats() {
-    std::optional<std::string> s = testing::admin_query(admin_socket(), "stats");
+    std::optional<std::string> s = test::admin_query(admin_socket(), "stats");
     if (!s) return Json::object();
     return Json::parse(*s, nullptr, /*allow_exceptions=*/false);
   }
@@ -129,7 +126,7 @@ class Reliability : public ::testing::TestWithParam<std::string> {
 
   // One echo round trip on a new connection; "" if it worked, else what went wrong.
   std::string echo_once(const std::string& payload, std::chrono::milliseconds timeout = 10s) {
-    Client c(addr("echo"), timeout);
+    BlockingClient c(addr("echo"), timeout);
     if (!c.connected()) return "connect failed";
     if (!c.send_all(payload)) return "send failed";
     const std::string got = c.recv_exact(payload.size());
@@ -139,7 +136,7 @@ class Reliability : public ::testing::TestWithParam<std::string> {
   }
 
   std::string http_get_once(const std::string& path) {
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     if (!c.send_all("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) return "";
     std::string got;
     c.recv_to_eof(&got);
@@ -165,9 +162,9 @@ ChurnResult churn(const std::string& addr, int cycles, int threads, int seed) {
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
       for (int i = next++; i < cycles; i = next++) {
-        const std::string payload = testing::pattern(1 + static_cast<size_t>(i * 37 % 2048),
-                                                     static_cast<uint64_t>(seed) * 1000003 + i);
-        Client c(addr, 20s);
+        const std::string payload = test::pattern(1 + static_cast<size_t>(i * 37 % 2048),
+                                                  static_cast<uint64_t>(seed) * 1000003 + i);
+        BlockingClient c(addr, 20s);
         std::string why;
         if (!c.connected()) {
           why = absl::StrCat("connect: ", std::strerror(errno));
@@ -206,7 +203,7 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
   ChurnResult warm = churn(addr("echo"), kWarmup, kThreads, 1);
   ASSERT_EQ(warm.ok, kWarmup) << ::testing::PrintToString(warm.failures);
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
 
   const int cycles = churn_cycles();
   const auto t0 = Clock::now();
@@ -214,10 +211,10 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
   const double secs = seconds_since(t0);
   EXPECT_EQ(r.ok, cycles) << ::testing::PrintToString(r.failures);
 
-  const int fds_after = testing::wait_fds(pid, fds_before, 20s);
-  const int64_t rss_after = testing::resident_bytes(pid);
+  const int fds_after = test::wait_fds(pid, fds_before, 20s);
+  const int64_t rss_after = test::resident_bytes(pid);
   EXPECT_EQ(fds_after, fds_before) << "open fds of the daemon changed";
-  if (!testing::kAsan) {  // ASan's quarantine holds freed memory on purpose
+  if (!test::kAsan) {  // ASan's quarantine holds freed memory on purpose
     EXPECT_LT(rss_after - rss_before, 8 * kMiB)
         << "RSS grew from " << rss_before << " to " << rss_after << " bytes";
   }
@@ -240,10 +237,10 @@ TEST_P(Reliability, ChurnConnectEchoCloseLeavesFdsAndMemoryAsTheyWere) {
 
 // Sends 64 KiB chunks (chunk k is pattern(64 KiB, k)) without blocking until the peer has taken
 // nothing for `stall`, or `cap` bytes went out; returns the bytes sent.
-size_t push_until_stalled(Client& c, size_t cap, std::chrono::milliseconds stall) {
+size_t push_until_stalled(BlockingClient& c, size_t cap, std::chrono::milliseconds stall) {
   constexpr size_t kChunk = 64 * 1024;
   size_t pushed = 0;
-  std::string chunk = testing::pattern(kChunk, 0);
+  std::string chunk = test::pattern(kChunk, 0);
   auto last = Clock::now();
   while (pushed < cap && Clock::now() - last < stall) {
     const size_t off = pushed % kChunk;
@@ -256,7 +253,7 @@ size_t push_until_stalled(Client& c, size_t cap, std::chrono::milliseconds stall
     }
     last = Clock::now();
     pushed += n;
-    if (pushed % kChunk == 0) chunk = testing::pattern(kChunk, pushed / kChunk);
+    if (pushed % kChunk == 0) chunk = test::pattern(kChunk, pushed / kChunk);
   }
   return pushed;
 }
@@ -265,13 +262,13 @@ std::string pushed_bytes(size_t n) {
   constexpr size_t kChunk = 64 * 1024;
   std::string all;
   all.reserve(n);
-  for (size_t k = 0; all.size() < n; ++k) all += testing::pattern(kChunk, k);
+  for (size_t k = 0; all.size() < n; ++k) all += test::pattern(kChunk, k);
   all.resize(n);
   return all;
 }
 
 // True once the peer has reset or closed the connection (POLLERR / POLLHUP), without reading.
-bool reset_within(const Client& c, std::chrono::milliseconds timeout) {
+bool reset_within(const BlockingClient& c, std::chrono::milliseconds timeout) {
   const auto end = Clock::now() + timeout;
   while (Clock::now() < end) {
     pollfd p{c.fd(), POLLRDHUP, 0};
@@ -285,9 +282,9 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   const pid_t pid = d_.pid();
   ASSERT_EQ(echo_once("warm up"), "");
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
 
-  Client slow(addr("echo"), 30s);
+  BlockingClient slow(addr("echo"), 30s);
   ASSERT_TRUE(slow.connected());
   // Without a bound the daemon would take all 256 MiB; the socket buffers on both sides hold
   // some tens of MiB (tcp_rmem's maximum is 32 MiB here), the daemon itself 16 KiB.
@@ -295,17 +292,17 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   EXPECT_LT(pushed, 96 * static_cast<size_t>(kMiB)) << "the daemon kept reading from a client "
                                                        "that reads nothing";
   // Its send waits for us: no spinning meanwhile.
-  const double cpu0 = testing::cpu_seconds(pid);
+  const double cpu0 = test::cpu_seconds(pid);
   std::this_thread::sleep_for(2s);
-  const double cpu = testing::cpu_seconds(pid) - cpu0;
+  const double cpu = test::cpu_seconds(pid) - cpu0;
   EXPECT_LT(cpu, 0.2) << "the daemon used " << cpu << " CPU seconds in 2 s with a stalled send";
   // Everyone else is served.
   for (int i = 0; i < 100; ++i) {
-    ASSERT_EQ(echo_once(testing::pattern(1000, i), 5s), "") << "client " << i;
+    ASSERT_EQ(echo_once(test::pattern(1000, i), 5s), "") << "client " << i;
   }
   EXPECT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
-  const int64_t rss_stalled = testing::resident_bytes(pid);
-  if (!testing::kAsan) {
+  const int64_t rss_stalled = test::resident_bytes(pid);
+  if (!test::kAsan) {
     EXPECT_LT(rss_stalled - rss_before, 8 * kMiB) << rss_before << " -> " << rss_stalled;
   }
   // Once it reads, every byte comes back, in order.
@@ -315,7 +312,7 @@ TEST_P(Reliability, SlowReaderSuspendsTheEchoSendAndHoldsUpNoOne) {
   EXPECT_EQ(got.size(), pushed);
   EXPECT_TRUE(got == pushed_bytes(pushed)) << "the echo differs";
   slow.close();
-  EXPECT_EQ(testing::wait_fds(pid, fds_before, 20s), fds_before);
+  EXPECT_EQ(test::wait_fds(pid, fds_before, 20s), fds_before);
   std::printf("slow reader %s: %.1f MiB pushed before the daemon stopped reading; RSS +%.2f MiB\n",
               GetParam().c_str(), static_cast<double>(pushed) / kMiB,
               static_cast<double>(rss_stalled - rss_before) / kMiB);
@@ -330,8 +327,8 @@ TEST_P(Reliability, SlowReaderOnHttpIsClosedAfterTheIdleTimeout) {
   const pid_t pid = d_.pid();
   ASSERT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
-  Client slow(addr("web"), 30s);
+  const int64_t rss_before = test::resident_bytes(pid);
+  BlockingClient slow(addr("web"), 30s);
   ASSERT_TRUE(slow.connected());
   std::string burst;
   while (burst.size() < 64 * 1024) burst += "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -352,14 +349,14 @@ TEST_P(Reliability, SlowReaderOnHttpIsClosedAfterTheIdleTimeout) {
   for (int i = 0; i < 20; ++i) {
     EXPECT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200")) << "request " << i;
   }
-  if (!testing::kAsan) {
-    EXPECT_LT(testing::resident_bytes(pid) - rss_before, 8 * kMiB);
+  if (!test::kAsan) {
+    EXPECT_LT(test::resident_bytes(pid) - rss_before, 8 * kMiB);
   }
   // Closed (with unread requests, so a reset) after the 2 s write stall; not before it.
   EXPECT_TRUE(reset_within(slow, 30s)) << "the stalled http connection was never closed";
   EXPECT_GE(seconds_since(t0), 1.9);
   slow.close();
-  EXPECT_EQ(testing::wait_fds(pid, fds_before, 20s), fds_before);
+  EXPECT_EQ(test::wait_fds(pid, fds_before, 20s), fds_before);
   expect_clean_log();
   stop_cleanly();
 }
@@ -378,13 +375,13 @@ TEST_P(Reliability, PeerResetsMidSendLoseNothingElse) {
   constexpr int kRounds = 20;
   for (int i = 0; i < kRounds; ++i) {
     {
-      Client c(addr("echo"));
+      BlockingClient c(addr("echo"));
       ASSERT_TRUE(c.connected());
       push_until_stalled(c, 8 * kMiB, 100ms);  // the daemon is mid-send: our buffer is full
       c.reset();
     }
     for (const auto& [service, burst] : {std::pair{"web", &http_burst}, {"kv", &resp_burst}}) {
-      Client c(addr(service));
+      BlockingClient c(addr(service));
       ASSERT_TRUE(c.connected());
       for (int k = 0; k < 8 && c.send_some(*burst) > 0; ++k) {
       }
@@ -393,23 +390,32 @@ TEST_P(Reliability, PeerResetsMidSendLoseNothingElse) {
     }
   }
   // The daemon noticed every reset and closed every connection.
-  EXPECT_EQ(testing::wait_fds(pid, fds_before, 20s), fds_before);
+  EXPECT_EQ(test::wait_fds(pid, fds_before, 20s), fds_before);
   for (const char* name : {"echo", "web", "kv"}) {
     const Json conns = service_stats(name).value("connections", Json::object());
     EXPECT_EQ(conns.value("accepted", -1), conns.value("closed", -2)) << name << conns.dump();
     EXPECT_EQ(conns.value("active", -1), 0) << name;
   }
-  EXPECT_EQ(echo_once(testing::pattern(100000, 3)), "");
+  EXPECT_EQ(echo_once(test::pattern(100000, 3)), "");
   EXPECT_THAT(http_get_once("/healthz"), StartsWith("HTTP/1.1 200"));
   expect_clean_log();
   stop_cleanly();
 }
 
+// Sends `request`, half-closes and reads into *got up to the end of the stream.
+::testing::AssertionResult half_close_exchange(BlockingClient& c, std::string_view request,
+                                               std::string* got) {
+  if (!c.send_all(request)) return ::testing::AssertionFailure() << "send failed";
+  if (!c.shutdown_write()) return ::testing::AssertionFailure() << "shutdown failed";
+  if (!c.recv_to_eof(got)) return ::testing::AssertionFailure() << "no end of stream: " << *got;
+  return ::testing::AssertionSuccess();
+}
+
 TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
   ASSERT_TRUE(start());
   {  // echo: a MiB in, shutdown(SHUT_WR), the MiB back and the end of the stream
-    Client c(addr("echo"), 30s);
-    const std::string payload = testing::pattern(1 << 20, 11);
+    BlockingClient c(addr("echo"), 30s);
+    const std::string payload = test::pattern(1 << 20, 11);
     std::thread writer([&] {
       EXPECT_TRUE(c.send_all(payload));
       EXPECT_TRUE(c.shutdown_write());
@@ -420,13 +426,13 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
     EXPECT_TRUE(got == payload) << got.size() << " bytes back";
   }
   {  // http: three pipelined requests, then half-close: three answers, then the end
-    Client c(addr("web"));
-    ASSERT_TRUE(
-        c.send_all("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-                   "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
-    ASSERT_TRUE(c.shutdown_write());
+    BlockingClient c(addr("web"));
     std::string got;
-    EXPECT_TRUE(c.recv_to_eof(&got));
+    ASSERT_TRUE(half_close_exchange(
+        c,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+        "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        &got));
     const size_t a = got.find("HTTP/1.1 200"), b = got.find("HTTP/1.1 404"),
                  h = got.find("HTTP/1.1 200", b);
     EXPECT_TRUE(a != std::string::npos && b != std::string::npos && h != std::string::npos &&
@@ -434,13 +440,13 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
         << got;
   }
   {  // resp: the exact replies, then the end
-    Client c(addr("kv"));
-    ASSERT_TRUE(
-        c.send_all("PING\r\n*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nclose\r\n*2\r\n$3\r\nGET\r\n$"
-                   "4\r\nhalf\r\n"));
-    ASSERT_TRUE(c.shutdown_write());
+    BlockingClient c(addr("kv"));
     std::string got;
-    EXPECT_TRUE(c.recv_to_eof(&got));
+    ASSERT_TRUE(half_close_exchange(
+        c,
+        "PING\r\n*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nclose\r\n*2\r\n$3\r\nGET\r\n$"
+        "4\r\nhalf\r\n",
+        &got));
     EXPECT_EQ(got, "+PONG\r\n+OK\r\n$5\r\nclose\r\n");
   }
   expect_clean_log();
@@ -450,7 +456,7 @@ TEST_P(Reliability, HalfCloseGetsEveryAnswerThenTheEnd) {
 // send(2) of zero bytes and an empty sendmsg(2) between the pieces of a request change nothing.
 TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
   ASSERT_TRUE(start());
-  auto send_in_pieces = [](Client& c, const std::string& s, size_t piece) {
+  auto send_in_pieces = [](BlockingClient& c, const std::string& s, size_t piece) {
     for (size_t off = 0; off < s.size(); off += piece) {
       EXPECT_EQ(::send(c.fd(), s.data(), 0, MSG_NOSIGNAL), 0);
       msghdr empty{};
@@ -460,8 +466,8 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
     EXPECT_EQ(::send(c.fd(), s.data(), 0, MSG_NOSIGNAL), 0);
   };
   {
-    Client c(addr("echo"));
-    const std::string payload = testing::pattern(20000, 5);
+    BlockingClient c(addr("echo"));
+    const std::string payload = test::pattern(20000, 5);
     send_in_pieces(c, payload, 997);
     EXPECT_TRUE(c.recv_exact(payload.size()) == payload);
     send_in_pieces(c, "", 1);  // nothing at all: the connection stays up and echoes on
@@ -469,14 +475,14 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
     EXPECT_EQ(c.recv_exact(5), "after");
   }
   {
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     send_in_pieces(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3);
     std::string got;
     EXPECT_TRUE(c.recv_to_eof(&got));
     EXPECT_THAT(got, StartsWith("HTTP/1.1 200"));
   }
   {
-    Client c(addr("kv"));
+    BlockingClient c(addr("kv"));
     send_in_pieces(c, "*2\r\n$4\r\nECHO\r\n$4\r\nzero\r\n", 2);
     EXPECT_EQ(c.recv_exact(10), "$4\r\nzero\r\n");
   }
@@ -487,7 +493,7 @@ TEST_P(Reliability, ZeroLengthWritesChangeNothing) {
 // ---- EMFILE ----
 
 TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
-  if (testing::kAsan) {
+  if (test::kAsan) {
     // UBSan's vptr check tests whether memory is readable by writing it to a pipe; out of fds it
     // cannot make the pipe and reports "invalid vptr" on a valid object, then aborts.
     GTEST_SKIP() << "UBSan needs free fds for its vptr check; runs in the debug and TSan suites";
@@ -499,7 +505,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
     probe.write_config(config(probe.dir()));
     probe.start({"--backend=" + GetParam()});
     ASSERT_TRUE(probe.wait_ready(60s)) << probe.log();
-    idle = testing::settled_fds(probe.pid());
+    idle = test::settled_fds(probe.pid());
     probe.signal(SIGTERM);
     ASSERT_EQ(probe.wait_exit(60s), 0) << probe.log();
   }
@@ -513,10 +519,10 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   const pid_t pid = d_.pid();
 
   // Connections that get served until one is not: from then on the daemon is out of fds.
-  std::vector<Client> held;
-  std::vector<std::pair<Client, std::string>> waiting;
+  std::vector<BlockingClient> held;
+  std::vector<std::pair<BlockingClient, std::string>> waiting;
   for (int i = 0; i < 3 * kRoom && waiting.empty(); ++i) {
-    Client c(addr("echo"), 2s);
+    BlockingClient c(addr("echo"), 2s);
     ASSERT_TRUE(c.connected()) << "the kernel completes the handshake into the backlog\n"
                                << d_.log();
     const std::string payload = absl::StrCat("held ", i);
@@ -530,7 +536,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   ASSERT_FALSE(waiting.empty()) << "the fd limit (" << limit << ") was never reached";
   EXPECT_LE(held.size(), static_cast<size_t>(kRoom) + 2);  // the probe may count a transient fd
   for (int i = 0; i < 10; ++i) {                           // more wait in the backlog
-    Client c(addr("echo"), 2s);
+    BlockingClient c(addr("echo"), 2s);
     ASSERT_TRUE(c.connected()) << std::strerror(errno) << "\n" << d_.log();
     const std::string payload = absl::StrCat("waiting ", i);
     ASSERT_TRUE(c.send_all(payload));
@@ -538,9 +544,9 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   }
   EXPECT_TRUE(d_.wait_log("backing off", 20s)) << d_.log();
   // Backing off, not spinning on accept.
-  const double cpu0 = testing::cpu_seconds(pid);
+  const double cpu0 = test::cpu_seconds(pid);
   std::this_thread::sleep_for(2s);
-  const double cpu = testing::cpu_seconds(pid) - cpu0;
+  const double cpu = test::cpu_seconds(pid) - cpu0;
   EXPECT_LT(cpu, 0.2) << "the daemon used " << cpu << " CPU seconds in 2 s while out of fds";
 
   // Free the fds: every waiting connection is accepted and echoed, a few at a time.
@@ -563,7 +569,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
         done[i] = true;
         ++served;
         waiting[i].first.close();  // frees an fd for the next
-        waiting[i].first = Client();
+        waiting[i].first = BlockingClient();
       }
     }
   }
@@ -574,7 +580,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
     emfile_events += sh.value("emfile_events", uint64_t{0});
   }
   EXPECT_GT(emfile_events, 0u) << "EMFILE was not counted";
-  const std::string metrics = testing::admin_query(admin_socket(), "metrics").value_or("");
+  const std::string metrics = test::admin_query(admin_socket(), "metrics").value_or("");
   EXPECT_THAT(metrics, HasSubstr("reactord_emfile_events_total{shard=\"0\"}"));
   EXPECT_THAT(metrics, HasSubstr("reactord_accept_errors_total{shard=\"0\"} 0"));
   std::printf(
@@ -589,8 +595,8 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
 
 // Sends `first`, then `each` every `period`, until the peer closes; returns when it closed
 // (seconds after `first`; negative if not within `limit`) and what it sent.
-std::pair<double, std::string> trickle(Client& c, const std::string& first, const std::string& each,
-                                       std::chrono::milliseconds period,
+std::pair<double, std::string> trickle(BlockingClient& c, const std::string& first,
+                                       const std::string& each, std::chrono::milliseconds period,
                                        std::chrono::milliseconds limit) {
   const auto t0 = Clock::now();
   std::string got;
@@ -626,7 +632,7 @@ TEST_P(Reliability, SlowlorisOnHttpIsClosedByTheHeaderTimeout) {
   std::atomic<int> started{0};
   for (int i = 0; i < kSlow; ++i) {
     slow.emplace_back([&, i] {
-      Client c(addr("web"));
+      BlockingClient c(addr("web"));
       ++started;
       results[i] = trickle(c, "GET / HTTP/1.1\r\n", "X-Slow: 1\r\n", 100ms, 30s);
     });
@@ -689,7 +695,7 @@ TEST_P(Reliability, SlowlorisOnAdminIsClosedByTheIdleTimeout) {
   const auto t0 = Clock::now();
   double first_served = -1;
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ(testing::admin_query(admin_socket(), "ping", 5s), "pong") << "ping " << i;
+    EXPECT_EQ(test::admin_query(admin_socket(), "ping", 5s), "pong") << "ping " << i;
     if (first_served < 0) first_served = seconds_since(t0);
   }
   for (auto& t : slow) t.join();
@@ -706,8 +712,8 @@ TEST_P(Reliability, SlowlorisOnAdminIsClosedByTheIdleTimeout) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Reliability,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+                         ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

@@ -1,34 +1,23 @@
 // Helpers for the churn, fault and soak tests against the real reactord: what /proc says about
-// the daemon (open fds, resident memory, CPU time), plain blocking loopback clients with timeouts
-// (independent of the runtime under test), and one-line admin queries.
+// the daemon (open fds, resident memory, CPU time) and deterministic payloads. Their clients are
+// in tests/blocking_client.h.
 #pragma once
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/types.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <utility>
-#include <vector>
 
-namespace reactord::testing {
+namespace reactor::test {
 
 #if defined(REACTOR_ASAN)
 inline constexpr bool kAsan = true;
@@ -119,133 +108,6 @@ inline double cpu_seconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-// ---- a blocking loopback TCP client ----
-
-inline uint16_t port_of(const std::string& host_port) {
-  return static_cast<uint16_t>(std::stoi(host_port.substr(host_port.rfind(':') + 1)));
-}
-
-// One connection with send and receive timeouts, so a test never hangs on it.
-class Client {
- public:
-  Client() = default;
-  Client(const std::string& host_port, std::chrono::milliseconds timeout = std::chrono::seconds(10))
-      : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    if (fd_ < 0) return;
-    set_timeout(timeout);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port_of(host_port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  Client(Client&& o) noexcept
-      : fd_(std::exchange(o.fd_, -1)), connected_(std::exchange(o.connected_, false)) {}
-  Client& operator=(Client&& o) noexcept {
-    if (this != &o) {
-      close();
-      fd_ = std::exchange(o.fd_, -1);
-      connected_ = std::exchange(o.connected_, false);
-    }
-    return *this;
-  }
-  ~Client() { close(); }
-
-  bool connected() const { return connected_; }
-  int fd() const { return fd_; }
-
-  void set_timeout(std::chrono::milliseconds t) {
-    timeval tv{static_cast<time_t>(t.count() / 1000),
-               static_cast<suseconds_t>(t.count() % 1000) * 1000};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  }
-
-  bool send_all(std::string_view s) {
-    while (!s.empty()) {
-      const ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      s.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // Sends without blocking as much of `s` as the socket takes; returns how much.
-  size_t send_some(std::string_view s) {
-    const ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    return n > 0 ? static_cast<size_t>(n) : 0;
-  }
-  // Reads exactly n bytes (less if the peer closes, fails or the timeout passes).
-  std::string recv_exact(size_t n) {
-    std::string got(n, '\0');
-    size_t have = 0;
-    while (have < n) {
-      const ssize_t r = ::recv(fd_, got.data() + have, n - have, 0);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      have += static_cast<size_t>(r);
-    }
-    got.resize(have);
-    return got;
-  }
-  // Reads until the peer closes (true) or an error or the timeout (false); appends to *out.
-  bool recv_to_eof(std::string* out) {
-    char buf[16384];
-    for (;;) {
-      const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) return true;
-      if (r < 0) return false;
-      out->append(buf, static_cast<size_t>(r));
-    }
-  }
-  // Reads until `marker` has arrived `count` times, the peer closes, or the timeout passes.
-  std::string recv_until(std::string_view marker, int count = 1) {
-    std::string got;
-    char buf[16384];
-    for (;;) {
-      int seen = 0;
-      for (size_t at = got.find(marker); at != std::string::npos;
-           at = got.find(marker, at + marker.size()))
-        ++seen;
-      if (seen >= count) return got;
-      const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return got;
-      got.append(buf, static_cast<size_t>(r));
-    }
-  }
-  bool shutdown_write() { return ::shutdown(fd_, SHUT_WR) == 0; }
-  // Closes with SO_LINGER 0: the peer gets a reset, not a FIN.
-  void reset() {
-    linger l{1, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close();
-  }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    connected_ = false;
-  }
-  // True if the peer closes (FIN or reset) within `timeout`, reading and dropping what it sends.
-  bool closed_within(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    char buf[4096];
-    while (std::chrono::steady_clock::now() < end) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-      if (n == 0) return true;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
-    }
-    return false;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
-
 // Deterministic bytes of every value, different for each seed.
 inline std::string pattern(size_t n, uint64_t seed) {
   std::string s(n, '\0');
@@ -259,47 +121,4 @@ inline std::string pattern(size_t n, uint64_t seed) {
   return s;
 }
 
-// ---- the admin socket ----
-
-// Sends one command line to the admin socket at `path`; returns the answer without its "."
-// terminator line, or nullopt on failure.
-inline std::optional<std::string> admin_query(
-    const std::string& path, const std::string& line,
-    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>(timeout.count() % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  std::optional<std::string> answer;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = line + "\n";
-    ssize_t sent;
-    do {
-      sent = ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent == static_cast<ssize_t>(req.size())) {
-      std::string got;
-      char buf[16384];
-      for (;;) {
-        if (got == ".\n" || (got.size() >= 3 && got.compare(got.size() - 3, 3, "\n.\n") == 0)) {
-          got.resize(got.size() >= 3 ? got.size() - 3 : 0);
-          answer = std::move(got);
-          break;
-        }
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR) continue;  // a signal to this process (e.g. SIGCHLD)
-        if (n <= 0) break;
-        got.append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  ::close(fd);
-  return answer;
-}
-
-}  // namespace reactord::testing
+}  // namespace reactor::test

@@ -20,8 +20,8 @@ namespace reactord {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::RawClient;
-using testing::TestServer;
+using reactor::test::RawClient;
+using reactor::test::TestServer;
 
 std::string multibulk(const std::vector<std::string>& args) {
   std::string s = "*" + std::to_string(args.size()) + "\r\n";
@@ -53,7 +53,7 @@ class RespServiceTest : public ::testing::TestWithParam<std::string> {
  protected:
   template <class F>
   void run(F&& fn) {
-    reactor::testing::run_fiber(std::forward<F>(fn), GetParam());
+    reactor::test::run_fiber(std::forward<F>(fn), GetParam());
   }
 };
 
@@ -353,8 +353,8 @@ TEST_P(RespServiceTest, KeysOwnedByAnotherShard) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RespServiceTest,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+                         ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

@@ -18,8 +18,8 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::ms_since;
-using testing::run_fiber;
+using test::ms_since;
+using test::run_fiber;
 
 // Seed example 1: A sleeps 400 ms, B 200 ms, joined together: the sleeps overlap.
 TEST(Seed, SleepingWorkersOverlap) {

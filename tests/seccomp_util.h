@@ -9,7 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
-namespace reactor::testing {
+namespace reactor::test {
 
 // True if the filter is installed.
 inline bool fail_syscall_with(long nr, int err) {
@@ -17,6 +17,8 @@ inline bool fail_syscall_with(long nr, int err) {
   constexpr unsigned kArch = AUDIT_ARCH_X86_64;
 #elif defined(__aarch64__)
   constexpr unsigned kArch = AUDIT_ARCH_AARCH64;
+#else
+#error "add this architecture's AUDIT_ARCH"
 #endif
   sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
@@ -33,4 +35,4 @@ inline bool fail_syscall_with(long nr, int err) {
   return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
 }
 
-}  // namespace reactor::testing
+}  // namespace reactor::test

@@ -17,7 +17,7 @@
 #include "reactor/task.h"
 #include "services/connection.h"
 
-namespace reactord::testing {
+namespace reactor::test {
 
 using namespace std::chrono_literals;
 
@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 // Loop thread of the reactor that created it; the destructor cancels and joins every fiber.
 class TestServer {
  public:
-  TestServer(ConnectionHandler handler, ShardView view)
+  TestServer(reactord::ConnectionHandler handler, reactord::ShardView view)
       : handler_(std::move(handler)), view_(std::move(view)) {
     auto listener = reactor::TcpListener::bind(*reactor::SocketAddress::parse_ip("127.0.0.1:0"));
     EXPECT_TRUE(listener.ok()) << listener.status();
@@ -37,8 +37,8 @@ class TestServer {
     if (acceptor.ok()) acceptor_ = *std::move(acceptor);
   }
   // A single-shard view of the current reactor.
-  explicit TestServer(ConnectionHandler handler)
-      : TestServer(std::move(handler), ShardView{0, 1, {reactor::Reactor::current()}}) {}
+  explicit TestServer(reactord::ConnectionHandler handler)
+      : TestServer(std::move(handler), reactord::ShardView{0, 1, {reactor::Reactor::current()}}) {}
 
   ~TestServer() {
     if (acceptor_.valid()) {
@@ -52,9 +52,9 @@ class TestServer {
   }
 
   const reactor::SocketAddress& address() const { return address_; }
-  ServiceStats& stats() { return stats_; }
+  reactord::ServiceStats& stats() { return stats_; }
   // Connections being served now.
-  const std::vector<Connection*>& live() const { return live_; }
+  const std::vector<reactord::Connection*>& live() const { return live_; }
 
   // Waits until `n` connections have been closed by the server (handler returned).
   void wait_closed(uint64_t n) {
@@ -71,7 +71,7 @@ class TestServer {
       auto stream = listener_.accept();
       if (!stream.ok()) return;  // cancelled
       auto task = reactor::spawn("test-conn", [this, s = *std::move(stream)]() mutable {
-        Connection conn(std::move(s), stats_, view_);
+        reactord::Connection conn(std::move(s), stats_, view_);
         reactor::detail::Fiber* self = reactor::detail::current_fiber();
         conn.set_cancel([self] { reactor::Reactor::current()->cancel(self); });
         live_.push_back(&conn);
@@ -83,14 +83,14 @@ class TestServer {
     }
   }
 
-  ConnectionHandler handler_;
-  ShardView view_;
-  ServiceStats stats_;
+  reactord::ConnectionHandler handler_;
+  reactord::ShardView view_;
+  reactord::ServiceStats stats_;
   reactor::TcpListener listener_;
   reactor::SocketAddress address_;
   reactor::Task<void> acceptor_;
   std::vector<reactor::Task<void>> connections_;
-  std::vector<Connection*> live_;
+  std::vector<reactord::Connection*> live_;
 };
 
 // A client speaking raw bytes, counting them. Loop thread, inside a fiber.
@@ -158,4 +158,4 @@ class RawClient {
   uint64_t received_ = 0;
 };
 
-}  // namespace reactord::testing
+}  // namespace reactor::test

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
 #include "tests/reliability_util.h"
 #include "tests/test_util.h"
@@ -26,10 +27,12 @@
 namespace reactord {
 namespace {
 
+namespace test = reactor::test;
+
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-using testing::Client;
-using testing::DaemonProcess;
+using test::BlockingClient;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
@@ -63,7 +66,7 @@ struct Ledger {
 };
 
 // Reads one http response (headers, then Content-Length bytes) on a keep-alive connection.
-std::string read_response(Client& c) {
+std::string read_response(BlockingClient& c) {
   std::string head = c.recv_until("\r\n\r\n");
   const size_t end = head.find("\r\n\r\n");
   if (end == std::string::npos) return head;
@@ -80,9 +83,9 @@ std::string read_response(Client& c) {
 class Soak : public ::testing::TestWithParam<std::string> {
  protected:
   std::string addr(const std::string& s) { return d_.addresses()[s]; }
-  std::string admin_socket() const { return d_.dir() + "/admin.sock"; }
+  std::string admin_socket() const { return d_.admin_socket(); }
   Json query_json(const std::string& cmd) {
-    std::optional<std::string> s = testing::admin_query(admin_socket(), cmd);
+    std::optional<std::string> s = test::admin_query(admin_socket(), cmd);
     return s ? Json::parse(*s, nullptr, false) : Json();
   }
   Json service(const std::string& name) {
@@ -104,7 +107,7 @@ class Soak : public ::testing::TestWithParam<std::string> {
       }
       if (active == 0) break;
     }
-    return testing::settled_fds(d_.pid());
+    return test::settled_fds(d_.pid());
   }
 
   // The load threads, until `stop`.
@@ -121,7 +124,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       for (uint64_t conn = 0; !stop; ++conn) {
-        Client c(addr("echo"), 20s);
+        BlockingClient c(addr("echo"), 20s);
         ++l.connections;
         if (!c.connected()) {
           l.fail("echo: connect failed");
@@ -131,7 +134,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
         const int trips = 1 + static_cast<int>(seed % 20);
         for (int k = 0; k < trips && !stop; ++k) {
           const size_t size = 1 + (seed * 31 + static_cast<uint64_t>(k) * 7919) % (64 * 1024);
-          const std::string payload = testing::pattern(size, seed + k);
+          const std::string payload = test::pattern(size, seed + k);
           if (!c.send_all(payload)) {
             l.fail("echo: send failed");
             break;
@@ -155,7 +158,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   // http: keep-alive connections of 50 pipelined bursts of 1-8 requests, answers byte-exact.
   threads.emplace_back([&] {
     for (uint64_t conn = 0; !stop; ++conn) {
-      Client c(addr("web"), 20s);
+      BlockingClient c(addr("web"), 20s);
       ++l.connections;
       for (int burst = 0; burst < 50 && !stop; ++burst) {
         std::string req, want;
@@ -184,7 +187,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   threads.emplace_back([&] {
     uint64_t counter = l.resp_counter, i = l.resp_i;
     for (; !stop;) {
-      Client c(addr("kv"), 20s);
+      BlockingClient c(addr("kv"), 20s);
       ++l.connections;
       for (int k = 0; k < 200 && !stop; ++k, ++i) {
         const std::string key = absl::StrCat("key", i % 500), value = absl::StrCat("value", i);
@@ -213,7 +216,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   threads.emplace_back([&] {
     for (uint64_t i = 0; !stop; ++i) {
       const char* cmd = i % 3 == 0 ? "ping" : i % 3 == 1 ? "stats" : "metrics";
-      std::optional<std::string> a = testing::admin_query(admin_socket(), cmd);
+      std::optional<std::string> a = test::admin_query(admin_socket(), cmd);
       ++l.admin_queries;
       const bool ok = a.has_value() &&
                       (i % 3 == 0   ? *a == "pong"
@@ -227,7 +230,7 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
   threads.emplace_back([&] {
     const char* services[] = {"echo", "web", "kv"};
     for (uint64_t i = 0; !stop; ++i) {
-      Client c(addr(services[i % 3]), 20s);
+      BlockingClient c(addr(services[i % 3]), 20s);
       ++l.connections;
       ++l.bare_connections;
       if (!c.connected()) l.fail("bare: connect failed");
@@ -252,7 +255,7 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   // The exact answers, learnt once.
   std::string healthz, not_found;
   {
-    Client c(addr("web"));
+    BlockingClient c(addr("web"));
     ASSERT_TRUE(c.send_all("GET /healthz HTTP/1.1\r\nHost: soak\r\n\r\n"));
     healthz = read_response(c);
     ASSERT_TRUE(c.send_all("GET /nope HTTP/1.1\r\nHost: soak\r\n\r\n"));
@@ -270,8 +273,8 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   stop = true;
   warm.join();
   const int fds_before = idle_fds();
-  const int64_t rss_before = testing::resident_bytes(pid);
-  const double cpu_before = testing::cpu_seconds(pid);
+  const int64_t rss_before = test::resident_bytes(pid);
+  const double cpu_before = test::cpu_seconds(pid);
 
   const int seconds = soak_seconds();
   stop = false;
@@ -280,8 +283,8 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   int64_t rss_peak = rss_before;
   while (Clock::now() - t0 < std::chrono::seconds(seconds)) {
     std::this_thread::sleep_for(500ms);
-    rss_peak = std::max(rss_peak, testing::resident_bytes(pid));
-    ASSERT_GT(testing::open_fds(pid), 0) << "the daemon died:\n" << d_.log();
+    rss_peak = std::max(rss_peak, test::resident_bytes(pid));
+    ASSERT_GT(test::open_fds(pid), 0) << "the daemon died:\n" << d_.log();
   }
   stop = true;
   load.join();
@@ -307,13 +310,13 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   }
   EXPECT_EQ(accepted, l.connections.load());
   EXPECT_EQ(fds_after, fds_before) << "open fds of the daemon changed";
-  const int64_t rss_after = testing::resident_bytes(pid);
-  if (!testing::kAsan) {
+  const int64_t rss_after = test::resident_bytes(pid);
+  if (!test::kAsan) {
     // TSan's own metadata grows with the load (about 5 MiB in 10 s here): a wider bound there.
-    const int64_t bound = testing::kTsan ? 32 * kMiB : 8 * kMiB;
+    const int64_t bound = test::kTsan ? 32 * kMiB : 8 * kMiB;
     EXPECT_LT(rss_after - rss_before, bound) << rss_before << " -> " << rss_after;
   }
-  const double cpu = testing::cpu_seconds(pid) - cpu_before;
+  const double cpu = test::cpu_seconds(pid) - cpu_before;
   std::printf(
       "soak %s: %.0f s; %llu connections (%llu bare, a quarter reset); %llu echo round trips "
       "(%.1f MiB); %llu http requests; %llu resp commands; %llu admin queries; %llu failures; "
@@ -336,9 +339,8 @@ TEST_P(Soak, MixedLoadLosesNothing) {
   EXPECT_THAT(log, ::testing::Not(HasSubstr("Sanitizer"))) << log;
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Soak,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, Soak, ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

@@ -12,7 +12,7 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::run_fiber;
+using test::run_fiber;
 
 TEST(Histogram, BucketBoundariesAreDecadeAligned) {
   EXPECT_EQ(Histogram::bucket_of(0), 0u);

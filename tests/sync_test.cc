@@ -11,7 +11,7 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::run_fiber;
+using test::run_fiber;
 
 TEST(Event, SetWakesAllWaiters) {
   int woken = 0;

@@ -7,9 +7,10 @@
 #include "backends/registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "reactor/net.h"
 #include "reactor/reactor.h"
 
-namespace reactor::testing {
+namespace reactor::test {
 
 // Runs fn as the main fiber of a fresh reactor on `backend` and fails the test if the reactor
 // cannot be created.
@@ -49,4 +50,24 @@ inline double ms_since(Deadline start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-}  // namespace reactor::testing
+// Both ends of a loopback TCP connection.
+struct Pair {
+  TcpStream client;
+  TcpStream server;
+};
+
+// A fresh connected pair on 127.0.0.1; fails the test if it cannot be made. Loop thread, inside a
+// fiber.
+inline Pair connected_pair() {
+  using namespace std::chrono_literals;
+  auto listener = TcpListener::bind(*SocketAddress::parse_ip("127.0.0.1:0"));
+  EXPECT_TRUE(listener.ok()) << listener.status();
+  auto addr = listener->local_address();
+  auto client = TcpStream::connect(*addr, deadline_after(5s));
+  EXPECT_TRUE(client.ok()) << client.status();
+  auto server = listener->accept(deadline_after(5s));
+  EXPECT_TRUE(server.ok()) << server.status();
+  return Pair{*std::move(client), *std::move(server)};
+}
+
+}  // namespace reactor::test

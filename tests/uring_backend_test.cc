@@ -33,7 +33,7 @@ bool uring_available() {
   if (!uring_available()) GTEST_SKIP() << probe_backend("io_uring").reason
 
 uint64_t counter(const Backend& b, std::string_view name) {
-  return testing::backend_counter(b, name);
+  return test::backend_counter(b, name);
 }
 
 // Linux version as major * 100 + minor.
@@ -50,7 +50,7 @@ SocketAddress loopback_v4() {
 }
 
 void run_uring(const std::function<void()>& fn) {
-  testing::run_fiber(fn, "io_uring");
+  test::run_fiber(fn, "io_uring");
 }
 
 TEST(UringBackend, SetupLevelsFallBackInOrder) {
@@ -106,7 +106,7 @@ TEST(UringBackend, WakeupWritesOnceWhilePending) {
   EXPECT_EQ(counter(backend, "wakeups_total"), 1u);
   const Deadline start = Clock::now();
   backend.poll(std::chrono::seconds(10));  // the token ends it at once
-  EXPECT_LT(testing::ms_since(start), 5000);
+  EXPECT_LT(test::ms_since(start), 5000);
   backend.wakeup();
   EXPECT_EQ(counter(backend, "wakeups_total"), 2u);
   backend.poll(Duration(-1));
