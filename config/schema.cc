@@ -558,6 +558,10 @@ const std::vector<Field<ServiceConfig>>& service_fields() {
                int_field<S>(
                    "max_command_bytes", [](auto& s) -> auto& { return s.resp.max_command_bytes; },
                    1024, 1073741824, kRestart)),
+      only_for(ServiceKind::kResp,
+               int_field<S>(
+                   "max_memory_bytes", [](auto& s) -> auto& { return s.resp.max_memory_bytes; }, 0,
+                   1099511627776, kReloadable)),
   };
   return *fields;
 }
