@@ -1,15 +1,15 @@
-// The resp service: a small Redis-compatible key-value store over RESP2 (services/resp_parser.h),
-// enough for redis-cli and redis-benchmark. Commands (names case-insensitive):
-//   PING [msg], ECHO msg, SET key value, GET key, DEL key [key ...], EXISTS key [key ...],
-//   INCR key, DBSIZE, COMMAND (an empty array), QUIT (+OK, then close)
-// Errors follow Redis' wording: `-ERR unknown command 'x', ...`, `-ERR wrong number of arguments
-// for 'get' command`, `-ERR value is not an integer or out of range`. A protocol error (limits
+// The resp service: a small Redis-compatible key-value store over RESP2 (services/resp_parser.h)
+// with the string and key commands clients send, expiry, a memory cap and INFO; docs/services.md
+// lists the commands. Replies and errors use Redis 7.0's wording. A protocol error (limits
 // included) is answered with `-ERR Protocol error: ...` and closes the connection.
+//
+// The pieces: resp_store.h (one shard's keys and expiry), resp_connection.h (a connection as the
+// command handlers see it), resp_commands.cc (string and key commands), resp.cc (the rest).
 //
 // Shared-nothing: every key is owned by one shard, resp_key_owner(key, shards); each shard has
 // its own RespStore, touched only on that shard's loop thread. A command on another shard's key
 // runs there through reactor::call_on (a function on that loop, no fiber, no suspension) and
-// comes back with the reply's value. DBSIZE asks every shard.
+// comes back with the reply. DBSIZE, KEYS, SCAN and the flushes visit every shard.
 //
 // Pipelined commands are answered in order and their replies written together. On drain, the
 // commands already received are answered, then the connection closes.

@@ -725,7 +725,8 @@ TEST(ConfigReloadTest, ReloadableKeys) {
       reloadable_keys(),
       ElementsAre("log.level", "admin.allow_uids", "admin.allow_gids", "watchdog.enabled",
                   "watchdog.threshold_ms", "watchdog.slow_slice_ms", "watchdog.reports_per_minute",
-                  "watchdog.abort_after_ms", "watchdog.backtrace", "service.NAME.max_connections"));
+                  "watchdog.abort_after_ms", "watchdog.backtrace", "service.NAME.max_connections",
+                  "service.NAME.max_memory_bytes"));
 }
 
 TEST(ConfigReloadTest, RestartNeededListsChangedNonReloadableKeys) {
