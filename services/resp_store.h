@@ -58,7 +58,7 @@ struct RespShardStats {
 class RespStore {
  public:
   static constexpr size_t kEntryOverhead = 96;
-  static constexpr size_t kExpireBatch = 1000;
+  static constexpr size_t kExpireBatch = 200;
   static constexpr reactor::Duration kExpireTick = std::chrono::milliseconds(10);
 
   RespStore() = default;

@@ -108,7 +108,7 @@ TEST_F(RespDaemonTest, RedisCliPipeLoads100000Keys) {
 }
 
 // 200,000 keys expiring in the same millisecond: the shards' expiry fibers remove them all in
-// bounded batches, and the watchdog reports no stall.
+// bounded batches, and the watchdog reports no stall in them.
 TEST_F(RespDaemonTest, ManyKeysExpiringAtOnceCauseNoStall) {
   start();
   // Far enough ahead for a loaded machine to send them all first.
@@ -129,10 +129,17 @@ TEST_F(RespDaemonTest, ManyKeysExpiringAtOnceCauseNoStall) {
   for (int i = 0; i < 200 && (size = cli("DBSIZE")) != "0"; ++i) std::this_thread::sleep_for(100ms);
   EXPECT_EQ(size, "0") << "the keys were not removed in the background";
   EXPECT_THAT(cli("INFO stats"), HasSubstr("expired_keys:200000"));
+  // The expiry fibers never held their loop past the watchdog's threshold. (Stalls of the
+  // connection loading 200,000 commands on an overloaded machine are not what this tests.)
   const Ran stalls =
-      sh(std::string(REACTORCTL_BINARY) + " --socket " + d_.dir() + "/admin.sock stalls");
+      sh(std::string(REACTORCTL_BINARY) + " --socket " + d_.dir() + "/admin.sock --json stalls");
   EXPECT_EQ(stalls.code, 0) << stalls.out;
-  EXPECT_THAT(stalls.out, HasSubstr("stalls: 0")) << stalls.out << d_.log();
+  EXPECT_THAT(stalls.out, HasSubstr("stalls_total")) << stalls.out;
+  // A report names its fiber then fiber_id; "top_slow_fibers" (slices above slow_slice_ms, not
+  // stalls) may name resp-expiry with slow_slices.
+  EXPECT_THAT(stalls.out, ::testing::Not(HasSubstr("\"fiber\":\"resp-expiry\",\"fiber_id\"")))
+      << stalls.out;
+  EXPECT_THAT(d_.log(), ::testing::Not(HasSubstr("fiber 'resp-expiry'"))) << d_.log();
 }
 
 TEST_F(RespDaemonTest, RedisBenchmarkGetsNoErrors) {
