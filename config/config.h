@@ -17,7 +17,8 @@
 //
 // Run-time changes. SIGHUP and the admin `set` command change only the reloadable keys:
 //   log.level, watchdog.{enabled, threshold_ms, slow_slice_ms, reports_per_minute, abort_after_ms,
-//   backtrace}, admin.{allow_uids, allow_gids}, service.NAME.max_connections.
+//   backtrace}, admin.{allow_uids, allow_gids}, service.NAME.max_connections,
+//   service.NAME.max_memory_bytes (resp).
 // Everything else needs a restart; restart_needed() names what changed.
 //
 // Every function here is pure (no global state) and may be called from any thread.
@@ -123,6 +124,7 @@ struct RespServiceConfig {               // kind = "resp" only
   uint32_t max_array_len = 1024;         // 1..1048576
   uint32_t max_inline_bytes = 65536;     // 16..1048576
   uint32_t max_command_bytes = 8388608;  // 1024..1073741824
+  uint64_t max_memory_bytes = 0;         // 0 (no cap)..1099511627776, across shards; reloadable
   bool operator==(const RespServiceConfig&) const = default;
 };
 

@@ -511,6 +511,8 @@ const std::vector<Field<ServiceConfig>>& service_fields() {
                                    1048576, kRestart)),
       only_for(kResp, int_field<S>("max_command_bytes", nested(&S::resp, &P::max_command_bytes),
                                    1024, 1073741824, kRestart)),
+      only_for(kResp, int_field<S>("max_memory_bytes", nested(&S::resp, &P::max_memory_bytes), 0,
+                                   1099511627776, kReloadable)),
   };
   return *fields;
 }

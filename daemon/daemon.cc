@@ -400,6 +400,7 @@ void Daemon::State::apply_reloadable() {
   for (size_t i = 0; i < cfg.services.size() && i < runtimes.size(); ++i) {
     runtimes[i]->max_connections.store(cfg.services[i].max_connections);
   }
+  if (shared) apply_service_settings(cfg.services, *shared);
 }
 
 absl::Status Daemon::State::reload() {

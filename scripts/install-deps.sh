@@ -12,7 +12,7 @@ packages=(
   libabsl-dev liburing-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
-  prometheus redis-tools
+  prometheus redis-tools python3-redis
   clang-14 libclang-rt-14-dev
 )
 # python3 runs perf/compare.py (standard library only).

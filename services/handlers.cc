@@ -24,6 +24,8 @@ ConnectionHandler make_handler(const ServiceConfig& sc, ServiceShared& shared, s
     }
     case ServiceKind::kResp: {
       auto space = std::make_unique<RespShared>();
+      space->service = sc.name;
+      space->max_memory_bytes = sc.resp.max_memory_bytes;
       for (size_t i = 0; i < shards; ++i) space->stores.push_back(std::make_unique<RespStore>());
       RespShared* ks = space.get();
       shared.resp.push_back(std::move(space));
@@ -37,6 +39,14 @@ ConnectionHandler make_handler(const ServiceConfig& sc, ServiceShared& shared, s
     }
   }
   return nullptr;
+}
+
+void apply_service_settings(const std::vector<ServiceConfig>& services, ServiceShared& shared) {
+  for (const ServiceConfig& sc : services) {
+    for (const auto& space : shared.resp) {
+      if (space->service == sc.name) space->max_memory_bytes.store(sc.resp.max_memory_bytes);
+    }
+  }
 }
 
 }  // namespace reactord

@@ -22,4 +22,8 @@ struct ServiceShared {
 // The handler for `sc`, run by every shard. Main thread, before the shards start.
 ConnectionHandler make_handler(const ServiceConfig& sc, ServiceShared& shared, size_t shards);
 
+// Applies the services' reloadable settings that live in the shared state (each resp service's
+// max_memory_bytes). Any thread.
+void apply_service_settings(const std::vector<ServiceConfig>& services, ServiceShared& shared);
+
 }  // namespace reactord

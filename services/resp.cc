@@ -1,24 +1,24 @@
 #include "services/resp.h"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <span>
-#include <type_traits>
 #include <utility>
 
-#include "absl/status/status.h"
-#include "reactor/call_on.h"
-#include "services/resp_parser.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "services/resp_connection.h"
 
 namespace reactord {
-namespace {
+namespace resp {
 
-// Unknown-command errors quote at most this much of the command.
-constexpr size_t kMaxQuoted = 128;
+// ---- Reply writers and argument parsing ----
 
-// Redis' string2ll rules: optional '-', no '+', no leading zeros, no spaces, fits int64.
 bool parse_strict_int64(std::string_view s, int64_t* out) {
   if (s.empty() || s.size() > 20) return false;
   if (s == "0") {
@@ -49,11 +49,22 @@ bool parse_strict_int64(std::string_view s, int64_t* out) {
   return true;
 }
 
-char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+bool equals_nocase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(a[i])) !=
+        absl::ascii_tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  }
+  return true;
 }
 
-// Text from a client made safe for an error line: no CR or LF, at most `max` bytes.
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = absl::ascii_tolower(static_cast<unsigned char>(c));
+  return out;
+}
+
 void append_quoted(std::string& out, std::string_view s, size_t max) {
   if (s.size() > max) s = s.substr(0, max);
   for (char c : s) out.push_back(c == '\r' || c == '\n' ? ' ' : c);
@@ -84,61 +95,370 @@ void append_bulk(std::string& out, std::string_view s) {
 void append_nil(std::string& out) {
   out.append("$-1\r\n");
 }
+void append_array_header(std::string& out, size_t n) {
+  out.push_back('*');
+  out.append(std::to_string(n));
+  out.append("\r\n");
+}
 
-// A command's arguments, its name first.
-using Args = std::span<const std::string_view>;
+namespace {
 
-// What running fn on a shard gives back: fn's value, or why the shard did not answer.
-template <class R>
-using ShardResult = std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>>;
+void append_subcommand_error(std::string& out, std::string_view sub, std::string_view cmd) {
+  std::string msg = "ERR unknown subcommand '";
+  append_quoted(msg, sub, kMaxQuoted);
+  msg.append("'. Try ").append(cmd).append(" HELP.");
+  append_error(out, msg);
+}
 
-// One client connection: reads commands, runs them through the table below, writes the replies.
-// Every method: the connection's shard's loop thread, inside the connection's fiber.
-class RespConnection {
- public:
-  RespConnection(Connection& c, const RespOptions& o, RespShared& shared)
-      : c_(c),
-        o_(o),
-        shared_(shared),
-        parser_(RespLimits{o.max_bulk_bytes, o.max_array_len, o.max_inline_bytes,
-                           o.max_command_bytes}) {}
+void append_wrong_arity(std::string& out, std::string_view lower_name) {
+  std::string msg = "ERR wrong number of arguments for '";
+  append_quoted(msg, lower_name, kMaxQuoted);
+  msg.append("' command");
+  append_error(out, msg);
+}
 
-  void run();
+// ---- Connection and introspection commands ----
 
-  // For the command handlers. The reply buffer: a handler appends its reply here.
-  std::string& out() { return out_; }
-  size_t shard_count() const { return c_.shard().count; }
-  // Runs fn(store) on shard `shard`'s loop (inline on this one) and returns its value. fn must
-  // not suspend, and owns what it uses: it may outlive this wait (deadline, cancel).
-  template <class F, class R = std::invoke_result_t<F&, RespStore&>>
-  ShardResult<R> on_shard(size_t shard, F fn);
-  // Runs fn(store, key) on the shard owning key, as on_shard(). fn gets the key as a
-  // std::string_view when this shard owns it, as a std::string&& (a copy it may keep) otherwise.
-  template <class F, class R = std::invoke_result_t<F&, RespStore&, std::string_view>>
-  ShardResult<R> on_owner(std::string_view key, F fn);
-  // Replies with why a call to another shard failed; false if the connection must close.
-  bool shard_failure(const absl::Status& s);
+bool cmd_ping(RespConnection& c, Args args) {
+  if (args.size() == 1) {
+    append_simple(c.out(), "PONG");
+  } else {
+    append_bulk(c.out(), args[1]);
+  }
+  return true;
+}
 
- private:
-  // Executes one command into out_; false when the connection closes after it.
-  bool execute(Args args);
-  bool flush() { return c_.flush(out_, o_.idle_timeout); }
+bool cmd_echo(RespConnection& c, Args args) {
+  append_bulk(c.out(), args[1]);
+  return true;
+}
 
-  Connection& c_;
-  const RespOptions& o_;
-  RespShared& shared_;
-  RespParser parser_;
-  RespCommand cmd_;
-  std::string out_;
-  std::string name_;  // the command's name in lower case
+bool cmd_quit(RespConnection& c, Args) {
+  append_simple(c.out(), "OK");
+  return false;
+}
+
+bool cmd_select(RespConnection& c, Args args) {
+  int64_t db = 0;
+  if (!parse_strict_int64(args[1], &db)) {
+    append_error(c.out(), "ERR value is not an integer or out of range");
+  } else if (db != 0) {
+    append_error(c.out(), "ERR DB index is out of range");
+  } else {
+    append_simple(c.out(), "OK");
+  }
+  return true;
+}
+
+// Redis' rule for client names: printable ASCII without spaces.
+bool valid_client_name(std::string_view name) {
+  for (char ch : name) {
+    if (ch < '!' || ch > '~') return false;
+  }
+  return true;
+}
+
+bool set_client_name(RespConnection& c, std::string_view name) {
+  if (!valid_client_name(name)) {
+    append_error(c.out(),
+                 "ERR Client names cannot contain spaces, newlines or special characters.");
+    return false;
+  }
+  c.name() = std::string(name);
+  return true;
+}
+
+// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only; no AUTH (there are no users).
+bool cmd_hello(RespConnection& c, Args args) {
+  if (args.size() >= 2) {
+    int64_t proto = 0;
+    if (!parse_strict_int64(args[1], &proto)) {
+      append_error(c.out(), "ERR Protocol version is not an integer or out of range");
+      return true;
+    }
+    if (proto != 2) {
+      append_error(c.out(), "NOPROTO unsupported protocol version");
+      return true;
+    }
+  }
+  std::string_view setname;
+  bool have_setname = false;
+  for (size_t i = 2; i < args.size(); ++i) {
+    if (equals_nocase(args[i], "setname") && i + 1 < args.size()) {
+      setname = args[++i];
+      have_setname = true;
+    } else if (equals_nocase(args[i], "auth") && i + 2 < args.size()) {
+      append_error(c.out(), "ERR AUTH is not supported by this server (it has no users)");
+      return true;
+    } else {
+      std::string msg = "ERR Syntax error in HELLO option '";
+      append_quoted(msg, args[i], kMaxQuoted);
+      msg.push_back('\'');
+      append_error(c.out(), msg);
+      return true;
+    }
+  }
+  if (have_setname && !set_client_name(c, setname)) return true;
+  std::string& out = c.out();
+  append_array_header(out, 14);
+  append_bulk(out, "server");
+  append_bulk(out, "redis");
+  append_bulk(out, "version");
+  append_bulk(out, kRespRedisVersion);
+  append_bulk(out, "proto");
+  append_int(out, 2);
+  append_bulk(out, "id");
+  append_int(out, static_cast<int64_t>(c.id()));
+  append_bulk(out, "mode");
+  append_bulk(out, "standalone");
+  append_bulk(out, "role");
+  append_bulk(out, "master");
+  append_bulk(out, "modules");
+  append_array_header(out, 0);
+  return true;
+}
+
+bool cmd_client(RespConnection& c, Args args) {
+  const std::string sub = to_lower(args[1]);
+  std::string& out = c.out();
+  if (sub == "id" && args.size() == 2) {
+    append_int(out, static_cast<int64_t>(c.id()));
+  } else if (sub == "getname" && args.size() == 2) {
+    if (c.name().empty()) {
+      append_nil(out);
+    } else {
+      append_bulk(out, c.name());
+    }
+  } else if (sub == "setname" && args.size() == 3) {
+    if (set_client_name(c, args[2])) append_simple(out, "OK");
+  } else if (sub == "setinfo" && args.size() == 4) {
+    if (!equals_nocase(args[2], "lib-name") && !equals_nocase(args[2], "lib-ver")) {
+      std::string msg = "ERR Unrecognized option '";
+      append_quoted(msg, args[2], kMaxQuoted);
+      msg.push_back('\'');
+      append_error(out, msg);
+    } else {
+      append_simple(out, "OK");  // accepted; not reported anywhere
+    }
+  } else if (sub == "id" || sub == "getname" || sub == "setname" || sub == "setinfo") {
+    append_wrong_arity(out, "client|" + sub);
+  } else {
+    append_subcommand_error(out, args[1], "CLIENT");
+  }
+  return true;
+}
+
+const CommandSpec* find_command(std::string_view lower);
+
+// Redis' arity: the exact count, or minus the least count when more are accepted.
+int64_t redis_arity(const CommandSpec& cmd) {
+  return cmd.min_args == cmd.max_args ? static_cast<int64_t>(cmd.min_args)
+                                      : -static_cast<int64_t>(cmd.min_args);
+}
+
+// One COMMAND INFO entry as Redis 6 gives it: name, arity, flags, first key, last key, step.
+void append_command_info(std::string& out, const CommandSpec& cmd) {
+  append_array_header(out, 6);
+  append_bulk(out, cmd.name);
+  append_int(out, redis_arity(cmd));
+  std::vector<std::string_view> flags;
+  if (cmd.flags & kWrite) flags.insert(flags.end(), {"write", "denyoom"});
+  if (cmd.flags & kReadonly) flags.push_back("readonly");
+  append_array_header(out, flags.size());
+  for (std::string_view f : flags) append_simple(out, f);
+  int64_t first = 1, last = 1, step = 1;
+  if (cmd.flags & kNoKeys) first = last = step = 0;
+  if (cmd.flags & kAllKeys) last = -1;
+  if (cmd.flags & kPairs) last = -1, step = 2;
+  if (cmd.name == "rename" || cmd.name == "renamenx") last = 2;
+  append_int(out, first);
+  append_int(out, last);
+  append_int(out, step);
+}
+
+template <class Fn>
+void for_each_command(Fn&& fn) {
+  for (const CommandSpec& cmd : connection_commands()) fn(cmd);
+  for (const CommandSpec& cmd : key_commands()) fn(cmd);
+}
+
+bool cmd_command(RespConnection& c, Args args) {
+  std::string& out = c.out();
+  const std::string sub = args.size() > 1 ? to_lower(args[1]) : "";
+  size_t count = 0;
+  for_each_command([&](const CommandSpec&) { ++count; });
+  if (args.size() == 1) {
+    append_array_header(out, count);
+    for_each_command([&](const CommandSpec& cmd) { append_command_info(out, cmd); });
+  } else if (sub == "count") {
+    if (args.size() != 2) {
+      append_wrong_arity(out, "command|count");
+    } else {
+      append_int(out, static_cast<int64_t>(count));
+    }
+  } else if (sub == "info") {
+    if (args.size() == 2) {
+      append_array_header(out, count);
+      for_each_command([&](const CommandSpec& cmd) { append_command_info(out, cmd); });
+    } else {
+      append_array_header(out, args.size() - 2);
+      for (std::string_view name : args.subspan(2)) {
+        const CommandSpec* cmd = find_command(to_lower(name));
+        if (cmd) {
+          append_command_info(out, *cmd);
+        } else {
+          append_nil(out);
+        }
+      }
+    }
+  } else if (sub == "docs") {
+    append_array_header(out, 0);  // no documentation: an empty map, which Redis allows
+  } else if (sub == "list") {
+    append_array_header(out, count);
+    for_each_command([&](const CommandSpec& cmd) { append_bulk(out, cmd.name); });
+  } else {
+    append_subcommand_error(out, args[1], "COMMAND");
+  }
+  return true;
+}
+
+// Redis' bytesToHuman.
+std::string human_bytes(uint64_t n) {
+  const double d = static_cast<double>(n);
+  if (n < 1024) return absl::StrCat(n, "B");
+  if (n < 1024ull * 1024) return absl::StrFormat("%.2fK", d / 1024);
+  if (n < 1024ull * 1024 * 1024) return absl::StrFormat("%.2fM", d / (1024.0 * 1024));
+  return absl::StrFormat("%.2fG", d / (1024.0 * 1024 * 1024));
+}
+
+// INFO [section ...]: server, clients, memory, stats, keyspace, in Redis' format. Counters are
+// read from every shard's atomics, without calling the shards.
+bool cmd_info(RespConnection& c, Args args) {
+  auto wanted = [&](std::string_view section) {
+    if (args.size() == 1) return true;
+    for (std::string_view a : args.subspan(1)) {
+      if (equals_nocase(a, section) || equals_nocase(a, "all") || equals_nocase(a, "default") ||
+          equals_nocase(a, "everything")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  RespShared& sh = c.shared();
+  uint64_t keys = 0, expires = 0, commands = 0, received = 0, connected = 0, hits = 0, misses = 0,
+           expired = 0;
+  for (const auto& store : sh.stores) {
+    keys += store->key_count();
+    expires += store->expires_count();
+    const RespShardStats& st = store->stats();
+    commands += st.commands.get();
+    received += st.connections_received.get();
+    connected += st.connected.get();
+    hits += st.hits.get();
+    misses += st.misses.get();
+    expired += st.expired.get();
+  }
+  std::string text;
+  if (wanted("server")) {
+    const int64_t up =
+        std::chrono::duration_cast<std::chrono::seconds>(reactor::Clock::now() - sh.started)
+            .count();
+    absl::StrAppend(&text, "# Server\r\nredis_version:", std::string(kRespRedisVersion),
+                    "\r\nredis_mode:standalone\r\nserver_name:reactord\r\narch_bits:64\r\n",
+                    "multiplexing_api:reactord\r\nprocess_id:", ::getpid(),
+                    "\r\nshards:", sh.stores.size(), "\r\nuptime_in_seconds:", up,
+                    "\r\nuptime_in_days:", up / 86400, "\r\n\r\n");
+  }
+  if (wanted("clients")) {
+    absl::StrAppend(&text, "# Clients\r\nconnected_clients:", connected,
+                    "\r\nblocked_clients:0\r\n\r\n");
+  }
+  if (wanted("memory")) {
+    const uint64_t used = sh.used_memory();
+    const uint64_t max = sh.max_memory_bytes.load(std::memory_order_relaxed);
+    absl::StrAppend(&text, "# Memory\r\nused_memory:", used,
+                    "\r\nused_memory_human:", human_bytes(used), "\r\nmaxmemory:", max,
+                    "\r\nmaxmemory_human:", human_bytes(max),
+                    "\r\nmaxmemory_policy:noeviction\r\n\r\n");
+  }
+  if (wanted("stats")) {
+    absl::StrAppend(&text, "# Stats\r\ntotal_connections_received:", received,
+                    "\r\ntotal_commands_processed:", commands, "\r\nexpired_keys:", expired,
+                    "\r\nevicted_keys:0\r\nkeyspace_hits:", hits, "\r\nkeyspace_misses:", misses,
+                    "\r\n\r\n");
+  }
+  if (wanted("keyspace")) {
+    absl::StrAppend(&text, "# Keyspace\r\n");
+    if (keys > 0) absl::StrAppend(&text, "db0:keys=", keys, ",expires=", expires, ",avg_ttl=0\r\n");
+  }
+  while (text.ends_with("\r\n\r\n")) text.resize(text.size() - 2);
+  append_bulk(c.out(), text);
+  return true;
+}
+
+constexpr CommandSpec kConnectionCommands[] = {
+    {"ping", 1, 2, cmd_ping, kNoKeys},
+    {"echo", 2, 2, cmd_echo, kNoKeys},
+    {"quit", 1, kAnyArgs, cmd_quit, kNoKeys},
+    {"select", 2, 2, cmd_select, kNoKeys},
+    {"hello", 1, kAnyArgs, cmd_hello, kNoKeys},
+    {"client", 2, kAnyArgs, cmd_client, kNoKeys},
+    {"command", 1, kAnyArgs, cmd_command, kNoKeys},
+    {"info", 1, kAnyArgs, cmd_info, kNoKeys},
 };
 
-void RespConnection::run() {
+const CommandSpec* find_command(std::string_view lower) {
+  for (const CommandSpec& cmd : kConnectionCommands) {
+    if (cmd.name == lower) return &cmd;
+  }
+  for (const CommandSpec& cmd : key_commands()) {
+    if (cmd.name == lower) return &cmd;
+  }
+  return nullptr;
+}
+
+void append_unknown_command(std::string& out, Args args) {
+  std::string msg = "ERR unknown command '";
+  append_quoted(msg, args[0], kMaxQuoted);
+  msg.append("', with args beginning with: ");
+  // As Redis: arguments are added while the quoted list (quotes and spaces included) is shorter
+  // than kMaxQuoted bytes, each cut to what is left of that budget.
+  const size_t start = msg.size();
+  for (size_t i = 1; i < args.size() && msg.size() - start < kMaxQuoted; ++i) {
+    msg.push_back('\'');
+    append_quoted(msg, args[i], kMaxQuoted - (msg.size() - 1 - start));
+    msg.append("' ");
+  }
+  append_error(out, msg);
+}
+
+}  // namespace
+
+std::span<const CommandSpec> connection_commands() {
+  return kConnectionCommands;
+}
+
+RespConnection::RespConnection(Connection& c, const RespOptions& o, RespShared& shared)
+    : c_(c),
+      o_(o),
+      shared_(shared),
+      parser_(
+          RespLimits{o.max_bulk_bytes, o.max_array_len, o.max_inline_bytes, o.max_command_bytes}),
+      id_(shared.next_client_id.fetch_add(1, std::memory_order_relaxed)) {
   if (shared_.stores.size() != c_.shard().count) {
     std::fprintf(stderr, "serve_resp: %zu stores for %zu shards\n", shared_.stores.size(),
                  c_.shard().count);
     std::abort();
   }
+  local_store().stats().connections_received.add();
+  local_store().stats().connected.add();
+}
+
+RespConnection::~RespConnection() {
+  local_store().stats().connected.add(static_cast<uint64_t>(-1));
+}
+
+void RespConnection::run() {
   for (;;) {
     RespParseResult result;
     while ((result = parser_.next(cmd_)) == RespParseResult::kCommand) {
@@ -168,34 +488,6 @@ void RespConnection::run() {
   }
 }
 
-template <class F, class R>
-ShardResult<R> RespConnection::on_shard(size_t shard, F fn) {
-  RespStore& store = *shared_.stores[shard];
-  if (shard == c_.shard().index) {
-    if constexpr (std::is_void_v<R>) {
-      fn(store);
-      return absl::OkStatus();
-    } else {
-      return fn(store);
-    }
-  }
-  return reactor::call_on(
-      *c_.shard().reactors[shard], [&store, fn = std::move(fn)]() mutable { return fn(store); },
-      timeout_deadline(o_.idle_timeout));
-}
-
-template <class F, class R>
-ShardResult<R> RespConnection::on_owner(std::string_view key, F fn) {
-  const size_t owner = resp_key_owner(key, c_.shard().count);
-  if (owner == c_.shard().index) {
-    return on_shard(owner, [&fn, key](RespStore& s) -> R { return fn(s, key); });
-  }
-  // The call may outlive this wait: it owns a copy of the key.
-  return on_shard(owner, [fn = std::move(fn), k = std::string(key)](RespStore& s) mutable -> R {
-    return fn(s, std::move(k));
-  });
-}
-
 bool RespConnection::shard_failure(const absl::Status& s) {
   if (absl::IsCancelled(s)) return false;
   std::string msg = "ERR the shard owning the key did not answer: ";
@@ -204,222 +496,35 @@ bool RespConnection::shard_failure(const absl::Status& s) {
   return true;
 }
 
-// ---- Commands ----
-// A handler runs a command whose argument count the table accepted: it appends the reply to
-// c.out() and returns false when the connection closes after it.
-
-bool cmd_ping(RespConnection& c, Args args) {
-  if (args.size() == 1) {
-    append_simple(c.out(), "PONG");
-  } else {
-    append_bulk(c.out(), args[1]);
-  }
-  return true;
-}
-
-bool cmd_echo(RespConnection& c, Args args) {
-  append_bulk(c.out(), args[1]);
-  return true;
-}
-
-bool cmd_set(RespConnection& c, Args args) {
-  if (args.size() > 3) {
-    append_error(c.out(), "ERR syntax error");  // SET's options (EX, NX, ...) are not supported
+bool RespConnection::execute(Args args) {
+  local_store().stats().commands.add();
+  lower_.clear();
+  for (char c : args[0]) lower_.push_back(absl::ascii_tolower(static_cast<unsigned char>(c)));
+  const CommandSpec* cmd = find_command(lower_);
+  if (cmd == nullptr) {
+    append_unknown_command(out_, args);
     return true;
   }
-  absl::Status s = c.on_owner(args[1], [v = std::string(args[2])](RespStore& st, auto&& k) mutable {
-    st.set(std::string(std::forward<decltype(k)>(k)), std::move(v));
-  });
-  if (!s.ok()) return c.shard_failure(s);
-  append_simple(c.out(), "OK");
-  return true;
-}
-
-bool cmd_get(RespConnection& c, Args args) {
-  absl::StatusOr<std::optional<std::string>> v =
-      c.on_owner(args[1], [](RespStore& s, std::string_view k) { return s.get(k); });
-  if (!v.ok()) return c.shard_failure(v.status());
-  if (v->has_value()) {
-    append_bulk(c.out(), **v);
-  } else {
-    append_nil(c.out());
+  if (args.size() < cmd->min_args || args.size() > cmd->max_args) {
+    append_wrong_arity(out_, lower_);
+    return true;
   }
-  return true;
-}
-
-// DEL and EXISTS: how many of the keys (repeats counted) erase or contains hit.
-template <bool kErase>
-bool count_keys(RespConnection& c, Args args) {
-  int64_t count = 0;
-  for (std::string_view key : args.subspan(1)) {
-    absl::StatusOr<bool> hit = c.on_owner(
-        key, [](RespStore& s, std::string_view k) { return kErase ? s.erase(k) : s.contains(k); });
-    if (!hit.ok()) return c.shard_failure(hit.status());
-    if (*hit) ++count;
-  }
-  append_int(c.out(), count);
-  return true;
-}
-
-bool cmd_incr(RespConnection& c, Args args) {
-  // The store's StatusOr, flattened: on_owner wraps the value in a StatusOr of its own.
-  struct Incr {
-    absl::StatusCode code;
-    int64_t value;
-  };
-  absl::StatusOr<Incr> v = c.on_owner(args[1], [](RespStore& s, std::string_view k) {
-    absl::StatusOr<int64_t> r = s.incr(k);
-    return r.ok() ? Incr{absl::StatusCode::kOk, *r} : Incr{r.status().code(), 0};
-  });
-  if (!v.ok()) return c.shard_failure(v.status());
-  if (v->code == absl::StatusCode::kOk) {
-    append_int(c.out(), v->value);
-  } else if (v->code == absl::StatusCode::kOutOfRange) {
-    append_error(c.out(), "ERR increment or decrement would overflow");
-  } else {
-    append_error(c.out(), "ERR value is not an integer or out of range");
-  }
-  return true;
-}
-
-bool cmd_dbsize(RespConnection& c, Args) {
-  int64_t total = 0;
-  for (size_t i = 0; i < c.shard_count(); ++i) {
-    absl::StatusOr<size_t> n = c.on_shard(i, [](RespStore& s) { return s.size(); });
-    if (!n.ok()) return c.shard_failure(n.status());
-    total += static_cast<int64_t>(*n);
-  }
-  append_int(c.out(), total);
-  return true;
-}
-
-bool cmd_command(RespConnection& c, Args) {
-  c.out().append("*0\r\n");  // no command table for clients: redis-cli works without one
-  return true;
-}
-
-bool cmd_quit(RespConnection& c, Args) {
-  append_simple(c.out(), "OK");
-  return false;
-}
-
-constexpr size_t kAnyArgs = std::numeric_limits<size_t>::max();
-
-struct CommandSpec {
-  std::string_view name;  // lower case
-  size_t min_args;        // argument counts accepted, the name included
-  size_t max_args;
-  bool (*handler)(RespConnection&, Args);
-};
-
-// The commands, looked up in this order. A count outside [min_args, max_args] gets Redis'
-// "wrong number of arguments" error before the handler runs.
-constexpr CommandSpec kCommands[] = {
-    {"ping", 1, 2, cmd_ping},
-    {"echo", 2, 2, cmd_echo},
-    {"set", 3, kAnyArgs, cmd_set},
-    {"get", 2, 2, cmd_get},
-    {"del", 2, kAnyArgs, count_keys<true>},
-    {"exists", 2, kAnyArgs, count_keys<false>},
-    {"incr", 2, 2, cmd_incr},
-    {"dbsize", 1, 1, cmd_dbsize},
-    {"command", 1, kAnyArgs, cmd_command},
-    {"quit", 1, kAnyArgs, cmd_quit},
-};
-
-void append_wrong_arity(std::string& out, std::string_view lower_name) {
-  std::string msg = "ERR wrong number of arguments for '";
-  append_quoted(msg, lower_name, kMaxQuoted);
-  msg.append("' command");
-  append_error(out, msg);
-}
-
-void append_unknown_command(std::string& out, Args args) {
-  std::string msg = "ERR unknown command '";
-  append_quoted(msg, args[0], kMaxQuoted);
-  msg.append("', with args beginning with: ");
-  size_t quoted = 0;
-  for (size_t i = 1; i < args.size() && quoted < kMaxQuoted; ++i) {
-    const std::string_view arg = args[i].substr(0, kMaxQuoted - quoted);
-    msg.push_back('\'');
-    append_quoted(msg, arg, arg.size());
-    msg.append("' ");
-    quoted += arg.size();
-  }
-  append_error(out, msg);
-}
-
-bool RespConnection::execute(Args args) {
-  name_.clear();
-  for (char c : args[0]) name_.push_back(ascii_lower(c));
-  for (const CommandSpec& cmd : kCommands) {
-    if (cmd.name != name_) continue;
-    if (args.size() < cmd.min_args || args.size() > cmd.max_args) {
-      append_wrong_arity(out_, name_);
+  if (cmd->flags & kWrite) {
+    const uint64_t max = shared_.max_memory_bytes.load(std::memory_order_relaxed);
+    if (max != 0 && shared_.used_memory() > max) {
+      append_error(out_, "OOM command not allowed when used memory > 'maxmemory'.");
       return true;
     }
-    return cmd.handler(*this, args);
   }
-  append_unknown_command(out_, args);
-  return true;
+  return cmd->handler(*this, args);
 }
 
-}  // namespace
+}  // namespace resp
 
-// ---- RespStore ----
-
-std::optional<std::string> RespStore::get(std::string_view key) const {
-  loop_thread_.check();
-  auto it = map_.find(key);
-  if (it == map_.end()) return std::nullopt;
-  return it->second;
-}
-
-void RespStore::set(std::string key, std::string value) {
-  loop_thread_.check();
-  auto it = map_.find(std::string_view(key));
-  if (it != map_.end()) {
-    it->second = std::move(value);
-  } else {
-    map_.emplace(std::move(key), std::move(value));
-  }
-}
-
-bool RespStore::erase(std::string_view key) {
-  loop_thread_.check();
-  auto it = map_.find(key);
-  if (it == map_.end()) return false;
-  map_.erase(it);
-  return true;
-}
-
-bool RespStore::contains(std::string_view key) const {
-  loop_thread_.check();
-  return map_.find(key) != map_.end();
-}
-
-absl::StatusOr<int64_t> RespStore::incr(std::string_view key) {
-  loop_thread_.check();
-  auto it = map_.find(key);
-  int64_t v = 0;
-  if (it != map_.end() && !parse_strict_int64(it->second, &v)) {
-    return absl::InvalidArgumentError("value is not an integer");
-  }
-  if (v == std::numeric_limits<int64_t>::max()) {
-    return absl::OutOfRangeError("increment would overflow");
-  }
-  ++v;
-  if (it != map_.end()) {
-    it->second = std::to_string(v);
-  } else {
-    map_.emplace(std::string(key), std::to_string(v));
-  }
-  return v;
-}
-
-size_t RespStore::size() const {
-  loop_thread_.check();
-  return map_.size();
+uint64_t RespShared::used_memory() const {
+  uint64_t total = 0;
+  for (const auto& s : stores) total += s->used_memory();
+  return total;
 }
 
 size_t resp_key_owner(std::string_view key, size_t shards) {
@@ -433,7 +538,7 @@ size_t resp_key_owner(std::string_view key, size_t shards) {
 }
 
 void serve_resp(Connection& c, const RespOptions& o, RespShared& shared) {
-  RespConnection(c, o, shared).run();
+  resp::RespConnection(c, o, shared).run();
 }
 
 }  // namespace reactord

@@ -423,7 +423,7 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
       {"unknown key in a service", svc + "max_conns = 5\n",
        "t.toml:5:1: service[0].max_conns: unknown key; a service has name, kind, listen, "
        "max_connections, idle_timeout_ms, header_timeout_ms, max_header_bytes, max_body_bytes, "
-       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes, max_command_bytes"},
+       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes, max_command_bytes, max_memory_bytes"},
       {"wrong type", "[runtime]\nshards = \"4\"\n" + svc,
        "t.toml:2:10: runtime.shards: expected an integer in 0..1024, got the string \"4\""},
       {"float for an integer", "[shutdown]\ndrain_timeout_ms = 1.5\n" + svc,
@@ -725,7 +725,8 @@ TEST(ConfigReloadTest, ReloadableKeys) {
       reloadable_keys(),
       ElementsAre("log.level", "admin.allow_uids", "admin.allow_gids", "watchdog.enabled",
                   "watchdog.threshold_ms", "watchdog.slow_slice_ms", "watchdog.reports_per_minute",
-                  "watchdog.abort_after_ms", "watchdog.backtrace", "service.NAME.max_connections"));
+                  "watchdog.abort_after_ms", "watchdog.backtrace", "service.NAME.max_connections",
+                  "service.NAME.max_memory_bytes"));
 }
 
 TEST(ConfigReloadTest, RestartNeededListsChangedNonReloadableKeys) {

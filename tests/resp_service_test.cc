@@ -80,7 +80,7 @@ TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
     check("set k v2\r\n", "+OK\r\n");
     check("get k\r\n", "$2\r\nv2\r\n");
     check(multibulk({"SET", "k"}), "-ERR wrong number of arguments for 'set' command\r\n");
-    check(multibulk({"SET", "k", "v", "EX", "10"}), "-ERR syntax error\r\n");
+    check(multibulk({"SET", "k", "v", "EX", "10", "PX", "5"}), "-ERR syntax error\r\n");
     check(multibulk({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
     check(multibulk({"EXISTS", "k", "nope", "k"}), ":2\r\n");
     check(multibulk({"INCR", "n"}), ":1\r\n");
@@ -97,8 +97,8 @@ TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
     check(multibulk({"DEL"}), "-ERR wrong number of arguments for 'del' command\r\n");
     check(multibulk({"DBSIZE"}), ":3\r\n");
     check(multibulk({"COMMAND", "DOCS"}), "*0\r\n");
-    check(multibulk({"FLUSHALL", "x\r\ny"}),
-          "-ERR unknown command 'FLUSHALL', with args beginning with: 'x  y' \r\n");
+    check(multibulk({"LPUSH", "x\r\ny"}),
+          "-ERR unknown command 'LPUSH', with args beginning with: 'x  y' \r\n");
     check(multibulk({"QUIT"}), "+OK\r\n");
     EXPECT_TRUE(c.at_eof());
     c.close();
@@ -110,7 +110,7 @@ TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
 }
 
 // Every command's accepted argument counts, at both ends: one fewer or one more gets Redis'
-// arity error (SET's extra arguments are options it refuses), and nothing else is refused.
+// arity error (SET's unknown options a syntax error), and nothing else is refused.
 TEST_P(RespServiceTest, ArgumentCountsOfEveryCommand) {
   run([] {
     RespOptions o;
@@ -124,7 +124,7 @@ TEST_P(RespServiceTest, ArgumentCountsOfEveryCommand) {
     expect_reply(c, multibulk({"ECHO"}), arity("echo"));
     expect_reply(c, multibulk({"ECHO", "a", "b"}), arity("echo"));
     expect_reply(c, multibulk({"SET", "k"}), arity("set"));
-    expect_reply(c, multibulk({"SET", "k", "v", "NX"}), "-ERR syntax error\r\n");
+    expect_reply(c, multibulk({"SET", "k", "v", "NOPE"}), "-ERR syntax error\r\n");
     expect_reply(c, multibulk({"GET"}), arity("get"));
     expect_reply(c, multibulk({"GET", "k", "k"}), arity("get"));
     expect_reply(c, multibulk({"DEL"}), arity("del"));
@@ -135,7 +135,7 @@ TEST_P(RespServiceTest, ArgumentCountsOfEveryCommand) {
     expect_reply(c, multibulk({"dbSize"}), ":0\r\n");  // nothing above reached the store
     expect_reply(c, multibulk({"DEL", "a", "b", "c", "d", "e"}), ":0\r\n");
     expect_reply(c, multibulk({"EXISTS", "a", "b", "c", "d", "e"}), ":0\r\n");
-    expect_reply(c, multibulk({"COMMAND", "COUNT", "x", "y"}), "*0\r\n");
+    expect_reply(c, multibulk({"COMMAND", "COUNT", "x", "y"}), arity("command|count"));
     expect_reply(c, multibulk({"QUIT", "now", "please"}), "+OK\r\n");
     EXPECT_TRUE(c.at_eof());
   });

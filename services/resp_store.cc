@@ -1,0 +1,259 @@
+#include "services/resp_store.h"
+
+#include <chrono>
+
+#include "reactor/reactor.h"
+
+namespace reactord {
+namespace {
+
+// Matches a `[...]` set at the start of p (just after '['); advances p past the closing ']' (or
+// to its end if unclosed, as Redis does).
+bool match_set(std::string_view& p, char c) {
+  bool negate = false, hit = false;
+  if (!p.empty() && p.front() == '^') {
+    negate = true;
+    p.remove_prefix(1);
+  }
+  while (!p.empty() && p.front() != ']') {
+    if (p.front() == '\\' && p.size() >= 2) {
+      p.remove_prefix(1);
+      if (p.front() == c) hit = true;
+      p.remove_prefix(1);
+    } else if (p.size() >= 3 && p[1] == '-') {
+      char lo = p[0], hi = p[2];
+      if (lo > hi) std::swap(lo, hi);
+      if (c >= lo && c <= hi) hit = true;
+      p.remove_prefix(3);
+    } else {
+      if (p.front() == c) hit = true;
+      p.remove_prefix(1);
+    }
+  }
+  if (!p.empty()) p.remove_prefix(1);  // ']'
+  return negate ? !hit : hit;
+}
+
+}  // namespace
+
+bool resp_glob_match(std::string_view p, std::string_view s) {
+  // Iterative, with backtracking to the last '*' only: linear in practice, never exponential.
+  std::string_view star_p, star_s;
+  bool have_star = false;
+  for (;;) {
+    if (!p.empty() && p.front() == '*') {
+      while (!p.empty() && p.front() == '*') p.remove_prefix(1);
+      if (p.empty()) return true;
+      star_p = p;
+      star_s = s;
+      have_star = true;
+      continue;
+    }
+    if (s.empty()) return p.empty();
+    bool ok = false;
+    if (!p.empty()) {
+      std::string_view rest = p.substr(1);
+      switch (p.front()) {
+        case '?':
+          ok = true;
+          break;
+        case '[':
+          ok = match_set(rest, s.front());
+          break;
+        case '\\':
+          if (rest.empty()) {
+            ok = s.front() == '\\';
+          } else {
+            ok = rest.front() == s.front();
+            rest.remove_prefix(1);
+          }
+          break;
+        default:
+          ok = p.front() == s.front();
+      }
+      if (ok) {
+        p = rest;
+        s.remove_prefix(1);
+        continue;
+      }
+    }
+    if (!have_star) return false;
+    star_s.remove_prefix(1);  // let the last '*' take one more byte
+    p = star_p;
+    s = star_s;
+  }
+}
+
+int64_t resp_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+RespStore::~RespStore() {
+  *alive_ = false;
+  // In the daemon the shards have ended (their fibers with them); in a test the store may die on
+  // its loop while the fiber sleeps: it wakes, sees alive_ false and ends.
+  if (expiry_task_.valid() && reactor::Reactor::current() != nullptr) expiry_task_.cancel();
+}
+
+RespStore::Map::iterator RespStore::find_live(std::string_view key) {
+  loop_thread_.check();
+  auto it = map_.find(key);
+  if (it != map_.end() && it->second.expire_ms != 0 && it->second.expire_ms <= resp_now_ms()) {
+    remove(it);
+    stats_.expired.add();
+    return map_.end();
+  }
+  return it;
+}
+
+const RespEntry* RespStore::peek(std::string_view key) {
+  auto it = find_live(key);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+const RespEntry* RespStore::get(std::string_view key) {
+  const RespEntry* e = peek(key);
+  (e ? stats_.hits : stats_.misses).add();
+  return e;
+}
+
+void RespStore::set(std::string_view key, std::string value, int64_t expire_ms, bool keep_ttl) {
+  auto it = find_live(key);
+  if (it == map_.end()) {
+    it = map_.emplace(std::string(key), RespEntry{std::move(value), 0}).first;
+    account(cost(it->first, it->second), 0);
+  } else {
+    account(value.size(), it->second.value.size());
+    it->second.value = std::move(value);
+  }
+  if (!keep_ttl) index_expiry(it, expire_ms);
+  publish_counts();
+}
+
+bool RespStore::erase(std::string_view key) {
+  auto it = find_live(key);
+  if (it == map_.end()) return false;
+  remove(it);
+  return true;
+}
+
+std::optional<RespEntry> RespStore::take(std::string_view key) {
+  auto it = find_live(key);
+  if (it == map_.end()) return std::nullopt;
+  RespEntry e = std::move(it->second);
+  it->second.value.clear();
+  account(0, e.value.size());
+  remove(it);
+  return e;
+}
+
+bool RespStore::set_expire(std::string_view key, int64_t expire_ms) {
+  auto it = find_live(key);
+  if (it == map_.end()) return false;
+  index_expiry(it, expire_ms);
+  publish_counts();
+  return true;
+}
+
+void RespStore::clear() {
+  loop_thread_.check();
+  expiry_.clear();
+  map_.clear();
+  account(0, used_plain_);
+  publish_counts();
+}
+
+size_t RespStore::size() const {
+  loop_thread_.check();
+  return map_.size();
+}
+
+std::vector<std::string> RespStore::keys(std::string_view pattern) {
+  loop_thread_.check();
+  const int64_t now = resp_now_ms();
+  std::vector<std::string> out;
+  for (const auto& [k, e] : map_) {
+    if (e.expire_ms != 0 && e.expire_ms <= now) continue;
+    if (pattern.empty() || resp_glob_match(pattern, k)) out.push_back(k);
+  }
+  return out;
+}
+
+uint64_t RespStore::scan(uint64_t cursor, std::string_view pattern, size_t count,
+                         std::vector<std::string>& out) {
+  loop_thread_.check();
+  // cursor: bucket index in the low 32 bits, a tag of the bucket count above (a resize restarts).
+  const size_t buckets = map_.bucket_count();
+  const uint64_t tag = (buckets & 0xffff) + 1;
+  size_t b = (cursor >> 32) == tag ? static_cast<size_t>(cursor & 0xffffffffu) : 0;
+  const int64_t now = resp_now_ms();
+  for (size_t visited = 0; b < buckets && visited < count; ++b, ++visited) {
+    for (auto it = map_.begin(b); it != map_.end(b); ++it) {
+      if (it->second.expire_ms != 0 && it->second.expire_ms <= now) continue;
+      if (pattern.empty() || resp_glob_match(pattern, it->first)) out.push_back(it->first);
+    }
+  }
+  return b >= buckets ? 0 : (tag << 32) | b;
+}
+
+size_t RespStore::expire_due(int64_t now_ms, size_t max) {
+  loop_thread_.check();
+  size_t n = 0;
+  while (n < max && !expiry_.empty() && expiry_.begin()->first <= now_ms) {
+    remove(map_.find(expiry_.begin()->second));
+    ++n;
+  }
+  stats_.expired.add(n);
+  if (n > 0) publish_counts();
+  return n;
+}
+
+void RespStore::remove(Map::iterator it) {
+  if (it->second.expire_ms != 0) expiry_.erase({it->second.expire_ms, it->first});
+  account(0, cost(it->first, it->second));
+  map_.erase(it);
+  publish_counts();
+}
+
+void RespStore::index_expiry(Map::iterator it, int64_t expire_ms) {
+  RespEntry& e = it->second;
+  if (e.expire_ms == expire_ms) return;
+  if (e.expire_ms != 0) expiry_.erase({e.expire_ms, it->first});
+  e.expire_ms = expire_ms;
+  if (expire_ms != 0) {
+    expiry_.emplace(expire_ms, it->first);
+    start_expiry();
+  }
+}
+
+void RespStore::account(size_t add, size_t sub) {
+  used_plain_ = used_plain_ + add - sub;
+  used_.store(used_plain_, std::memory_order_relaxed);
+}
+
+void RespStore::publish_counts() {
+  count_.store(map_.size(), std::memory_order_relaxed);
+  expiring_.store(expiry_.size(), std::memory_order_relaxed);
+}
+
+void RespStore::start_expiry() {
+  if (expiry_task_.valid() && !expiry_task_.done()) return;
+  reactor::Reactor* r = reactor::Reactor::current();
+  if (r == nullptr) return;  // no loop (a unit test of the store): the lazy check only
+  // On failure (no stack) the next expiry set retries; the lazy check works meanwhile.
+  auto task = r->spawn("resp-expiry", [this, alive = alive_] {
+    for (;;) {
+      if (!reactor::sleep_for(kExpireTick).ok() || !*alive) return;
+      while (expire_due(resp_now_ms(), kExpireBatch) == kExpireBatch) {
+        reactor::yield();
+        if (reactor::cancelled() || !*alive) return;
+      }
+      if (expiry_.empty()) return;  // restarted by the next expiry set
+    }
+  });
+  if (task.ok()) expiry_task_ = *std::move(task);
+}
+
+}  // namespace reactord
