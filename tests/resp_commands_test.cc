@@ -19,10 +19,11 @@ namespace reactord {
 namespace {
 
 using namespace std::chrono_literals;
+namespace test = reactor::test;
+using test::RawClient;
+using test::TestServer;
 using ::testing::HasSubstr;
-using testing::RawClient;
 using ::testing::StartsWith;
-using testing::TestServer;
 
 std::string multibulk(const std::vector<std::string>& args) {
   std::string s = "*" + std::to_string(args.size()) + "\r\n";
@@ -76,7 +77,7 @@ class RespCommandsTest : public ::testing::TestWithParam<std::string> {
   // Runs fn(client, shared) against a two-shard service on one reactor; `o` as given.
   template <class F>
   void run(F&& fn, RespOptions o = {}) {
-    reactor::testing::run_fiber(
+    reactor::test::run_fiber(
         [&] {
           auto shared = std::make_unique<RespShared>();
           for (int i = 0; i < 2; ++i) shared->stores.push_back(std::make_unique<RespStore>());
@@ -556,8 +557,8 @@ TEST(RespStoreTest, AccountsKeyValueAndOverhead) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RespCommandsTest,
-                         ::testing::ValuesIn(reactor::testing::available_backends()),
-                         reactor::testing::backend_test_name);
+                         ::testing::ValuesIn(reactor::test::available_backends()),
+                         reactor::test::backend_test_name);
 
 }  // namespace
 }  // namespace reactord

@@ -18,7 +18,8 @@ namespace reactord {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::DaemonProcess;
+namespace test = reactor::test;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 
 std::string config(const std::string& dir, const std::string& resp_extra = "") {
