@@ -3,21 +3,27 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deps build-% format clean
+.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deps configure-% build-% \
+	format clean
 
 deps:
 	@scripts/install-deps.sh
 
-build-%: deps
+configure-%: deps
 	@cmake --preset $* >/dev/null
+
+build-%: configure-%
 	@cmake --build --preset $* -j $(JOBS)
 
 # The daemon with the development config: loopback ports, admin socket at build/reactord.sock.
-run: build-release
+# Builds only the two programs it needs (and what they link), not the tests and benchmarks.
+run: configure-release
+	@cmake --build --preset release -j $(JOBS) --target reactord reactorctl
 	./build/release/daemon/reactord --config config/reactord.toml
 
 # The seed's two examples on the fiber runtime.
-demo: build-release
+demo: configure-release
+	@cmake --build --preset release -j $(JOBS) --target seed_demo
 	./build/release/examples/seed_demo
 
 test: build-debug
