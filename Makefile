@@ -3,8 +3,8 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deps configure-% build-% \
-	format clean
+.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deb deps \
+	configure-% build-% format clean
 
 deps:
 	@scripts/install-deps.sh
@@ -36,6 +36,20 @@ test-asan: build-asan
 test-tsan: build-tsan
 	cd build/tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# The Debian packages reactord and libreactor-dev (debian/), built from a copy of the tree's files
+# (tracked and untracked, not ignored) in build/deb/src: dpkg-buildpackage leaves its results in
+# the parent directory, here build/deb/. Then lintian, which must report no error.
+deb:
+	@scripts/install-deps.sh --package
+	@rm -rf build/deb && mkdir -p build/deb/src
+	@git ls-files --cached --others --exclude-standard | \
+	  while read -r f; do if [ -e "$$f" ]; then echo "$$f"; fi; done | \
+	  tar -T - -cf - | tar -xf - -C build/deb/src
+	cd build/deb/src && nice dpkg-buildpackage -b -us -uc -j$(JOBS) >../build.log 2>&1 || \
+	  { tail -n 40 ../build.log; exit 1; }
+	lintian --fail-on error build/deb/*.changes
+	@ls build/deb/*.deb
 
 # libFuzzer targets (fuzz/, clang 14): each for 60 s, keeping a growing corpus in build/fuzz;
 # fuzz-ci, as CI does: each for 20 s from a copy of its committed seed corpus fuzz/corpus/.
