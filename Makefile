@@ -3,7 +3,7 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deb deps \
+.PHONY: run demo test test-asan test-tsan test-systemd soak bench compare fuzz fuzz-ci deb deps \
 	configure-% build-% format clean
 
 deps:
@@ -50,6 +50,10 @@ deb:
 	  { tail -n 40 ../build.log; exit 1; }
 	lintian --fail-on error build/deb/*.changes
 	@ls build/deb/*.deb
+
+# The packages under a real systemd, booted in a container (tests/systemd/run.sh; root).
+test-systemd: deb
+	tests/systemd/run.sh build/deb
 
 # libFuzzer targets (fuzz/, clang 14): each for 60 s, keeping a growing corpus in build/fuzz;
 # fuzz-ci, as CI does: each for 20 s from a copy of its committed seed corpus fuzz/corpus/.
