@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "reactor-echo: %s\n", std::string(parsed.status().message()).c_str());
     return 64;
   }
+  // Printed before the loop starts: no blocking write on the loop thread.
+  std::printf("reactor-echo: serving %s on %s\n", address.c_str(), options.backend.c_str());
+  std::fflush(stdout);
   absl::Status failure;  // why main() returned: the bind or the accept failed
   const absl::Status status = reactor::Reactor::run(
       [&] {
@@ -42,9 +45,6 @@ int main(int argc, char** argv) {
           failure = listener.status();
           return;
         }
-        std::printf("reactor-echo: listening on %s (%s)\n", address.c_str(),
-                    options.backend.c_str());
-        std::fflush(stdout);
         for (;;) {
           auto conn = listener->accept();
           if (!conn.ok()) {
