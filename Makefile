@@ -3,21 +3,27 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan soak bench compare fuzz fuzz-ci deps build-% format clean
+.PHONY: run demo test test-asan test-tsan test-systemd soak bench compare fuzz fuzz-ci deb deps \
+	configure-% build-% format clean
 
 deps:
 	@scripts/install-deps.sh
 
-build-%: deps
+configure-%: deps
 	@cmake --preset $* >/dev/null
+
+build-%: configure-%
 	@cmake --build --preset $* -j $(JOBS)
 
 # The daemon with the development config: loopback ports, admin socket at build/reactord.sock.
-run: build-release
+# Builds only the two programs it needs (and what they link), not the tests and benchmarks.
+run: configure-release
+	@cmake --build --preset release -j $(JOBS) --target reactord reactorctl
 	./build/release/daemon/reactord --config config/reactord.toml
 
 # The seed's two examples on the fiber runtime.
-demo: build-release
+demo: configure-release
+	@cmake --build --preset release -j $(JOBS) --target seed_demo
 	./build/release/examples/seed_demo
 
 test: build-debug
@@ -30,6 +36,24 @@ test-asan: build-asan
 test-tsan: build-tsan
 	cd build/tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# The Debian packages reactord and libreactor-dev (debian/), built from a copy of the tree's files
+# (tracked and untracked, not ignored) in build/deb/src: dpkg-buildpackage leaves its results in
+# the parent directory, here build/deb/. Then lintian, which must report no error.
+deb:
+	@scripts/install-deps.sh --package
+	@rm -rf build/deb && mkdir -p build/deb/src
+	@git ls-files --cached --others --exclude-standard | \
+	  while read -r f; do if [ -e "$$f" ]; then echo "$$f"; fi; done | \
+	  tar -T - -cf - | tar -xf - -C build/deb/src
+	cd build/deb/src && nice dpkg-buildpackage -b -us -uc -j$(JOBS) >../build.log 2>&1 || \
+	  { tail -n 40 ../build.log; exit 1; }
+	lintian --fail-on error build/deb/*.changes
+	@ls build/deb/*.deb
+
+# The packages under a real systemd, booted in a container (tests/systemd/run.sh; root).
+test-systemd: deb
+	tests/systemd/run.sh build/deb
 
 # libFuzzer targets (fuzz/, clang 14): each for 60 s, keeping a growing corpus in build/fuzz;
 # fuzz-ci, as CI does: each for 20 s from a copy of its committed seed corpus fuzz/corpus/.

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages reactord needs to build and test, and only those that are missing.
-# Idempotent and silent when everything is present. Usage: scripts/install-deps.sh [--bench]
-#   --bench  also installs the peers used only by benchmarks (perf/).
+# Idempotent and silent when everything is present.
+# Usage: scripts/install-deps.sh [--bench] [--package]
+#   --bench    also installs the peers used only by benchmarks (perf/).
+#   --package  also installs what `make deb` and `make test-systemd` need: the Debian packaging
+#              tools and systemd-nspawn (the systemd test boots the machine's own root with it).
 # prometheus is there for its promtool (tests/admin_test checks the `metrics` output). Debian's
 # prometheus (like redis-server and nginx) starts its server when installed: while this script
 # installs, a policy-rc.d that forbids every start is in place, and any existing one is restored.
@@ -18,10 +21,12 @@ packages=(
 # python3 runs perf/compare.py (standard library only).
 bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk
   python3)
+package_packages=(debhelper dpkg-dev fakeroot lintian systemd-container)
 
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=("${bench_packages[@]}") ;;
+    --package) packages+=("${package_packages[@]}") ;;
     *) echo "install-deps: unknown argument '$arg'" >&2; exit 64 ;;
   esac
 done
