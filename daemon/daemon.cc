@@ -590,7 +590,6 @@ int Daemon::State::control() {
 
 int Daemon::run() {
   State& s = *s_;
-  for (const std::string& warning : inert_settings(s.cfg)) spdlog::warn("{}", warning);
   raise_fd_limit();
   s.start_time =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
