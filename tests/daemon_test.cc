@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "reactor/net.h"
@@ -671,23 +672,30 @@ TEST(DaemonIdle, SpinningShardsAreIdleAndHealthy) {
   d.start({}, [] { ::setenv("WATCHDOG_USEC", "1000000", 1); });
   ASSERT_TRUE(d.wait_ready()) << d.log();
   std::this_thread::sleep_for(200ms);
-  const std::optional<ThreadTimes> t0 = thread_times(d.pid(), "shard-0");
-  ASSERT_TRUE(t0.has_value());
-  const auto start = std::chrono::steady_clock::now();
-  // Pings every half period while the shards spin.
+  // The machine is shared: CPU time against the time the thread could run (not queued). Read
+  // from outside, a wait on a run queue counts only once it ends, so a window may come out short
+  // on a loaded machine (never long): the best of three is taken.
+  double best_share = 0;
+  std::string windows;
   size_t pings = 0;
-  for (const auto& [when, m] : d.collect_notify(1500ms)) {
-    if (m.find("WATCHDOG=1") != std::string::npos) ++pings;
+  for (int attempt = 0; attempt < 3 && best_share <= 0.7; ++attempt) {
+    const std::optional<ThreadTimes> t0 = thread_times(d.pid(), "shard-0");
+    ASSERT_TRUE(t0.has_value());
+    const auto start = std::chrono::steady_clock::now();
+    // Pings every half period while the shards spin.
+    for (const auto& [when, m] : d.collect_notify(1500ms)) {
+      if (m.find("WATCHDOG=1") != std::string::npos) ++pings;
+    }
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const ThreadTimes t1 = thread_times(d.pid(), "shard-0").value_or(ThreadTimes{});
+    const double cpu = t1.cpu - t0->cpu;
+    const double runnable = std::max(1e-3, wall - (t1.queued - t0->queued));
+    best_share = std::max(best_share, cpu / runnable);
+    windows += absl::StrCat(cpu, " CPU-s over ", wall, " s, ", runnable, " s runnable; ");
   }
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const ThreadTimes t1 = thread_times(d.pid(), "shard-0").value_or(ThreadTimes{});
   EXPECT_GE(pings, 2u) << "the spinning shards count as unhealthy";
-  // The machine is shared: CPU time against the time the thread could run (not queued).
-  const double cpu = t1.cpu - t0->cpu;
-  const double runnable = std::max(1e-3, wall - (t1.queued - t0->queued));
-  EXPECT_GT(cpu / runnable, 0.7) << cpu << " CPU-s over " << wall << " s, " << runnable
-                                 << " s runnable";
+  EXPECT_GT(best_share, 0.7) << windows;
 
   const std::string stats = reactorctl(d.dir(), "--json stats");
   EXPECT_THAT(stats, HasSubstr("\"idle\":\"spin\"")) << stats;
