@@ -78,6 +78,9 @@ json shard_json(const DaemonView& view, size_t i) {
        busy + wait == 0 ? 0.0 : static_cast<double>(busy) / static_cast<double>(busy + wait)},
       {"busy_seconds", seconds(busy)},
       {"poll_wait_seconds_total", seconds(wait)},
+      {"idle", std::string(reactor::idle_mode_name(r.idle_mode()))},
+      {"spin_seconds", seconds(st.spin_ns.get())},  // part of the poll wait: idle, not busy
+      {"spin_polls", st.spin_polls.get()},
       {"fibers",
        {{"alive", st.fibers_alive.get()},
         {"created", st.fibers_created.get()},
@@ -339,6 +342,17 @@ std::string prometheus_text(const DaemonView& view) {
             [&](size_t s) { return seconds(stats(s).poll_wait_ns()); });
   per_shard("reactord_busy_seconds_total", "counter", "Time spent outside poll (running).",
             [&](size_t s) { return seconds(stats(s).busy_ns.get()); });
+  per_shard("reactord_shard_spin_seconds_total", "counter",
+            "Part of the poll wait spent spinning instead of blocking (runtime.idle).",
+            [&](size_t s) { return seconds(stats(s).spin_ns.get()); });
+  per_shard("reactord_shard_spin_polls_total", "counter", "Zero-timeout polls made while spinning.",
+            [&](size_t s) { return stats(s).spin_polls.get(); });
+  e.family("reactord_shard_idle_mode", "gauge", "1 for the shard's runtime.idle mode.");
+  for (size_t i = 0; i < view.shard_count(); ++i) {
+    const std::string_view mode = reactor::idle_mode_name(view.shard_reactor(i).idle_mode());
+    e.sample("reactord_shard_idle_mode",
+             absl::StrCat("shard=\"", i, "\",mode=\"", std::string(mode), "\""), 1);
+  }
   per_shard("reactord_context_switches_total", "counter", "Fiber resumes.",
             [&](size_t s) { return stats(s).context_switches(); });
   per_shard("reactord_fibers_alive", "gauge", "Fibers alive.",

@@ -218,8 +218,17 @@ int UringBackend::enter_submit() {
 void UringBackend::poll(Duration timeout) {
   loop_thread_.check();
   const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
-  // Each branch is exactly one io_uring_enter that submits every SQE prepared since the last poll.
+  // Each branch is at most one io_uring_enter that submits every SQE prepared since the last poll.
   if (timeout == Duration::zero() || io_uring_cq_ready(&ring_) > 0) {
+    // Not waiting: the CQ is read in user space, so enter only to submit, or when the kernel holds
+    // completions back (task work, with TASKRUN_FLAG; an overflowed CQ). A spinning loop (the
+    // reactor's runtime.idle) thus makes no system call while nothing happens.
+    const unsigned held =
+        IO_URING_READ_ONCE(*ring_.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
+    if (io_uring_sq_ready(&ring_) == 0 && held == 0) {
+      reap();
+      return;
+    }
     (void)io_uring_submit_and_get_events(&ring_);
   } else if (timeout < Duration::zero()) {
     (void)io_uring_submit_and_wait(&ring_, 1);

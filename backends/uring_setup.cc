@@ -7,11 +7,13 @@ namespace reactor {
 namespace {
 
 // Set-up levels, best first. SUBMIT_ALL (5.18) keeps one bad SQE from stalling the rest of the
-// batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. The last level is
-// the bare ring of 5.1.
+// batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. TASKRUN_FLAG (5.19)
+// makes the kernel say in the SQ ring's flags when completions wait for an enter as task work, so
+// a zero-timeout poll can skip the enter otherwise. The last level is the bare ring of 5.1, whose
+// completions need no enter (the kernel interrupts the task to post them).
 constexpr unsigned kSetupFlags[kUringLastSetupLevel + 1] = {
-    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
-        IORING_SETUP_CQSIZE,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
     IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
         IORING_SETUP_CQSIZE,
     0,

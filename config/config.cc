@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <system_error>
@@ -486,21 +485,6 @@ std::string format_config(const Config& cfg) {
   }
   if (!out.empty()) out.pop_back();  // no blank line at the end
   return out;
-}
-
-std::vector<std::string> inert_settings(const Config& cfg) {
-  // Read and validated, but nothing acts on them until the shards can busy-poll.
-  constexpr std::string_view kInert[] = {"idle", "spin_us"};
-  const RuntimeConfig defaults;
-  std::vector<std::string> lines;
-  for (const Field<RuntimeConfig>& f : sections().runtime.fields) {
-    if (std::find(std::begin(kInert), std::end(kInert), f.key) == std::end(kInert)) continue;
-    const std::string value = f.write(cfg.runtime);
-    if (value == f.write(defaults)) continue;
-    lines.push_back(cat("runtime.", f.key, " = ", value,
-                        " has no effect yet; shards block in the kernel when idle"));
-  }
-  return lines;
 }
 
 std::vector<std::string> reloadable_keys() {

@@ -59,8 +59,8 @@ struct RuntimeConfig {
   uint32_t shards = 0;  // 0..1024; 0 = one per online CPU
   bool pin_cpus = false;
   uint32_t stack_size_kib = 64;      // 16..8192, a multiple of 4
-  IdleMode idle = IdleMode::kBlock;  // no effect yet (inert_settings): shards always block
-  uint32_t spin_us = 50;             // 0..100000: how long `adaptive` is to poll; no effect yet
+  IdleMode idle = IdleMode::kBlock;  // what an idle shard does: block, spin or adaptive
+  uint32_t spin_us = 50;             // 0..100000: how long `adaptive` spins before it blocks
   uint32_t offload_threads = 4;      // 1..256
   bool operator==(const RuntimeConfig&) const = default;
 };
@@ -162,11 +162,6 @@ absl::StatusOr<Config> parse_config(std::string_view toml_text, const std::strin
 // The effective configuration as TOML, every key present, sections in schema order:
 // parse_config(format_config(c), any path) == c. Any thread.
 std::string format_config(const Config& cfg);
-
-// One warning line for each key set to other than its default that has no effect yet, e.g.
-// `runtime.idle = "spin" has no effect yet; shards block in the kernel when idle`. Today these are
-// runtime.idle and runtime.spin_us: busy polling is not implemented. Any thread.
-std::vector<std::string> inert_settings(const Config& cfg);
 
 // The reloadable keys, in the spelling apply_setting() takes ("log.level", …,
 // "service.NAME.max_connections" written literally with NAME). Any thread.

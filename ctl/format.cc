@@ -268,9 +268,9 @@ std::string render_version(const Json& v) {
 std::string render_shards(const Json& shards) {
   Table t({">SHARD", ">UTIL", ">ITERATIONS", ">POLLS", ">WAKEUPS", ">FIBERS", ">RUNNABLE",
            ">SWITCHES", ">SLICE p50 / p99", ">SCHED p50 / p99", ">POLL WAIT p50 / p99", ">SLOW",
-           ">CONNS", "RUNNING"});
+           ">CONNS", "IDLE", "RUNNING"});
   Table extra({">SHARD", ">CREATED", ">FINISHED", ">STACKS GUARDED", ">CANARY", ">TIMERS ARMED",
-               ">FIRED", ">CANCELLED", ">EMFILE", ">ACCEPT ERRORS", "BACKEND"});
+               ">FIRED", ">CANCELLED", ">EMFILE", ">ACCEPT ERRORS", ">SPUN", "BACKEND"});
   // Backend counters, one row per counter (each backend names its own), one column per shard.
   std::vector<std::string> counter_names;
   std::vector<std::string> counter_headers = {"BACKEND COUNTER"};
@@ -297,7 +297,8 @@ std::string render_shards(const Json& shards) {
                count_field(s, "context_switches"), quantiles(member(s, "slice_seconds")),
                quantiles(member(s, "sched_latency_seconds")),
                quantiles(member(s, "poll_wait_seconds")), count_field(s, "slow_slices"),
-               count_field(s, "connections"), current_slice(member(s, "current_slice"))});
+               count_field(s, "connections"), string_or(s, "idle", "-"),
+               current_slice(member(s, "current_slice"))});
     const Json& stacks = member(s, "stacks");
     const Json& timers = member(s, "timers");
     extra.add_row({count_field(s, "shard"), count_field(fibers, "created"),
@@ -305,6 +306,7 @@ std::string render_shards(const Json& shards) {
                    count_field(stacks, "canary"), count_field(timers, "armed"),
                    count_field(timers, "fired"), count_field(timers, "cancelled"),
                    count_field(s, "emfile_events"), count_field(s, "accept_errors"),
+                   format_field("seconds", member(s, "spin_seconds")),
                    string_or(member(s, "backend"), "name", "-")});
   }
   std::string out = t.render();
@@ -354,14 +356,15 @@ std::string render_stats(const Json& stats) {
                   " done   log: ", string_or(log, "level", "-"), ", ", count_field(log, "dropped"),
                   " lines dropped   stalls: ", count_field(stats, "stalls_total"), "\n\n");
   Table t({">SHARD", ">UTIL", ">FIBERS", ">RUNNABLE", ">SWITCHES", ">SLICE p50 / p99",
-           ">SCHED p50 / p99", ">SLOW", ">CONNS", "RUNNING"});
+           ">SCHED p50 / p99", ">SLOW", ">CONNS", "IDLE", "RUNNING"});
   for (const Json& s : member(stats, "shards")) {
     const Json& fibers = member(s, "fibers");
     t.add_row({count_field(s, "shard"), format_percent(number_or(s, "utilization", NAN)),
                count_field(fibers, "alive"), count_field(fibers, "runnable"),
                count_field(s, "context_switches"), quantiles(member(s, "slice_seconds")),
                quantiles(member(s, "sched_latency_seconds")), count_field(s, "slow_slices"),
-               count_field(s, "connections"), current_slice(member(s, "current_slice"))});
+               count_field(s, "connections"), string_or(s, "idle", "-"),
+               current_slice(member(s, "current_slice"))});
   }
   absl::StrAppend(&out, t.render(), "\n", render_services(member(stats, "services")));
   return out;

@@ -272,6 +272,14 @@ absl::StatusOr<TopSample> take_sample(AdminClient& client, const std::string& so
   return sample;
 }
 
+// "block", or the mode with the share of the interval spent spinning: "spin 97.0%".
+std::string idle_cell(const Json& shard) {
+  std::string mode = string_or(shard, "idle", "-");
+  const Json& share = member(shard, "spin_share");
+  if (mode == "block" || !share.is_number()) return mode;
+  return absl::StrCat(mode, " ", format_percent(share.get<double>()));
+}
+
 }  // namespace
 
 std::vector<MetricSample> parse_prometheus_text(std::string_view text) {
@@ -379,6 +387,17 @@ Json top_frame(const TopSample* previous, const TopSample& current) {
                 &out, &windowed);
     add_latency(previous, current, s, "sched_latency_seconds",
                 "reactord_scheduling_latency_seconds", "sched", &out, &windowed);
+    // The idle mode, and the share of the interval spent spinning (counted as idle above).
+    out["idle"] = member(s, "idle");
+    out["spin_share"] = nullptr;
+    const Json* before =
+        previous ? find_by(member(previous->stats, "shards"), "shard", member(s, "shard"))
+                 : nullptr;
+    if (before != nullptr && seconds > 0 && member(s, "spin_seconds").is_number()) {
+      out["spin_share"] = std::clamp(
+          (number_or(s, "spin_seconds", 0) - number_or(*before, "spin_seconds", 0)) / seconds, 0.0,
+          1.0);
+    }
     out["fibers"] = member(member(s, "fibers"), "alive");
     out["connections"] = member(s, "connections");
     out["current_slice"] = member(s, "current_slice");
@@ -429,7 +448,7 @@ std::string render_top_frame(const Json& frame) {
                       : std::string("since start (no earlier sample or no buckets exposed)"),
                   "\n\n");
   Table shards({">SHARD", "UTILIZATION", ">", ">SLICE p50", ">p99", ">SCHED p50", ">p99", ">FIBERS",
-                ">CONNS", "RUNNING"});
+                ">CONNS", "IDLE", "RUNNING"});
   for (const Json& s : member(frame, "shards")) {
     const double util = number_or(s, "utilization", NAN);
     std::string running = "idle";
@@ -444,7 +463,7 @@ std::string render_top_frame(const Json& frame) {
                     format_field("sched_p50_seconds", member(s, "sched_p50_seconds")),
                     format_field("sched_p99_seconds", member(s, "sched_p99_seconds")),
                     format_field("", member(s, "fibers")),
-                    format_field("", member(s, "connections")), running});
+                    format_field("", member(s, "connections")), idle_cell(s), running});
   }
   Table services({"SERVICE", "KIND", ">REQ/S", ">IN/S", ">OUT/S", ">ACTIVE", ">REQUESTS"});
   for (const Json& s : member(frame, "services")) {

@@ -57,6 +57,18 @@ void raise_fd_limit() {
   }
 }
 
+reactor::IdleMode to_reactor(IdleMode m) {
+  switch (m) {
+    case IdleMode::kBlock:
+      return reactor::IdleMode::kBlock;
+    case IdleMode::kSpin:
+      return reactor::IdleMode::kSpin;
+    case IdleMode::kAdaptive:
+      return reactor::IdleMode::kAdaptive;
+  }
+  return reactor::IdleMode::kBlock;
+}
+
 // Fibers needed at most: one per connection of every service, plus a few per shard.
 void check_map_count(const Config& cfg, size_t shards) {
   uint64_t fibers = 16 * shards;
@@ -245,6 +257,8 @@ std::optional<Failure> Daemon::State::start_shards() {
   reactor::Reactor::Options options;
   options.backend = backend_name;
   options.stack_size = size_t{cfg.runtime.stack_size_kib} * 1024;
+  options.idle = to_reactor(cfg.runtime.idle);
+  options.spin = std::chrono::microseconds(cfg.runtime.spin_us);
   // The shards and the admin thread count down; reactors are destroyed only when all have, so
   // neither a cross-shard post nor an admin read ever meets a destroyed reactor.
   stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(num_shards + 1));
@@ -577,7 +591,6 @@ int Daemon::State::control() {
 
 int Daemon::run() {
   State& s = *s_;
-  for (const std::string& warning : inert_settings(s.cfg)) spdlog::warn("{}", warning);
   raise_fd_limit();
   s.start_time =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -143,8 +143,6 @@ int main(int argc, char** argv) {
     }
   }
   if (absl::GetFlag(FLAGS_check_config)) {
-    for (const std::string& warning : reactord::inert_settings(*cfg))
-      std::fprintf(stderr, "reactord: warning: %s\n", warning.c_str());
     std::printf("%s", reactord::format_config(*cfg).c_str());
     return 0;
   }

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +36,18 @@ void fire_fiber_deadline(detail::TimerNode* node) {
                  absl::StrCat(fiber->park_op ? fiber->park_op : "wait", ": deadline exceeded")));
 }
 }  // namespace
+
+std::string_view idle_mode_name(IdleMode mode) {
+  switch (mode) {
+    case IdleMode::kBlock:
+      return "block";
+    case IdleMode::kSpin:
+      return "spin";
+    case IdleMode::kAdaptive:
+      return "adaptive";
+  }
+  return "?";
+}
 
 // ---- Inbox ----
 
@@ -373,8 +386,13 @@ void Reactor::poll_once(Duration timeout) {
   resumes_since_poll_ = 0;
   const Deadline start = last_clock_;
   stats_.busy_ns.add(static_cast<uint64_t>(std::max<int64_t>(0, to_ns(start - last_poll_end_))));
+  // A spinning loop is in poll for the watchdog as well: idle, not a slice.
   if constexpr (kWatchdogHooks) in_poll_.store(true, std::memory_order_relaxed);
-  backend_->poll(timeout);
+  if (timeout == Duration::zero() || options_.idle == IdleMode::kBlock) {
+    backend_->poll(timeout);
+  } else {
+    idle_wait(start, timeout);
+  }
   if constexpr (kWatchdogHooks) in_poll_.store(false, std::memory_order_relaxed);
   last_clock_ = last_poll_end_ = Clock::now();
   const int64_t waited = to_ns(last_clock_ - start);
@@ -387,6 +405,31 @@ void Reactor::poll_once(Duration timeout) {
       f->ready_at = last_clock_;
     }
   }
+}
+
+// Nothing is runnable and no post is queued (`timeout`: until the next timer, negative without
+// one). Spins on zero-timeout polls until a fiber becomes runnable, a post or stop() arrives or the
+// next timer is due; kAdaptive spins at most options_.spin from `start` (the end of the last work)
+// and then blocks for what is left of `timeout`. Spinning counts as waiting in poll.
+void Reactor::idle_wait(Deadline start, Duration timeout) {
+  const Deadline timer = timeout < Duration::zero() ? kNoDeadline : start + timeout;
+  const Deadline until =
+      options_.idle == IdleMode::kAdaptive ? std::min(timer, start + options_.spin) : timer;
+  const size_t before = ready_count_;
+  Deadline now = start;
+  bool work = false;
+  while (!work && now < until) {
+    backend_->poll(Duration::zero());
+    const Deadline prev = now;
+    now = Clock::now();
+    // Counted as it goes, so stats show a spin that has not ended yet.
+    stats_.spin_polls.add();
+    stats_.spin_ns.add(static_cast<uint64_t>(to_ns(now - prev)));
+    work = ready_count_ > before || inbox_->pending() ||
+           stop_requested_.load(std::memory_order_acquire);
+  }
+  if (work || now >= timer) return;
+  backend_->poll(timer == kNoDeadline ? Duration{-1} : timer - now);  // kAdaptive, spin over
 }
 
 Reactor::CurrentSlice Reactor::current_slice() const {

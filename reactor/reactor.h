@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -38,6 +39,15 @@
 namespace reactor {
 
 class Reactor;
+
+// What a loop does when no fiber is runnable and no post is queued (runtime.idle).
+enum class IdleMode : uint8_t {
+  kBlock,     // wait in the kernel until I/O, the next timer or a post
+  kSpin,      // never sleep: poll with a zero timeout until something is runnable or a timer is due
+  kAdaptive,  // spin for Options::spin after the last work, then block
+};
+// "block", "spin", "adaptive". Any thread.
+std::string_view idle_mode_name(IdleMode mode);
 
 namespace detail {
 // The part of a reactor other threads post to; outlives the reactor while anyone holds it, so a
@@ -69,6 +79,8 @@ class Reactor {
     // Guarded stacks beyond this get a canary; the process-wide budget from vm.max_map_count
     // applies as well.
     size_t max_guarded_stacks = SIZE_MAX;
+    IdleMode idle = IdleMode::kBlock;
+    Duration spin = std::chrono::microseconds(50);  // how long kAdaptive spins before it blocks
   };
 
   // Creates a reactor bound to the calling thread (at most one per thread). Fails if the backend
@@ -116,6 +128,8 @@ class Reactor {
   const Backend& backend() const { return *backend_; }
   const ReactorStats& stats() const { return stats_; }
   const StackPool& stacks() const { return stacks_; }
+  // Fixed at creation. Any thread.
+  IdleMode idle_mode() const { return options_.idle; }
   // Fibers spawned and not yet ended. Loop thread.
   size_t fibers_alive() const { return alive_count_; }
 
@@ -195,6 +209,7 @@ class Reactor {
   void run_ready_batch();
   void drain_inbox();
   void poll_once(Duration timeout);
+  void idle_wait(Deadline start, Duration timeout);
 
   Options options_;
   std::unique_ptr<Backend> backend_;

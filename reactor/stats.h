@@ -31,6 +31,8 @@ struct ReactorStats {
   RelaxedCounter loop_iterations;  // loop_iterations_total
   RelaxedCounter poll_wakeups;     // fibers made runnable by polls (events, in fiber terms)
   RelaxedCounter busy_ns;          // time outside poll: running fibers, timers, posts
+  RelaxedCounter spin_ns;          // part of the poll wait spent spinning (runtime.idle)
+  RelaxedCounter spin_polls;       // zero-timeout polls made while spinning
   RelaxedCounter fibers_created;
   RelaxedCounter fibers_finished;
   RelaxedCounter fibers_alive;     // gauge
@@ -45,7 +47,7 @@ struct ReactorStats {
   RelaxedCounter io_budget_yields;  // fibers sent to the back after kIoBudget ready I/O calls
   Histogram slice;                  // resume to next suspension
   Histogram sched_latency;          // runnable to running
-  Histogram poll_wait;              // each poll's wait
+  Histogram poll_wait;              // each poll's wait (a spinning idle period counts as one)
 
   // Derived from the histograms rather than kept twice on the loop's hot path.
   uint64_t polls() const { return poll_wait.count(); }          // polls_total

@@ -899,22 +899,5 @@ TEST(ConfigSetTest, OverridesAnyKeyForFlags) {
   EXPECT_EQ(cfg, before);
 }
 
-// runtime.idle and runtime.spin_us are read but not acted on yet: one warning line per key set
-// to other than its default, none for the defaults (spelled out or omitted).
-TEST(ConfigInertTest, IdleAndSpinUsWarnOnlyWhenNotDefault) {
-  const std::string svc(kOneService);
-  EXPECT_THAT(inert_settings(parse_ok(svc)), IsEmpty());
-  EXPECT_THAT(inert_settings(parse_ok("[runtime]\nidle = \"block\"\nspin_us = 50\n" + svc)),
-              IsEmpty());
-  EXPECT_THAT(
-      inert_settings(parse_ok("[runtime]\nidle = \"adaptive\"\n" + svc)),
-      ElementsAre(
-          "runtime.idle = \"adaptive\" has no effect yet; shards block in the kernel when idle"));
-  EXPECT_THAT(
-      inert_settings(parse_ok("[runtime]\nidle = \"spin\"\nspin_us = 0\n" + svc)),
-      ElementsAre("runtime.idle = \"spin\" has no effect yet; shards block in the kernel when idle",
-                  "runtime.spin_us = 0 has no effect yet; shards block in the kernel when idle"));
-}
-
 }  // namespace
 }  // namespace reactord

@@ -187,6 +187,29 @@ TEST(Top, FrameFromTwoSamples) {
   EXPECT_EQ(g["shards"][0]["slice_p99_seconds"], 2e-6);
 }
 
+// A spinning shard: top shows its mode and the share of the interval it spun, and counts the
+// spin as idle (utilization comes from busy and poll-wait time alone).
+TEST(Top, ShowsIdleModeAndSpinShare) {
+  TopSample a, b;
+  a.at = std::chrono::steady_clock::time_point(std::chrono::seconds(10));
+  b.at = a.at + std::chrono::seconds(2);
+  Json sa = shard(0.1, 1.0, Json::array()), sb = shard(0.2, 2.9, Json::array());
+  sa["idle"] = sb["idle"] = "spin";
+  sa["spin_seconds"] = 1.0;
+  sb["spin_seconds"] = 2.8;
+  a.stats = {{"shards", Json::array({sa})}};
+  b.stats = {{"shards", Json::array({sb})}};
+  const Json f = top_frame(&a, b);
+  EXPECT_EQ(f["shards"][0]["idle"], "spin");
+  EXPECT_DOUBLE_EQ(f["shards"][0]["spin_share"].get<double>(), 0.9);
+  EXPECT_DOUBLE_EQ(f["shards"][0]["utilization"].get<double>(), 0.1 / 2.0);
+  EXPECT_THAT(render_top_frame(f), HasSubstr("spin 90.0%"));
+
+  sb["idle"] = "block";
+  b.stats = {{"shards", Json::array({sb})}};
+  EXPECT_THAT(render_top_frame(top_frame(&a, b)), HasSubstr("block"));
+}
+
 // ---- the reactorctl binary without a daemon: exit codes, hints, timeouts ----
 
 TEST(Reactorctl, UsageIs64) {
