@@ -256,30 +256,63 @@ json services_json(const DaemonView& view) {
 }
 
 json fibers_json(const DaemonView& view, std::optional<size_t> shard) {
+  std::vector<ShardSnapshot> snaps;
+  for (size_t i = 0; i < view.shard_count(); ++i) {
+    if (!shard || *shard == i) snaps.push_back({i, view.fiber_snapshot(i), ""});
+  }
+  return fibers_json(view, snaps, nullptr);
+}
+
+json fibers_json(const DaemonView& view, const std::vector<ShardSnapshot>& snaps,
+                 reactor::FrameSymbolizer* symbolizer) {
   json out = json::array();
   const reactor::Deadline now = reactor::Clock::now();
-  for (size_t i = 0; i < view.shard_count(); ++i) {
-    if (shard && *shard != i) continue;
-    json entry = {{"shard", i}, {"current_slice", current_slice_json(view.shard_reactor(i))}};
-    std::shared_ptr<const FiberSnapshot> snap = view.fiber_snapshot(i);
-    if (!snap) {
+  for (const ShardSnapshot& s : snaps) {
+    const reactor::Reactor::CurrentSlice running = view.shard_reactor(s.shard).current_slice();
+    json entry = {{"shard", s.shard},
+                  {"current_slice", current_slice_json(view.shard_reactor(s.shard))}};
+    if (!s.error.empty()) entry["stacks_error"] = s.error;
+    const FiberSnapshot* snap = s.snapshot.get();
+    if (snap == nullptr) {
       entry["snapshot_age_seconds"] = nullptr;
       entry["fibers"] = json::array();
-    } else {
-      entry["snapshot_age_seconds"] = std::chrono::duration<double>(now - snap->taken).count();
-      json fibers = json::array();
-      for (const auto& f : snap->fibers) {
-        fibers.push_back({{"id", f.id},
-                          {"name", f.name},
-                          {"state", std::string(f.state)},
-                          {"waiting_on", std::string(f.waiting_on)},
-                          {"age_seconds", f.age_seconds},
-                          {"last_slice_seconds", seconds(f.last_slice_ns)},
-                          {"slices", f.slices},
-                          {"stack_used_bytes", f.stack_used},
-                          {"stack_size_bytes", f.stack_size}});
+      out.push_back(std::move(entry));
+      continue;
+    }
+    const bool stacks = snap->stacks && symbolizer != nullptr;
+    entry["snapshot_age_seconds"] = std::chrono::duration<double>(now - snap->taken).count();
+    json fibers = json::array();
+    for (const auto& f : snap->fibers) {
+      json fj = {{"id", f.id},
+                 {"name", f.name},
+                 {"state", std::string(f.state)},
+                 {"waiting_on", std::string(f.waiting_on)},
+                 {"age_seconds", f.age_seconds},
+                 {"last_slice_seconds", seconds(f.last_slice_ns)},
+                 {"slices", f.slices},
+                 {"stack_used_bytes", f.stack_used},
+                 {"stack_size_bytes", f.stack_size}};
+      if (symbolizer != nullptr) {
+        fj["running"] = running.in_slice && running.fiber_id == f.id;
+        if (stacks) {
+          std::vector<std::string> names = symbolizer->names(f.frames);
+          size_t omitted = f.frames_omitted;
+          if (names.size() > s.max_frames) {
+            omitted += names.size() - s.max_frames;
+            names.resize(s.max_frames);
+          }
+          fj["stack"] = std::move(names);
+          fj["frames_omitted"] = omitted;
+        }
       }
-      entry["fibers"] = std::move(fibers);
+      fibers.push_back(std::move(fj));
+    }
+    entry["fibers"] = std::move(fibers);
+    if (symbolizer != nullptr) {
+      entry["stacks"] = stacks;
+      entry["fibers_alive"] = std::max(snap->fibers_alive, snap->fibers.size());
+      entry["fibers_omitted"] =
+          std::max(snap->fibers_alive, snap->fibers.size()) - snap->fibers.size();
     }
     out.push_back(std::move(entry));
   }

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "admin/introspect.h"
 #include "admin/metrics.h"
 #include "admin/protocol.h"
 #include "reactor/call_on.h"
@@ -28,8 +29,9 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr char kHelp[] =
-    "help\nversion\nping\nstats\nmetrics\nshards\nservices\nfibers [SHARD]\nstalls\nbackends\n"
-    "config\nset KEY VALUE\nreload";
+    "help\nversion\nping\nstats\nmetrics\nshards\nservices\nfibers [SHARD]\n"
+    "fibers [SHARD] stacks [MAX_FIBERS [MAX_FRAMES]]\nconns [SERVICE]\nstalls\nbackends\nconfig\n"
+    "set KEY VALUE\nreload";
 
 std::string err(std::string_view code, std::string_view message) {
   return admin_error(code, message);
@@ -223,7 +225,7 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   };
   if (cmd == "help") return kHelp;
   if (cmd == "ping") return no_args().value_or("pong");
-  if (auto e = no_args(); e && cmd != "fibers" && cmd != "set") return *e;
+  if (auto e = no_args(); e && cmd != "fibers" && cmd != "conns" && cmd != "set") return *e;
   if (cmd == "version") {
     return nlohmann::json{{"version", view_.version()},
                           {"protocol", kProtocolVersion},
@@ -236,8 +238,12 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   if (cmd == "services") return services_json(view_).dump();
   if (cmd == "stalls") return stalls_json(view_).dump();
   if (cmd == "backends") return backends_json().dump();
+  if (cmd == "conns") return conns_answer(view_, words);
   if (cmd == "fibers") {
-    if (words.size() > 2) return err("usage", "fibers [SHARD]");
+    if (std::find(words.begin(), words.end(), "stacks") != words.end()) {
+      return fibers_stacks_answer(view_, words);
+    }
+    if (words.size() > 2) return err("usage", "fibers [SHARD] [stacks]");
     std::optional<size_t> shard;
     if (words.size() == 2) {
       size_t n = 0;

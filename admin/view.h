@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,11 +20,37 @@ namespace reactord {
 
 class StallLog;
 
-// What a shard publishes about its fibers for other threads (the `fibers` command).
+// One connection as its shard sees it (the `conns` command).
+struct ConnectionInfo {
+  std::string service;
+  size_t shard = 0;
+  std::string peer;  // "127.0.0.1:50412", or "" if the socket no longer has one
+  double age_seconds = 0;
+  uint64_t bytes_in = 0, bytes_out = 0, requests = 0;
+  std::string_view state;  // "reading", "writing", "idle", "draining", "running"
+  uint64_t fiber_id = 0;
+};
+
+// What a snapshot taken on demand holds besides the fiber list; the defaults take what the
+// periodic snapshot takes, so a snapshot costs more only when someone asks for more.
+struct SnapshotRequest {
+  size_t max_fibers = SIZE_MAX;
+  size_t max_frames = 0;  // per fiber; 0: no stacks
+  bool connections = false;
+  std::string service;  // connections of this service only; "" for all
+  size_t max_connections = SIZE_MAX;
+};
+
+// What a shard publishes about its fibers for other threads (the `fibers` command), or takes on
+// demand (`fibers … stacks`, `conns`).
 struct FiberSnapshot {
   reactor::Deadline taken{};
-  std::vector<reactor::Reactor::FiberInfo> fibers;
+  std::vector<reactor::Reactor::FiberInfo> fibers;  // newest first
+  size_t fibers_alive = 0;  // fibers.size() plus those past SnapshotRequest::max_fibers
+  bool stacks = false;      // fibers carry their frames
   std::vector<std::pair<std::string, uint64_t>> slow_slices_by_name;
+  std::vector<ConnectionInfo> connections;
+  size_t connections_omitted = 0;  // of the service asked, past max_connections
 };
 
 // A shard's own counters, read at one moment.
@@ -63,6 +90,10 @@ class DaemonView {
   virtual ShardCounters shard_counters(size_t i) const = 0;
   // The latest snapshot shard `i` published (null before the first).
   virtual std::shared_ptr<const FiberSnapshot> fiber_snapshot(size_t i) const = 0;
+  // A snapshot of shard `i` taken now, as `what` asks. Shard i's loop thread only: the admin
+  // server posts the call there (shard_reactor(i).inbox()) and waits for it with a deadline.
+  virtual std::shared_ptr<const FiberSnapshot> snapshot_now(size_t i,
+                                                            const SnapshotRequest& what) const = 0;
   virtual std::vector<ServiceStatus> services() const = 0;
   virtual std::string log_level() const = 0;
   virtual uint64_t log_lines_dropped() const = 0;

@@ -370,6 +370,33 @@ std::string render_stats(const Json& stats) {
   return out;
 }
 
+namespace {
+
+// `fibers --stacks`: each fiber on a line of its own, then its stack, innermost first; the fiber
+// running now (holding its loop) is marked with '*'.
+void append_fiber_stacks(const Json& fibers, std::string* out) {
+  for (const Json& f : fibers) {
+    const bool running = member(f, "running").is_boolean() && member(f, "running").get<bool>();
+    const std::string waiting = string_or(f, "waiting_on", "");
+    absl::StrAppend(
+        out, running ? "* " : "  ", "fiber ", count_field(f, "id"), " ", string_or(f, "name", "-"),
+        ": ", running ? "running now" : string_or(f, "state", "-"),
+        waiting.empty() ? "" : " on " + waiting, ", age ", field(f, "age_seconds"), ", stack ",
+        field(f, "stack_used_bytes"), " of ", field(f, "stack_size_bytes"), "\n");
+    const Json& stack = member(f, "stack");
+    if (!stack.is_array()) continue;
+    for (size_t i = 0; i < stack.size(); ++i) {
+      absl::StrAppend(out, "      #", i, " ",
+                      stack[i].is_string() ? stack[i].get<std::string>() : "?", "\n");
+    }
+    if (number_or(f, "frames_omitted", 0) > 0) {
+      absl::StrAppend(out, "      (", count_field(f, "frames_omitted"), " more frames)\n");
+    }
+  }
+}
+
+}  // namespace
+
 std::string render_fibers(const Json& shards) {
   std::string out;
   for (const Json& s : shards) {
@@ -383,6 +410,17 @@ std::string render_fibers(const Json& shards) {
     out += "\n";
     const Json& fibers = member(s, "fibers");
     if (!fibers.is_array()) continue;
+    if (member(s, "stacks").is_boolean()) {
+      if (member(s, "stacks_error").is_string()) {
+        absl::StrAppend(&out, "no stacks: ", string_or(s, "stacks_error", ""),
+                        "; the fibers below are from the last snapshot\n");
+      }
+      append_fiber_stacks(fibers, &out);
+      if (number_or(s, "fibers_omitted", 0) > 0) {
+        absl::StrAppend(&out, "(", count_field(s, "fibers_omitted"), " more fibers not listed)\n");
+      }
+      continue;
+    }
     Table t({">ID", "NAME", "STATE", "WAITING ON", ">AGE", ">LAST SLICE", ">SLICES", ">STACK USED",
              ">STACK SIZE"});
     for (const Json& f : fibers) {
@@ -392,6 +430,31 @@ std::string render_fibers(const Json& shards) {
                  field(f, "stack_used_bytes"), field(f, "stack_size_bytes")});
     }
     out += t.render();
+  }
+  return out;
+}
+
+std::string render_conns(const Json& conns) {
+  if (!conns.is_object()) return render_generic(conns);
+  std::string out;
+  const Json& list = member(conns, "connections");
+  Table t({"SERVICE", ">SHARD", "PEER", ">AGE", ">IN", ">OUT", ">REQUESTS", "STATE", ">FIBER"});
+  if (list.is_array()) {
+    for (const Json& c : list) {
+      t.add_row({string_or(c, "service", "-"), count_field(c, "shard"), string_or(c, "peer", "-"),
+                 field(c, "age_seconds"), count_field(c, "bytes_in"), count_field(c, "bytes_out"),
+                 count_field(c, "requests"), string_or(c, "state", "-"),
+                 count_field(c, "fiber_id")});
+    }
+  }
+  out = t.empty() ? "no connections\n" : t.render();
+  if (number_or(conns, "omitted", 0) > 0) {
+    absl::StrAppend(&out, "(", count_field(conns, "omitted"), " more connections not listed)\n");
+  }
+  const Json& unavailable = member(conns, "unavailable_shards");
+  if (unavailable.is_array()) {
+    for (const Json& u : unavailable)
+      absl::StrAppend(&out, "not listed: ", string_or(u, "error", "-"), "\n");
   }
   return out;
 }

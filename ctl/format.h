@@ -53,7 +53,9 @@ std::string render_version(const Json& version);
 std::string render_stats(const Json& stats);
 std::string render_shards(const Json& shards);
 std::string render_services(const Json& services);
+// Both the snapshot table and, for `fibers --stacks`, each fiber with its stack.
 std::string render_fibers(const Json& fibers);
+std::string render_conns(const Json& conns);
 std::string render_stalls(const Json& stalls);
 std::string render_backends(const Json& backends);
 // Any JSON value: objects as "key: value" lines, arrays of objects as tables.

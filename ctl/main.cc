@@ -5,9 +5,11 @@
 // no complete answer (with the path tried and a hint).
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <string>
@@ -20,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "ctl/client.h"
+#include "ctl/flamegraph.h"
 #include "ctl/format.h"
 #include "ctl/top.h"
 
@@ -33,6 +36,7 @@ namespace {
 constexpr char kDefaultSocket[] = "/run/reactord/admin.sock";
 constexpr char kSocketEnv[] = "REACTORD_ADMIN_SOCKET";
 constexpr int kDefaultTimeoutSeconds = 10;
+constexpr int kExitCannotCreate = 73;  // sysexits.h EX_CANTCREAT: --svg FILE could not be written
 
 constexpr char kUsage[] =
     "usage: reactorctl [--socket PATH] [--json] [--timeout SECONDS] COMMAND [ARGS]\n"
@@ -42,8 +46,13 @@ constexpr char kUsage[] =
     "  top [--once | --iterations N] [--interval SECONDS]\n"
     "                        live view: utilization, requests/s, latency, stalls\n"
     "  metrics               Prometheus text format\n"
-    "  fibers [SHARD]        each shard's fiber snapshot\n"
-    "  stalls                recent watchdog reports and the slowest fibers\n"
+    "  fibers [SHARD] [--stacks [--max-fibers N] [--max-frames N]]\n"
+    "                        each shard's fibers; with --stacks each one's stack, taken now\n"
+    "  conns [SERVICE]       each connection: peer, age, bytes, requests, state, fiber\n"
+    "  stalls [--folded | --svg FILE]\n"
+    "                        recent watchdog reports and the slowest fibers; --folded: the\n"
+    "                        reports by stack, weighted by stall time (ms); --svg: as a flame "
+    "graph\n"
     "  shards                per-shard loop statistics\n"
     "  services              services, their addresses and counters\n"
     "  backends              I/O backends, available or not, and why\n"
@@ -61,7 +70,8 @@ constexpr char kUsage[] =
     "  --timeout SECONDS     wait this long for a connection and each answer (default 10)\n"
     "  -h, --help            this text;  --version  reactorctl's version\n"
     "\n"
-    "Exit status: 0 ok, 1 the daemon answered with an error, 64 usage, 69 cannot connect.\n";
+    "Exit status: 0 ok, 1 the daemon answered with an error, 64 usage, 69 cannot connect,\n"
+    "73 cannot write the --svg file.\n";
 
 struct Options {
   enum class Action : uint8_t { kRun, kHelp, kVersion };
@@ -72,6 +82,10 @@ struct Options {
   std::chrono::milliseconds timeout{kDefaultTimeoutSeconds * 1000};
   std::vector<std::string> words;  // the command and its arguments
   TopOptions top;
+  bool stacks = false;                 // fibers --stacks
+  int max_fibers = 0, max_frames = 0;  // 0: the daemon's default
+  bool folded = false;                 // stalls --folded
+  std::string svg;                     // stalls --svg FILE
 };
 
 int usage_error(const std::string& why) {
@@ -151,6 +165,21 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
         return usage("--iterations needs a positive number");
       }
       o.top.iterations = n;
+    } else if (a == "--folded") {
+      if (has_value) return usage("--folded takes no value");
+      o.folded = true;
+    } else if (a == "--svg") {
+      if (!take_value() || value.empty()) return usage("--svg needs a file name");
+      o.svg = value;
+    } else if (a == "--stacks") {
+      if (has_value) return usage("--stacks takes no value");
+      o.stacks = true;
+    } else if (a == "--max-fibers" || a == "--max-frames") {
+      int n = 0;
+      if (!take_value() || !absl::SimpleAtoi(value, &n) || n < 1) {
+        return usage(absl::StrCat(a, " needs a positive number"));
+      }
+      (a == "--max-fibers" ? o.max_fibers : o.max_frames) = n;
     } else if (a == "--interval") {
       if (!take_value() || !parse_seconds(value, &o.top.interval)) {
         return usage("--interval needs a number of seconds (0 < SECONDS <= 86400)");
@@ -164,6 +193,14 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
   if (top_options && o.words[0] != "top") {
     return usage("--once, --iterations and --interval go with top only");
   }
+  if ((o.max_fibers != 0 || o.max_frames != 0) && !o.stacks) {
+    return usage("--max-fibers and --max-frames go with --stacks");
+  }
+  if (o.stacks && o.words[0] != "fibers") return usage("--stacks goes with fibers only");
+  if ((o.folded || !o.svg.empty()) && o.words[0] != "stalls") {
+    return usage("--folded and --svg go with stalls only");
+  }
+  if (o.folded && !o.svg.empty()) return usage("--folded and --svg exclude each other");
   if (o.socket.empty()) {
     if (const char* env = std::getenv(kSocketEnv); env != nullptr && env[0] != '\0') {
       o.socket = env;
@@ -206,14 +243,15 @@ const std::map<std::string, Renderer>& renderers() {
       {"fibers", render_fibers},   {"stalls", render_stalls}, {"backends", render_backends},
       {"version", render_version}, {"help", nullptr},         {"ping", nullptr},
       {"metrics", nullptr},        {"config", nullptr},       {"set", nullptr},
-      {"reload", nullptr},
+      {"reload", nullptr},         {"conns", render_conns},
   };
   return *kRenderers;
 }
 
 // Checks the argument count of a one-shot command and builds its protocol line.
 // InvalidArgument, saying what is wrong, when the arguments do not fit the command.
-absl::StatusOr<std::string> protocol_line(const std::vector<std::string>& w) {
+absl::StatusOr<std::string> protocol_line(const Options& o) {
+  const std::vector<std::string>& w = o.words;
   const std::string& cmd = w[0];
   if (cmd == "set") {
     if (w.size() < 3) return usage("set needs KEY and VALUE, e.g. reactorctl set log.level debug");
@@ -222,18 +260,54 @@ absl::StatusOr<std::string> protocol_line(const std::vector<std::string>& w) {
     return absl::StrCat("set ", w[1], " ", absl::StrJoin(value, " "));
   }
   if (cmd == "fibers") {
+    std::string line = cmd;
     if (w.size() > 2) return usage("fibers takes at most one SHARD");
     if (w.size() == 2) {
       int shard = 0;
       if (!absl::SimpleAtoi(w[1], &shard) || shard < 0) {
         return usage(absl::StrCat("SHARD must be a shard number, not '", w[1], "'"));
       }
-      return absl::StrCat("fibers ", shard);
+      line = absl::StrCat("fibers ", shard);
     }
-    return cmd;
+    if (o.stacks) {
+      absl::StrAppend(&line, " stacks");
+      // The daemon's defaults (docs/admin-protocol.md) fill what is not given.
+      if (o.max_fibers != 0 || o.max_frames != 0) {
+        absl::StrAppend(&line, " ", o.max_fibers != 0 ? o.max_fibers : 100);
+      }
+      if (o.max_frames != 0) absl::StrAppend(&line, " ", o.max_frames);
+    }
+    return line;
+  }
+  if (cmd == "conns") {
+    if (w.size() > 2) return usage("conns takes at most one SERVICE");
+    return w.size() == 2 ? absl::StrCat("conns ", w[1]) : cmd;
   }
   if (w.size() > 1) return usage(absl::StrCat(cmd, " takes no arguments"));
   return cmd;
+}
+
+// `stalls --folded` prints the folded stacks; `stalls --svg FILE` writes the flame graph.
+int write_stall_graph(const Options& o, const Json& stalls) {
+  const std::vector<FoldedStack> stacks = fold_stall_reports(stalls);
+  if (o.folded) {
+    std::fputs(folded_text(stacks).c_str(), stdout);
+    return kExitOk;
+  }
+  FlameGraphOptions fo;
+  fo.title = "reactord stalls by stack (weighted by stall time)";
+  const std::string svg = flame_graph_svg(stacks, fo);
+  std::FILE* f = std::fopen(o.svg.c_str(), "w");
+  const bool ok = f != nullptr && std::fwrite(svg.data(), 1, svg.size(), f) == svg.size();
+  if (f == nullptr || std::fclose(f) != 0 || !ok) {
+    std::fprintf(stderr, "reactorctl: cannot write %s: %s\n", o.svg.c_str(), std::strerror(errno));
+    return kExitCannotCreate;
+  }
+  uint64_t weight = 0;
+  for (const FoldedStack& s : stacks) weight += s.weight;
+  std::printf("wrote %s: %zu stacks, %llu ms of stalls\n", o.svg.c_str(), stacks.size(),
+              static_cast<unsigned long long>(weight));
+  return kExitOk;
 }
 
 int run(const Options& o) {
@@ -247,7 +321,7 @@ int run(const Options& o) {
       return usage_error(absl::StrCat("unknown command '", cmd, "'"));
     }
     renderer = &it->second;
-    absl::StatusOr<std::string> l = protocol_line(o.words);
+    absl::StatusOr<std::string> l = protocol_line(o);
     if (!l.ok()) return usage_error(std::string(l.status().message()));
     line = *std::move(l);
     if (line.size() >= 4096) return usage_error("the command is longer than 4095 bytes");
@@ -280,6 +354,7 @@ int run(const Options& o) {
     return no_answer(o, absl::DataLossError(
                             absl::StrCat("the answer to '", cmd, "' is not valid JSON:\n", text)));
   }
+  if (o.folded || !o.svg.empty()) return write_stall_graph(o, j);
   std::fputs((*renderer)(j).c_str(), stdout);
   return kExitOk;
 }

@@ -178,6 +178,10 @@ struct Daemon::State final : DaemonView {
   std::shared_ptr<const FiberSnapshot> fiber_snapshot(size_t i) const override {
     return shards[i]->fiber_snapshot();
   }
+  std::shared_ptr<const FiberSnapshot> snapshot_now(size_t i,
+                                                    const SnapshotRequest& what) const override {
+    return shards[i]->snapshot_now(what);
+  }
   std::vector<ServiceStatus> services() const override;
   std::string log_level() const override { return std::string(log::level_name()); }
   uint64_t log_lines_dropped() const override { return log::dropped(); }

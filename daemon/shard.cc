@@ -146,7 +146,7 @@ void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
     Connection c(reactor::Stream(reactor::FileDescriptor(fd)), *svc->stats[index_], *view_);
     reactor::detail::Fiber* self = reactor::detail::current_fiber();
     c.set_cancel([self] { reactor::detail::cancel_fiber(self); });
-    conns_.insert(&c);
+    conns_.emplace(&c, ConnEntry{svc, self->id.load(std::memory_order_relaxed)});
     connections_.store(static_cast<int64_t>(conns_.size()), std::memory_order_relaxed);
     if (draining_) c.drain();
     try {
@@ -160,11 +160,38 @@ void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
   svc->active.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Shard::publish_snapshot() {
+std::shared_ptr<FiberSnapshot> Shard::snapshot_now(const SnapshotRequest& what) const {
   auto snap = std::make_shared<FiberSnapshot>();
   snap->taken = reactor::Clock::now();
-  snap->fibers = reactor_->fibers_snapshot();
+  snap->fibers = reactor_->fibers_snapshot(what.max_fibers, what.max_frames);
+  snap->fibers_alive = reactor_->fibers_alive();
+  snap->stacks = what.max_frames > 0;
   snap->slow_slices_by_name = reactor_->slow_slices_by_name();
+  if (!what.connections) return snap;
+  for (const auto& [c, e] : conns_) {
+    if (!what.service.empty() && e.svc->name != what.service) continue;
+    if (snap->connections.size() >= what.max_connections) {
+      ++snap->connections_omitted;
+      continue;
+    }
+    ConnectionInfo& i = snap->connections.emplace_back();
+    i.service = e.svc->name;
+    i.shard = index_;
+    // getpeername does not block; asked only here, so serving a connection never pays for it.
+    absl::StatusOr<reactor::SocketAddress> peer = c->stream().peer_address();
+    if (peer.ok()) i.peer = peer->to_string();
+    i.age_seconds = std::chrono::duration<double>(snap->taken - c->created()).count();
+    i.bytes_in = c->bytes_in();
+    i.bytes_out = c->bytes_out();
+    i.requests = c->requests();
+    i.state = c->state();
+    i.fiber_id = e.fiber_id;
+  }
+  return snap;
+}
+
+void Shard::publish_snapshot() {
+  std::shared_ptr<const FiberSnapshot> snap = snapshot_now(SnapshotRequest{});
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = std::move(snap);
 }
@@ -180,13 +207,13 @@ void Shard::begin_drain() {
     for (int fd : listen_fds_) (void)reactor_->backend().close(fd);
     listen_fds_.clear();
     // drain() may cancel, which only marks fibers runnable: safe while iterating.
-    for (Connection* c : conns_) c->drain();
+    for (const auto& [c, e] : conns_) c->drain();
   });
 }
 
 void Shard::cancel_connections() {
   post([this] {
-    for (Connection* c : conns_) c->cancel();
+    for (const auto& [c, e] : conns_) c->cancel();
   });
 }
 

@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -64,6 +64,9 @@ class Shard {
   const ShardStats& stats() const { return stats_; }
   // The latest published snapshot (null before the first). Any thread.
   std::shared_ptr<const FiberSnapshot> fiber_snapshot() const;
+  // A snapshot taken now, as `what` asks: fiber stacks and connections only when asked. Loop
+  // thread.
+  std::shared_ptr<FiberSnapshot> snapshot_now(const SnapshotRequest& what) const;
 
  private:
   void post(absl::AnyInvocable<void()> fn);
@@ -82,7 +85,11 @@ class Shard {
   std::shared_ptr<const FiberSnapshot> snapshot_;
   // Loop thread only:
   std::vector<int> listen_fds_;
-  std::unordered_set<Connection*> conns_;
+  struct ConnEntry {
+    const ServiceRuntime* svc;
+    uint64_t fiber_id;
+  };
+  std::unordered_map<Connection*, ConnEntry> conns_;
   bool draining_ = false;
 };
 

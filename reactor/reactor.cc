@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "reactor/fiber_stack.h"
 
 namespace reactor {
 namespace {
@@ -455,12 +456,14 @@ Reactor::CurrentSlice Reactor::current_slice() const {
   return c;
 }
 
-std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot() const {
+std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot(size_t max_fibers,
+                                                         size_t max_frames) const {
   loop_thread_.check();
   std::vector<FiberInfo> out;
-  out.reserve(alive_count_);
+  out.reserve(std::min(alive_count_, max_fibers));
   const Deadline now = Clock::now();
-  for (const detail::Fiber* f = alive_head_; f != nullptr; f = f->next_alive) {
+  for (const detail::Fiber* f = alive_head_; f != nullptr && out.size() < max_fibers;
+       f = f->next_alive) {
     FiberInfo i;
     i.id = f->id.load(std::memory_order_relaxed);
     i.name = f->name;
@@ -476,6 +479,13 @@ std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot() const {
     const auto sp = f == current_ ? reinterpret_cast<uintptr_t>(__builtin_frame_address(0))
                                   : reinterpret_cast<uintptr_t>(f->context.sp);
     i.stack_used = sp != 0 && sp <= top ? top - sp : 0;
+    if (max_frames > 0) {
+      FrameWalk w = f == current_ ? walk_own_stack(f->stack.bottom(), f->stack.top(), max_frames)
+                                  : walk_parked_stack(f->context.sp, f->stack.bottom(),
+                                                      f->stack.top(), max_frames);
+      i.frames = std::move(w.pcs);
+      i.frames_omitted = w.omitted;
+    }
     out.push_back(std::move(i));
   }
   return out;

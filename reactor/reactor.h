@@ -147,9 +147,14 @@ class Reactor {
     uint64_t slices;
     size_t stack_used;  // bytes between the stack's top and its saved stack pointer
     size_t stack_size;
+    // With max_frames > 0: the return addresses of its stack, innermost first (fiber_stack.h).
+    std::vector<void*> frames;
+    size_t frames_omitted = 0;
   };
-  // Every fiber alive. Loop thread (the daemon publishes it as a snapshot for other threads).
-  std::vector<FiberInfo> fibers_snapshot() const;
+  // Fibers alive, newest first, at most `max_fibers`, each with up to `max_frames` return
+  // addresses (0: no stack walk, which costs nothing). Loop thread (the daemon publishes it as a
+  // snapshot for other threads).
+  std::vector<FiberInfo> fibers_snapshot(size_t max_fibers = SIZE_MAX, size_t max_frames = 0) const;
   // Slices over the slow-slice threshold, by fiber name without its "#N" suffix. Loop thread.
   std::vector<std::pair<std::string, uint64_t>> slow_slices_by_name() const;
   // Slices longer than this are counted as slow. Any thread.

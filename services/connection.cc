@@ -3,7 +3,7 @@
 namespace reactord {
 
 Connection::Connection(reactor::Stream stream, ServiceStats& stats, const ShardView& shard)
-    : stream_(std::move(stream)), stats_(stats), shard_(shard) {
+    : stream_(std::move(stream)), stats_(stats), shard_(shard), created_(reactor::Clock::now()) {
   stats_.connections_accepted.add();
   stats_.connections_active.add();
 }
@@ -14,14 +14,24 @@ Connection::~Connection() {
 }
 
 absl::StatusOr<size_t> Connection::read(std::span<std::byte> buf, reactor::Deadline deadline) {
+  io_ = Io::kReading;
   absl::StatusOr<size_t> n = stream_.read(buf, deadline);
-  if (n.ok()) stats_.bytes_in.add(*n);
+  io_ = Io::kNone;
+  if (n.ok()) {
+    stats_.bytes_in.add(*n);
+    bytes_in_ += *n;
+  }
   return n;
 }
 
 absl::Status Connection::write_all(std::span<const std::byte> buf, reactor::Deadline deadline) {
+  io_ = Io::kWriting;
   absl::Status s = stream_.write_all(buf, deadline);
-  if (s.ok()) stats_.bytes_out.add(buf.size());
+  io_ = Io::kNone;
+  if (s.ok()) {
+    stats_.bytes_out.add(buf.size());
+    bytes_out_ += buf.size();
+  }
   return s;
 }
 
@@ -48,6 +58,20 @@ bool Connection::begin_idle() {
   if (draining_) return false;
   idle_ = true;
   return true;
+}
+
+std::string_view Connection::state() const {
+  if (draining_) return "draining";
+  if (idle_) return "idle";
+  switch (io_) {
+    case Io::kReading:
+      return "reading";
+    case Io::kWriting:
+      return "writing";
+    case Io::kNone:
+      break;
+  }
+  return "running";
 }
 
 void Connection::drain() {

@@ -76,7 +76,10 @@ class Connection {
   absl::Status write_all(std::string_view s, reactor::Deadline deadline) {
     return write_all(std::as_bytes(std::span(s.data(), s.size())), deadline);
   }
-  void count_requests(uint64_t n = 1) { stats_.requests.add(n); }
+  void count_requests(uint64_t n = 1) {
+    stats_.requests.add(n);
+    requests_ += n;
+  }
   // Writes `out` (nothing if empty) within `timeout` (zero or less: no limit) and clears it;
   // false if the write failed. Loop thread, inside the connection's fiber.
   bool flush(std::string& out, reactor::Duration timeout);
@@ -91,6 +94,16 @@ class Connection {
   void end_idle() { idle_ = false; }
   bool idle() const { return idle_; }
   bool draining() const { return draining_; }
+
+  // This connection's own counts and what it does now, for the shard's `conns` snapshot: plain
+  // fields written by the connection's fiber and read by its shard's loop, the same thread.
+  uint64_t bytes_in() const { return bytes_in_; }
+  uint64_t bytes_out() const { return bytes_out_; }
+  uint64_t requests() const { return requests_; }
+  reactor::Deadline created() const { return created_; }
+  // "draining", "idle" (waiting for the next request), "reading", "writing", or "running"
+  // (between I/O: handling what it read). Loop thread.
+  std::string_view state() const;
 
   reactor::Stream& stream() { return stream_; }
   const ShardView& shard() const { return shard_; }
@@ -111,6 +124,10 @@ class Connection {
   std::function<void()> cancel_;
   bool idle_ = false;
   bool draining_ = false;
+  enum class Io : uint8_t { kNone, kReading, kWriting };
+  Io io_ = Io::kNone;
+  uint64_t bytes_in_ = 0, bytes_out_ = 0, requests_ = 0;
+  reactor::Deadline created_;
 };
 
 using ConnectionHandler = std::function<void(Connection&)>;

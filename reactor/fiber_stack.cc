@@ -1,0 +1,117 @@
+#include "reactor/fiber_stack.h"
+
+#include <string_view>
+
+#include "absl/debugging/symbolize.h"
+#include "absl/strings/str_format.h"
+
+namespace reactor {
+namespace {
+
+// Where reactor_switch_context's saved frame keeps the frame pointer and the return address, in
+// words from the saved stack pointer (see make_context in context.cc).
+#if defined(__x86_64__)
+constexpr size_t kSavedFp = 7;  // rbp
+constexpr size_t kSavedPc = 8;  // the return address
+constexpr size_t kSavedWords = 9;
+#elif defined(__aarch64__)
+constexpr size_t kSavedFp = 10;  // x29
+constexpr size_t kSavedPc = 11;  // x30
+constexpr size_t kSavedWords = 22;
+#endif
+
+// Frames of the runtime's own parking path: dropped from the top of a parked fiber's stack.
+constexpr std::string_view kParkingFrames[] = {
+    "reactor_switch_context", "reactor::detail::", "reactor::Reactor::switch_to_scheduler",
+    "reactor::Reactor::park"};
+
+bool is_parking_frame(std::string_view name) {
+  for (std::string_view p : kParkingFrames) {
+    if (name.substr(0, p.size()) == p) return true;
+  }
+  return false;
+}
+
+// Reads a word in [lo, hi); false when it is not entirely inside.
+__attribute__((no_sanitize_address)) bool read_word(uintptr_t addr, uintptr_t lo, uintptr_t hi,
+                                                    uintptr_t* out) {
+  if (addr < lo || addr % sizeof(uintptr_t) != 0 || addr > hi || hi - addr < sizeof(uintptr_t)) {
+    return false;
+  }
+  *out = *reinterpret_cast<const uintptr_t*>(addr);
+  return true;
+}
+
+}  // namespace
+
+FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t hi,
+                           size_t max_frames) {
+  FrameWalk w;
+  auto add = [&](uintptr_t pc) {
+    if (w.pcs.size() < max_frames) {
+      w.pcs.push_back(reinterpret_cast<void*>(pc));
+    } else {
+      ++w.omitted;
+    }
+  };
+  if (first_pc != nullptr) add(reinterpret_cast<uintptr_t>(first_pc));
+  // Each record is [fp] = the caller's fp, [fp + word] = the return address. The chain climbs
+  // strictly towards `hi`, so the loop ends within (hi - lo) / 16 steps whatever the stack holds.
+  while (fp != 0) {
+    uintptr_t next = 0, pc = 0;
+    if (!read_word(fp, lo, hi, &next) || !read_word(fp + sizeof(uintptr_t), lo, hi, &pc)) break;
+    if (pc == 0) break;
+    add(pc);
+    if (next <= fp) break;
+    fp = next;
+  }
+  return w;
+}
+
+FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void* top,
+                            size_t max_frames) {
+  const auto lo = reinterpret_cast<uintptr_t>(bottom);
+  const auto hi = reinterpret_cast<uintptr_t>(top);
+  const auto sp = reinterpret_cast<uintptr_t>(saved_sp);
+  uintptr_t fp = 0, pc = 0;
+  if (sp < lo || sp > hi || (hi - sp) / sizeof(uintptr_t) < kSavedWords ||
+      !read_word(sp + kSavedFp * sizeof(uintptr_t), lo, hi, &fp) ||
+      !read_word(sp + kSavedPc * sizeof(uintptr_t), lo, hi, &pc)) {
+    return {};
+  }
+  // The saved fp must lie above the saved frame itself.
+  if (fp != 0 && fp < sp + kSavedWords * sizeof(uintptr_t)) fp = 0;
+  return walk_frame_chain(fp, reinterpret_cast<void*>(pc), lo, hi, max_frames);
+}
+
+__attribute__((noinline)) FrameWalk walk_own_stack(const void* bottom, const void* top,
+                                                   size_t max_frames) {
+  const auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  return walk_frame_chain(fp, nullptr, reinterpret_cast<uintptr_t>(bottom),
+                          reinterpret_cast<uintptr_t>(top), max_frames);
+}
+
+const std::string& FrameSymbolizer::name(void* pc) {
+  auto [it, fresh] = cache_.try_emplace(pc);
+  if (fresh) {
+    char buf[512];
+    // A return address points after its call: look up the call itself.
+    if (absl::Symbolize(static_cast<char*>(pc) - 1, buf, sizeof buf)) {
+      it->second = buf;
+    } else {
+      it->second = absl::StrFormat("%p", pc);
+    }
+  }
+  return it->second;
+}
+
+std::vector<std::string> FrameSymbolizer::names(const std::vector<void*>& pcs) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < pcs.size() && is_parking_frame(name(pcs[i]))) ++i;
+  if (i == pcs.size()) i = 0;  // nothing but the runtime: keep it all rather than nothing
+  for (; i < pcs.size(); ++i) out.push_back(name(pcs[i]));
+  return out;
+}
+
+}  // namespace reactor

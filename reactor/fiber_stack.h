@@ -1,0 +1,57 @@
+// A parked fiber's stack, walked from its saved context without stopping it: the return
+// addresses of its frame-pointer chain (every build keeps frame pointers), and their names.
+//
+// reactor_switch_context leaves the fiber's callee-saved registers at its saved stack pointer
+// (switch_x86_64.S, switch_aarch64.S; make_context mirrors the layout): the saved frame pointer
+// and the return address into switch_context are read from there, then the chain of frame records
+// ([fp] = the caller's fp, [fp + 8] = the return address) is followed. Every read is checked
+// against the fiber's stack bounds and the chain must climb strictly, so a corrupt chain ends the
+// walk instead of reading outside the stack. The chain ends at the fiber's trampoline (frame
+// pointer 0).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace reactor {
+
+struct FrameWalk {
+  std::vector<void*> pcs;  // return addresses, innermost first (at most the limit asked)
+  size_t omitted = 0;      // frames past the limit
+};
+
+// Walks the frame chain starting at frame pointer `fp`, after the innermost pc `first_pc` (null:
+// none), reading only [lo, hi). Any thread: it reads memory only, never follows a pointer outside
+// the bounds.
+FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t hi,
+                           size_t max_frames);
+
+// The frames of a fiber parked by reactor_switch_context with saved stack pointer `saved_sp` on
+// the stack [bottom, top). The loop thread of the fiber's reactor (its stack must not run
+// meanwhile).
+FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void* top,
+                            size_t max_frames);
+
+// The calling code's own frames up to `top` (the running fiber's stack top). Loop thread.
+FrameWalk walk_own_stack(const void* bottom, const void* top, size_t max_frames);
+
+// Names for return addresses (absl::Symbolize; "0x..." when unknown), innermost first, with the
+// runtime's own parking frames (switch_context, park, the wait lists) dropped from the top so the
+// first frame is the suspension point the fiber waits in (Channel::pop, sleep_until, recv...).
+// Keeps the names it looked up, so many fibers with common frames cost one lookup each. It reads
+// the binary's symbol tables: use it off the loop threads (offload). One thread at a time.
+// absl::Symbolize reads /proc/self/maps and the ELF files itself; the watchdog, if any, has
+// called absl::InitializeSymbolizer (calling it again would race with the watchdog's lookups).
+class FrameSymbolizer {
+ public:
+  std::vector<std::string> names(const std::vector<void*>& pcs);
+
+ private:
+  const std::string& name(void* pc);
+  std::unordered_map<void*, std::string> cache_;
+};
+
+}  // namespace reactor
