@@ -32,8 +32,8 @@ namespace reactor {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::backend_counter;
-using testing::ms_since;
+using test::backend_counter;
+using test::ms_since;
 
 // A reactor running on a thread of its own until the object goes.
 class LoopThread {
@@ -294,7 +294,7 @@ TEST_P(IdleTest, SpinServesCrossThreadPosts) {
   ASSERT_TRUE(r.post([&] { posted.set_value(); }));
   EXPECT_EQ(posted.get_future().wait_for(2s), std::future_status::ready);
   int answer = 0;
-  testing::run_fiber(
+  test::run_fiber(
       [&] {
         absl::StatusOr<int> v = call_on(
             r, [] { return 42; }, deadline_after(2s));
@@ -408,8 +408,8 @@ TEST(IdleMode, Names) {
   EXPECT_EQ(idle_mode_name(IdleMode::kAdaptive), "adaptive");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, IdleTest, ::testing::ValuesIn(testing::available_backends()),
-                         testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, IdleTest, ::testing::ValuesIn(test::available_backends()),
+                         test::backend_test_name);
 
 }  // namespace
 }  // namespace reactor

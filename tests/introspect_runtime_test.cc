@@ -15,7 +15,7 @@
 namespace reactor {
 namespace {
 
-using testing::run_fiber;
+using test::run_fiber;
 
 // Named, not inlined, so that its frame shows under Channel::pop.
 __attribute__((noinline)) int wait_in_channel_pop(Channel<int>& ch) {

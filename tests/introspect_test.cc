@@ -36,8 +36,9 @@ namespace reactord {
 namespace {
 
 using namespace std::chrono_literals;
+namespace test = reactor::test;
 using Json = nlohmann::json;
-using testing::DaemonProcess;
+using test::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Clock = std::chrono::steady_clock;
