@@ -1,14 +1,21 @@
-// What the reliability and soak suites check of a daemon after load: no stall of the daemon's
-// own making, and no warning in its log. Test thread.
+// The base of the reliability and soak suites: a daemon on each backend (the test's parameter),
+// its services' addresses and statistics, its open fds once idle, and what they check after load:
+// no stall of the daemon's own making, and no warning in its log. Test thread.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/blocking_client.h"
 #include "tests/daemon_harness.h"
+#include "tests/reliability_util.h"
 
 namespace reactor::test {
 
@@ -40,5 +47,68 @@ inline ::testing::AssertionResult no_stalls_of_its_own(const std::string& admin_
   }
   return ::testing::AssertionSuccess();
 }
+
+inline constexpr int64_t kMiB = 1 << 20;
+
+class BackendDaemonTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  using Json = nlohmann::json;
+
+  // Starts the daemon with `toml` on this test's backend; `before_exec` runs in its child.
+  ::testing::AssertionResult start_on_backend(const std::string& toml,
+                                              std::function<void()> before_exec = nullptr) {
+    return start_daemon(d_, toml, {"--backend=" + GetParam()}, std::move(before_exec),
+                        std::chrono::seconds(60));
+  }
+  std::string addr(const std::string& service) { return d_.addresses()[service]; }
+  std::string admin_socket() const { return d_.admin_socket(); }
+
+  // The admin command's JSON answer; null if the query failed, discarded if it is not JSON.
+  Json query_json(const std::string& cmd) {
+    std::optional<std::string> s = admin_query(admin_socket(), cmd);
+    return s ? Json::parse(*s, nullptr, /*allow_exceptions=*/false) : Json();
+  }
+  // `stats`; an empty object if the query failed.
+  Json stats() {
+    Json s = query_json("stats");
+    return s.is_object() ? s : Json::object();
+  }
+  // One service of `services`; an empty object if it is not there.
+  Json service_stats(const std::string& name) {
+    Json services = query_json("services");
+    if (services.is_array()) {
+      for (const Json& s : services) {
+        if (s.value("name", "") == name) return s;
+      }
+    }
+    return Json::object();
+  }
+
+  // The daemon's open fds once no connection of any service is open (waits up to 30 s for that).
+  int idle_fds() {
+    using Clock = std::chrono::steady_clock;
+    for (auto end = Clock::now() + std::chrono::seconds(30); Clock::now() < end;
+         std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+      const Json services = query_json("services");
+      if (!services.is_array()) continue;
+      int64_t active = 0;
+      for (const Json& s : services) {
+        active += s.value("connections", Json::object()).value("active", 0);
+      }
+      if (active == 0) break;
+    }
+    return settled_fds(d_.pid());
+  }
+
+  // While the daemon runs: no stall of its own making, no line logged at warning level or worse
+  // but the watchdog's on those, and no sanitizer report.
+  void expect_clean_log() {
+    EXPECT_TRUE(no_stalls_of_its_own(admin_socket()));
+    const std::string log = d_.log();
+    EXPECT_THAT(unexpected_log_lines(log, kStallLines), ::testing::IsEmpty()) << log;
+  }
+
+  DaemonProcess d_;
+};
 
 }  // namespace reactor::test

@@ -39,14 +39,11 @@ namespace {
 namespace test = reactor::test;
 
 using namespace std::chrono_literals;
-using Json = nlohmann::json;
 using test::BlockingClient;
-using test::DaemonProcess;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
-
-constexpr int64_t kMiB = 1 << 20;
+using test::kMiB;
 
 // The churn test's default cycle count: the full 200,000 where it is affordable in CI (debug,
 // ASan: about 15-25 s per backend), 20,000 under TSan (about 1,000 cycles/s there);
@@ -79,47 +76,12 @@ std::string config(const std::string& dir, const std::string& admin = "",
   return test::daemon_config(dir, admin, services);
 }
 
-class Reliability : public ::testing::TestWithParam<std::string> {
+class Reliability : public test::BackendDaemonTest {
  protected:
   // Starts the daemon on this test's backend; `before_exec` runs in its child process.
   ::testing::AssertionResult start(const std::string& admin = "",
                                    std::function<void()> before_exec = nullptr) {
-    return test::start_daemon(d_, config(d_.dir(), admin), {"--backend=" + GetParam()},
-                              std::move(before_exec), 60s);
-  }
-  std::string addr(const std::string& service) { return d_.addresses()[service]; }
-  std::string admin_socket() const { return d_.admin_socket(); }
-
-  // The daemon's open fds once no connection of any service is open (waits up to 20 s for that).
-  int idle_fds() {
-    for (auto end = Clock::now() + 20s; Clock::now() < end; std::this_thread::sleep_for(50ms)) {
-      int64_t active = 0;
-      for (const Json& svc : stats().value("services", Json::array())) {
-        active += svc.value("connections", Json::object()).value("active", 0);
-      }
-      if (active == 0) break;
-    }
-    return test::settled_fds(d_.pid());
-  }
-
-  Json stats() {
-    std::optional<std::string> s = test::admin_query(admin_socket(), "stats");
-    if (!s) return Json::object();
-    return Json::parse(*s, nullptr, /*allow_exceptions=*/false);
-  }
-  Json service_stats(const std::string& name) {
-    for (const Json& svc : stats().value("services", Json::array())) {
-      if (svc.value("name", "") == name) return svc;
-    }
-    return Json::object();
-  }
-
-  // No stall of the daemon's own making, no line logged at warning level or worse but the
-  // watchdog's on those, and no sanitizer report.
-  void expect_clean_log() {
-    EXPECT_TRUE(test::no_stalls_of_its_own(admin_socket()));
-    const std::string log = d_.log();
-    EXPECT_THAT(test::unexpected_log_lines(log, test::kStallLines), ::testing::IsEmpty()) << log;
+    return start_on_backend(config(d_.dir(), admin), std::move(before_exec));
   }
 
   void stop_cleanly() {
@@ -145,8 +107,6 @@ class Reliability : public ::testing::TestWithParam<std::string> {
     c.recv_to_eof(&got);
     return got;
   }
-
-  DaemonProcess d_;
 };
 
 // `cycles` connect / echo / close cycles from `threads` client threads. Even cycles half-close
@@ -520,7 +480,7 @@ TEST_P(Reliability, EmfileBacksOffWithoutSpinningAndRecovers) {
   // The fds this daemon needs when idle, on this backend and build.
   int idle = -1;
   {
-    DaemonProcess probe;
+    test::DaemonProcess probe;
     probe.write_config(config(probe.dir()));
     probe.start({"--backend=" + GetParam()});
     ASSERT_TRUE(probe.wait_ready(60s)) << probe.log();

@@ -31,13 +31,9 @@ namespace {
 namespace test = reactor::test;
 
 using namespace std::chrono_literals;
-using Json = nlohmann::json;
 using test::BlockingClient;
-using test::DaemonProcess;
-using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
-
-constexpr int64_t kMiB = 1 << 20;
+using test::kMiB;
 
 int soak_seconds() {
   if (const char* env = std::getenv("REACTORD_SOAK_SECONDS"); env != nullptr && *env != '\0') {
@@ -81,41 +77,11 @@ std::string read_response(BlockingClient& c) {
   return head;
 }
 
-class Soak : public ::testing::TestWithParam<std::string> {
+class Soak : public test::BackendDaemonTest {
  protected:
-  std::string addr(const std::string& s) { return d_.addresses()[s]; }
-  std::string admin_socket() const { return d_.admin_socket(); }
-  Json query_json(const std::string& cmd) {
-    std::optional<std::string> s = test::admin_query(admin_socket(), cmd);
-    return s ? Json::parse(*s, nullptr, false) : Json();
-  }
-  Json service(const std::string& name) {
-    Json services = query_json("services");
-    if (services.is_array()) {
-      for (const Json& s : services) {
-        if (s.value("name", "") == name) return s;
-      }
-    }
-    return Json::object();
-  }
-  int idle_fds() {
-    for (auto end = Clock::now() + 30s; Clock::now() < end; std::this_thread::sleep_for(50ms)) {
-      int64_t active = 0;
-      Json services = query_json("services");
-      if (!services.is_array()) continue;
-      for (const Json& s : services) {
-        active += s.value("connections", Json::object()).value("active", 0);
-      }
-      if (active == 0) break;
-    }
-    return test::settled_fds(d_.pid());
-  }
-
   // The load threads, until `stop`.
   void run_load(Ledger& l, const std::atomic<bool>& stop, const std::string& healthz,
                 const std::string& not_found);
-
-  DaemonProcess d_;
 };
 
 void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string& healthz,
@@ -243,15 +209,13 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
 }
 
 TEST_P(Soak, MixedLoadLosesNothing) {
-  d_.write_config(absl::StrCat(
+  ASSERT_TRUE(start_on_backend(absl::StrCat(
       "[runtime]\nshards = 2\n\n[log]\nlevel = \"info\"\nformat = \"text\"\n\n[admin]\nsocket = \"",
       d_.dir(),
       "/admin.sock\"\n\n[shutdown]\ndrain_timeout_ms = 5000\n\n"
       "[[service]]\nname = \"echo\"\nkind = \"echo\"\nlisten = \"127.0.0.1:0\"\n\n"
       "[[service]]\nname = \"web\"\nkind = \"http\"\nlisten = \"127.0.0.1:0\"\n\n"
-      "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n"));
-  d_.start({"--backend=" + GetParam()});
-  ASSERT_TRUE(d_.wait_ready(60s)) << d_.log();
+      "[[service]]\nname = \"kv\"\nkind = \"resp\"\nlisten = \"127.0.0.1:0\"\n")));
   const pid_t pid = d_.pid();
   // The exact answers, learnt once.
   std::string healthz, not_found;
@@ -293,7 +257,7 @@ TEST_P(Soak, MixedLoadLosesNothing) {
 
   EXPECT_EQ(l.failures.load(), 0u) << ::testing::PrintToString(l.first_failures);
   // The daemon counted exactly what the clients sent.
-  const Json echo = service("echo"), web = service("web"), kv = service("kv");
+  const Json echo = service_stats("echo"), web = service_stats("web"), kv = service_stats("kv");
   EXPECT_EQ(echo.value("bytes_in", uint64_t{0}), l.echo_bytes.load()) << echo.dump();
   EXPECT_EQ(echo.value("bytes_out", uint64_t{0}), l.echo_bytes.load()) << echo.dump();
   EXPECT_EQ(web.value("requests", uint64_t{0}), l.http_requests.load()) << web.dump();

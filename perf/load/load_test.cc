@@ -244,6 +244,11 @@ RunResult run_load(const std::string& args) {
   return r;
 }
 
+// reactord-load with `args` against `server`.
+RunResult run_against(const TestServer& server, const std::string& args) {
+  return run_load("--port " + std::to_string(server.port()) + " " + args);
+}
+
 // The number after "key": in the JSON output, or -1.
 double json_number(const std::string& out, const std::string& key) {
   const size_t at = out.find("\"" + key + "\":");
@@ -253,8 +258,8 @@ double json_number(const std::string& out, const std::string& key) {
 
 TEST(LoadEndToEnd, EchoVerifiesEveryByteOfExactlyTheRequestedMessages) {
   TestServer server(Mode::kEcho);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 8 --threads 2 --size 100 --requests 2001 --json");
+  const RunResult r =
+      run_against(server, "--connections 8 --threads 2 --size 100 --requests 2001 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "requests"), 2001) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 200100) << r.out;
@@ -270,9 +275,9 @@ TEST(LoadEndToEnd, EchoWithSourceAddressesAndServerCpu) {
   constexpr double kBurnSeconds = 0.005;
   TestServer server(Mode::kEcho, 0, std::chrono::microseconds(5000), 5000);
   const RunResult r =
-      run_load("--port " + std::to_string(server.port()) +
-               " --connections 6 --source-addrs 3 --size 5000 --requests " +
-               std::to_string(kRequests) + " --server-pid " + std::to_string(getpid()) + " --json");
+      run_against(server, "--connections 6 --source-addrs 3 --size 5000 --requests " +
+                              std::to_string(kRequests) + " --server-pid " +
+                              std::to_string(getpid()) + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 300000) << r.out;
   // /proc counts CPU in clock ticks (10 ms): each end of the window may lose one. Above the
@@ -291,8 +296,7 @@ TEST(LoadEndToEnd, EchoWithSourceAddressesAndServerCpu) {
 
 TEST(LoadEndToEnd, CatchesACorruptedByte) {
   TestServer server(Mode::kEcho, /*corrupt_at=*/1000);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 2 --size 64 --requests 100 --json");
+  const RunResult r = run_against(server, "--connections 2 --size 64 --requests 100 --json");
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_EQ(json_number(r.out, "errors_verify"), 2) << r.out;
   EXPECT_NE(r.out.find("byte 999 of the stream differs"), std::string::npos) << r.out;
@@ -300,23 +304,21 @@ TEST(LoadEndToEnd, CatchesACorruptedByte) {
 
 TEST(LoadEndToEnd, HttpAndRespCountWholeResponses) {
   TestServer http(Mode::kHttp);
-  RunResult r = run_load("--mode http --port " + std::to_string(http.port()) +
-                         " --connections 3 --requests 300 --json");
+  RunResult r = run_against(http, "--mode http --connections 3 --requests 300 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 300 * (sizeof TestServer::kHttpResponse - 1))
       << r.out;
 
   TestServer resp(Mode::kResp);
-  r = run_load("--mode resp --port " + std::to_string(resp.port()) +
-               " --connections 3 --requests 300 --json");
+  r = run_against(resp, "--mode resp --connections 3 --requests 300 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 300 * 7) << r.out;
 }
 
 TEST(LoadEndToEnd, OpenLoopSendsAtTheRateAndMeasuresAWindow) {
   TestServer server(Mode::kEcho);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 4 --rate 2000 --warmup 0.2 --duration 0.5 --json");
+  const RunResult r =
+      run_against(server, "--connections 4 --rate 2000 --warmup 0.2 --duration 0.5 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   // 1,000 requests are due in the window; a loaded machine may finish some of them late.
   EXPECT_GT(json_number(r.out, "requests"), 500) << r.out;
