@@ -363,12 +363,23 @@ TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
   EXPECT_THAT(r.out, HasSubstr("echo"));
   EXPECT_THAT(r.out, Not(HasSubstr("\x1b[")));  // no screen control codes into a pipe
 
-  // Echo traffic runs for the whole of a three-screen top.
+  // Echo traffic at a known pace, kRate exchanges of kPayload a second, runs from before the first
+  // screen's window to after the last: each window should show kRate * kPayload bytes a second.
+  constexpr int kRate = 50;
+  const std::string payload = "ping through echo";
   std::atomic<bool> stop{false};
+  std::atomic<int> late{0};
   std::thread traffic([&] {
-    while (!stop) echo_through(echo, "ping through echo");
+    const auto start = Clock::now();
+    for (int k = 0; !stop; ++k) {
+      std::this_thread::sleep_until(start + k * std::chrono::microseconds(1000000 / kRate));
+      if (Clock::now() - (start + k * std::chrono::microseconds(1000000 / kRate)) > 100ms) ++late;
+      echo_through(echo, payload);
+    }
   });
+  std::this_thread::sleep_for(300ms);
   r = ctl_at(d, {"--json", "top", "--iterations", "3", "--interval", "0.5"});
+  std::this_thread::sleep_for(300ms);
   stop = true;
   traffic.join();
   ASSERT_EQ(r.code, 0) << describe(r);
@@ -389,6 +400,13 @@ TEST(Reactorctl, TopShowsRatesWhileTrafficRuns) {
     const Json& rate = frame["services"][0]["requests_per_second"];
     ASSERT_TRUE(rate.is_number()) << l;
     best_rate = std::max(best_rate, rate.get<double>());
+    // A window of 0.5 s holds 25 exchanges, give or take one at each end and the client's
+    // scheduling: within 30 %.
+    const Json& bytes = frame["services"][0]["received_bytes_per_second"];
+    ASSERT_TRUE(bytes.is_number()) << l;
+    const double sent = static_cast<double>(kRate * payload.size());
+    EXPECT_NEAR(bytes.get<double>(), sent, 0.3 * sent)
+        << l << "\n(the client was over 100 ms behind its pace " << late << " times)";
   }
   EXPECT_GT(best_rate, 0.0) << r.out;
   EXPECT_TRUE(test::stops_cleanly(d));
@@ -558,10 +576,12 @@ TEST(AdminAccess, AllowedUidReadsButMayNotWrite) {
   Ran r = ctl_at(d, {"--json", "stats"});
   ASSERT_EQ(r.code, 0) << describe(r);
 
-  // reactorctl itself, run as uid/gid 65534.
+  // reactorctl itself, run as uid/gid 65534 from a directory it can reach.
+  const test::ReachableCopy ctl(reactorctl_binary());
+  ASSERT_FALSE(ctl.path().empty());
   auto as_nobody_ctl = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"--socket", d.admin_socket()});
-    return run_reactorctl(args, {}, become_nobody);
+    return run_reactorctl(args, {}, become_nobody, ctl.path());
   };
   r = as_nobody_ctl({"--json", "stats"});
   EXPECT_EQ(r.code, 0) << describe(r);
@@ -596,10 +616,12 @@ TEST(AdminAccess, OtherUidIsRefusedEvenStats) {
   DaemonProcess d;
   ASSERT_TRUE(start_daemon(d, open_socket_config(d, "")));
   expect_world_connectable(d);
-  Ran r = run_reactorctl({"--socket", d.admin_socket(), "stats"}, {}, become_nobody);
+  const test::ReachableCopy ctl(reactorctl_binary());  // run as uid 65534: see ReachableCopy
+  ASSERT_FALSE(ctl.path().empty());
+  Ran r = run_reactorctl({"--socket", d.admin_socket(), "stats"}, {}, become_nobody, ctl.path());
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR denied: "));
-  r = run_reactorctl({"--socket", d.admin_socket(), "ping"}, {}, become_nobody);
+  r = run_reactorctl({"--socket", d.admin_socket(), "ping"}, {}, become_nobody, ctl.path());
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR denied: "));
   for (const char* cmd : {"stats", "metrics", "fibers", "set log.level debug", "reload"}) {

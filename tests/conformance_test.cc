@@ -127,7 +127,7 @@ TEST_P(ConformanceTest, PastDeadlineStillTriesOnce) {
     const Deadline start = Clock::now();
     auto none = backend().recv(p.client.fd(), std::as_writable_bytes(std::span(buf)), Clock::now());
     EXPECT_TRUE(absl::IsDeadlineExceeded(none.status())) << none.status();
-    EXPECT_LT(ms_since(start), 2000);
+    EXPECT_LT(ms_since(start), 1500);  // no timeout to wait for: 1.5 s of scheduling slack
   });
 }
 

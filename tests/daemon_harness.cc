@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -45,6 +46,24 @@ std::string daemon_config(const std::string& dir, const std::string& admin,
     return ::testing::AssertionFailure() << "reactord did not become ready:\n" << d.log();
   }
   return ::testing::AssertionSuccess();
+}
+
+std::vector<std::string> unexpected_log_lines(const std::string& log,
+                                              const std::vector<std::string>& allowed) {
+  std::vector<std::string> out;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    // "2024-05-01 12:00:00.123 warning message": the third field is spdlog's level name.
+    std::vector<absl::string_view> fields = absl::StrSplit(line, absl::MaxSplits(' ', 3));
+    const bool bad_level = fields.size() >= 3 && (fields[2] == "warning" || fields[2] == "error" ||
+                                                  fields[2] == "critical");
+    const bool sanitizer =
+        absl::StrContains(line, "Sanitizer") || absl::StrContains(line, "runtime error:");
+    if (!bad_level && !sanitizer) continue;
+    bool expected = false;
+    for (const std::string& a : allowed) expected = expected || absl::StrContains(line, a);
+    if (sanitizer || !expected) out.emplace_back(line);
+  }
+  return out;
 }
 
 ::testing::AssertionResult stops_cleanly(DaemonProcess& d, std::chrono::milliseconds timeout) {

@@ -80,6 +80,12 @@ std::string daemon_config(const std::string& dir, const std::string& admin,
     std::function<void()> before_exec = nullptr,
     std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+// The lines of a reactord text log (daemon_config's format: date, time, level, message) at
+// warning level or worse that contain none of `allowed`, and every line of a sanitizer's report.
+// Each `allowed` entry is a substring of one expected warning; say at its use why it is expected.
+std::vector<std::string> unexpected_log_lines(const std::string& log,
+                                              const std::vector<std::string>& allowed = {});
+
 // Sends SIGTERM and waits for `d` to exit; a success when it exits 0 in time, else a failure that
 // carries the exit code and the daemon's log.
 ::testing::AssertionResult stops_cleanly(

@@ -6,12 +6,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -110,17 +112,48 @@ inline Ran run_process(const std::vector<std::string>& argv,
   return r;
 }
 
+// A copy of `binary` in a new directory under /tmp, both mode 0755, removed with the object: a
+// child dropped to another uid can run it even when the build tree lies under a directory that
+// uid may not search (a home of mode 0700), where exec fails and the child exits 127.
+class ReachableCopy {
+ public:
+  explicit ReachableCopy(const std::string& binary) {
+    char tmpl[] = "/tmp/reactord-bin-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return;
+    dir_ = tmpl;
+    const std::string to = dir_ + "/" + std::filesystem::path(binary).filename().string();
+    std::error_code ec;
+    std::filesystem::copy_file(binary, to, ec);
+    if (ec || ::chmod(dir_.c_str(), 0755) != 0 || ::chmod(to.c_str(), 0755) != 0) return;
+    path_ = to;
+  }
+  ~ReachableCopy() {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  ReachableCopy(const ReachableCopy&) = delete;
+  ReachableCopy& operator=(const ReachableCopy&) = delete;
+
+  // The copy, or "" if it could not be made.
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+};
+
 #if defined(REACTORCTL_BINARY)
 // The reactorctl under test (tests/CMakeLists.txt defines REACTORCTL_BINARY).
 inline const char* reactorctl_binary() {
   return REACTORCTL_BINARY;
 }
 
-// reactorctl with `args`; $REACTORD_ADMIN_SOCKET unset unless `env` sets it.
+// `binary` (reactorctl unless given) with `args`; $REACTORD_ADMIN_SOCKET unset unless `env` sets
+// it.
 inline Ran run_reactorctl(std::vector<std::string> args,
                           std::map<std::string, std::string> env = {},
-                          std::function<void()> before_exec = nullptr) {
-  args.insert(args.begin(), reactorctl_binary());
+                          std::function<void()> before_exec = nullptr,
+                          const std::string& binary = reactorctl_binary()) {
+  args.insert(args.begin(), binary);
   env.emplace("REACTORD_ADMIN_SOCKET", "");
   return run_process(args, env, std::move(before_exec));
 }

@@ -8,9 +8,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -126,7 +128,10 @@ class TestServer {
       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nhi\n";
 
   // corrupt_at: in echo mode, flip one bit of this byte of each connection's stream (0: never).
-  TestServer(Mode mode, size_t corrupt_at = 0) : mode_(mode), corrupt_at_(corrupt_at) {
+  // burn: in echo mode, spin this much of the serving thread's CPU time for each `block` bytes of
+  // a stream received, before echoing them: a server whose CPU cost is known.
+  TestServer(Mode mode, size_t corrupt_at = 0, std::chrono::nanoseconds burn = {}, size_t block = 0)
+      : mode_(mode), corrupt_at_(corrupt_at), burn_(burn), block_(block) {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -178,6 +183,7 @@ class TestServer {
           char& b = reply[corrupt_at_ - 1 - offset];
           b = static_cast<char>(b ^ 0x10);
         }
+        if (block_ > 0) spin((offset + static_cast<size_t>(n)) / block_ - offset / block_);
         offset += static_cast<size_t>(n);
       } else {
         pending.append(buf, static_cast<size_t>(n));
@@ -195,8 +201,22 @@ class TestServer {
     }
   }
 
+  // Spins `blocks` times burn_ of this thread's CPU time.
+  void spin(size_t blocks) const {
+    auto cpu = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+    };
+    const auto until = cpu() + burn_ * static_cast<int64_t>(blocks);
+    while (cpu() < until) {
+    }
+  }
+
   const Mode mode_;
   const size_t corrupt_at_;
+  const std::chrono::nanoseconds burn_;
+  const size_t block_;
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -224,6 +244,11 @@ RunResult run_load(const std::string& args) {
   return r;
 }
 
+// reactord-load with `args` against `server`.
+RunResult run_against(const TestServer& server, const std::string& args) {
+  return run_load("--port " + std::to_string(server.port()) + " " + args);
+}
+
 // The number after "key": in the JSON output, or -1.
 double json_number(const std::string& out, const std::string& key) {
   const size_t at = out.find("\"" + key + "\":");
@@ -233,8 +258,8 @@ double json_number(const std::string& out, const std::string& key) {
 
 TEST(LoadEndToEnd, EchoVerifiesEveryByteOfExactlyTheRequestedMessages) {
   TestServer server(Mode::kEcho);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 8 --threads 2 --size 100 --requests 2001 --json");
+  const RunResult r =
+      run_against(server, "--connections 8 --threads 2 --size 100 --requests 2001 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "requests"), 2001) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 200100) << r.out;
@@ -243,20 +268,35 @@ TEST(LoadEndToEnd, EchoVerifiesEveryByteOfExactlyTheRequestedMessages) {
   EXPECT_GT(json_number(r.out, "p50"), 0) << r.out;
 }
 
+// The server (this process) spins 5 ms of CPU for each 5,000-byte message: 60 of them cost it
+// 0.3 s, which the server-CPU figures must show.
 TEST(LoadEndToEnd, EchoWithSourceAddressesAndServerCpu) {
-  TestServer server(Mode::kEcho);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 6 --source-addrs 3 --size 5000 --requests 60" +
-                               " --server-pid " + std::to_string(getpid()) + " --json");
+  constexpr int kRequests = 60;
+  constexpr double kBurnSeconds = 0.005;
+  TestServer server(Mode::kEcho, 0, std::chrono::microseconds(5000), 5000);
+  const RunResult r =
+      run_against(server, "--connections 6 --source-addrs 3 --size 5000 --requests " +
+                              std::to_string(kRequests) + " --server-pid " +
+                              std::to_string(getpid()) + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 300000) << r.out;
-  EXPECT_GE(json_number(r.out, "server_utilization"), 0) << r.out;
+  // /proc counts CPU in clock ticks (10 ms): each end of the window may lose one. Above the
+  // burn: the server's own reads and writes and this process's other threads, which are idle.
+  const double burnt = kRequests * kBurnSeconds;
+  const double cpu = json_number(r.out, "server_cpu_s");
+  EXPECT_GE(cpu, burnt - 0.02) << r.out;
+  EXPECT_LE(cpu, burnt + 0.1) << r.out;
+  EXPECT_NEAR(json_number(r.out, "server_cpu_per_request_us"), cpu * 1e6 / kRequests, 1) << r.out;
+  // Utilization is that CPU over the measured window (both printed to 3 decimals).
+  const double window = json_number(r.out, "window_s");
+  ASSERT_GT(window, 0) << r.out;
+  EXPECT_NEAR(json_number(r.out, "server_utilization"), cpu / window, 0.002 + 0.001 / window)
+      << r.out;
 }
 
 TEST(LoadEndToEnd, CatchesACorruptedByte) {
   TestServer server(Mode::kEcho, /*corrupt_at=*/1000);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 2 --size 64 --requests 100 --json");
+  const RunResult r = run_against(server, "--connections 2 --size 64 --requests 100 --json");
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_EQ(json_number(r.out, "errors_verify"), 2) << r.out;
   EXPECT_NE(r.out.find("byte 999 of the stream differs"), std::string::npos) << r.out;
@@ -264,23 +304,21 @@ TEST(LoadEndToEnd, CatchesACorruptedByte) {
 
 TEST(LoadEndToEnd, HttpAndRespCountWholeResponses) {
   TestServer http(Mode::kHttp);
-  RunResult r = run_load("--mode http --port " + std::to_string(http.port()) +
-                         " --connections 3 --requests 300 --json");
+  RunResult r = run_against(http, "--mode http --connections 3 --requests 300 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 300 * (sizeof TestServer::kHttpResponse - 1))
       << r.out;
 
   TestServer resp(Mode::kResp);
-  r = run_load("--mode resp --port " + std::to_string(resp.port()) +
-               " --connections 3 --requests 300 --json");
+  r = run_against(resp, "--mode resp --connections 3 --requests 300 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json_number(r.out, "verified_bytes"), 300 * 7) << r.out;
 }
 
 TEST(LoadEndToEnd, OpenLoopSendsAtTheRateAndMeasuresAWindow) {
   TestServer server(Mode::kEcho);
-  const RunResult r = run_load("--port " + std::to_string(server.port()) +
-                               " --connections 4 --rate 2000 --warmup 0.2 --duration 0.5 --json");
+  const RunResult r =
+      run_against(server, "--connections 4 --rate 2000 --warmup 0.2 --duration 0.5 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   // 1,000 requests are due in the window; a loaded machine may finish some of them late.
   EXPECT_GT(json_number(r.out, "requests"), 500) << r.out;
