@@ -423,7 +423,8 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
       {"unknown key in a service", svc + "max_conns = 5\n",
        "t.toml:5:1: service[0].max_conns: unknown key; a service has name, kind, listen, "
        "max_connections, idle_timeout_ms, header_timeout_ms, max_header_bytes, max_body_bytes, "
-       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes, max_command_bytes, max_memory_bytes"},
+       "debug_routes, max_bulk_bytes, max_array_len, max_inline_bytes, max_command_bytes, "
+       "max_memory_bytes"},
       {"wrong type", "[runtime]\nshards = \"4\"\n" + svc,
        "t.toml:2:10: runtime.shards: expected an integer in 0..1024, got the string \"4\""},
       {"float for an integer", "[shutdown]\ndrain_timeout_ms = 1.5\n" + svc,
