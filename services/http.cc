@@ -108,7 +108,8 @@ std::optional<int> parse_block_ms(std::string_view query) {
 // Blocks the calling thread — the loop — for ms milliseconds, on purpose: /debug/block exists so
 // the watchdog has a stalled loop to catch. A signal (the watchdog's backtrace request) interrupts
 // the sleep; it resumes until the full time has passed.
-void block_loop_thread(int ms) {
+// Not inlined, so a stall report's stack and `fibers --stacks` name it in every build.
+[[gnu::noinline]] void block_loop_thread(int ms) {
   timespec until{};
   ::clock_gettime(CLOCK_MONOTONIC, &until);
   until.tv_sec += ms / 1000;
@@ -126,7 +127,8 @@ class HttpConnection {
   HttpConnection(Connection& c, const HttpOptions& o)
       : c_(c), o_(o), parser_(HttpLimits{o.max_header_bytes, o.max_body_bytes}) {}
 
-  void run();
+  // Not inlined into serve_http: a parked connection's stack names it in optimised builds too.
+  [[gnu::noinline]] void run();
 
  private:
   // Answers one parsed request into out_; false when the connection closes after it.
