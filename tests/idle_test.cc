@@ -35,13 +35,15 @@ using namespace std::chrono_literals;
 using test::backend_counter;
 using test::ms_since;
 
-// A reactor running on a thread of its own until the object goes.
+// A reactor running on a thread of its own until the object goes. The reactor is destroyed only
+// after stop() has returned on the test's thread: a spinning loop sees the stop at once, and must
+// not free itself while stop() is still inside it.
 class LoopThread {
  public:
   LoopThread(const std::string& backend, IdleMode idle, Duration spin = 50us) {
     std::promise<Reactor*> created;
     std::future<Reactor*> result = created.get_future();
-    thread_ = std::thread([&] {
+    thread_ = std::thread([&, released = release_.get_future()] {
       Reactor::Options options;
       options.backend = backend;
       options.idle = idle;
@@ -56,17 +58,20 @@ class LoopThread {
       (*r)->run_until_stopped();
       (*r)->cancel_all();
       (*r)->run_until([&] { return (*r)->fibers_alive() == 0; });
+      released.wait();
     });
     reactor_ = result.get();
   }
   ~LoopThread() {
     if (reactor_ != nullptr) reactor_->stop();
+    release_.set_value();
     thread_.join();
   }
   bool ok() const { return reactor_ != nullptr; }
   Reactor& reactor() { return *reactor_; }
 
  private:
+  std::promise<void> release_;
   std::thread thread_;
   Reactor* reactor_ = nullptr;
 };
