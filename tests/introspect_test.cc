@@ -31,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/daemon_harness.h"
+#include "tests/process_util.h"
 
 namespace reactord {
 namespace {
@@ -53,58 +54,13 @@ std::string config_for(const std::string& dir) {
       "debug_routes = true\n");
 }
 
-struct Ran {
-  int code = -1;
-  std::string out, err;
-};
+using test::describe;
+using test::Ran;
 
-// reactorctl --socket DIR/admin.sock ARGS, its output captured; killed after 30 s.
+// reactorctl --socket DIR/admin.sock ARGS, its output captured.
 Ran ctl(const DaemonProcess& d, std::vector<std::string> args) {
-  args.insert(args.begin(), {REACTORCTL_BINARY, "--socket", d.dir() + "/admin.sock"});
-  int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return {};
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(err[1], STDERR_FILENO);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::alarm(30);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  ::close(err[1]);
-  Ran r;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  for (int open = 2; open > 0;) {
-    if (::poll(fds, 2, 30'000) <= 0) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buf[65536];
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
-      } else {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open;
-      }
-    }
-  }
-  for (auto& f : fds) {
-    if (f.fd >= 0) ::close(f.fd);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-std::string describe(const Ran& r) {
-  return absl::StrCat("exit ", r.code, "\nstdout:\n", r.out, "\nstderr:\n", r.err);
+  args.insert(args.begin(), {"--socket", d.dir() + "/admin.sock"});
+  return test::run_reactorctl(std::move(args));
 }
 
 Json json_of(const Ran& r) {
