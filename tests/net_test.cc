@@ -18,16 +18,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::connected_pair;
+using test::interrupt_pending;
+using test::ms_taken;
 using test::Pair;
-using test::run_fiber;
+using test::read_status;
 
-class NetTest : public ::testing::TestWithParam<std::string> {
- protected:
-  template <class F>
-  void run(F&& fn) {
-    run_fiber(std::forward<F>(fn), GetParam());
-  }
-};
+class NetTest : public test::BackendTest {};
 
 SocketAddress loopback_v4() {
   return *SocketAddress::parse_ip("127.0.0.1:0");
@@ -141,11 +137,8 @@ TEST_P(NetTest, AcceptCancel) {
   run([&] {
     auto listener = TcpListener::bind(loopback_v4());
     ASSERT_TRUE(listener.ok());
-    auto acceptor = spawn("acceptor", [&] { s = listener->accept().status(); });
-    ASSERT_TRUE(acceptor.ok());
-    ASSERT_TRUE(sleep_for(2ms).ok());
-    acceptor->cancel();
-    acceptor->join();
+    interrupt_pending(
+        "acceptor", [&] { s = listener->accept().status(); }, [](Task<void>& t) { t.cancel(); });
     // The listener still works after the cancelled accept.
     auto addr = listener->local_address();
     ASSERT_TRUE(addr.ok());
@@ -162,10 +155,7 @@ TEST_P(NetTest, RecvDeadline) {
   double waited_ms = 0;
   run([&] {
     Pair p = connected_pair();
-    const Deadline start = Clock::now();
-    std::byte buf[16];
-    s = p.client.read(buf, deadline_after(20ms)).status();
-    waited_ms = test::ms_since(start);
+    waited_ms = ms_taken([&] { s = read_status(p.client, deadline_after(20ms)); });
   });
   EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
   EXPECT_GE(waited_ms, 19);
@@ -175,14 +165,8 @@ TEST_P(NetTest, RecvCancel) {
   absl::Status s;
   run([&] {
     Pair p = connected_pair();
-    auto reader = spawn("reader", [&] {
-      std::byte buf[16];
-      s = p.client.read(buf).status();
-    });
-    ASSERT_TRUE(reader.ok());
-    ASSERT_TRUE(sleep_for(2ms).ok());
-    reader->cancel();
-    reader->join();
+    interrupt_pending(
+        "reader", [&] { s = read_status(p.client); }, [](Task<void>& t) { t.cancel(); });
     // The stream still works: a later read gets data sent afterwards.
     ASSERT_TRUE(p.server.write_all("x").ok());
     std::byte b[1];
@@ -197,16 +181,14 @@ TEST_P(NetTest, CloseResumesPendingRecvWithError) {
   absl::Status s;
   run([&] {
     Pair p = connected_pair();
-    auto reader = spawn("reader", [&] {
-      std::byte buf[16];
-      s = Reactor::current()->backend().recv(p.client.fd(), buf, deadline_after(10s)).status();
-    });
-    ASSERT_TRUE(reader.ok());
-    ASSERT_TRUE(sleep_for(2ms).ok());
-    const Deadline start = Clock::now();
-    ASSERT_TRUE(p.client.close().ok());
-    reader->join();
-    EXPECT_LT(test::ms_since(start), 5000) << "recv waited for its deadline instead";
+    const double ms = interrupt_pending(
+        "reader",
+        [&] {
+          std::byte buf[16];
+          s = Reactor::current()->backend().recv(p.client.fd(), buf, deadline_after(10s)).status();
+        },
+        [&](Task<void>&) { ASSERT_TRUE(p.client.close().ok()); });
+    EXPECT_LT(ms, 5000) << "recv waited for its deadline instead";
   });
   EXPECT_FALSE(s.ok());
   EXPECT_FALSE(absl::IsDeadlineExceeded(s)) << s;

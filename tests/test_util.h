@@ -35,6 +35,17 @@ inline std::string backend_test_name(const ::testing::TestParamInfo<std::string>
   return info.param;
 }
 
+// The fixture of a suite whose every test runs on each available backend, its parameter:
+// INSTANTIATE_TEST_SUITE_P(Backends, X, ValuesIn(available_backends()), backend_test_name).
+class BackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Runs fn as the main fiber of a fresh reactor on this test's backend.
+  template <class F>
+  void run(F&& fn) {
+    run_fiber(std::forward<F>(fn), GetParam());
+  }
+};
+
 // One of a backend's counters by name; fails the test if the backend has no such counter.
 inline uint64_t backend_counter(const Backend& b, std::string_view name) {
   std::vector<Counter> out;
@@ -48,6 +59,40 @@ inline uint64_t backend_counter(const Backend& b, std::string_view name) {
 
 inline double ms_since(Deadline start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// How a read of up to 16 bytes from `s` by `deadline` ends, for tests that care only about that.
+// Loop thread, inside a fiber.
+inline absl::Status read_status(Stream& s, Deadline deadline = kNoDeadline) {
+  std::byte buf[16];
+  return s.read(buf, deadline).status();
+}
+
+// How long `op` takes to run, in milliseconds.
+template <class F>
+double ms_taken(F&& op) {
+  const Deadline start = Clock::now();
+  std::forward<F>(op)();
+  return ms_since(start);
+}
+
+// Runs `op` on a fiber named `name`, gives it `settle` to reach its suspension point, then runs
+// `interrupt` with its task (to cancel it, close its fd, reset its peer, ...) and joins it.
+// Returns the milliseconds from the start of `interrupt` to the end of `op`. Loop thread, inside a
+// fiber.
+template <class Op, class Interrupt>
+double interrupt_pending(std::string name, Op&& op, Interrupt&& interrupt,
+                         Duration settle = std::chrono::milliseconds(2)) {
+  auto task = spawn(name, std::forward<Op>(op));
+  if (!task.ok()) {
+    ADD_FAILURE() << "spawn " << name << ": " << task.status();
+    return -1;
+  }
+  EXPECT_TRUE(sleep_for(settle).ok());
+  return ms_taken([&] {
+    std::forward<Interrupt>(interrupt)(*task);
+    task->join();
+  });
 }
 
 // Both ends of a loopback TCP connection.
