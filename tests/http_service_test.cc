@@ -1,5 +1,6 @@
 // The http service's real handler in-process, on every available backend: routes, keep-alive,
-// pipelining, each limit, the header and idle timeouts, /debug/block, drain, and exact stats.
+// pipelining, each limit, the header timeout, /debug/block, and exact stats; plus the idle
+// timeout and drain scenarios of tests/service_scenarios.h.
 #include "services/http.h"
 
 #include <string>
@@ -8,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "reactor/reactor.h"
+#include "tests/service_scenarios.h"
 #include "tests/service_test_util.h"
 #include "tests/test_util.h"
 
@@ -48,82 +50,94 @@ Reply read_reply(RawClient& c, bool head_request = false) {
   return r;
 }
 
+// Sends `request` and reads one response (status 0 if the server closed first).
+Reply ask(RawClient& c, std::string_view request, bool head_request = false) {
+  EXPECT_TRUE(c.send(request)) << "the server closed before taking " << request.substr(0, 60);
+  return read_reply(c, head_request);
+}
+
 std::string get(std::string_view path, std::string_view extra = "") {
   return "GET " + std::string(path) + " HTTP/1.1\r\nHost: test\r\n" + std::string(extra) + "\r\n";
 }
 
-class HttpServiceTest : public ::testing::TestWithParam<std::string> {
- protected:
-  template <class F>
-  void run(F&& fn) {
-    reactor::test::run_fiber(std::forward<F>(fn), GetParam());
-  }
-  static ConnectionHandler handler(const HttpOptions& o) {
-    return [&o](Connection& c) { serve_http(c, o); };
-  }
+// One GET /healthz answered 200.
+void healthz(RawClient& c) {
+  EXPECT_EQ(ask(c, get("/healthz")).status, 200);
+}
+
+// Serves with a copy of `o`.
+ConnectionHandler handler(HttpOptions o) {
+  return [o = std::move(o)](Connection& c) { serve_http(c, o); };
+}
+
+class HttpServiceTest : public reactor::test::BackendTest {};
+
+const reactor::test::ServiceScenario kHttp{
+    .handler =
+        [](reactor::Duration idle) {
+          HttpOptions o;
+          o.idle_timeout = idle;
+          return handler(o);
+        },
+    .exchange = healthz,
+    .half = "GET /healthz HTTP/1.1\r\n",
+    .finish =
+        [](RawClient& busy) {
+          Reply r = ask(busy, "Host: t\r\n\r\n");
+          EXPECT_EQ(r.status, 200);
+          EXPECT_TRUE(r.has("Connection: close"));
+        },
 };
+
+REACTOR_SERVICE_SCENARIOS(Http, kHttp);
 
 TEST_P(HttpServiceTest, RoutesKeepAliveAndExactStats) {
   run([] {
-    HttpOptions o;
-    TestServer server(handler(o));
+    TestServer server(handler({}));
     RawClient c(server.address());
 
-    ASSERT_TRUE(c.send(get("/")));
-    Reply r = read_reply(c);
+    Reply r = ask(c, get("/"));
     EXPECT_EQ(r.status, 200);
     EXPECT_THAT(r.body, HasSubstr("reactord"));
     EXPECT_FALSE(r.has("Connection: close"));
 
-    ASSERT_TRUE(c.send(get("/healthz")));
-    r = read_reply(c);
+    r = ask(c, get("/healthz"));
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "ok");
 
-    ASSERT_TRUE(c.send("HEAD /healthz HTTP/1.1\r\nHost: test\r\n\r\n"));
-    r = read_reply(c, /*head_request=*/true);
+    r = ask(c, "HEAD /healthz HTTP/1.1\r\nHost: test\r\n\r\n", /*head_request=*/true);
     EXPECT_EQ(r.status, 200);
     EXPECT_TRUE(r.has("Content-Length: 2"));
 
-    ASSERT_TRUE(c.send(get("/nope")));
-    EXPECT_EQ(read_reply(c).status, 404);
+    EXPECT_EQ(ask(c, get("/nope")).status, 404);
 
-    ASSERT_TRUE(c.send(get("/metrics")));  // no metrics_text: not found
-    EXPECT_EQ(read_reply(c).status, 404);
+    EXPECT_EQ(ask(c, get("/metrics")).status, 404);  // no metrics_text: not found
 
-    ASSERT_TRUE(c.send("DELETE /healthz HTTP/1.1\r\nHost: test\r\n\r\n"));
-    r = read_reply(c);
+    r = ask(c, "DELETE /healthz HTTP/1.1\r\nHost: test\r\n\r\n");
     EXPECT_EQ(r.status, 405);
     EXPECT_TRUE(r.has("Allow: GET, HEAD"));
 
     // A body within the limit is read and the connection goes on.
-    ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"));
-    EXPECT_EQ(read_reply(c).status, 405);
+    EXPECT_EQ(ask(c, "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello").status,
+              405);
 
-    ASSERT_TRUE(c.send(get("/healthz", "Connection: close\r\n")));
-    r = read_reply(c);
+    r = ask(c, get("/healthz", "Connection: close\r\n"));
     EXPECT_EQ(r.status, 200);
     EXPECT_TRUE(r.has("Connection: close"));
     EXPECT_TRUE(c.at_eof());
     c.close();
     server.wait_closed(1);
-    ServiceStats& s = server.stats();
-    EXPECT_EQ(s.requests.get(), 8u);
-    EXPECT_EQ(s.bytes_in.get(), c.sent());
-    EXPECT_EQ(s.bytes_out.get(), c.received());
-    EXPECT_EQ(s.connections_accepted.get(), 1u);
-    EXPECT_EQ(s.connections_active.get(), 0u);
+    EXPECT_TRUE(server.totals_are(8, c.sent(), c.received()));
+    EXPECT_EQ(server.stats().connections_accepted.get(), 1u);
+    EXPECT_EQ(server.stats().connections_active.get(), 0u);
   });
 }
 
 TEST_P(HttpServiceTest, Metrics) {
   run([] {
-    HttpOptions o;
-    o.metrics_text = [] { return std::string("reactord_up 1\n"); };
-    TestServer server(handler(o));
+    TestServer server(handler({.metrics_text = [] { return std::string("reactord_up 1\n"); }}));
     RawClient c(server.address());
-    ASSERT_TRUE(c.send(get("/metrics")));
-    Reply r = read_reply(c);
+    Reply r = ask(c, get("/metrics"));
     EXPECT_EQ(r.status, 200);
     EXPECT_THAT(r.head, HasSubstr("Content-Type: text/plain; version=0.0.4"));
     EXPECT_EQ(r.body, "reactord_up 1\n");
@@ -132,8 +146,7 @@ TEST_P(HttpServiceTest, Metrics) {
 
 TEST_P(HttpServiceTest, PipelinedRequestsAnsweredInOrder) {
   run([] {
-    HttpOptions o;
-    TestServer server(handler(o));
+    TestServer server(handler({}));
     RawClient c(server.address());
     std::string burst;
     const int kRequests = 50;
@@ -155,23 +168,19 @@ TEST_P(HttpServiceTest, PipelinedRequestsAnsweredInOrder) {
     EXPECT_TRUE(c.at_eof());
     c.close();
     server.wait_closed(1);
-    EXPECT_EQ(server.stats().requests.get(), kRequests + 1u);
-    EXPECT_EQ(server.stats().bytes_in.get(), c.sent());
-    EXPECT_EQ(server.stats().bytes_out.get(), c.received());
+    EXPECT_TRUE(server.totals_are(kRequests + 1, c.sent(), c.received()));
   });
 }
 
 TEST_P(HttpServiceTest, BodySplitAcrossWritesThenPipelinedRequest) {
   run([] {
-    HttpOptions o;
-    TestServer server(handler(o));
+    TestServer server(handler({}));
     RawClient c(server.address());
     const std::string body(50000, 'b');
     ASSERT_TRUE(c.send("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 50000\r\n\r\n"));
     ASSERT_TRUE(c.send(body.substr(0, 20000)));
     ASSERT_TRUE(reactor::sleep_for(5ms).ok());
-    ASSERT_TRUE(c.send(body.substr(20000) + get("/healthz")));
-    EXPECT_EQ(read_reply(c).status, 405);
+    EXPECT_EQ(ask(c, body.substr(20000) + get("/healthz")).status, 405);
     Reply r = read_reply(c);
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "ok");
@@ -180,16 +189,13 @@ TEST_P(HttpServiceTest, BodySplitAcrossWritesThenPipelinedRequest) {
 
 TEST_P(HttpServiceTest, Http10ClosesUnlessKeepAlive) {
   run([] {
-    HttpOptions o;
-    TestServer server(handler(o));
+    TestServer server(handler({}));
     {
       RawClient c(server.address());
-      ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-      Reply r = read_reply(c);
+      Reply r = ask(c, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
       EXPECT_EQ(r.status, 200);
       EXPECT_TRUE(r.has("Connection: keep-alive"));
-      ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\n\r\n"));
-      r = read_reply(c);
+      r = ask(c, "GET /healthz HTTP/1.0\r\n\r\n");
       EXPECT_EQ(r.status, 200);
       EXPECT_TRUE(r.has("Connection: close"));
       EXPECT_TRUE(c.at_eof());
@@ -219,24 +225,15 @@ TEST_P(HttpServiceTest, LimitsAndMalformedRequestsCloseWithStatus) {
         {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
         {"GET / HTTP/3.0\r\nHost: t\r\n\r\n", 505},
     };
-    uint64_t sent = 0, received = 0;
-    for (const LimitCase& lc : cases) {
-      RawClient c(server.address());
+    reactor::test::expect_each_case_closes(server, cases, 2, [](RawClient& c, const LimitCase& lc) {
       // A good request first: the error must not lose it.
-      ASSERT_TRUE(c.send(get("/healthz") + lc.request));
-      EXPECT_EQ(read_reply(c).status, 200);
+      EXPECT_EQ(ask(c, get("/healthz") + lc.request).status, 200);
       Reply r = read_reply(c);
       EXPECT_EQ(r.status, lc.status) << lc.request.substr(0, 60);
       EXPECT_TRUE(r.has("Connection: close"));
       EXPECT_FALSE(r.body.empty());
       EXPECT_TRUE(c.at_eof()) << lc.request.substr(0, 60);
-      sent += c.sent();
-      received += c.received();
-    }
-    server.wait_closed(cases.size());
-    EXPECT_EQ(server.stats().requests.get(), 2 * cases.size());
-    EXPECT_EQ(server.stats().bytes_in.get(), sent);
-    EXPECT_EQ(server.stats().bytes_out.get(), received);
+    });
   });
 }
 
@@ -249,8 +246,7 @@ TEST_P(HttpServiceTest, HeaderTimeoutAgainstSlowClients) {
     {
       // Half a header, then nothing.
       RawClient c(server.address());
-      ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nHost: t\r\n"));
-      Reply r = read_reply(c);
+      Reply r = ask(c, "GET / HTTP/1.1\r\nHost: t\r\n");
       EXPECT_EQ(r.status, 408);
       EXPECT_TRUE(r.has("Connection: close"));
       EXPECT_TRUE(c.at_eof());
@@ -275,83 +271,32 @@ TEST_P(HttpServiceTest, HeaderTimeoutAgainstSlowClients) {
       // After a complete request, an idle keep-alive wait is bounded by idle_timeout, not by
       // header_timeout.
       RawClient c(server.address());
-      ASSERT_TRUE(c.send(get("/healthz")));
-      EXPECT_EQ(read_reply(c).status, 200);
+      EXPECT_EQ(ask(c, get("/healthz")).status, 200);
       ASSERT_TRUE(reactor::sleep_for(300ms).ok());
-      ASSERT_TRUE(c.send(get("/healthz")));
-      EXPECT_EQ(read_reply(c).status, 200);
+      EXPECT_EQ(ask(c, get("/healthz")).status, 200);
     }
-  });
-}
-
-TEST_P(HttpServiceTest, IdleTimeoutClosesQuietly) {
-  run([] {
-    HttpOptions o;
-    o.idle_timeout = 100ms;
-    TestServer server(handler(o));
-    RawClient c(server.address());
-    ASSERT_TRUE(c.send(get("/healthz")));
-    EXPECT_EQ(read_reply(c).status, 200);
-    EXPECT_TRUE(c.at_eof(10s));  // no bytes, just the close
-    server.wait_closed(1);
-    EXPECT_EQ(server.stats().requests.get(), 1u);
   });
 }
 
 TEST_P(HttpServiceTest, DebugBlockOnlyWhenEnabled) {
   run([] {
-    HttpOptions off;
-    TestServer server_off(handler(off));
+    TestServer server_off(handler({}));
     RawClient a(server_off.address());
-    ASSERT_TRUE(a.send(get("/debug/block?ms=1")));
-    EXPECT_EQ(read_reply(a).status, 404);
+    EXPECT_EQ(ask(a, get("/debug/block?ms=1")).status, 404);
 
     HttpOptions on;
     on.debug_routes = true;
     TestServer server_on(handler(on));
     RawClient b(server_on.address());
     const reactor::Deadline start = reactor::Clock::now();
-    ASSERT_TRUE(b.send(get("/debug/block?ms=30")));
-    Reply r = read_reply(b);
+    Reply r = ask(b, get("/debug/block?ms=30"));
     EXPECT_EQ(r.status, 200);
     EXPECT_THAT(r.body, HasSubstr("30 ms"));
     EXPECT_GE(reactor::test::ms_since(start), 29);  // it really slept
-    ASSERT_TRUE(b.send(get("/debug/block?ms=60001")));
-    EXPECT_EQ(read_reply(b).status, 400);
-    ASSERT_TRUE(b.send(get("/debug/block?ms=abc")));
-    EXPECT_EQ(read_reply(b).status, 400);
-    ASSERT_TRUE(b.send(get("/debug/block")));
-    EXPECT_EQ(read_reply(b).status, 400);
-    ASSERT_TRUE(b.send("POST /debug/block?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n"));
-    EXPECT_EQ(read_reply(b).status, 405);
-  });
-}
-
-TEST_P(HttpServiceTest, DrainClosesIdleAndFinishesInFlight) {
-  run([] {
-    HttpOptions o;
-    TestServer server(handler(o));
-    RawClient idle(server.address());
-    ASSERT_TRUE(idle.send(get("/healthz")));
-    EXPECT_EQ(read_reply(idle).status, 200);
-    RawClient busy(server.address());
-    ASSERT_TRUE(busy.send("GET /healthz HTTP/1.1\r\n"));  // half a request
-    // Both connections are being served; wait until the busy one's bytes were read.
-    const reactor::Deadline until = reactor::deadline_after(5s);
-    while (server.stats().bytes_in.get() < idle.sent() + busy.sent() &&
-           reactor::Clock::now() < until) {
-      ASSERT_TRUE(reactor::sleep_for(1ms).ok());
-    }
-    ASSERT_EQ(server.live().size(), 2u);
-    for (Connection* c : std::vector<Connection*>(server.live())) c->drain();
-    EXPECT_TRUE(idle.at_eof());
-    ASSERT_TRUE(busy.send("Host: t\r\n\r\n"));
-    Reply r = read_reply(busy);
-    EXPECT_EQ(r.status, 200);
-    EXPECT_TRUE(r.has("Connection: close"));
-    EXPECT_TRUE(busy.at_eof());
-    busy.close();
-    server.wait_closed(2);
+    EXPECT_EQ(ask(b, get("/debug/block?ms=60001")).status, 400);
+    EXPECT_EQ(ask(b, get("/debug/block?ms=abc")).status, 400);
+    EXPECT_EQ(ask(b, get("/debug/block")).status, 400);
+    EXPECT_EQ(ask(b, "POST /debug/block?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n").status, 405);
   });
 }
 

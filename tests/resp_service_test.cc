@@ -1,6 +1,7 @@
 // The resp service's real handler in-process, on every available backend: each command and its
-// errors, pipelining, protocol limits, idle timeout, drain, exact stats, and keys owned by another
-// shard reached across two reactors on two threads.
+// errors, pipelining, protocol limits, exact stats, and keys owned by another shard reached across
+// two reactors on two threads; plus the idle timeout and drain scenarios of
+// tests/service_scenarios.h.
 #include "services/resp.h"
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "reactor/call_on.h"
 #include "reactor/reactor.h"
+#include "tests/service_scenarios.h"
 #include "tests/service_test_util.h"
 #include "tests/test_util.h"
 
@@ -35,10 +37,21 @@ std::unique_ptr<RespShared> make_shared_stores(size_t shards) {
   return shared;
 }
 
+// Serves with a copy of `o` and a store of its own, as one shard does.
+ConnectionHandler resp_handler(RespOptions o) {
+  std::shared_ptr<RespShared> shared = make_shared_stores(1);
+  return [o = std::move(o), shared](Connection& c) { serve_resp(c, o, *shared); };
+}
+
 // Sends `request` and expects exactly `reply` back.
 void expect_reply(RawClient& c, const std::string& request, const std::string& reply) {
   ASSERT_TRUE(c.send(request));
   EXPECT_EQ(c.take(reply.size()), reply) << "request: " << request;
+}
+
+// One inline PING answered PONG.
+void ping(RawClient& c) {
+  expect_reply(c, "PING\r\n", "+PONG\r\n");
 }
 
 // A key that resp_key_owner puts on `shard` of `shards`.
@@ -49,19 +62,20 @@ std::string key_owned_by(size_t shard, size_t shards, const std::string& prefix)
   }
 }
 
-class RespServiceTest : public ::testing::TestWithParam<std::string> {
- protected:
-  template <class F>
-  void run(F&& fn) {
-    reactor::test::run_fiber(std::forward<F>(fn), GetParam());
-  }
+class RespServiceTest : public reactor::test::BackendTest {};
+
+const reactor::test::ServiceScenario kResp{
+    .handler = [](reactor::Duration idle) { return resp_handler({.idle_timeout = idle}); },
+    .exchange = ping,
+    .half = "*2\r\n$4\r\nECHO\r\n",
+    .finish = [](RawClient& busy) { expect_reply(busy, "$2\r\nhi\r\n", "$2\r\nhi\r\n"); },
 };
+
+REACTOR_SERVICE_SCENARIOS(Resp, kResp);
 
 TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
   run([] {
-    RespOptions o;
-    auto shared = make_shared_stores(1);
-    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    TestServer server(resp_handler({}));
     RawClient c(server.address());
     int commands = 0;
     auto check = [&](const std::string& request, const std::string& reply) {
@@ -103,9 +117,7 @@ TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
     EXPECT_TRUE(c.at_eof());
     c.close();
     server.wait_closed(1);
-    EXPECT_EQ(server.stats().requests.get(), static_cast<uint64_t>(commands));
-    EXPECT_EQ(server.stats().bytes_in.get(), c.sent());
-    EXPECT_EQ(server.stats().bytes_out.get(), c.received());
+    EXPECT_TRUE(server.totals_are(commands, c.sent(), c.received()));
   });
 }
 
@@ -113,9 +125,7 @@ TEST_P(RespServiceTest, CommandsRepliesAndExactStats) {
 // arity error (SET's unknown options a syntax error), and nothing else is refused.
 TEST_P(RespServiceTest, ArgumentCountsOfEveryCommand) {
   run([] {
-    RespOptions o;
-    auto shared = make_shared_stores(1);
-    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    TestServer server(resp_handler({}));
     RawClient c(server.address());
     auto arity = [](const std::string& name) {
       return "-ERR wrong number of arguments for '" + name + "' command\r\n";
@@ -155,9 +165,7 @@ TEST(RespStoreDeathTest, UseFromAnotherThreadAborts) {
 
 TEST_P(RespServiceTest, PipelinedBurstAnsweredInOrder) {
   run([] {
-    RespOptions o;
-    auto shared = make_shared_stores(1);
-    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    TestServer server(resp_handler({}));
     RawClient c(server.address());
     std::string burst, expected;
     const int kRounds = 200;
@@ -175,19 +183,13 @@ TEST_P(RespServiceTest, PipelinedBurstAnsweredInOrder) {
     EXPECT_EQ(c.take(expected.size()), expected);
     c.close();
     server.wait_closed(1);
-    EXPECT_EQ(server.stats().requests.get(), 3u * kRounds);
-    EXPECT_EQ(server.stats().bytes_in.get(), burst.size());
-    EXPECT_EQ(server.stats().bytes_out.get(), expected.size());
+    EXPECT_TRUE(server.totals_are(3 * kRounds, burst.size(), expected.size()));
   });
 }
 
 TEST_P(RespServiceTest, ProtocolErrorsAndLimitsClose) {
   run([] {
-    RespOptions o;
-    o.max_bulk_bytes = 64;
-    o.max_array_len = 4;
-    auto shared = make_shared_stores(1);
-    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
+    TestServer server(resp_handler({.max_bulk_bytes = 64, .max_array_len = 4}));
     struct Case {
       std::string request;
       std::string error;
@@ -198,58 +200,13 @@ TEST_P(RespServiceTest, ProtocolErrorsAndLimitsClose) {
         {"*1\r\n+PING\r\n", "expected '$', got '+'"},
         {"PING " + std::string(70000, 'x') + "\r\n", "too big inline request"},
     };
-    uint64_t sent = 0, received = 0;
-    for (const Case& k : cases) {
-      RawClient c(server.address());
+    reactor::test::expect_each_case_closes(server, cases, 2, [](RawClient& c, const Case& k) {
       // The command before the error is answered first.
       const std::string reply = "+PONG\r\n-ERR Protocol error: " + k.error + "\r\n";
       (void)c.send("PING\r\n" + k.request);  // the server may close before taking it all
       EXPECT_EQ(c.take(reply.size()), reply);
       EXPECT_TRUE(c.at_eof());
-      sent += c.sent();
-      received += c.received();
-    }
-    server.wait_closed(cases.size());
-    EXPECT_EQ(server.stats().requests.get(), 2 * cases.size());
-    EXPECT_EQ(server.stats().bytes_out.get(), received);
-    EXPECT_EQ(server.stats().bytes_in.get(), sent);
-  });
-}
-
-TEST_P(RespServiceTest, IdleTimeoutCloses) {
-  run([] {
-    RespOptions o;
-    o.idle_timeout = 100ms;
-    auto shared = make_shared_stores(1);
-    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
-    RawClient c(server.address());
-    expect_reply(c, "PING\r\n", "+PONG\r\n");
-    EXPECT_TRUE(c.at_eof(10s));
-    server.wait_closed(1);
-  });
-}
-
-TEST_P(RespServiceTest, DrainAnswersWhatArrivedThenCloses) {
-  run([] {
-    RespOptions o;
-    auto shared = make_shared_stores(1);
-    TestServer server([&](Connection& c) { serve_resp(c, o, *shared); });
-    RawClient idle(server.address());
-    expect_reply(idle, "PING\r\n", "+PONG\r\n");
-    RawClient busy(server.address());
-    ASSERT_TRUE(busy.send("*2\r\n$4\r\nECHO\r\n"));  // half a command
-    const reactor::Deadline until = reactor::deadline_after(5s);
-    while (server.stats().bytes_in.get() < idle.sent() + busy.sent() &&
-           reactor::Clock::now() < until) {
-      ASSERT_TRUE(reactor::sleep_for(1ms).ok());
-    }
-    ASSERT_EQ(server.live().size(), 2u);
-    for (Connection* c : std::vector<Connection*>(server.live())) c->drain();
-    EXPECT_TRUE(idle.at_eof());
-    expect_reply(busy, "$2\r\nhi\r\n", "$2\r\nhi\r\n");
-    EXPECT_TRUE(busy.at_eof());
-    busy.close();
-    server.wait_closed(2);
+    });
   });
 }
 

@@ -65,6 +65,30 @@ class TestServer {
     EXPECT_EQ(stats_.connections_closed.get(), n);
   }
 
+  // Waits (up to 5 s) until the server has read `n` bytes in all: what the clients sent arrived.
+  void wait_bytes_in(uint64_t n) {
+    const reactor::Deadline until = reactor::deadline_after(5s);
+    while (stats_.bytes_in.get() < n && reactor::Clock::now() < until) {
+      (void)reactor::sleep_for(1ms);
+    }
+  }
+
+  // Drains every connection being served now, as a shard's shutdown does.
+  void drain_all() {
+    for (reactord::Connection* c : std::vector<reactord::Connection*>(live_)) c->drain();
+  }
+
+  // Whether the server counted exactly `requests` requests, `bytes_in` bytes read and `bytes_out`
+  // bytes written.
+  ::testing::AssertionResult totals_are(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out) {
+    const uint64_t r = stats_.requests.get(), in = stats_.bytes_in.get(),
+                   out = stats_.bytes_out.get();
+    if (r == requests && in == bytes_in && out == bytes_out) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "requests " << r << " (want " << requests << "), bytes in " << in << " (want "
+           << bytes_in << "), bytes out " << out << " (want " << bytes_out << ")";
+  }
+
  private:
   void accept_loop() {
     for (;;) {
@@ -157,5 +181,24 @@ class RawClient {
   uint64_t sent_ = 0;
   uint64_t received_ = 0;
 };
+
+// Each service's test file runs the same scenarios: tests/service_scenarios.h holds those that
+// need no more than one request; this one checks a table of refused requests.
+// Each of `cases` on a fresh connection, checked by `check(c, case)` (which expects the server to
+// close it); then the server's totals are `requests_per_case` requests a case and exactly the
+// bytes the clients sent and received.
+template <class Case, class Check>
+void expect_each_case_closes(TestServer& server, const std::vector<Case>& cases,
+                             uint64_t requests_per_case, Check check) {
+  uint64_t sent = 0, received = 0;
+  for (const Case& k : cases) {
+    RawClient c(server.address());
+    check(c, k);
+    sent += c.sent();
+    received += c.received();
+  }
+  server.wait_closed(cases.size());
+  EXPECT_TRUE(server.totals_are(requests_per_case * cases.size(), sent, received));
+}
 
 }  // namespace reactor::test
