@@ -13,6 +13,30 @@ namespace {
 using namespace std::chrono_literals;
 using test::run_fiber;
 
+// Runs `workers` fibers that each, `rounds` times, enter with `enter()` (which must succeed), stay
+// inside for `hold` and leave with `leave()`; returns the most fibers that were inside at once.
+// Inside a fiber.
+template <class Enter, class Leave>
+int most_inside(int workers, int rounds, Duration hold, Enter enter, Leave leave) {
+  int inside = 0, most = 0;
+  std::vector<Task<void>> tasks;
+  for (int i = 0; i < workers; ++i) {
+    auto t = spawn("worker", [&] {
+      for (int j = 0; j < rounds; ++j) {
+        ASSERT_TRUE(enter().ok());
+        most = std::max(most, ++inside);
+        (void)sleep_for(hold);
+        --inside;
+        leave();
+      }
+    });
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (t.ok()) tasks.push_back(*std::move(t));
+  }
+  join_all(tasks);
+  return most;
+}
+
 TEST(Event, SetWakesAllWaiters) {
   int woken = 0;
   run_fiber([&] {
@@ -45,27 +69,14 @@ TEST(Event, WaitDeadline) {
 }
 
 TEST(Mutex, ExcludesAcrossSuspension) {
-  int inside = 0, max_inside = 0;
+  int most = 0;
   run_fiber([&] {
     Mutex mu;
-    std::vector<Task<void>> tasks;
-    for (int i = 0; i < 4; ++i) {
-      auto t = spawn("locker", [&] {
-        for (int j = 0; j < 3; ++j) {
-          ASSERT_TRUE(mu.lock().ok());
-          max_inside = std::max(max_inside, ++inside);
-          (void)sleep_for(1ms);
-          --inside;
-          mu.unlock();
-        }
-      });
-      ASSERT_TRUE(t.ok());
-      tasks.push_back(*std::move(t));
-    }
-    join_all(tasks);
+    most = most_inside(
+        4, 3, 1ms, [&] { return mu.lock(); }, [&] { mu.unlock(); });
     EXPECT_FALSE(mu.locked());
   });
-  EXPECT_EQ(max_inside, 1);
+  EXPECT_EQ(most, 1);
 }
 
 TEST(Mutex, LockTimesOutAndLeavesQueue) {
@@ -86,25 +97,14 @@ TEST(Mutex, LockTimesOutAndLeavesQueue) {
 }
 
 TEST(Semaphore, BoundsConcurrency) {
-  int inside = 0, max_inside = 0;
+  int most = 0;
   run_fiber([&] {
     Semaphore sem(2);
-    std::vector<Task<void>> tasks;
-    for (int i = 0; i < 6; ++i) {
-      auto t = spawn("worker", [&] {
-        ASSERT_TRUE(sem.acquire().ok());
-        max_inside = std::max(max_inside, ++inside);
-        (void)sleep_for(2ms);
-        --inside;
-        sem.release();
-      });
-      ASSERT_TRUE(t.ok());
-      tasks.push_back(*std::move(t));
-    }
-    join_all(tasks);
+    most = most_inside(
+        6, 1, 2ms, [&] { return sem.acquire(); }, [&] { sem.release(); });
     EXPECT_EQ(sem.available(), 2u);
   });
-  EXPECT_EQ(max_inside, 2);
+  EXPECT_EQ(most, 2);
 }
 
 TEST(Semaphore, CancelledWaiterDoesNotSwallowPermit) {
