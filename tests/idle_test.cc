@@ -185,25 +185,29 @@ std::string describe(const Window& w) {
   return out.str();
 }
 
-class IdleTest : public ::testing::TestWithParam<std::string> {};
+class IdleTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // A window of 1 s, taken by `measure`, over a loop that has run idle in `mode` since it
+  // started 50 ms before.
+  Window idle_window(IdleMode mode, Window (*measure)(Reactor&, Duration)) {
+    LoopThread loop(GetParam(), mode);
+    EXPECT_TRUE(loop.ok());
+    if (!loop.ok()) return {};
+    EXPECT_EQ(loop.reactor().idle_mode(), mode);
+    std::this_thread::sleep_for(50ms);
+    return measure(loop.reactor(), 1s);
+  }
+};
 
 TEST_P(IdleTest, BlockBurnsNoCpuWhenIdle) {
-  LoopThread loop(GetParam(), IdleMode::kBlock);
-  ASSERT_TRUE(loop.ok());
-  EXPECT_EQ(loop.reactor().idle_mode(), IdleMode::kBlock);
-  std::this_thread::sleep_for(50ms);
-  const Window w = measure_idle(loop.reactor(), 1s);
+  const Window w = idle_window(IdleMode::kBlock, measure_idle);
   EXPECT_LT(w.cpu, 0.1) << describe(w);
   EXPECT_EQ(w.spin, 0) << describe(w);
   EXPECT_EQ(w.spin_polls, 0u) << describe(w);
 }
 
 TEST_P(IdleTest, SpinBurnsACpuWhenIdle) {
-  LoopThread loop(GetParam(), IdleMode::kSpin);
-  ASSERT_TRUE(loop.ok());
-  EXPECT_EQ(loop.reactor().idle_mode(), IdleMode::kSpin);
-  std::this_thread::sleep_for(50ms);
-  const Window w = measure_spin(loop.reactor(), 1s);
+  const Window w = idle_window(IdleMode::kSpin, measure_spin);
   EXPECT_GT(w.cpu_share(), 0.7) << describe(w);
   EXPECT_GT(w.spin, 0.9 * w.wall) << describe(w);  // the spin counter is kept while it spins
   EXPECT_GT(w.spin_polls, 1000u) << describe(w);
