@@ -88,6 +88,14 @@ std::string config_for(const std::string& dir, const std::string& admin = "",
   return test::daemon_config(dir, admin, services, shards, level);
 }
 
+// Starts `d` with the http service of kHttpService (and the admin socket); the failure says that
+// the test needs it.
+::testing::AssertionResult start_with_http(DaemonProcess& d) {
+  ::testing::AssertionResult started = start_daemon(d, config_for(d.dir(), "", kHttpService));
+  if (!started) started << "\nthis test needs the http service";
+  return started;
+}
+
 // ---- child processes ----
 
 // Drops every group and becomes uid/gid 65534 (nobody/nogroup). In a forked child only.
@@ -104,6 +112,34 @@ Ran ctl_at(const DaemonProcess& d, std::vector<std::string> args) {
 
 Json parse_json(const std::string& text) {
   return Json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+// `reactorctl --json ARGS` exits 0 with JSON of `type`: a success with the answer in *out, or a
+// failure that shows the run.
+::testing::AssertionResult ctl_json(const DaemonProcess& d, std::vector<std::string> args,
+                                    Json::value_t type, Json* out) {
+  args.insert(args.begin(), "--json");
+  Ran r = ctl_at(d, args);
+  if (r.code != 0) return ::testing::AssertionFailure() << describe(r);
+  *out = parse_json(r.out);
+  if (out->type() != type) {
+    return ::testing::AssertionFailure()
+           << "not a JSON " << Json(type).type_name() << ": " << r.out;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// `reactorctl ARGS` exits 0 and prints every one of `parts`.
+::testing::AssertionResult ctl_prints(const DaemonProcess& d, std::vector<std::string> args,
+                                      const std::vector<std::string>& parts) {
+  Ran r = ctl_at(d, std::move(args));
+  if (r.code != 0) return ::testing::AssertionFailure() << describe(r);
+  for (const std::string& p : parts) {
+    if (!absl::StrContains(r.out, p)) {
+      return ::testing::AssertionFailure() << "no '" << p << "' in:\n" << r.out;
+    }
+  }
+  return ::testing::AssertionSuccess();
 }
 
 // Runs `fn` in a forked child as uid/gid 65534 and returns what it wrote to `out`.
@@ -201,66 +237,45 @@ TEST(Reactorctl, EveryCommand) {
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(r.out, "pong\n");
 
-  r = ctl_at(d, {"--json", "version"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  Json v = parse_json(r.out);
-  EXPECT_EQ(v.value("version", ""), "0.1.0") << r.out;
-  EXPECT_EQ(v.value("protocol", 0), 1) << r.out;
-  EXPECT_THAT(v.value("backend", ""), AnyOf("epoll", "io_uring", "libevent")) << r.out;
-  r = ctl_at(d, {"version"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("reactord 0.1.0"));
+  Json v;
+  ASSERT_TRUE(ctl_json(d, {"version"}, Json::value_t::object, &v));
+  EXPECT_EQ(v.value("version", ""), "0.1.0") << v.dump();
+  EXPECT_EQ(v.value("protocol", 0), 1) << v.dump();
+  EXPECT_THAT(v.value("backend", ""), AnyOf("epoll", "io_uring", "libevent")) << v.dump();
+  EXPECT_TRUE(ctl_prints(d, {"version"}, {"reactord 0.1.0"}));
 
-  r = ctl_at(d, {"--json", "stats"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  Json stats = parse_json(r.out);
-  ASSERT_TRUE(stats.is_object()) << r.out;
+  Json stats;
+  ASSERT_TRUE(ctl_json(d, {"stats"}, Json::value_t::object, &stats));
   EXPECT_EQ(stats["shards"].size(), 2u);
   for (const char* key : {"version", "backend", "uptime_seconds", "services", "offload", "log",
                           "stalls_total", "process"}) {
     EXPECT_TRUE(stats.contains(key)) << key;
   }
-  ASSERT_NE(service_in(stats, "echo"), nullptr) << r.out;
+  ASSERT_NE(service_in(stats, "echo"), nullptr) << stats.dump();
   EXPECT_EQ((*service_in(stats, "echo"))["address"], echo);
-  r = ctl_at(d, {"stats"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("SHARD"));
-  EXPECT_THAT(r.out, HasSubstr(echo));
+  EXPECT_TRUE(ctl_prints(d, {"stats"}, {"SHARD", echo}));
 
-  r = ctl_at(d, {"metrics"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("reactord_build_info{"));
-  EXPECT_THAT(r.out, HasSubstr("reactord_received_bytes_total{"));
+  EXPECT_TRUE(
+      ctl_prints(d, {"metrics"}, {"reactord_build_info{", "reactord_received_bytes_total{"}));
 
-  r = ctl_at(d, {"--json", "shards"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  Json shards = parse_json(r.out);
-  ASSERT_TRUE(shards.is_array()) << r.out;
+  Json shards;
+  ASSERT_TRUE(ctl_json(d, {"shards"}, Json::value_t::array, &shards));
   ASSERT_EQ(shards.size(), 2u);
   EXPECT_EQ(shards[1]["shard"], 1);
-  r = ctl_at(d, {"shards"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("ITERATIONS"));
+  EXPECT_TRUE(ctl_prints(d, {"shards"}, {"ITERATIONS"}));
 
-  r = ctl_at(d, {"--json", "services"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  Json services = parse_json(r.out);
-  ASSERT_TRUE(services.is_array()) << r.out;
+  Json services;
+  ASSERT_TRUE(ctl_json(d, {"services"}, Json::value_t::array, &services));
   ASSERT_EQ(services.size(), 1u);
   EXPECT_EQ(services[0]["name"], "echo");
   EXPECT_EQ(services[0]["kind"], "echo");
   EXPECT_EQ(services[0]["address"], echo);
-  r = ctl_at(d, {"services"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr(echo));
+  EXPECT_TRUE(ctl_prints(d, {"services"}, {echo}));
 
   // Snapshots are published periodically: wait (bounded) until each shard has one.
   Json fibers;
   for (auto until = Clock::now() + 15s; Clock::now() < until; std::this_thread::sleep_for(50ms)) {
-    r = ctl_at(d, {"--json", "fibers"});
-    ASSERT_EQ(r.code, 0) << describe(r);
-    fibers = parse_json(r.out);
-    ASSERT_TRUE(fibers.is_array()) << r.out;
+    ASSERT_TRUE(ctl_json(d, {"fibers"}, Json::value_t::array, &fibers));
     bool all = fibers.size() == 2;
     for (const Json& s : fibers) all = all && s["snapshot_age_seconds"].is_number();
     if (all) break;
@@ -277,51 +292,32 @@ TEST(Reactorctl, EveryCommand) {
       }
     }
   }
-  r = ctl_at(d, {"--json", "fibers", "1"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  fibers = parse_json(r.out);
-  ASSERT_EQ(fibers.size(), 1u) << r.out;
+  ASSERT_TRUE(ctl_json(d, {"fibers", "1"}, Json::value_t::array, &fibers));
+  ASSERT_EQ(fibers.size(), 1u) << fibers.dump();
   EXPECT_EQ(fibers[0]["shard"], 1);
-  r = ctl_at(d, {"fibers", "0"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("shard 0"));
+  EXPECT_TRUE(ctl_prints(d, {"fibers", "0"}, {"shard 0"}));
   r = ctl_at(d, {"fibers", "7"});  // no such shard: the daemon's error
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_THAT(r.err, StartsWith("ERR usage: "));
 
-  r = ctl_at(d, {"--json", "stalls"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  Json stalls = parse_json(r.out);
-  ASSERT_TRUE(stalls.is_object()) << r.out;
-  EXPECT_EQ(stalls.value("stalls_total", -1), 0) << r.out;
-  r = ctl_at(d, {"stalls"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("stalls: 0"));
+  Json stalls;
+  ASSERT_TRUE(ctl_json(d, {"stalls"}, Json::value_t::object, &stalls));
+  EXPECT_EQ(stalls.value("stalls_total", -1), 0) << stalls.dump();
+  EXPECT_TRUE(ctl_prints(d, {"stalls"}, {"stalls: 0"}));
 
-  r = ctl_at(d, {"--json", "backends"});
-  ASSERT_EQ(r.code, 0) << describe(r);
-  Json backends = parse_json(r.out);
-  ASSERT_TRUE(backends.is_array()) << r.out;
+  Json backends;
+  ASSERT_TRUE(ctl_json(d, {"backends"}, Json::value_t::array, &backends));
   bool epoll = false;
   for (const Json& b : backends) {
     if (b.value("name", "") == "epoll") epoll = b.value("available", false);
   }
-  EXPECT_TRUE(epoll) << r.out;
-  r = ctl_at(d, {"backends"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("io_uring"));
+  EXPECT_TRUE(epoll) << backends.dump();
+  EXPECT_TRUE(ctl_prints(d, {"backends"}, {"io_uring"}));
 
-  r = ctl_at(d, {"config"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  EXPECT_THAT(r.out, HasSubstr("[admin]"));
-  EXPECT_THAT(r.out, HasSubstr(d.admin_socket()));
-  EXPECT_THAT(r.out, HasSubstr("name = \"echo\""));
+  EXPECT_TRUE(ctl_prints(d, {"config"}, {"[admin]", d.admin_socket(), "name = \"echo\""}));
 
-  r = ctl_at(d, {"help"});
-  EXPECT_EQ(r.code, 0) << describe(r);
-  for (const char* c : {"stats", "metrics", "fibers", "stalls", "set", "reload", "ping"}) {
-    EXPECT_THAT(r.out, HasSubstr(c));
-  }
+  EXPECT_TRUE(
+      ctl_prints(d, {"help"}, {"stats", "metrics", "fibers", "stalls", "set", "reload", "ping"}));
 
   r = ctl_at(d, {"set", "log.level", "debug"});
   EXPECT_EQ(r.code, 0) << describe(r);
@@ -691,8 +687,7 @@ TEST(AdminMetrics, PromtoolAcceptsMetrics) {
 TEST(AdminMetrics, PromtoolAcceptsHttpMetrics) {
   ASSERT_TRUE(find_promtool().has_value()) << "promtool is missing: run scripts/install-deps.sh";
   DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
-      << "this test needs the http service";
+  ASSERT_TRUE(start_with_http(d));
   std::string response = http_get(d.addresses()["web"], "/metrics");
   ASSERT_THAT(response, StartsWith("HTTP/1.1 200")) << response;
   const size_t body = response.find("\r\n\r\n");
@@ -767,8 +762,7 @@ TEST(AdminCounters, EchoedBytesAddExactly) {
 // Needs the http service: N requests add exactly N.
 TEST(AdminCounters, HttpRequestsAddExactly) {
   DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
-      << "this test needs the http service";
+  ASSERT_TRUE(start_with_http(d));
   const std::string web = d.addresses()["web"];
   const Json before = raw_stats(d.admin_socket());
   ASSERT_NE(service_in(before, "web"), nullptr);
@@ -958,8 +952,7 @@ TEST(AdminLimits, ClientThatNeverReadsHoldsUpNoOne) {
 // its shard's loop for 2 s; stats, fibers and stalls still answer meanwhile, and show it.
 TEST(AdminBlocked, AnswersWhileAShardIsBlocked) {
   DaemonProcess d;
-  ASSERT_TRUE(start_daemon(d, config_for(d.dir(), "", kHttpService)))
-      << "this test needs the http service";
+  ASSERT_TRUE(start_with_http(d));
   const std::string web = d.addresses()["web"];
   std::string response;
   std::thread blocker([&] { response = http_get(web, "/debug/block?ms=2000"); });
