@@ -36,68 +36,85 @@ void set_x87_control(uint16_t value) {
   _FPU_SETCW(cw);
 }
 
-TEST(ContextSwitch, EachFiberKeepsItsOwnMxcsr) {
-  std::vector<uint32_t> seen_a, seen_b;
-  uint32_t scheduler_before = 0, scheduler_after = 0;
+// What fibers "a" and "b" saw, a value a round, and the main fiber's state before they ran and
+// after.
+template <class T>
+struct Seen {
+  std::vector<T> a, b;
+  T main_before{}, main_after{};
+};
+
+// On a fresh reactor, fibers "a" and "b" run `fiber(value_a, &seen.a)` and
+// `fiber(value_b, &seen.b)`, yielding to each other; `main()` samples the main fiber's state
+// before and after.
+template <class T, class V, class Fiber, class Main>
+Seen<T> run_two_fibers(V value_a, V value_b, Fiber fiber, Main main) {
+  Seen<T> seen;
   const absl::Status ran = Reactor::run([&] {
-    scheduler_before = mxcsr_control();
-    auto fiber = [&](uint32_t rounding, std::vector<uint32_t>* seen) {
-      const uint32_t mine = (_mm_getcsr() & ~0x6000u) | rounding;
-      _mm_setcsr(mine);
-      for (int i = 0; i < kRounds; ++i) {
-        yield();
-        seen->push_back(mxcsr_control());
-      }
-    };
-    auto a = spawn("a", [&] { fiber(0x6000u, &seen_a); });  // round toward zero
-    auto b = spawn("b", [&] { fiber(0x2000u, &seen_b); });  // round down
+    seen.main_before = main();
+    auto a = spawn("a", [&] { fiber(value_a, &seen.a); });
+    auto b = spawn("b", [&] { fiber(value_b, &seen.b); });
     ASSERT_TRUE(a.ok() && b.ok());
     a->join();
     b->join();
-    scheduler_after = mxcsr_control();
+    seen.main_after = main();
   });
-  ASSERT_TRUE(ran.ok()) << ran;
-  ASSERT_EQ(seen_a.size(), static_cast<size_t>(kRounds));
-  ASSERT_EQ(seen_b.size(), static_cast<size_t>(kRounds));
-  for (int i = 0; i < kRounds; ++i) {
-    ASSERT_EQ(seen_a[i] & 0x6000u, 0x6000u) << "fiber a, round " << i;
-    ASSERT_EQ(seen_b[i] & 0x6000u, 0x2000u) << "fiber b, round " << i;
+  EXPECT_TRUE(ran.ok()) << ran;
+  return seen;
+}
+
+// A fiber body for run_two_fibers: `set(value)` once, then `read()` after each of kRounds yields.
+template <class Set, class Read>
+auto set_then_read_each_round(Set set, Read read) {
+  return [=](auto value, auto* seen) {
+    set(value);
+    for (int i = 0; i < kRounds; ++i) {
+      yield();
+      seen->push_back(read());
+    }
+  };
+}
+
+// `seen` holds kRounds values and `ok` holds for each; a failure names the first round it fails.
+template <class T, class Pred>
+::testing::AssertionResult every_round(const std::vector<T>& seen, Pred ok) {
+  if (seen.size() != static_cast<size_t>(kRounds)) {
+    return ::testing::AssertionFailure() << seen.size() << " rounds, not " << kRounds;
   }
+  for (size_t i = 0; i < seen.size(); ++i) {
+    if (!ok(seen[i])) {
+      return ::testing::AssertionFailure()
+             << "round " << i << " saw 0x" << std::hex << static_cast<uint64_t>(seen[i]);
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(ContextSwitch, EachFiberKeepsItsOwnMxcsr) {
+  const Seen<uint32_t> seen = run_two_fibers<uint32_t>(
+      0x6000u, 0x2000u,  // round toward zero, round down
+      set_then_read_each_round(
+          [](uint32_t rounding) { _mm_setcsr((_mm_getcsr() & ~0x6000u) | rounding); },
+          mxcsr_control),
+      mxcsr_control);
+  EXPECT_TRUE(every_round(seen.a, [](uint32_t v) { return (v & 0x6000u) == 0x6000u; }))
+      << "fiber a";
+  EXPECT_TRUE(every_round(seen.b, [](uint32_t v) { return (v & 0x6000u) == 0x2000u; }))
+      << "fiber b";
   // Neither fiber's rounding mode leaked into the main fiber.
-  EXPECT_EQ(scheduler_after, scheduler_before);
+  EXPECT_EQ(seen.main_after, seen.main_before);
 }
 
 TEST(ContextSwitch, EachFiberKeepsItsOwnX87ControlWord) {
-  std::vector<uint16_t> seen_a, seen_b;
-  uint16_t main_before = 0, main_after = 0;
   // Rounding control is bits 10-11, precision control bits 8-9.
   const uint16_t base = static_cast<uint16_t>(_FPU_DEFAULT & ~0x0F00);
   const uint16_t a_cw = static_cast<uint16_t>(base | 0x0C00 | 0x0000);  // toward zero, single
   const uint16_t b_cw = static_cast<uint16_t>(base | 0x0400 | 0x0200);  // down, double
-  const absl::Status ran = Reactor::run([&] {
-    main_before = x87_control();
-    auto fiber = [&](uint16_t cw, std::vector<uint16_t>* seen) {
-      set_x87_control(cw);
-      for (int i = 0; i < kRounds; ++i) {
-        yield();
-        seen->push_back(x87_control());
-      }
-    };
-    auto a = spawn("a", [&] { fiber(a_cw, &seen_a); });
-    auto b = spawn("b", [&] { fiber(b_cw, &seen_b); });
-    ASSERT_TRUE(a.ok() && b.ok());
-    a->join();
-    b->join();
-    main_after = x87_control();
-  });
-  ASSERT_TRUE(ran.ok()) << ran;
-  ASSERT_EQ(seen_a.size(), static_cast<size_t>(kRounds));
-  ASSERT_EQ(seen_b.size(), static_cast<size_t>(kRounds));
-  for (int i = 0; i < kRounds; ++i) {
-    ASSERT_EQ(seen_a[i], a_cw) << "fiber a, round " << i;
-    ASSERT_EQ(seen_b[i], b_cw) << "fiber b, round " << i;
-  }
-  EXPECT_EQ(main_after, main_before);
+  const Seen<uint16_t> seen = run_two_fibers<uint16_t>(
+      a_cw, b_cw, set_then_read_each_round(set_x87_control, x87_control), x87_control);
+  EXPECT_TRUE(every_round(seen.a, [&](uint16_t cw) { return cw == a_cw; })) << "fiber a";
+  EXPECT_TRUE(every_round(seen.b, [&](uint16_t cw) { return cw == b_cw; })) << "fiber b";
+  EXPECT_EQ(seen.main_after, seen.main_before);
 }
 
 }  // namespace
@@ -134,29 +151,19 @@ reactor_test_call_keeping:
         movq    (%rsp), %rsi
         xorl    %eax, %eax
         xorl    %ecx, %ecx
-        cmpq    %rsi, %rbx
+        .macro  count_lost reg, offset      # %rax += (reg != seed + offset)
+        leaq    \offset(%rsi), %rdx
+        cmpq    %rdx, \reg
         setne   %cl
         addq    %rcx, %rax
-        leaq    1(%rsi), %rdx
-        cmpq    %rdx, %rbp
-        setne   %cl
-        addq    %rcx, %rax
-        leaq    2(%rsi), %rdx
-        cmpq    %rdx, %r12
-        setne   %cl
-        addq    %rcx, %rax
-        leaq    3(%rsi), %rdx
-        cmpq    %rdx, %r13
-        setne   %cl
-        addq    %rcx, %rax
-        leaq    4(%rsi), %rdx
-        cmpq    %rdx, %r14
-        setne   %cl
-        addq    %rcx, %rax
-        leaq    5(%rsi), %rdx
-        cmpq    %rdx, %r15
-        setne   %cl
-        addq    %rcx, %rax
+        .endm
+        count_lost %rbx, 0
+        count_lost %rbp, 1
+        count_lost %r12, 2
+        count_lost %r13, 3
+        count_lost %r14, 4
+        count_lost %r15, 5
+        .purgem count_lost
         addq    $8, %rsp
         popq    %r15
         popq    %r14
@@ -179,26 +186,17 @@ void suspend_twice(void*, void*) {
 
 // Through the reactor: two fibers suspend with their own register values live.
 TEST(ContextSwitch, EachFiberKeepsItsCalleeSavedRegisters) {
-  std::vector<uint64_t> lost_a, lost_b;
-  const absl::Status ran = Reactor::run([&] {
-    auto fiber = [&](uint64_t seed, std::vector<uint64_t>* lost) {
-      for (int i = 0; i < kRounds; ++i) {
-        lost->push_back(reactor_test_call_keeping(&suspend_twice, nullptr, nullptr, seed + 16 * i));
-      }
-    };
-    auto a = spawn("a", [&] { fiber(0x1111000000000000ull, &lost_a); });
-    auto b = spawn("b", [&] { fiber(0x2222000000000000ull, &lost_b); });
-    ASSERT_TRUE(a.ok() && b.ok());
-    a->join();
-    b->join();
-  });
-  ASSERT_TRUE(ran.ok()) << ran;
-  ASSERT_EQ(lost_a.size(), static_cast<size_t>(kRounds));
-  ASSERT_EQ(lost_b.size(), static_cast<size_t>(kRounds));
-  for (int i = 0; i < kRounds; ++i) {
-    ASSERT_EQ(lost_a[i], 0u) << "fiber a lost registers in round " << i;
-    ASSERT_EQ(lost_b[i], 0u) << "fiber b lost registers in round " << i;
-  }
+  const Seen<uint64_t> lost = run_two_fibers<uint64_t>(
+      0x1111000000000000ull, 0x2222000000000000ull,
+      [](uint64_t seed, std::vector<uint64_t>* out) {
+        for (int i = 0; i < kRounds; ++i) {
+          out->push_back(
+              reactor_test_call_keeping(&suspend_twice, nullptr, nullptr, seed + 16 * i));
+        }
+      },
+      [] { return uint64_t{0}; });
+  EXPECT_TRUE(every_round(lost.a, [](uint64_t n) { return n == 0; })) << "registers fiber a lost";
+  EXPECT_TRUE(every_round(lost.b, [](uint64_t n) { return n == 0; })) << "registers fiber b lost";
 }
 
 // The switch alone, with no compiled frame between the registers' owner and the switch that
