@@ -24,7 +24,7 @@ using ::testing::IsEmpty;
 using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 
-const std::filesystem::path kRepo = std::filesystem::path(__FILE__).parent_path().parent_path();
+const std::filesystem::path kRepo = REACTOR_SOURCE_DIR;
 
 // One service, so that a snippet is a complete config.
 constexpr std::string_view kOneService =

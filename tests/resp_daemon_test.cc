@@ -89,8 +89,7 @@ std::string multibulk(const std::vector<std::string>& args) {
 
 TEST_F(RespDaemonTest, RedisPyDrivesEveryCommand) {
   start();
-  std::string script = __FILE__;  // the script sits beside this file
-  script = script.substr(0, script.rfind('/') + 1) + "resp_redis_py_test.py";
+  const std::string script = REACTOR_SOURCE_DIR "/tests/resp_redis_py_test.py";
   const Ran r = sh("/usr/bin/python3 " + script + " " + port_ + " 2");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("0 failures")) << r.out;
