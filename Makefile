@@ -3,8 +3,8 @@ JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: run demo test test-asan test-tsan test-systemd soak bench compare fuzz fuzz-ci deb deps \
-	configure-% build-% format clean
+.PHONY: run demo test test-asan test-tsan test-systemd soak bench compare perf-build fuzz fuzz-ci \
+	deb deps configure-% build-% format clean
 
 deps:
 	@scripts/install-deps.sh
@@ -74,6 +74,13 @@ soak: build-$(SOAK_PRESET)
 	  REACTORD_SOAK_SECONDS=$(SOAK_SECONDS) ./soak_test && \
 	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
 	  REACTORD_CHURN_CYCLES=200000 ./reliability_test --gtest_filter='*Churn*'
+
+# Every benchmark program, peer and the load generator built in release, none run (CI does this, so
+# the benchmarks cannot rot unseen): the perf preset, which fails when a peer's library is missing.
+perf-build:
+	@scripts/install-deps.sh --bench
+	@cmake --preset perf >/dev/null
+	@cmake --build --preset perf -j $(JOBS)
 
 bench:
 	@scripts/install-deps.sh --bench
