@@ -150,9 +150,8 @@ class RespDaemonTest : public ::testing::Test {
 
 TEST_F(RespDaemonTest, RedisPyDrivesEveryCommand) {
   start();
-  std::string script = __FILE__;  // the script sits beside this file
-  script = script.substr(0, script.rfind('/') + 1) + "resp_redis_py_test.py";
-  const Ran r = sh("/usr/bin/python3 " + script + " " + port_ + " 2");
+  // By its absolute path: __FILE__ is relative to the build directory under ccache's basedir.
+  const Ran r = sh(std::string("/usr/bin/python3 ") + RESP_REDIS_PY_SCRIPT + " " + port_ + " 2");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("0 failures")) << r.out;
 }
