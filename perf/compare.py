@@ -11,8 +11,8 @@ Sections:
            4 KiB messages; closed loop (reactord-load)
   open     open loop at half the lowest peak measured by `echo` at 100 connections, 64 B: latency
            from the intended send time
-  resp     redis-benchmark -c 50 PING_INLINE, SET, GET against reactord's resp service and
-           redis-server (no persistence)
+  resp     redis-benchmark -c 50 PING_INLINE, SET, GET, INCR, MSET (10 keys) and GET pipelined
+           16 deep (-P 16) against reactord's resp service and redis-server (no persistence)
   http     wrk -t1 -c50 against reactord's http service (GET /) and nginx (one worker process)
   memory   RSS per idle connection of reactord (and the floor) at 5,000, 10,000 and 18,000
            connections
@@ -48,7 +48,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 ECHO_CONNS = [1, 100, 1000]
 ECHO_SIZES = [64, 4096]
-REDIS_TESTS = ["PING_INLINE", "SET", "GET"]
+# The RESP rows: label -> (redis-benchmark -t name, its other arguments, the name of the row its
+# --csv output prints, requests per run as a multiple of the section's -n). A pipelined run
+# answers ~10 times faster, so it gets 10 times the requests for a window as long.
+REDIS_TESTS = {
+    "PING_INLINE": ("ping_inline", [], "PING_INLINE", 1),
+    "SET": ("set", [], "SET", 1),
+    "GET": ("get", [], "GET", 1),
+    "INCR": ("incr", [], "INCR", 1),
+    "MSET (10 keys)": ("mset", [], "MSET (10 keys)", 1),
+    "GET -P 16": ("get", ["-P", 16], "GET", 10),
+}
 
 
 def log(msg):
@@ -298,32 +308,37 @@ class Compare:
             "redis", ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
                       "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
                       "--dir", rdir, "--logfile", rdir / "redis.log"], port, self.work)))
-        n = 20000 if self.quick else 200000
+        base_n = 20000 if self.quick else 200000
         tests = {}
-        for test in REDIS_TESTS:
+        for test, spec in REDIS_TESTS.items():
+            n = base_n * spec[3]
             rounds = []
             for r in range(self.rounds):
                 res = {}
                 for s in servers:
                     try:
-                        res[s.name] = self.redis_benchmark(s, test, n)
+                        res[s.name] = self.redis_benchmark(s, spec, n)
                     except Exception as e:  # noqa: BLE001
                         log(f"  {test} {s.name}: {e}")
                 rounds.append(res)
-            tests[test] = {"rounds": rounds, "summary": summarize(rounds, "redis"), "n": n}
+            tests[test] = {"rounds": rounds, "summary": summarize(rounds, "redis"), "n": n,
+                           "args": ["-t", spec[0], *map(str, spec[1])]}
             log(f"resp {test}: " + ", ".join(f"{k} {v['rps']:.0f}/s {v['cpu_us']:.2f}us"
                                              for k, v in tests[test]["summary"].items()))
         self.results["sections"]["resp"] = tests
         self.stop_all()
 
-    def redis_benchmark(self, s, test, n):
+    def redis_benchmark(self, s, spec, n):
+        """One redis-benchmark run of REDIS_TESTS' spec, n requests: rate, server CPU per request
+        (per command: an MSET of 10 keys is one), latencies."""
+        name, extra, row, _ = spec
         load_before = load1()
         c0, t0 = cpu_seconds(s.pid), time.monotonic()
         p = subprocess.run(pinned(CLIENT_CPU, ["redis-benchmark", "-h", "127.0.0.1", "-p", s.port,
-                                               "-c", 50, "-n", n, "-t", test, "--csv"]),
+                                               "-c", 50, "-n", n, "-t", name, *extra, "--csv"]),
                            capture_output=True, text=True, timeout=600)
         wall, cpu = time.monotonic() - t0, cpu_seconds(s.pid) - c0
-        rows = [line for line in p.stdout.splitlines() if line.startswith(f'"{test}"')]
+        rows = [line for line in p.stdout.splitlines() if line.startswith(f'"{row}"')]
         if not rows:
             raise RuntimeError(f"redis-benchmark: {p.stdout[-300:]} {p.stderr[-300:]}")
         f = [x.strip('"') for x in rows[0].split(",")]

@@ -212,7 +212,9 @@ def markdown(res, info, args, svg_name):
     resp = res["sections"].get("resp")
     if resp:
         n = next(iter(resp.values()))["n"]
-        a(f"## RESP: redis-benchmark -c 50 -n {n:,} (pipelining off)")
+        piped = resp.get("GET -P 16", {}).get("n", n)
+        a(f"## RESP: redis-benchmark -c 50 -n {n:,} (`GET -P 16`: -n {piped:,}, pipelined 16 deep; "
+          "the others one request at a time)")
         a("")
         L += table(["test", "server", *SERVICE_COLUMNS, "× redis rate", "× redis CPU", "load"],
                    [[test, name, *service_cells(r), *ratio_cells(r)]

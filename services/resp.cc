@@ -376,10 +376,12 @@ bool cmd_info(RespConnection& c, Args args) {
   if (wanted("memory")) {
     const uint64_t used = sh.used_memory();
     const uint64_t max = sh.max_memory_bytes.load(std::memory_order_relaxed);
-    absl::StrAppend(&text, "# Memory\r\nused_memory:", used,
-                    "\r\nused_memory_human:", human_bytes(used), "\r\nmaxmemory:", max,
-                    "\r\nmaxmemory_human:", human_bytes(max),
-                    "\r\nmaxmemory_policy:noeviction\r\n\r\n");
+    uint64_t pending = 0;
+    for (const auto& store : sh.stores) pending += store->pending_free();
+    absl::StrAppend(
+        &text, "# Memory\r\nused_memory:", used, "\r\nused_memory_human:", human_bytes(used),
+        "\r\nmaxmemory:", max, "\r\nmaxmemory_human:", human_bytes(max),
+        "\r\nmaxmemory_policy:noeviction\r\nlazyfree_pending_objects:", pending, "\r\n\r\n");
   }
   if (wanted("stats")) {
     absl::StrAppend(&text, "# Stats\r\ntotal_connections_received:", received,

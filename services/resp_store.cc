@@ -1,6 +1,7 @@
 #include "services/resp_store.h"
 
 #include <chrono>
+#include <limits>
 
 #include "reactor/reactor.h"
 
@@ -94,7 +95,9 @@ RespStore::~RespStore() {
   *alive_ = false;
   // In the daemon the shards have ended (their fibers with them); in a test the store may die on
   // its loop while the fiber sleeps: it wakes, sees alive_ false and ends.
-  if (expiry_task_.valid() && reactor::Reactor::current() != nullptr) expiry_task_.cancel();
+  if (reactor::Reactor::current() == nullptr) return;
+  if (expiry_task_.valid()) expiry_task_.cancel();
+  if (free_task_.valid()) free_task_.cancel();
 }
 
 RespStore::Map::iterator RespStore::find_live(std::string_view key) {
@@ -159,10 +162,36 @@ bool RespStore::set_expire(std::string_view key, int64_t expire_ms) {
 
 void RespStore::clear() {
   loop_thread_.check();
-  expiry_.clear();
-  map_.clear();
-  account(0, used_plain_);
+  if (map_.empty()) return;
+  auto cleared = std::make_unique<Cleared>();
+  cleared->map.swap(map_);
+  cleared->expiry.swap(expiry_);
+  pending_plain_ += cleared->map.size();
+  cleared_.push_back(std::move(cleared));
   publish_counts();
+  start_freeing();
+}
+
+size_t RespStore::free_some(size_t max) {
+  loop_thread_.check();
+  size_t n = 0;
+  while (n < max && !cleared_.empty()) {
+    Cleared& c = *cleared_.front();
+    if (!c.expiry.empty()) {
+      c.expiry.erase(c.expiry.begin());
+    } else if (!c.map.empty()) {
+      auto it = c.map.begin();
+      account(0, cost(it->first, it->second));
+      c.map.erase(it);
+      --pending_plain_;
+    } else {
+      cleared_.erase(cleared_.begin());  // its empty tables: no work left
+      continue;
+    }
+    ++n;
+  }
+  pending_free_.store(pending_plain_, std::memory_order_relaxed);
+  return n;
 }
 
 size_t RespStore::size() const {
@@ -236,6 +265,7 @@ void RespStore::account(size_t add, size_t sub) {
 void RespStore::publish_counts() {
   count_.store(map_.size(), std::memory_order_relaxed);
   expiring_.store(expiry_.size(), std::memory_order_relaxed);
+  pending_free_.store(pending_plain_, std::memory_order_relaxed);
 }
 
 void RespStore::start_expiry() {
@@ -254,6 +284,27 @@ void RespStore::start_expiry() {
     }
   });
   if (task.ok()) expiry_task_ = *std::move(task);
+}
+
+void RespStore::start_freeing() {
+  if (free_task_.valid() && !free_task_.done()) return;
+  reactor::Reactor* r = reactor::Reactor::current();
+  absl::StatusOr<reactor::Task<void>> task = absl::UnavailableError("no loop");
+  if (r != nullptr) {
+    task = r->spawn("resp-free", [this, alive = alive_] {
+      while (free_some(kFreeBatch) > 0) {
+        reactor::yield();
+        if (reactor::cancelled() || !*alive) return;
+      }
+    });
+  }
+  if (task.ok()) {
+    free_task_ = *std::move(task);
+    return;
+  }
+  // No loop (a unit test of the store), or no stack for a fiber: free them now.
+  while (free_some(std::numeric_limits<size_t>::max()) > 0) {
+  }
 }
 
 }  // namespace reactord

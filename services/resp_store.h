@@ -7,9 +7,14 @@
 // expiry set there) removes due keys in batches of kExpireBatch, yielding between batches, every
 // kExpireTick, so that any number of keys expiring at once never holds the loop for long.
 //
+// clear() (FLUSHDB, FLUSHALL) empties the store at once but frees the old entries in the
+// background: a second fiber frees kFreeBatch of them per slice, yielding between slices, since
+// freeing a million keys in one go holds the loop for longer than the watchdog's threshold.
+//
 // Memory: each key costs key bytes + value bytes + kEntryOverhead (the map node, the strings'
 // headers and, for an expiring key, its index entry, rounded up). used_memory() is readable from
-// any thread; the service compares the sum over its shards with its cap.
+// any thread; the service compares the sum over its shards with its cap. Entries cleared but not
+// yet freed still count, as Redis counts its lazily freed objects, until they are freed.
 #pragma once
 
 #include <atomic>
@@ -60,6 +65,7 @@ class RespStore {
   static constexpr size_t kEntryOverhead = 96;
   static constexpr size_t kExpireBatch = 200;
   static constexpr reactor::Duration kExpireTick = std::chrono::milliseconds(10);
+  static constexpr size_t kFreeBatch = 2000;
 
   RespStore() = default;
   ~RespStore();
@@ -83,6 +89,8 @@ class RespStore {
   std::optional<RespEntry> take(std::string_view key);
   // Sets (expire_ms > 0) or clears (0) a live key's expiry; false if the key is absent.
   bool set_expire(std::string_view key, int64_t expire_ms);
+  // Empties the store (size() is 0 at once); the entries are freed in the background (at once
+  // without a loop).
   void clear();
   // Keys, expired ones included until removed (as Redis' DBSIZE).
   size_t size() const;
@@ -102,6 +110,8 @@ class RespStore {
   size_t used_memory() const { return used_.load(std::memory_order_relaxed); }
   size_t key_count() const { return count_.load(std::memory_order_relaxed); }
   size_t expires_count() const { return expiring_.load(std::memory_order_relaxed); }
+  // Keys cleared and not yet freed (INFO's lazyfree_pending_objects).
+  size_t pending_free() const { return pending_free_.load(std::memory_order_relaxed); }
   RespShardStats& stats() { return stats_; }
   const RespShardStats& stats() const { return stats_; }
 
@@ -111,6 +121,14 @@ class RespStore {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
   using Map = std::unordered_map<std::string, RespEntry, Hash, std::equal_to<>>;
+  // Expiring keys by time; the views point into the keys of the map beside it (node-based:
+  // stable).
+  using ExpiryIndex = std::set<std::pair<int64_t, std::string_view>>;
+  // Entries clear() took out, freed by free_some(): the index first (it points into the map).
+  struct Cleared {
+    Map map;
+    ExpiryIndex expiry;
+  };
 
   static size_t cost(std::string_view key, const RespEntry& e) {
     return key.size() + e.value.size() + kEntryOverhead;
@@ -122,17 +140,23 @@ class RespStore {
   void account(size_t add, size_t sub);
   void publish_counts();
   void start_expiry();
+  // Frees up to `max` cleared entries; returns how many.
+  size_t free_some(size_t max);
+  void start_freeing();
 
   Map map_;
-  // Expiring keys by time; the views point into map_'s keys (node-based: stable).
-  std::set<std::pair<int64_t, std::string_view>> expiry_;
+  ExpiryIndex expiry_;
+  std::vector<std::unique_ptr<Cleared>> cleared_;  // oldest first
+  size_t pending_plain_ = 0;
+  std::atomic<size_t> pending_free_{0};
   size_t used_plain_ = 0;
   std::atomic<size_t> used_{0};
   std::atomic<size_t> count_{0};
   std::atomic<size_t> expiring_{0};
   RespShardStats stats_;
-  // The expiry fiber; `alive_` tells it the store still exists.
+  // The expiry and freeing fibers; `alive_` tells them the store still exists.
   reactor::Task<void> expiry_task_;
+  reactor::Task<void> free_task_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   reactor::LoopThreadCheck loop_thread_{"RespStore", reactor::LoopThreadCheck::FirstUse{}};
 };

@@ -556,6 +556,39 @@ TEST(RespStoreTest, AccountsKeyValueAndOverhead) {
   EXPECT_EQ(s.used_memory(), 0u);
 }
 
+// On a loop, clear() empties the store at once and frees the entries in the background, a bounded
+// number per slice, still counting their memory until they are freed; keys set meanwhile stay.
+TEST(RespStoreTest, ClearFreesInTheBackgroundInBoundedSlices) {
+  reactor::test::run_fiber([] {
+    RespStore s;
+    constexpr size_t kKeys = 5 * RespStore::kFreeBatch;
+    for (size_t i = 0; i < kKeys; ++i)
+      s.set("k" + std::to_string(i), "v", i % 2 ? resp_now_ms() + 100000 : 0);
+    const size_t used = s.used_memory();
+    s.clear();
+    EXPECT_EQ(s.size(), 0u);
+    EXPECT_EQ(s.key_count(), 0u);
+    EXPECT_EQ(s.expires_count(), 0u);
+    EXPECT_EQ(s.pending_free(), kKeys);
+    EXPECT_EQ(s.used_memory(), used);
+    EXPECT_EQ(s.peek("k1"), nullptr);
+    s.set("new", "v");
+    s.clear();  // a second clear while the first is being freed
+    EXPECT_EQ(s.pending_free(), kKeys + 1);
+    s.set("kept", "v", resp_now_ms() + 100000);
+    // One slice frees at most kFreeBatch entries (index entries first, then keys).
+    reactor::yield();
+    EXPECT_GT(s.pending_free(), kKeys - RespStore::kFreeBatch);
+    const reactor::Deadline until = reactor::deadline_after(5s);
+    while (s.pending_free() > 0 && reactor::Clock::now() < until) reactor::yield();
+    EXPECT_EQ(s.pending_free(), 0u);
+    EXPECT_EQ(s.used_memory(), 4 + 1 + RespStore::kEntryOverhead);
+    EXPECT_EQ(s.size(), 1u);
+    EXPECT_NE(s.peek("kept"), nullptr);
+    EXPECT_EQ(s.expires_count(), 1u);
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RespCommandsTest,
                          ::testing::ValuesIn(reactor::test::available_backends()),
                          reactor::test::backend_test_name);
