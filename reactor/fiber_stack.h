@@ -48,9 +48,11 @@ FrameWalk walk_own_stack(const void* bottom, const void* top, size_t max_frames)
 class FrameSymbolizer {
  public:
   std::vector<std::string> names(const std::vector<void*>& pcs);
+  // The name of the function that called with return address `pc` (it looks up pc - 1), kept
+  // like those of names(), with no frame dropped (a profile's samples).
+  const std::string& name(void* pc);
 
  private:
-  const std::string& name(void* pc);
   std::unordered_map<void*, std::string> cache_;
 };
 
