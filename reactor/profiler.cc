@@ -3,7 +3,6 @@
 #include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
-#include <ucontext.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/error.h"
+#include "reactor/fiber_stack.h"
 
 namespace reactor {
 namespace {
@@ -47,18 +47,6 @@ namespace {
 
 Profiler::Ring* g_rings[Profiler::kMaxThreads];  // allocated by start(), under g_running
 
-void* interrupted_pc(void* uctx) {
-  const auto* uc = static_cast<const ucontext_t*>(uctx);
-#if defined(__x86_64__)
-  return reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
-#elif defined(__aarch64__)
-  return reinterpret_cast<void*>(uc->uc_mcontext.pc);
-#else
-  (void)uc;
-  return nullptr;
-#endif
-}
-
 // Async-signal-safe: atomics, backtrace() (its unwinder loaded beforehand), plain stores.
 void profile_record(Profiler::Ring& ring, const Reactor& reactor, int overrun, void* uctx) {
   const uint64_t head = ring.head.load(std::memory_order_relaxed);
@@ -78,17 +66,10 @@ void profile_record(Profiler::Ring& ring, const Reactor& reactor, int overrun, v
   }
   s.weight = 1 + static_cast<uint32_t>(std::max(0, overrun));
   // The handler's frame and the signal trampoline come first: keep from the interrupted pc on.
-  constexpr int kSkipAtMost = 6;
+  constexpr int kSkipAtMost = 6;  // first_interrupted_frame looks this far
   void* pcs[ProfileSample::kMaxFrames + kSkipAtMost];
   const int n = ::backtrace(pcs, ProfileSample::kMaxFrames + kSkipAtMost);
-  const void* pc = interrupted_pc(uctx);
-  int first = n > 2 ? 2 : 0;
-  for (int i = 0; i < n && i < kSkipAtMost; ++i) {
-    if (pcs[i] == pc) {
-      first = i;
-      break;
-    }
-  }
+  const int first = first_interrupted_frame(pcs, n, interrupted_pc(uctx));
   s.depth = std::min(n - first, ProfileSample::kMaxFrames);
   std::memcpy(s.pcs, pcs + first, sizeof(void*) * static_cast<size_t>(std::max(0, s.depth)));
   ring.head.store(head + 1, std::memory_order_release);
@@ -106,17 +87,7 @@ void profile_handler(int, siginfo_t* si, void* uctx) {
 
 void install_profile_handler() {
   static std::once_flag once;
-  std::call_once(once, [] {
-    // backtrace() loads libgcc's unwinder on first use: do that now, not inside the handler.
-    void* warm[4];
-    (void)::backtrace(warm, 4);
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = &profile_handler;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(profile_signal(), &sa, nullptr);
-  });
+  std::call_once(once, [] { install_backtrace_handler(profile_signal(), &profile_handler); });
 }
 
 }  // namespace

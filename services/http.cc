@@ -270,27 +270,22 @@ Response HttpConnection::route(const HttpRequest& req) {
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       r.body = o_.metrics_text();
       break;
-    case Route::kBlock: {
-      const std::optional<int> ms = parse_block_ms(req.query);
-      if (!ms) {
-        return error_response(
-            400, "ms must be an integer from 0 to " + std::to_string(kMaxDebugBlockMs));
-      }
-      // Earlier responses of the burst go out first; then the loop stalls.
-      (void)flush();
-      block_loop_thread(*ms);
-      r.body = "blocked the loop for " + std::to_string(*ms) + " ms\n";
-      break;
-    }
+    case Route::kBlock:
     case Route::kSpin: {
       const std::optional<int> ms = parse_block_ms(req.query);
       if (!ms) {
         return error_response(
             400, "ms must be an integer from 0 to " + std::to_string(kMaxDebugBlockMs));
       }
+      // Earlier responses of the burst go out first; then the loop stalls or spins.
       (void)flush();
-      spin_loop_thread(*ms);
-      r.body = "spun " + std::to_string(*ms) + " ms of CPU\n";
+      if (route == Route::kBlock) {
+        block_loop_thread(*ms);
+        r.body = "blocked the loop for " + std::to_string(*ms) + " ms\n";
+      } else {
+        spin_loop_thread(*ms);
+        r.body = "spun " + std::to_string(*ms) + " ms of CPU\n";
+      }
       break;
     }
     case Route::kNone:
