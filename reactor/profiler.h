@@ -12,6 +12,8 @@
 // current slice already makes. A thread that uses no CPU (blocked in the backend's wait) gets no
 // samples: the profile shows where CPU time goes, not where wall time goes. Under TSan the signal
 // waits for the thread's next intercepted call (a pure arithmetic loop is never sampled inside).
+// A build without the watchdog's hooks (-DREACTOR_WATCHDOG_HOOKS=OFF, benchmarks only) publishes
+// no slice: every sample is then rooted at the scheduler.
 // The signal may cut a non-restartable sleep of the loop thread short (nanosleep, poll); it
 // arrives only while the thread uses CPU, so a thread blocked in a wait is not interrupted.
 #pragma once
