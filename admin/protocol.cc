@@ -19,7 +19,7 @@ std::string too_long() {
 
 constexpr std::string_view kKnown[] = {"help",   "version",  "ping",   "stats",  "metrics",
                                        "shards", "services", "fibers", "stalls", "backends",
-                                       "config", "set",      "reload", "conns"};
+                                       "config", "set",      "reload", "conns",  "profile"};
 
 }  // namespace
 

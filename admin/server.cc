@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "admin/introspect.h"
 #include "admin/metrics.h"
+#include "admin/profile.h"
 #include "admin/protocol.h"
 #include "reactor/call_on.h"
 #include "reactor/error.h"
@@ -30,7 +31,8 @@ namespace {
 
 constexpr char kHelp[] =
     "help\nversion\nping\nstats\nmetrics\nshards\nservices\nfibers [SHARD]\n"
-    "fibers [SHARD] stacks [MAX_FIBERS [MAX_FRAMES]]\nconns [SERVICE]\nstalls\nbackends\nconfig\n"
+    "fibers [SHARD] stacks [MAX_FIBERS [MAX_FRAMES]]\nconns [SERVICE]\nstalls\n"
+    "profile [SECONDS [HZ [SHARD]]]\nbackends\nconfig\n"
     "set KEY VALUE\nreload";
 
 std::string err(std::string_view code, std::string_view message) {
@@ -225,7 +227,9 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   };
   if (cmd == "help") return kHelp;
   if (cmd == "ping") return no_args().value_or("pong");
-  if (auto e = no_args(); e && cmd != "fibers" && cmd != "conns" && cmd != "set") return *e;
+  if (auto e = no_args();
+      e && cmd != "fibers" && cmd != "conns" && cmd != "set" && cmd != "profile")
+    return *e;
   if (cmd == "version") {
     return nlohmann::json{{"version", view_.version()},
                           {"protocol", kProtocolVersion},
@@ -239,6 +243,7 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   if (cmd == "stalls") return stalls_json(view_).dump();
   if (cmd == "backends") return backends_json().dump();
   if (cmd == "conns") return conns_answer(view_, words);
+  if (cmd == "profile") return profile_answer(view_, words);
   if (cmd == "fibers") {
     if (std::find(words.begin(), words.end(), "stacks") != words.end()) {
       return fibers_stacks_answer(view_, words);

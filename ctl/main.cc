@@ -24,6 +24,7 @@
 #include "ctl/client.h"
 #include "ctl/flamegraph.h"
 #include "ctl/format.h"
+#include "ctl/profile.h"
 #include "ctl/top.h"
 
 #ifndef REACTORD_VERSION
@@ -53,6 +54,9 @@ constexpr char kUsage[] =
     "                        recent watchdog reports and the slowest fibers; --folded: the\n"
     "                        reports by stack, weighted by stall time (ms); --svg: as a flame "
     "graph\n"
+    "  profile [--seconds N] [--hz H] [--shard K] [--folded | --svg FILE]\n"
+    "                        sample the shards' CPU for N s (5; 1-300) at H Hz (99; 1-1000) by\n"
+    "                        fiber; --folded: stacks with sample counts; --svg: a flame graph\n"
     "  shards                per-shard loop statistics\n"
     "  services              services, their addresses and counters\n"
     "  backends              I/O backends, available or not, and why\n"
@@ -85,7 +89,9 @@ struct Options {
   bool stacks = false;                 // fibers --stacks
   int max_fibers = 0, max_frames = 0;  // 0: the daemon's default
   bool folded = false;                 // stalls --folded
-  std::string svg;                     // stalls --svg FILE
+  std::string svg;                     // stalls and profile --svg FILE
+  ProfileOptions profile;              // profile --seconds, --hz, --shard
+  bool profile_flags = false;
 };
 
 int usage_error(const std::string& why) {
@@ -171,6 +177,11 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
     } else if (a == "--svg") {
       if (!take_value() || value.empty()) return usage("--svg needs a file name");
       o.svg = value;
+    } else if (a == "--seconds" || a == "--hz" || a == "--shard") {
+      if (!take_value()) return usage(absl::StrCat(a, " needs a value"));
+      absl::StatusOr<bool> taken = parse_profile_flag(a, value, &o.profile);
+      if (!taken.ok()) return taken.status();
+      o.profile_flags = true;
     } else if (a == "--stacks") {
       if (has_value) return usage("--stacks takes no value");
       o.stacks = true;
@@ -197,8 +208,11 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
     return usage("--max-fibers and --max-frames go with --stacks");
   }
   if (o.stacks && o.words[0] != "fibers") return usage("--stacks goes with fibers only");
-  if ((o.folded || !o.svg.empty()) && o.words[0] != "stalls") {
-    return usage("--folded and --svg go with stalls only");
+  if ((o.folded || !o.svg.empty()) && o.words[0] != "stalls" && o.words[0] != "profile") {
+    return usage("--folded and --svg go with stalls and profile only");
+  }
+  if (o.profile_flags && o.words[0] != "profile") {
+    return usage("--seconds, --hz and --shard go with profile only");
   }
   if (o.folded && !o.svg.empty()) return usage("--folded and --svg exclude each other");
   if (o.socket.empty()) {
@@ -243,7 +257,7 @@ const std::map<std::string, Renderer>& renderers() {
       {"fibers", render_fibers},   {"stalls", render_stalls}, {"backends", render_backends},
       {"version", render_version}, {"help", nullptr},         {"ping", nullptr},
       {"metrics", nullptr},        {"config", nullptr},       {"set", nullptr},
-      {"reload", nullptr},         {"conns", render_conns},
+      {"reload", nullptr},         {"conns", render_conns},   {"profile", render_profile},
   };
   return *kRenderers;
 }
@@ -279,6 +293,10 @@ absl::StatusOr<std::string> protocol_line(const Options& o) {
     }
     return line;
   }
+  if (cmd == "profile") {
+    if (w.size() > 1) return usage("profile takes no arguments besides its options");
+    return profile_line(o.profile);
+  }
   if (cmd == "conns") {
     if (w.size() > 2) return usage("conns takes at most one SERVICE");
     return w.size() == 2 ? absl::StrCat("conns ", w[1]) : cmd;
@@ -287,15 +305,20 @@ absl::StatusOr<std::string> protocol_line(const Options& o) {
   return cmd;
 }
 
-// `stalls --folded` prints the folded stacks; `stalls --svg FILE` writes the flame graph.
-int write_stall_graph(const Options& o, const Json& stalls) {
-  const std::vector<FoldedStack> stacks = fold_stall_reports(stalls);
+// `stalls` or `profile` with --folded prints the folded stacks; with --svg FILE writes the flame
+// graph.
+int write_graph(const Options& o, const Json& answer) {
+  const bool profile = o.words[0] == "profile";
+  const std::vector<FoldedStack> stacks =
+      profile ? fold_profile(answer) : fold_stall_reports(answer);
   if (o.folded) {
     std::fputs(folded_text(stacks).c_str(), stdout);
     return kExitOk;
   }
   FlameGraphOptions fo;
-  fo.title = "reactord stalls by stack (weighted by stall time)";
+  fo.title = profile ? "reactord CPU profile by fiber (samples of CPU time)"
+                     : "reactord stalls by stack (weighted by stall time)";
+  if (profile) fo.unit = fo.sample_noun = "samples";
   const std::string svg = flame_graph_svg(stacks, fo);
   std::FILE* f = std::fopen(o.svg.c_str(), "w");
   const bool ok = f != nullptr && std::fwrite(svg.data(), 1, svg.size(), f) == svg.size();
@@ -305,8 +328,8 @@ int write_stall_graph(const Options& o, const Json& stalls) {
   }
   uint64_t weight = 0;
   for (const FoldedStack& s : stacks) weight += s.weight;
-  std::printf("wrote %s: %zu stacks, %llu ms of stalls\n", o.svg.c_str(), stacks.size(),
-              static_cast<unsigned long long>(weight));
+  std::printf("wrote %s: %zu stacks, %llu %s\n", o.svg.c_str(), stacks.size(),
+              static_cast<unsigned long long>(weight), profile ? "samples" : "ms of stalls");
   return kExitOk;
 }
 
@@ -338,7 +361,11 @@ int run(const Options& o) {
   }
   if (is_top) return run_top(*client, o.socket, o.top);
 
-  absl::StatusOr<Answer> answer = client->request(line, o.timeout);
+  // A profile answers when it is over: wait for its length on top of the timeout.
+  const std::chrono::milliseconds wait =
+      o.timeout + (cmd == "profile" ? std::chrono::seconds(profile_seconds(o.profile))
+                                    : std::chrono::seconds(0));
+  absl::StatusOr<Answer> answer = client->request(line, wait);
   if (!answer.ok()) return no_answer(o, answer.status());
   if (answer->error) {
     std::fprintf(stderr, "%s", answer->text().c_str());
@@ -354,7 +381,7 @@ int run(const Options& o) {
     return no_answer(o, absl::DataLossError(
                             absl::StrCat("the answer to '", cmd, "' is not valid JSON:\n", text)));
   }
-  if (o.folded || !o.svg.empty()) return write_stall_graph(o, j);
+  if (o.folded || !o.svg.empty()) return write_graph(o, j);
   std::fputs((*renderer)(j).c_str(), stdout);
   return kExitOk;
 }

@@ -33,6 +33,8 @@ class PackedName {
   static constexpr size_t kWords = 6;  // 47 characters and a terminator
   void set(const std::string& name);
   std::string get() const;
+  // The name, NUL-terminated, without allocating: async-signal-safe. Any thread.
+  void copy(char (&out)[kWords * 8]) const;
 
  private:
   std::atomic<uint64_t> words_[kWords] = {};

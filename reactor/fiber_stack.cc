@@ -1,5 +1,9 @@
 #include "reactor/fiber_stack.h"
 
+#include <execinfo.h>
+#include <ucontext.h>
+
+#include <cstring>
 #include <string_view>
 
 #include "absl/debugging/symbolize.h"
@@ -89,6 +93,36 @@ __attribute__((noinline)) FrameWalk walk_own_stack(const void* bottom, const voi
   const auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   return walk_frame_chain(fp, nullptr, reinterpret_cast<uintptr_t>(bottom),
                           reinterpret_cast<uintptr_t>(top), max_frames);
+}
+
+void install_backtrace_handler(int sig, void (*handler)(int, siginfo_t*, void*)) {
+  void* warm[4];
+  (void)::backtrace(warm, 4);
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, nullptr);
+}
+
+void* interrupted_pc(const void* ucontext) {
+  const auto* uc = static_cast<const ucontext_t*>(ucontext);
+#if defined(__x86_64__)
+  return reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+  return reinterpret_cast<void*>(uc->uc_mcontext.pc);
+#else
+  (void)uc;
+  return nullptr;
+#endif
+}
+
+int first_interrupted_frame(void* const* pcs, int n, const void* interrupted) {
+  for (int i = 0; i < n && i < 6; ++i) {
+    if (pcs[i] == interrupted) return i;
+  }
+  return n > 2 ? 2 : 0;
 }
 
 const std::string& FrameSymbolizer::name(void* pc) {

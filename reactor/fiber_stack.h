@@ -10,6 +10,8 @@
 // pointer 0).
 #pragma once
 
+#include <signal.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -38,6 +40,18 @@ FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void
 // The calling code's own frames up to `top` (the running fiber's stack top). Loop thread.
 FrameWalk walk_own_stack(const void* bottom, const void* top, size_t max_frames);
 
+// Frames captured inside a signal handler with glibc backtrace(), which walks through the signal
+// frame into the interrupted code (the watchdog's stall stacks, the profiler's samples).
+// Loads backtrace()'s unwinder now (it must not load inside a handler), then installs `handler`
+// for `sig` with SA_SIGINFO | SA_RESTART. Any thread, before the first such signal.
+void install_backtrace_handler(int sig, void (*handler)(int, siginfo_t*, void*));
+// The pc the signal interrupted, from the handler's third argument (null on an architecture not
+// handled). Async-signal-safe.
+void* interrupted_pc(const void* ucontext);
+// The index in backtrace()'s `pcs` of the interrupted pc, past the handler's own frame and the
+// signal trampoline (2 when it is not among the first few). Async-signal-safe.
+int first_interrupted_frame(void* const* pcs, int n, const void* interrupted);
+
 // Names for return addresses (absl::Symbolize; "0x..." when unknown), innermost first, with the
 // runtime's own parking frames (switch_context, park, the wait lists) dropped from the top so the
 // first frame is the suspension point the fiber waits in (Channel::pop, sleep_until, recv...).
@@ -48,9 +62,11 @@ FrameWalk walk_own_stack(const void* bottom, const void* top, size_t max_frames)
 class FrameSymbolizer {
  public:
   std::vector<std::string> names(const std::vector<void*>& pcs);
+  // The name of the function that called with return address `pc` (it looks up pc - 1), kept
+  // like those of names(), with no frame dropped (a profile's samples).
+  const std::string& name(void* pc);
 
  private:
-  const std::string& name(void* pc);
   std::unordered_map<void*, std::string> cache_;
 };
 

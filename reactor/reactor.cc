@@ -388,13 +388,14 @@ void Reactor::poll_once(Duration timeout) {
   const Deadline start = last_clock_;
   stats_.busy_ns.add(static_cast<uint64_t>(std::max<int64_t>(0, to_ns(start - last_poll_end_))));
   // A spinning loop is in poll for the watchdog as well: idle, not a slice.
-  if constexpr (kWatchdogHooks) in_poll_.store(true, std::memory_order_relaxed);
   if (timeout == Duration::zero() || options_.idle == IdleMode::kBlock) {
+    if constexpr (kWatchdogHooks) in_poll_.store(kInPoll, std::memory_order_relaxed);
     backend_->poll(timeout);
   } else {
+    if constexpr (kWatchdogHooks) in_poll_.store(kInSpin, std::memory_order_relaxed);
     idle_wait(start, timeout);
   }
-  if constexpr (kWatchdogHooks) in_poll_.store(false, std::memory_order_relaxed);
+  if constexpr (kWatchdogHooks) in_poll_.store(kNotInPoll, std::memory_order_relaxed);
   last_clock_ = last_poll_end_ = Clock::now();
   const int64_t waited = to_ns(last_clock_ - start);
   stats_.poll_wait.record(waited);
@@ -430,12 +431,13 @@ void Reactor::idle_wait(Deadline start, Duration timeout) {
            stop_requested_.load(std::memory_order_acquire);
   }
   if (work || now >= timer) return;
+  if constexpr (kWatchdogHooks) in_poll_.store(kInPoll, std::memory_order_relaxed);
   backend_->poll(timer == kNoDeadline ? Duration{-1} : timer - now);  // kAdaptive, spin over
 }
 
 Reactor::CurrentSlice Reactor::current_slice() const {
   CurrentSlice c;
-  c.in_poll = in_poll_.load(std::memory_order_relaxed);
+  c.in_poll = in_poll_.load(std::memory_order_relaxed) != kNotInPoll;
   for (int attempt = 0; attempt < 4; ++attempt) {
     const int64_t start = slice_start_ns_.load(std::memory_order_acquire);
     if (start == 0) return c;
@@ -506,13 +508,17 @@ void detail::PackedName::set(const std::string& name) {
   }
 }
 
-std::string detail::PackedName::get() const {
-  char buf[kWords * 8];
+void detail::PackedName::copy(char (&out)[kWords * 8]) const {
   for (size_t i = 0; i < kWords; ++i) {
     const uint64_t w = words_[i].load(std::memory_order_relaxed);
-    std::memcpy(buf + i * 8, &w, 8);
+    std::memcpy(out + i * 8, &w, 8);
   }
-  buf[sizeof buf - 1] = '\0';
+  out[sizeof out - 1] = '\0';
+}
+
+std::string detail::PackedName::get() const {
+  char buf[kWords * 8];
+  copy(buf);
   return std::string(buf);
 }
 

@@ -172,6 +172,28 @@ class Reactor {
     std::string fiber_name;
   };
   CurrentSlice current_slice() const;
+  // What the loop thread is doing at this instant, for a signal handler running on that thread (a
+  // sampling profiler): the running fiber, or the scheduler's own work, the backend's wait or an
+  // idle spin. Lock-free relaxed loads only, so async-signal-safe. Loop thread (its signal
+  // handlers included).
+  struct Activity {
+    enum class Kind : uint8_t { kScheduler, kFiber, kPoll, kSpin };
+    Kind kind = Kind::kScheduler;
+    const detail::Fiber* fiber = nullptr;  // kFiber: its record, whose packed_name names it
+  };
+  Activity activity() const {
+    if (slice_start_ns_.load(std::memory_order_acquire) != 0) {
+      return {Activity::Kind::kFiber, slice_fiber_.load(std::memory_order_relaxed)};
+    }
+    switch (in_poll_.load(std::memory_order_relaxed)) {
+      case kInPoll:
+        return {Activity::Kind::kPoll, nullptr};
+      case kInSpin:
+        return {Activity::Kind::kSpin, nullptr};
+      default:
+        return {};
+    }
+  }
   // The last slice that ran past the slow-slice threshold: when it started and how long it ran
   // (the watchdog uses it to report a stall's total). Any thread.
   struct LongSlice {
@@ -241,7 +263,9 @@ class Reactor {
   // The current slice, published with relaxed stores (two per switch).
   std::atomic<int64_t> slice_start_ns_{0};
   std::atomic<detail::Fiber*> slice_fiber_{nullptr};
-  std::atomic<bool> in_poll_{false};
+  // kNotInPoll, kInPoll (the backend's wait) or kInSpin (idle_wait's zero-timeout polls).
+  static constexpr uint8_t kNotInPoll = 0, kInPoll = 1, kInSpin = 2;
+  std::atomic<uint8_t> in_poll_{kNotInPoll};
   std::atomic<int64_t> slow_slice_ns_{10'000'000};
   std::atomic<int64_t> long_slice_start_ns_{0};
   std::atomic<int64_t> long_slice_ns_{0};

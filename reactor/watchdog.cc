@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 #include "absl/debugging/symbolize.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "reactor/fiber_stack.h"
 #include "reactor/reactor.h"
 
 namespace reactor {
@@ -44,18 +44,6 @@ int frames_signal() {
   return SIGRTMIN + 7;
 }
 
-void* interrupted_pc(void* uctx) {
-  const auto* uc = static_cast<const ucontext_t*>(uctx);
-#if defined(__x86_64__)
-  return reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]);
-#elif defined(__aarch64__)
-  return reinterpret_cast<void*>(uc->uc_mcontext.pc);
-#else
-  (void)uc;
-  return nullptr;
-#endif
-}
-
 void frames_handler(int, siginfo_t*, void* uctx) {
   const int saved_errno = errno;
   const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
@@ -74,9 +62,7 @@ void frames_handler(int, siginfo_t*, void* uctx) {
 void install_frames_handler() {
   static std::once_flag once;
   std::call_once(once, [] {
-    // backtrace() loads libgcc's unwinder on first use: do that now, not inside the handler.
-    void* warm[4];
-    (void)::backtrace(warm, 4);
+    install_backtrace_handler(frames_signal(), &frames_handler);
     char exe[4096];
     const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -84,12 +70,6 @@ void install_frames_handler() {
       static std::string path(exe);  // the symbolizer keeps the pointer
       absl::InitializeSymbolizer(path.c_str());
     }
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = &frames_handler;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(frames_signal(), &sa, nullptr);
   });
 }
 
@@ -144,13 +124,7 @@ std::string classify(double cpu_ratio, char state, const std::string& syscall) {
 std::vector<std::string> symbolize(void* const* pcs, int n, void* interrupted) {
   std::vector<std::string> out;
   // The handler's own frame and the signal trampoline come first: start at the interrupted pc.
-  int first = n > 2 ? 2 : 0;
-  for (int i = 0; i < n && i < 6; ++i) {
-    if (pcs[i] == interrupted) {
-      first = i;
-      break;
-    }
-  }
+  const int first = first_interrupted_frame(pcs, n, interrupted);
   char name[512];
   for (int i = first; i < n; ++i) {
     // Return addresses point after the call: look up the call itself.

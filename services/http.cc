@@ -2,12 +2,14 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
+#include "reactor/reactor.h"
 #include "services/http_parser.h"
 
 namespace reactord {
@@ -122,6 +124,32 @@ std::optional<int> parse_block_ms(std::string_view query) {
   }
 }
 
+int64_t thread_cpu_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Burns ms milliseconds of the loop thread's CPU time here, on purpose, yielding to the shard's
+// other fibers after each millisecond so it never stalls them: /debug/spin exists so a profile
+// (`reactorctl profile`) has a known function to find. It reads the thread's CPU clock between
+// short bursts of arithmetic; that call is intercepted under TSan, where the profiler's signal
+// waits for one. Not inlined, so a profile names it in every build.
+[[gnu::noinline]] void spin_loop_thread(int ms) {
+  const int64_t until = thread_cpu_ns() + int64_t{ms} * 1'000'000;
+  volatile uint64_t sink = 0;
+  for (int64_t now = thread_cpu_ns(); now < until;) {
+    const int64_t burst_end = std::min(until, now + 1'000'000);
+    while ((now = thread_cpu_ns()) < burst_end) {
+      uint64_t x = sink;
+      for (int i = 0; i < 2000; ++i) x = x * 6364136223846793005u + 1442695040888963407u;
+      sink = x;
+    }
+    reactor::yield();
+    if (reactor::cancelled()) return;  // draining: stop early
+  }
+}
+
 class HttpConnection {
  public:
   HttpConnection(Connection& c, const HttpOptions& o)
@@ -211,7 +239,7 @@ bool HttpConnection::answer(const HttpRequest& req) {
 }
 
 Response HttpConnection::route(const HttpRequest& req) {
-  enum class Route { kRoot, kHealth, kMetrics, kBlock, kNone };
+  enum class Route { kRoot, kHealth, kMetrics, kBlock, kSpin, kNone };
   Route route = Route::kNone;
   if (req.path == "/") {
     route = Route::kRoot;
@@ -221,6 +249,8 @@ Response HttpConnection::route(const HttpRequest& req) {
     route = Route::kMetrics;
   } else if (req.path == "/debug/block" && o_.debug_routes) {
     route = Route::kBlock;
+  } else if (req.path == "/debug/spin" && o_.debug_routes) {
+    route = Route::kSpin;
   }
   if (route == Route::kNone) return error_response(404, "not found");
   if (req.method != "GET" && req.method != "HEAD") {
@@ -240,16 +270,22 @@ Response HttpConnection::route(const HttpRequest& req) {
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       r.body = o_.metrics_text();
       break;
-    case Route::kBlock: {
+    case Route::kBlock:
+    case Route::kSpin: {
       const std::optional<int> ms = parse_block_ms(req.query);
       if (!ms) {
         return error_response(
             400, "ms must be an integer from 0 to " + std::to_string(kMaxDebugBlockMs));
       }
-      // Earlier responses of the burst go out first; then the loop stalls.
+      // Earlier responses of the burst go out first; then the loop stalls or spins.
       (void)flush();
-      block_loop_thread(*ms);
-      r.body = "blocked the loop for " + std::to_string(*ms) + " ms\n";
+      if (route == Route::kBlock) {
+        block_loop_thread(*ms);
+        r.body = "blocked the loop for " + std::to_string(*ms) + " ms\n";
+      } else {
+        spin_loop_thread(*ms);
+        r.body = "spun " + std::to_string(*ms) + " ms of CPU\n";
+      }
       break;
     }
     case Route::kNone:

@@ -37,7 +37,7 @@ struct HttpOptions {
   std::function<std::string()> metrics_text;
 };
 
-// The longest /debug/block accepted, in milliseconds.
+// The longest /debug/block (and /debug/spin) accepted, in milliseconds.
 inline constexpr int kMaxDebugBlockMs = 60000;
 
 // Serves one connection until the peer closes, a timeout, an error, a `Connection: close`, or
