@@ -234,6 +234,10 @@ bool comparable_refusal(enum http_errno e) {
                                // visible characters (the routes match only what they serve)
     case HPE_INVALID_VERSION:  // http-parser allows at most 3 digits for each part
     case HPE_HEADER_OVERFLOW:
+    // http-parser takes a header whose name starts with "Transfer-Encoding" for one
+    // ("Transfer-EncodingX: chunked"); Transfer-Encoding is outside the subset anyway.
+    case HPE_INVALID_TRANSFER_ENCODING:
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
       return false;
     default:
       return true;
