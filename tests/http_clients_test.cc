@@ -57,10 +57,9 @@ class HttpClientsTest : public ::testing::Test {
 };
 
 TEST_F(HttpClientsTest, PythonHttpClient) {
-  std::string script = __FILE__;  // the script sits beside this file
-  script = script.substr(0, script.rfind('/') + 1) + "http_clients_test.py";
   const std::string port = url_.substr(url_.rfind(':') + 1);
-  const test::Ran r = test::run_process({"/usr/bin/python3", script, port}, {}, nullptr, 60s);
+  const test::Ran r =
+      test::run_process({"/usr/bin/python3", HTTP_CLIENTS_SCRIPT, port}, {}, nullptr, 60s);
   EXPECT_EQ(r.code, 0) << test::describe(r);
   EXPECT_THAT(r.out, HasSubstr("0 failures")) << test::describe(r);
 }

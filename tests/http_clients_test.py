@@ -5,6 +5,7 @@ persistent connection. Usage: http_clients_test.py PORT. Prints each failure and
 exits 0 when there are none. Run by tests/http_clients_test.cc with /usr/bin/python3."""
 
 import http.client
+import os
 import socket
 import sys
 
@@ -18,19 +19,25 @@ def check(what, got, want):
 
 
 def connection(version=11):
+    """A connected http.client connection and a duplicate of its socket, which outlives
+    http.client's own close so that the test can see whether the server closed."""
     c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
     if version == 10:
         c._http_vsn, c._http_vsn_str = 10, "HTTP/1.0"  # http.client's own switch for 1.0
+    c.connect()
+    c.raw = socket.socket(fileno=os.dup(c.sock.fileno()))
     return c
 
 
 def closed_by_server(c):
     """True when the server closed the connection: the next read finds end of file."""
-    c.sock.settimeout(5)
+    c.raw.settimeout(5)
     try:
-        return c.sock.recv(1) == b""
+        return c.raw.recv(1) == b""
     except (socket.timeout, ConnectionResetError):
         return False
+    finally:
+        c.raw.close()
 
 
 def keep_alive():
