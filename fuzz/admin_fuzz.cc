@@ -35,6 +35,13 @@ void check_line(const std::string& line) {
     return;
   }
   FUZZ_CHECK(!r.words.empty(), "a command has a name");
+  // The commands of docs/admin-protocol.md, listed here apart from admin/protocol.cc's own list.
+  static constexpr std::string_view kDocumented[] = {
+      "help",   "version", "ping",   "stats",    "metrics", "shards", "services",
+      "fibers", "conns",   "stalls", "backends", "config",  "set",    "reload"};
+  FUZZ_CHECK(std::find(std::begin(kDocumented), std::end(kDocumented), r.words[0]) !=
+                 std::end(kDocumented),
+             "a parsed command is a known one");
   for (const std::string& w : r.words) {
     FUZZ_CHECK(!w.empty() && w.find(' ') == std::string::npos, "words are split on spaces");
   }

@@ -19,7 +19,8 @@ Sections:
 Each cell runs the servers in turn (A B C ... A B C ...), three rounds (one with --quick), and
 reports medians; ratios are the median of the per-round ratios. Server CPU is utime + stime from
 /proc/PID/stat over the measured window. Writes perf/results/compare-<date>.{md,json,svg}
-(the report: perf/compare_report.py).
+(the report: perf/compare_report.py). A reply that fails reactord-load's byte check makes the
+run invalid: its results are named compare-<date>-INVALID.* and marked so, and it exits 1.
 Full run: about 20 minutes; --quick: under 3.
 """
 
@@ -162,6 +163,19 @@ def reactord_backends(build):
             line.split()[1] == "yes"]
 
 
+# Every reactord-load run whose replies differed from what it sent: one makes the whole run
+# invalid (main() exits 1 and names its results *-INVALID), since its figures measured a broken
+# server.
+byte_mismatches = []
+
+
+def note_mismatch(result, cell):
+    """Records the cell if reactord-load's JSON `result` counts a reply that failed verification."""
+    if result.get("errors_verify"):
+        byte_mismatches.append(f"{cell}: {result['errors_verify']} replies differed from what "
+                               f"was sent ({result.get('first_error', '')})")
+
+
 def run_load(build, port, pid, conns, size=64, mode="echo", duration=5.0, warmup=1.0, rate=0,
              extra=()):
     argv = [build / "perf/load/reactord-load", "--json", "--port", port, "--connections", conns,
@@ -179,6 +193,7 @@ def run_load(build, port, pid, conns, size=64, mode="echo", duration=5.0, warmup
     r["load1"] = (load_before + load1()) / 2
     if r["errors"]:
         log(f"  reactord-load reported {r['errors']} errors: {r['first_error']}")
+    note_mismatch(r, f"{mode}, {conns} connections, {size} B, port {port}")
     return {"rps": r["throughput_rps"], "cpu_us": r.get("server_cpu_per_request_us", 0),
             "util": r.get("server_utilization", 0), "client_util": r["client_utilization"],
             "p50": r["latency_us"]["p50"], "p99": r["latency_us"]["p99"],
@@ -545,16 +560,21 @@ def main():
     res = Compare(args).run()
     res["machine"] = info
     res["quick"] = args.quick
+    res["valid"] = not byte_mismatches
+    res["byte_mismatches"] = byte_mismatches
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = "compare-" + datetime.datetime.utcnow().strftime("%Y%m%d-%H%M%S") + (
-        "-quick" if args.quick else "")
+        "-quick" if args.quick else "") + ("" if res["valid"] else "-INVALID")
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / f"{stem}.svg").write_text(svg_chart(res))
     md = markdown(res, info, args, f"{stem}.svg")
     (out / f"{stem}.md").write_text(md)
     print(md)
     log(f"wrote {out}/{stem}.md, .json, .svg in {res['seconds']} s")
+    if byte_mismatches:
+        sys.exit("compare: INVALID run, replies differed from what was sent:\n  "
+                 + "\n  ".join(byte_mismatches))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("reactor", "backends", "config", "services", "admin", "daemon", "perf")
 
 
+def uncommitted_sources(root):
+    """The `git status --porcelain` lines for SOURCE_DIRS under root, less perf/results/ (the
+    comparison's own output, which builds nothing)."""
+    p = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", *SOURCE_DIRS,
+                        ":(exclude)perf/results"], capture_output=True, text=True)
+    return p.stdout.strip()
+
+
 def machine_info(build):
     def cmd(*a):
         try:
@@ -29,7 +37,7 @@ def machine_info(build):
                 source = line.split("=", 1)[1]
             if line.startswith("CMAKE_BUILD_TYPE:"):
                 build_type = line.split("=", 1)[1]
-    dirty = cmd("git", "-C", str(ROOT), "status", "--porcelain", "--", *SOURCE_DIRS)
+    dirty = uncommitted_sources(ROOT)
     return {"cpus": os.cpu_count(), "cpu": cpu, "kernel": os.uname().release,
             "commit": cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
             "source": source, "build": str(build), "build_type": build_type,
@@ -157,6 +165,10 @@ def markdown(res, info, args, svg_name):
     mode = "--quick (one round, 1 s windows)" if args.quick else "full (three rounds, 5 s windows)"
     a(f"# reactord comparison — {res['started']}")
     a("")
+    if res.get("byte_mismatches"):
+        a("**INVALID: replies differed from what was sent, so these figures measured a broken "
+          "server:** " + "; ".join(res["byte_mismatches"]))
+        a("")
     a(f"- run: `perf/compare.py {' '.join(sys.argv[1:])}`, {mode}, {res['seconds']} s in all")
     a(f"- commit {info['commit']}; source `{info['source']}`"
       + (" (the working tree had uncommitted changes under "

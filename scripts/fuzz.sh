@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target in build/fuzz for SECONDS each, one after another, and fails if any
 # finds a crash, a sanitizer report, a leak or a timeout. Usage: scripts/fuzz.sh SECONDS [--ci]
-#   --ci  start each from a temporary copy of its seed corpus fuzz/corpus/TARGET, so the
-#         committed corpora never grow; without it, the corpus kept in build/fuzz/corpus/TARGET
-#         (seeded from fuzz/corpus/TARGET) grows from run to run.
+#   --ci  start each from a fresh copy of its seed corpus fuzz/corpus/SEEDS in
+#         build/fuzz/ci-corpus/TARGET, so the committed corpora never grow; the copy, with what
+#         the run added, stays there after the run (CI keeps it with the build). Without --ci,
+#         the corpus kept in build/fuzz/corpus/TARGET (seeded likewise) grows from run to run.
+# SEEDS is the target's own name, but for the differential oracles (*_diff), which start from the
+# seeds of the parser they compare. Each target's line says how many inputs it executed.
 # A crashing input is saved as build/fuzz/artifacts/TARGET/crash-*; reproduce it with
 #   build/fuzz/fuzz/TARGET_fuzz build/fuzz/artifacts/TARGET/crash-...
 # then add it as a regression test in tests/ (see docs/reliability.md, Fuzzing).
@@ -14,8 +17,10 @@ seconds=${1:?usage: scripts/fuzz.sh SECONDS [--ci]}
 ci=false
 [[ ${2:-} == --ci ]] && ci=true
 
-targets=(config admin http_parser resp_parser)
-declare -A max_len=([config]=4096 [admin]=12288 [http_parser]=4096 [resp_parser]=4096)
+targets=(config admin http_parser resp_parser http_parser_diff resp_parser_diff)
+declare -A max_len=([config]=4096 [admin]=12288 [http_parser]=4096 [resp_parser]=4096
+  [http_parser_diff]=4096 [resp_parser_diff]=4096)
+declare -A seeds=([http_parser_diff]=http_parser [resp_parser_diff]=resp_parser)
 
 build=build/fuzz
 tmp=$(mktemp -d)
@@ -24,17 +29,19 @@ summary=$build/fuzz-summary.txt
 : >"$summary"
 failed=()
 for t in "${targets[@]}"; do
+  seed=${seeds[$t]:-$t}
   if $ci; then
-    corpus=$tmp/$t
+    corpus=$build/ci-corpus/$t
+    rm -rf "$corpus"
   else
     corpus=$build/corpus/$t
   fi
   mkdir -p "$corpus" "$build/artifacts/$t"
-  cp -n fuzz/corpus/"$t"/* "$corpus"/
+  cp -n fuzz/corpus/"$seed"/* "$corpus"/
   log=$tmp/$t.log
   status=0
   # -timeout: one input taking 10 s is a hang. -rss_limit_mb: a parser holding 1 GiB is a bug.
-  "$build/fuzz/${t}_fuzz" "$corpus" -dict="fuzz/dict/$t.dict" -max_total_time="$seconds" \
+  "$build/fuzz/${t}_fuzz" "$corpus" -dict="fuzz/dict/$seed.dict" -max_total_time="$seconds" \
     -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
     -artifact_prefix="$build/artifacts/$t/" >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")

@@ -17,6 +17,9 @@ packages=(
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev
   prometheus redis-tools python3-redis
   clang-14 libclang-rt-14-dev
+  # The differential fuzz oracles (fuzz/*_diff_fuzz.cc, also replayed by the test suites), and
+  # curl, a client of tests/http_clients_test.
+  libhttp-parser-dev libhiredis-dev curl
 )
 # python3 runs perf/compare.py (standard library only).
 bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -867,6 +868,38 @@ TEST_P(ConformanceTest, ManyPendingOpsCancelledOrClosed) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(test::available_backends()),
                          test::backend_test_name);
+
+// Every backend this build knows, one test each: passes where it can be created, fails where it
+// cannot and REACTORD_REQUIRED_BACKENDS names it (read when the test runs), else skips with the
+// reason. So a backend missing here never silently drops out of the suites above.
+class BackendPresence : public ::testing::TestWithParam<std::string> {};
+
+std::vector<std::string> known_backends() {
+  std::vector<std::string> names;
+  for (const BackendInfo& b : list_backends()) names.push_back(b.name);
+  return names;
+}
+
+TEST_P(BackendPresence, CanBeCreated) {
+  const BackendInfo b = probe_backend(GetParam());
+  if (b.available) return;
+  const std::vector<std::string> required = test::required_backends();
+  if (std::find(required.begin(), required.end(), b.name) != required.end()) {
+    FAIL() << b.name << " is required (REACTORD_REQUIRED_BACKENDS) but unavailable: " << b.reason;
+  }
+  GTEST_SKIP() << b.name << " is unavailable here: " << b.reason;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendPresence, ::testing::ValuesIn(known_backends()),
+                         test::backend_test_name);
+
+TEST(RequiredBackends, AreKnownToThisBuild) {
+  const std::vector<std::string> known = known_backends();
+  for (const std::string& r : test::required_backends()) {
+    EXPECT_NE(std::find(known.begin(), known.end(), r), known.end())
+        << "REACTORD_REQUIRED_BACKENDS names " << r << ", which this build does not know";
+  }
+}
 
 }  // namespace
 }  // namespace reactor

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Drives every resp command through redis-py (Debian's python3-redis), one at a time and
-pipelined, against a running reactord: resp_redis_py_test.py PORT SHARDS. Exits 0 when every
+pipelined, plus binary-safe values and values at and past max_bulk_bytes (the default, 1 MiB),
+against a running reactord: resp_redis_py_test.py PORT SHARDS. Exits 0 when every
 reply is what Redis would give, 1 (after printing each mismatch) otherwise. Run by
 tests/resp_daemon_test.cc with /usr/bin/python3."""
 
@@ -211,6 +212,38 @@ def pipelined(r):
     check("burst", replies, [x for i in range(1000) for x in (True, str(i).encode())])
 
 
+MAX_BULK_BYTES = 1048576  # config/config.h's default max_bulk_bytes
+
+
+def bulk_limits():
+    r = redis.Redis(host="127.0.0.1", port=PORT, socket_timeout=10)
+    binary = bytes(range(256)) * 3 + b"\r\n$-1\r\n*0\r\n\x00"
+    check("binary set", r.set(b"bin\x00\r\nkey", binary), True)
+    check("binary get", r.get(b"bin\x00\r\nkey"), binary)
+    check("binary keys", b"bin\x00\r\nkey" in r.keys(b"bin*"), True)
+    at = bytes(i % 251 for i in range(MAX_BULK_BYTES))
+    check("set at max_bulk_bytes", r.set("big", at), True)
+    check("get at max_bulk_bytes", r.get("big"), at)
+    check("strlen at max_bulk_bytes", r.strlen("big"), MAX_BULK_BYTES)
+    # One byte past the limit: a protocol error from the length line on, then the server closes.
+    # redis-py sees the error reply or, if the close comes first, a reset while it still sends.
+    past = r.connection_pool.make_connection()
+    try:
+        past.send_command("SET", "toobig", at + b"x")
+        reply = past.read_response()
+        failures.append(f"set past max_bulk_bytes: replied {reply!r}")
+    except redis.ResponseError as e:
+        check("past max_bulk_bytes error", "Protocol error" in str(e), True)
+    except redis.ConnectionError:
+        pass
+    finally:
+        past.disconnect()
+    r = redis.Redis(host="127.0.0.1", port=PORT, socket_timeout=10)
+    check("past max_bulk_bytes not stored", r.exists("toobig"), 0)
+    check("served after the error", r.get("big") == at, True)
+    r.delete("big", b"bin\x00\r\nkey")
+
+
 def main():
     r = redis.Redis(host="127.0.0.1", port=PORT, socket_timeout=10)
     # Several connections, so that both shards serve some of them.
@@ -218,6 +251,7 @@ def main():
         one_at_a_time(r)
         r = redis.Redis(host="127.0.0.1", port=PORT, socket_timeout=10)
     pipelined(r)
+    bulk_limits()
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")

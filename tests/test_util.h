@@ -1,7 +1,10 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/registry.h"
@@ -22,11 +25,31 @@ void run_fiber(F&& fn, std::string backend = "auto") {
   ASSERT_TRUE(s.ok()) << s;
 }
 
+// The backends named in REACTORD_REQUIRED_BACKENDS (comma-separated; .ci/run names every backend
+// its machine must have), or none when it is unset.
+inline std::vector<std::string> required_backends() {
+  std::vector<std::string> names;
+  const char* env = std::getenv("REACTORD_REQUIRED_BACKENDS");
+  std::string_view rest = env ? env : "";
+  while (!rest.empty()) {
+    const size_t comma = std::min(rest.find(','), rest.size());
+    if (comma > 0) names.emplace_back(rest.substr(0, comma));
+    rest.remove_prefix(std::min(comma + 1, rest.size()));
+  }
+  return names;
+}
+
 // The backends this machine can run, for TEST_P suites: every backend-neutral test runs on each.
+// A required backend (above) that is unavailable is listed too, so that its tests fail rather than
+// drop out; conformance_test's BackendPresence says why it is missing, or skips with the reason
+// where it is not required.
 inline std::vector<std::string> available_backends() {
   std::vector<std::string> names;
   for (const BackendInfo& b : list_backends()) {
     if (b.available) names.push_back(b.name);
+  }
+  for (const std::string& r : required_backends()) {
+    if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);
   }
   return names;
 }
