@@ -174,6 +174,7 @@ class HttpConnection {
 };
 
 void HttpConnection::run() {
+  bool continue_sent = false;   // the interim 100 for the request whose body is arriving
   bool header_started = false;  // a partial request is buffered; its first byte came at:
   reactor::Deadline header_start{};
   reactor::Deadline last_read = reactor::Clock::now();
@@ -182,6 +183,7 @@ void HttpConnection::run() {
     HttpParseResult result;
     while ((result = parser_.next(req_)) == HttpParseResult::kRequest) {
       header_started = false;
+      continue_sent = false;
       if (!answer(req_)) {
         if (flush()) c_.linger();
         return;
@@ -191,6 +193,12 @@ void HttpConnection::run() {
     if (result == HttpParseResult::kError) {
       fail(parser_.error().status, parser_.error().reason);
       return;
+    }
+    // A client that sent `Expect: 100-continue` may hold its body back until told to send it, and
+    // a request is answered only once its body is read: ask for the body (once per request).
+    if (parser_.expects_continue() && !continue_sent) {
+      out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+      continue_sent = true;
     }
     if (!flush()) return;
 

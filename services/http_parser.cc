@@ -181,6 +181,7 @@ HttpParseResult HttpRequestParser::next(HttpRequest& out) {
   seen_line_ = false;
   head_end_ = 0;
   body_length_ = 0;
+  expect_continue_ = false;
   state_ = State::kHeaders;
   return HttpParseResult::kRequest;
 }
@@ -304,6 +305,7 @@ bool HttpRequestParser::finish_head(HttpRequest& out) {
   bool too_large = false;
   bool close = false;
   bool keep_alive = false;
+  bool expect_continue = false;
   int hosts = 0;
   for (const HttpHeader& h : out.headers) {
     if (iequals(h.name, "transfer-encoding")) {
@@ -312,6 +314,8 @@ bool HttpRequestParser::finish_head(HttpRequest& out) {
     }
     if (iequals(h.name, "host")) {
       ++hosts;
+    } else if (iequals(h.name, "expect")) {
+      expect_continue = expect_continue || iequals(h.value, "100-continue");
     } else if (iequals(h.name, "connection")) {
       for_each_list_element(h.value, [&](std::string_view option) {
         if (iequals(option, "close")) close = true;
@@ -359,6 +363,7 @@ bool HttpRequestParser::finish_head(HttpRequest& out) {
   }
   out.keep_alive = out.minor_version == 1 ? !close : (keep_alive && !close);
   body_length_ = has_length ? length : 0;
+  expect_continue_ = expect_continue && out.minor_version == 1 && body_length_ > 0;
   return true;
 }
 

@@ -82,6 +82,9 @@ class HttpRequestParser : public ParserInput<HttpRequestParser> {
   const HttpError& error() const { return error_; }
   // True when the next request's header section is complete and its body is still arriving.
   bool in_body() const { return state_ == State::kBody; }
+  // In the body of an HTTP/1.1 request that sent `Expect: 100-continue` with a non-empty body:
+  // the client may wait for an interim 100 before it sends the body (RFC 9110 §10.1.1).
+  bool expects_continue() const { return state_ == State::kBody && expect_continue_; }
 
  private:
   friend class ParserInput<HttpRequestParser>;
@@ -97,11 +100,12 @@ class HttpRequestParser : public ParserInput<HttpRequestParser> {
   void rebase(size_t n);
 
   HttpLimits limits_;
-  size_t scan_ = 0;         // where the search for the end of the header section resumes
-  size_t line_start_ = 0;   // start of the header line scan_ is in
-  bool seen_line_ = false;  // a non-empty line (the request line) was seen in this request
-  size_t head_end_ = 0;     // in kBody: first byte after the header section
-  size_t body_length_ = 0;  // in kBody
+  size_t scan_ = 0;               // where the search for the end of the header section resumes
+  size_t line_start_ = 0;         // start of the header line scan_ is in
+  bool seen_line_ = false;        // a non-empty line (the request line) was seen in this request
+  size_t head_end_ = 0;           // in kBody: first byte after the header section
+  size_t body_length_ = 0;        // in kBody
+  bool expect_continue_ = false;  // in kBody: see expects_continue()
   State state_ = State::kHeaders;
   HttpError error_;
 };

@@ -331,5 +331,36 @@ TEST(HttpParserTest, PrepareAndCommit) {
   EXPECT_EQ(p.buffered(), 0u);
 }
 
+// expects_continue(): only while the body of an HTTP/1.1 request with `Expect: 100-continue` and
+// a non-empty body is still arriving, and not for the request after it.
+TEST(HttpParserTest, ExpectsContinueWhileTheBodyOfAnExpectingRequestArrives) {
+  const auto waits = [](std::string_view head) {
+    HttpRequestParser p;
+    p.feed(head);
+    HttpRequest r;
+    EXPECT_EQ(p.next(r), HttpParseResult::kNeedMore) << head;
+    return p.expects_continue();
+  };
+  EXPECT_TRUE(
+      waits("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n"));
+  EXPECT_FALSE(waits("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"));
+  EXPECT_FALSE(waits("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
+  EXPECT_FALSE(
+      waits("POST / HTTP/1.1\r\nHost: h\r\nExpect: something\r\nContent-Length: 3\r\n\r\n"));
+  EXPECT_FALSE(waits("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"));
+
+  HttpRequestParser p;
+  p.feed("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  HttpRequest r;
+  ASSERT_EQ(p.next(r), HttpParseResult::kNeedMore);
+  EXPECT_TRUE(p.expects_continue());
+  p.feed("okGET / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
+  ASSERT_EQ(p.next(r), HttpParseResult::kRequest);
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(p.next(r), HttpParseResult::kNeedMore);
+  EXPECT_TRUE(p.in_body());
+  EXPECT_FALSE(p.expects_continue());
+}
+
 }  // namespace
 }  // namespace reactord
