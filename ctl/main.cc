@@ -5,6 +5,7 @@
 // no complete answer (with the path tried and a hint).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -59,6 +60,9 @@ constexpr char kUsage[] =
     "  config                the effective configuration (TOML)\n"
     "  set KEY VALUE         change a reloadable key (root or the daemon's user)\n"
     "  reload                re-read the configuration file (root or the daemon's user)\n"
+    "  upgrade [--binary PATH]\n"
+    "                        start PATH (default: the daemon's binary) with the listening\n"
+    "                        sockets; once it is ready the old process drains and exits\n"
     "  ping                  check that the daemon answers\n"
     "  version               the daemon's version, protocol and backend\n"
     "  help                  the daemon's command list\n"
@@ -86,6 +90,7 @@ struct Options {
   int max_fibers = 0, max_frames = 0;  // 0: the daemon's default
   bool folded = false;                 // stalls --folded
   std::string svg;                     // stalls --svg FILE
+  std::string binary;                  // upgrade --binary PATH
 };
 
 int usage_error(const std::string& why) {
@@ -171,6 +176,9 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
     } else if (a == "--svg") {
       if (!take_value() || value.empty()) return usage("--svg needs a file name");
       o.svg = value;
+    } else if (a == "--binary") {
+      if (!take_value() || value.empty()) return usage("--binary needs a path");
+      o.binary = value;
     } else if (a == "--stacks") {
       if (has_value) return usage("--stacks takes no value");
       o.stacks = true;
@@ -201,6 +209,7 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
     return usage("--folded and --svg go with stalls only");
   }
   if (o.folded && !o.svg.empty()) return usage("--folded and --svg exclude each other");
+  if (!o.binary.empty() && o.words[0] != "upgrade") return usage("--binary goes with upgrade only");
   if (o.socket.empty()) {
     if (const char* env = std::getenv(kSocketEnv); env != nullptr && env[0] != '\0') {
       o.socket = env;
@@ -243,7 +252,7 @@ const std::map<std::string, Renderer>& renderers() {
       {"fibers", render_fibers},   {"stalls", render_stalls}, {"backends", render_backends},
       {"version", render_version}, {"help", nullptr},         {"ping", nullptr},
       {"metrics", nullptr},        {"config", nullptr},       {"set", nullptr},
-      {"reload", nullptr},         {"conns", render_conns},
+      {"reload", nullptr},         {"conns", render_conns},   {"upgrade", nullptr},
   };
   return *kRenderers;
 }
@@ -283,8 +292,12 @@ absl::StatusOr<std::string> protocol_line(const Options& o) {
     if (w.size() > 2) return usage("conns takes at most one SERVICE");
     return w.size() == 2 ? absl::StrCat("conns ", w[1]) : cmd;
   }
+  if (cmd == "upgrade" && !o.binary.empty()) {
+    if (o.binary[0] != '/') return usage("--binary needs an absolute path");
+    if (o.binary.find(' ') != std::string::npos) return usage("--binary: no spaces in the path");
+  }
   if (w.size() > 1) return usage(absl::StrCat(cmd, " takes no arguments"));
-  return cmd;
+  return o.binary.empty() ? cmd : absl::StrCat(cmd, " ", o.binary);
 }
 
 // `stalls --folded` prints the folded stacks; `stalls --svg FILE` writes the flame graph.
@@ -338,7 +351,11 @@ int run(const Options& o) {
   }
   if (is_top) return run_top(*client, o.socket, o.top);
 
-  absl::StatusOr<Answer> answer = client->request(line, o.timeout);
+  // The daemon gives a new process 10 s to report ready before it answers an upgrade.
+  const auto wait = cmd == "upgrade"
+                        ? std::max<std::chrono::milliseconds>(o.timeout, std::chrono::seconds(30))
+                        : o.timeout;
+  absl::StatusOr<Answer> answer = client->request(line, wait);
   if (!answer.ok()) return no_answer(o, answer.status());
   if (answer->error) {
     std::fprintf(stderr, "%s", answer->text().c_str());
