@@ -318,5 +318,30 @@ TEST_F(UpgradeTest, AnInvalidConfigLeavesTheOldProcessServing) {
   EXPECT_TRUE(stops_cleanly(d_));
 }
 
+// systemd's fd store, as the daemon speaks to it: with $FDSTORE (the unit allows a store) every
+// listener it bound goes to $NOTIFY_SOCKET under its service's name before READY=1, the admin
+// socket as "admin"; without it, nothing is stored.
+TEST_F(UpgradeTest, ListenersGoToTheFdStoreOnlyWhenTheUnitHasOne) {
+  auto messages = [](DaemonProcess& d, bool store) {
+    d.write_config(daemon_config(d.dir(), "", kEchoService));
+    d.start({}, [store] {
+      if (store) ::setenv("FDSTORE", "64", 1);
+    });
+    std::string all;
+    for (const auto& [when, m] : d.collect_notify(1500ms)) all += m + "|";
+    return all;
+  };
+  const std::string stored = messages(d_, true);
+  EXPECT_THAT(stored, HasSubstr("FDSTORE=1\nFDNAME=echo|"));
+  EXPECT_THAT(stored, HasSubstr("FDSTORE=1\nFDNAME=admin|"));
+  EXPECT_LT(stored.find("FDNAME=echo"), stored.find("READY=1")) << stored;
+  EXPECT_TRUE(stops_cleanly(d_));
+  DaemonProcess plain;
+  const std::string none = messages(plain, false);
+  EXPECT_THAT(none, HasSubstr("READY=1"));
+  EXPECT_THAT(none, ::testing::Not(HasSubstr("FDSTORE"))) << none;
+  EXPECT_TRUE(stops_cleanly(plain));
+}
+
 }  // namespace
 }  // namespace reactor::test
