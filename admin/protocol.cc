@@ -17,9 +17,9 @@ std::string too_long() {
                      absl::StrCat("lines are at most ", AdminLineReader::kMaxLine, " bytes"));
 }
 
-constexpr std::string_view kKnown[] = {"help",   "version",  "ping",   "stats",  "metrics",
-                                       "shards", "services", "fibers", "stalls", "backends",
-                                       "config", "set",      "reload", "conns",  "profile"};
+constexpr std::string_view kKnown[] = {
+    "help",   "version",  "ping",   "stats", "metrics", "shards", "services", "fibers",
+    "stalls", "backends", "config", "set",   "reload",  "conns",  "profile",  "upgrade"};
 
 }  // namespace
 
@@ -73,7 +73,7 @@ AdminRequest parse_admin_line(std::string_view line) {
     r.error = admin_error("unknown-command", absl::StrCat("'", cmd.substr(0, 64), "'; try help"));
     return r;
   }
-  r.write = cmd == "set" || cmd == "reload";
+  r.write = cmd == "set" || cmd == "reload" || cmd == "upgrade";
   return r;
 }
 

@@ -43,7 +43,7 @@ class AdminLineReader {
 // by the command itself, after the access check.
 struct AdminRequest {
   std::vector<std::string> words;  // words[0] is the command
-  bool write = false;              // set and reload: root or the daemon's own uid only
+  bool write = false;              // set, reload, upgrade: root or the daemon's own uid only
   std::string error;
 };
 

@@ -33,7 +33,7 @@ constexpr char kHelp[] =
     "help\nversion\nping\nstats\nmetrics\nshards\nservices\nfibers [SHARD]\n"
     "fibers [SHARD] stacks [MAX_FIBERS [MAX_FRAMES]]\nconns [SERVICE]\nstalls\n"
     "profile [SECONDS [HZ [SHARD]]]\nbackends\nconfig\n"
-    "set KEY VALUE\nreload";
+    "set KEY VALUE\nreload\nupgrade [BINARY]";
 
 std::string err(std::string_view code, std::string_view message) {
   return admin_error(code, message);
@@ -146,7 +146,18 @@ void AdminServer::stop() {
   if (!thread_.joinable()) return;
   if (inbox_) (void)inbox_->post([] { reactor::Reactor::current()->stop(); });
   thread_.join();
-  if (path_ != "(activated)" && !path_.empty()) ::unlink(path_.c_str());
+  if (path_ != "(activated)" && !path_.empty() && !keep_path_) ::unlink(path_.c_str());
+}
+
+void AdminServer::hand_over() {
+  keep_path_ = true;
+  if (inbox_) {
+    (void)inbox_->post([this] {
+      if (listen_fd_ < 0) return;
+      (void)reactor::Reactor::current()->backend().close(listen_fd_);
+      listen_fd_ = -1;
+    });
+  }
 }
 
 void AdminServer::set_access(std::vector<uint32_t> uids, std::vector<uint32_t> gids) {
@@ -179,10 +190,10 @@ void AdminServer::serve_client(int fd, uint64_t id) {
                          reactor::deadline_after(1s));
     return;
   }
-  ++clients_;
+  clients_.fetch_add(1, std::memory_order_relaxed);
   struct Release {
-    size_t& n;
-    ~Release() { --n; }
+    std::atomic<size_t>& n;
+    ~Release() { n.fetch_sub(1, std::memory_order_relaxed); }
   } release{clients_};
 
   AdminLineReader reader;
@@ -227,8 +238,8 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
   };
   if (cmd == "help") return kHelp;
   if (cmd == "ping") return no_args().value_or("pong");
-  if (auto e = no_args();
-      e && cmd != "fibers" && cmd != "conns" && cmd != "set" && cmd != "profile")
+  if (auto e = no_args(); e && cmd != "fibers" && cmd != "conns" && cmd != "set" &&
+                          cmd != "profile" && cmd != "upgrade")
     return *e;
   if (cmd == "version") {
     return nlohmann::json{{"version", view_.version()},
@@ -276,6 +287,20 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
     if (!r.ok()) return err("unavailable", status_message(r.status()));
     if (!r->ok()) return err(absl::IsInvalidArgument(*r) ? "invalid" : "usage", status_message(*r));
     return "ok";
+  }
+  if (cmd == "upgrade") {
+    if (words.size() > 2) return err("usage", "upgrade [BINARY]");
+    if (words.size() == 2 && words[1][0] != '/') {
+      return err("usage", "upgrade: BINARY must be an absolute path");
+    }
+    const std::string binary = words.size() == 2 ? words[1] : "";
+    // The new process has up to 10 s to report ready.
+    absl::StatusOr<absl::StatusOr<std::string>> r = reactor::call_on(
+        *control_, [this, binary] { return view_.upgrade(binary); }, reactor::deadline_after(30s),
+        /*in_fiber=*/true);
+    if (!r.ok()) return err("unavailable", status_message(r.status()));
+    if (!r->ok()) return err("failed", absl::StrCat("upgrade: ", status_message(r->status())));
+    return **r;
   }
   // reload
   absl::StatusOr<absl::Status> r = reactor::call_on(

@@ -2,6 +2,7 @@
 // while any shard is stalled. Protocol and access rules: docs/admin-protocol.md.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,6 +40,15 @@ class AdminServer {
   void set_access(std::vector<uint32_t> uids, std::vector<uint32_t> gids);
   // Stops the thread; open clients are dropped. Control thread.
   void stop();
+  // The listening socket (-1 once closed). Control thread.
+  int listen_fd() const { return listen_fd_; }
+  // Stops accepting (open clients are still served) and leaves the socket file in place: another
+  // process serves it now. Any thread.
+  void hand_over();
+  // stop() leaves the socket file in place (systemd's fd store holds the socket). Control thread.
+  void keep_socket_file() { keep_path_ = true; }
+  // Clients connected now. Any thread.
+  size_t clients() const { return clients_.load(std::memory_order_relaxed); }
 
   // One command line in, one answer out (without the end marker), for a peer with these
   // credentials. Admin thread, inside a fiber (it may wait for the control loop).
@@ -59,7 +69,8 @@ class AdminServer {
   std::shared_ptr<reactor::detail::Inbox> inbox_;
   mutable std::mutex access_mu_;
   std::vector<uint32_t> allow_uids_, allow_gids_;
-  size_t clients_ = 0;  // admin thread
+  bool keep_path_ = false;
+  std::atomic<size_t> clients_{0};  // written by the admin thread
 };
 
 }  // namespace reactord

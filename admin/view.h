@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "reactor/reactor.h"
 #include "reactor/time.h"
 
@@ -103,6 +104,10 @@ class DaemonView {
   virtual std::string config_text() = 0;
   virtual absl::Status set(const std::string& key, const std::string& value) = 0;
   virtual absl::Status reload() = 0;
+  // Starts `binary` (empty: the daemon's own) as a new daemon holding the listening sockets; once
+  // it reports ready, this process stops accepting, drains and exits. Returns what the answer
+  // says (the new pid), or why the new process failed (this one then keeps serving).
+  virtual absl::StatusOr<std::string> upgrade(const std::string& binary) = 0;
 
   // The backend in use: shard 0's (what "auto" picked), or the one requested before shards
   // exist. Any thread.

@@ -5,6 +5,7 @@
 // no complete answer (with the path tried and a hint).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -63,6 +64,9 @@ constexpr char kUsage[] =
     "  config                the effective configuration (TOML)\n"
     "  set KEY VALUE         change a reloadable key (root or the daemon's user)\n"
     "  reload                re-read the configuration file (root or the daemon's user)\n"
+    "  upgrade [--binary PATH]\n"
+    "                        start PATH (default: the daemon's binary) with the listening\n"
+    "                        sockets; once it is ready the old process drains and exits\n"
     "  ping                  check that the daemon answers\n"
     "  version               the daemon's version, protocol and backend\n"
     "  help                  the daemon's command list\n"
@@ -92,6 +96,7 @@ struct Options {
   std::string svg;                     // stalls and profile --svg FILE
   ProfileOptions profile;              // profile --seconds, --hz, --shard
   bool profile_flags = false;
+  std::string binary;  // upgrade --binary PATH
 };
 
 int usage_error(const std::string& why) {
@@ -182,6 +187,9 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
       absl::StatusOr<bool> taken = parse_profile_flag(a, value, &o.profile);
       if (!taken.ok()) return taken.status();
       o.profile_flags = true;
+    } else if (a == "--binary") {
+      if (!take_value() || value.empty()) return usage("--binary needs a path");
+      o.binary = value;
     } else if (a == "--stacks") {
       if (has_value) return usage("--stacks takes no value");
       o.stacks = true;
@@ -215,6 +223,7 @@ absl::StatusOr<Options> parse_args(const std::vector<std::string>& args) {
     return usage("--seconds, --hz and --shard go with profile only");
   }
   if (o.folded && !o.svg.empty()) return usage("--folded and --svg exclude each other");
+  if (!o.binary.empty() && o.words[0] != "upgrade") return usage("--binary goes with upgrade only");
   if (o.socket.empty()) {
     if (const char* env = std::getenv(kSocketEnv); env != nullptr && env[0] != '\0') {
       o.socket = env;
@@ -258,6 +267,7 @@ const std::map<std::string, Renderer>& renderers() {
       {"version", render_version}, {"help", nullptr},         {"ping", nullptr},
       {"metrics", nullptr},        {"config", nullptr},       {"set", nullptr},
       {"reload", nullptr},         {"conns", render_conns},   {"profile", render_profile},
+      {"upgrade", nullptr},
   };
   return *kRenderers;
 }
@@ -301,8 +311,12 @@ absl::StatusOr<std::string> protocol_line(const Options& o) {
     if (w.size() > 2) return usage("conns takes at most one SERVICE");
     return w.size() == 2 ? absl::StrCat("conns ", w[1]) : cmd;
   }
+  if (cmd == "upgrade" && !o.binary.empty()) {
+    if (o.binary[0] != '/') return usage("--binary needs an absolute path");
+    if (o.binary.find(' ') != std::string::npos) return usage("--binary: no spaces in the path");
+  }
   if (w.size() > 1) return usage(absl::StrCat(cmd, " takes no arguments"));
-  return cmd;
+  return o.binary.empty() ? cmd : absl::StrCat(cmd, " ", o.binary);
 }
 
 // `stalls` or `profile` with --folded prints the folded stacks; with --svg FILE writes the flame
@@ -361,10 +375,13 @@ int run(const Options& o) {
   }
   if (is_top) return run_top(*client, o.socket, o.top);
 
-  // A profile answers when it is over: wait for its length on top of the timeout.
-  const std::chrono::milliseconds wait =
+  // A profile answers when it is over: wait for its length on top of the timeout. The daemon
+  // gives a new process 10 s to report ready before it answers an upgrade.
+  std::chrono::milliseconds wait =
       o.timeout + (cmd == "profile" ? std::chrono::seconds(profile_seconds(o.profile))
                                     : std::chrono::seconds(0));
+  if (cmd == "upgrade")
+    wait = std::max<std::chrono::milliseconds>(o.timeout, std::chrono::seconds(30));
   absl::StatusOr<Answer> answer = client->request(line, wait);
   if (!answer.ok()) return no_answer(o, answer.status());
   if (answer->error) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -25,6 +26,7 @@
 #include "daemon/log.h"
 #include "daemon/shard.h"
 #include "daemon/socket_path.h"
+#include "daemon/upgrade.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/offload.h"
@@ -136,7 +138,7 @@ struct Daemon::State final : DaemonView {
   Config cfg;
   std::string config_path;
   std::vector<Override> overrides;
-  Notifier notifier = Notifier::from_environment();
+  Notifier notifier;
   std::string backend_name;
   size_t num_shards = 1;
   std::vector<ShardView> views;
@@ -155,10 +157,19 @@ struct Daemon::State final : DaemonView {
   std::unique_ptr<reactor::Watchdog> watchdog;
   reactor::Deadline started_at = reactor::Clock::now();
   double start_time = 0;  // since the epoch
-  // Per shard and service: the listening fds to hand over.
-  std::vector<std::vector<int>> listen_fds;  // [service][shard]
+  // Per service, the listening fds the shards accept from: fd k on shard k % num_shards.
+  std::vector<std::vector<int>> listen_fds;  // [service][k]
+  std::vector<bool> bound_here;              // [service]: bound by this process, not passed
+  // Passed sockets are checked against the configured addresses when they may come from an
+  // earlier run (the fd store, an upgrade) rather than from a socket unit, which decides alone.
+  bool check_passed = false;
+  reactor::Event* shutdown = nullptr;  // control loop; set while control() runs
+  bool upgrading = false;              // control loop
+  bool handed_over = false;            // control loop: an upgrade's new process serves
 
   std::optional<Failure> bind_all(std::map<std::string, std::vector<int>>& activated);
+  void forget_stored(const std::string& name) const;
+  void store_listeners(bool admin_bound_here);
   std::optional<Failure> start_shards();
   std::string status_line() const;
   void apply_reloadable();
@@ -188,6 +199,7 @@ struct Daemon::State final : DaemonView {
   const StallLog* stalls() const override { return &stall_log; }
   std::string config_text() override { return format_config(cfg); }
   absl::Status set(const std::string& key, const std::string& value) override;
+  absl::StatusOr<std::string> upgrade(const std::string& binary) override;
   std::optional<Failure> start_admin(std::map<std::string, std::vector<int>>& activated);
   void drain();
   int control();
@@ -204,6 +216,7 @@ Daemon::~Daemon() = default;
 
 std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector<int>>& activated) {
   listen_fds.assign(cfg.services.size(), {});
+  bound_here.assign(cfg.services.size(), true);
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     const ServiceConfig& sc = cfg.services[i];
     ServiceRuntime& svc = *runtimes[i];
@@ -212,14 +225,37 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
       return Failure{kExitOsError, absl::StrCat("service ", sc.name, ": ", s.message())};
     };
     auto it = activated.find(sc.name);
+    if (it != activated.end() && check_passed &&
+        !std::all_of(it->second.begin(), it->second.end(),
+                     [&sc](int fd) { return listens_on(fd, sc.listen); })) {
+      spdlog::warn(
+          "service {}: the passed socket is not bound to {} (the configuration changed); "
+          "binding anew",
+          sc.name, sc.listen.to_string());
+      for (int fd : it->second) ::close(fd);
+      forget_stored(sc.name);
+      activated.erase(it);
+      it = activated.end();
+    }
     if (it != activated.end()) {
-      // One activated fd that every shard accepts from: each shard gets its own dup of it.
-      const int fd = it->second.front();
-      if (absl::Status s = set_nonblocking(fd); !s.ok()) return os_failure(s);
-      if (absl::Status s = add_shard_copies(fd, num_shards, fds); !s.ok()) return os_failure(s);
-      absl::StatusOr<reactor::SocketAddress> bound = local_address(fd);
+      // Every passed socket is accepted from, so no connection waits in a queue nobody reads (the
+      // fd store passes back one SO_REUSEPORT socket per shard of the earlier run): socket k goes
+      // to shard k % num_shards, and a shard without one accepts from a dup.
+      const std::vector<int>& passed = it->second;
+      for (size_t k = 0; k < std::max(passed.size(), num_shards); ++k) {
+        if (k < passed.size()) {
+          if (absl::Status s = set_nonblocking(passed[k]); !s.ok()) return os_failure(s);
+          fds.push_back(passed[k]);
+          continue;
+        }
+        absl::StatusOr<int> copy = dup_cloexec(passed[k % passed.size()]);
+        if (!copy.ok()) return os_failure(copy.status());
+        fds.push_back(*copy);
+      }
+      absl::StatusOr<reactor::SocketAddress> bound = local_address(passed.front());
       if (!bound.ok()) return os_failure(bound.status());
       svc.bound_address = bound->to_string() + " (activated)";
+      bound_here[i] = false;
       activated.erase(it);
       continue;
     }
@@ -255,6 +291,27 @@ std::optional<Failure> Daemon::State::bind_all(std::map<std::string, std::vector
     }
   }
   return std::nullopt;
+}
+
+void Daemon::State::forget_stored(const std::string& name) const {
+  if (notifier.fd_store()) (void)notifier.notify("FDSTOREREMOVE=1\nFDNAME=" + name);
+}
+
+// Hands what this process bound to systemd's fd store, so a restart finds the sockets open (and
+// their queued connections waiting); what was passed in is held by systemd already.
+void Daemon::State::store_listeners(bool admin_bound_here) {
+  if (!notifier.fd_store()) return;
+  for (size_t i = 0; i < runtimes.size(); ++i) {
+    if (!bound_here[i]) continue;
+    const std::string& name = runtimes[i]->name;
+    absl::Status s = notifier.notify("FDSTORE=1\nFDNAME=" + name, unique_sockets(listen_fds[i]));
+    if (!s.ok()) spdlog::warn("fd store: service {}: {}", name, s.message());
+  }
+  if (admin_bound_here && admin) {
+    absl::Status s = notifier.notify("FDSTORE=1\nFDNAME=admin", {admin->listen_fd()});
+    if (!s.ok()) spdlog::warn("fd store: admin socket: {}", s.message());
+    admin->keep_socket_file();  // the stored socket is useless without its path
+  }
 }
 
 std::optional<Failure> Daemon::State::start_shards() {
@@ -485,6 +542,41 @@ absl::Status Daemon::State::set(const std::string& key, const std::string& value
   return s;
 }
 
+absl::StatusOr<std::string> Daemon::State::upgrade(const std::string& binary) {
+  if (shutdown == nullptr || shutdown->is_set()) {
+    return absl::FailedPreconditionError("the daemon is stopping");
+  }
+  if (upgrading) return absl::FailedPreconditionError("an upgrade is already under way");
+  std::vector<upgrade::PassedFd> fds;
+  for (size_t i = 0; i < runtimes.size(); ++i) {
+    for (int fd : unique_sockets(listen_fds[i])) fds.push_back({runtimes[i]->name, fd});
+  }
+  if (admin && admin->listen_fd() >= 0) fds.push_back({"admin", admin->listen_fd()});
+  upgrading = true;
+  spdlog::info("upgrade: starting {} with {} listening socket{}",
+               binary.empty() ? "this binary" : binary, fds.size(), fds.size() == 1 ? "" : "s");
+  absl::StatusOr<absl::StatusOr<upgrade::Started>> started =
+      reactor::offload([binary, fds] { return upgrade::start_new_process(binary, fds, 10s); });
+  upgrading = false;
+  if (!started.ok()) return started.status();
+  if (!started->ok()) {
+    spdlog::error("upgrade: {}; still serving", started->status().message());
+    return started->status();
+  }
+  const pid_t pid = (*started)->pid;
+  spdlog::info("upgrade: pid {} ({}) serves; this process stops accepting and drains", pid,
+               (*started)->binary);
+  // Under systemd the new process becomes the main one (NotifyAccess=all lets it, and this one,
+  // speak); from now on this process tells systemd nothing.
+  (void)notifier.notify(absl::StrCat("MAINPID=", pid, "\nSTATUS=upgraded: pid ", pid, " serves"));
+  notifier.detach();
+  handed_over = true;
+  if (admin) admin->hand_over();
+  shutdown->set();
+  return absl::StrCat("ok: pid ", pid, " (", (*started)->binary, ") serves; pid ", ::getpid(),
+                      " drains and exits");
+}
+
 std::optional<Failure> Daemon::State::start_admin(
     std::map<std::string, std::vector<int>>& activated) {
   admin = std::make_unique<AdminServer>(*this, reactor::Reactor::current());
@@ -509,7 +601,7 @@ std::optional<Failure> Daemon::State::start_admin(
 }
 
 void Daemon::State::drain() {
-  (void)notifier.notify("STOPPING=1\nSTATUS=draining");
+  (void)notifier.notify("STOPPING=1\nSTATUS=draining");  // nothing once handed over
   const auto timeout = std::chrono::milliseconds(cfg.shutdown.drain_timeout_ms);
   spdlog::info("draining: no new connections; waiting up to {} ms for open ones", timeout.count());
   for (auto& sh : shards) sh->begin_drain();
@@ -527,6 +619,11 @@ void Daemon::State::drain() {
     while (open() > 0 && reactor::Clock::now() < hard) (void)reactor::sleep_for(10ms);
   }
   for (auto& sh : shards) sh->stop();
+  if (handed_over && admin) {
+    // The upgrade's answer may still be on its way to reactorctl.
+    const reactor::Deadline until = reactor::deadline_after(2s);
+    while (admin->clients() > 0 && reactor::Clock::now() < until) (void)reactor::sleep_for(10ms);
+  }
   if (admin) admin->stop();
   stopped->count_down();  // the admin thread's share: it no longer reads the shards
   spdlog::info("drained; stopping");
@@ -545,6 +642,7 @@ int Daemon::State::control() {
   }
   reactor::FileDescriptor signals(sfd);
   reactor::Event shutdown;
+  this->shutdown = &shutdown;
   auto signal_fiber = reactor::spawn("signals", [&] {
     for (;;) {
       signalfd_siginfo si;
@@ -588,8 +686,12 @@ int Daemon::State::control() {
     spdlog::info("service {} ({}) listening on {}", svc->name, svc->kind, svc->bound_address);
   spdlog::info("ready: {}", status_line());
   (void)notifier.notify(absl::StrCat("READY=1\nSTATUS=", status_line()));
+  upgrade::report_ready();
   (void)shutdown.wait();
+  // An upgrade under way still reads the listening fds: they close only after it has decided.
+  while (upgrading) (void)reactor::sleep_for(10ms);
   drain();
+  this->shutdown = nullptr;
   return kExitOk;
 }
 
@@ -611,6 +713,7 @@ int Daemon::run() {
   absl::Status ran = reactor::Reactor::run(
       [&] {
         std::map<std::string, std::vector<int>> activated = take_listen_fds();
+        s.check_passed = s.notifier.fd_store() || upgrade::is_new_process();
         s.shared = std::make_unique<ServiceShared>();
         s.shared->metrics_text = [&s] { return prometheus_text(s); };
         for (const ServiceConfig& sc : s.cfg.services) {
@@ -629,19 +732,24 @@ int Daemon::run() {
         if ((failure = s.start_shards())) return;
         s.apply_reloadable();  // slow-slice thresholds on the new reactors
         s.watchdog->start();
+        const bool admin_bound_here = activated.count("admin") == 0;
         if ((failure = s.start_admin(activated))) {
           for (auto& sh : s.shards) sh->stop();
           s.stopped->count_down();
           return;
         }
-        // The services and the admin server have taken theirs: what is left, nothing uses.
+        // The services and the admin server have taken theirs: what is left, nothing uses (a
+        // service removed from the configuration): closed, and dropped from the fd store.
         for (const auto& [name, fds] : activated) {
-          spdlog::warn("socket activation passed {} fd(s) named '{}' that nothing uses", fds.size(),
-                       name);
+          spdlog::warn("socket activation passed {} fd(s) named '{}' that nothing uses; closing",
+                       fds.size(), name);
+          for (int fd : fds) ::close(fd);
+          s.forget_stored(name);
         }
+        s.store_listeners(admin_bound_here);
         for (size_t i = 0; i < s.runtimes.size(); ++i) {
-          for (size_t sh = 0; sh < s.num_shards; ++sh)
-            s.shards[sh]->listen(s.runtimes[i].get(), s.listen_fds[i][sh]);
+          for (size_t k = 0; k < s.listen_fds[i].size(); ++k)
+            s.shards[k % s.num_shards]->listen(s.runtimes[i].get(), s.listen_fds[i][k]);
         }
         code = s.control();
       },
@@ -649,12 +757,15 @@ int Daemon::run() {
   for (auto& sh : s.shards) sh->join();  // their loops have stopped; off the control loop now
   if (s.watchdog) s.watchdog->stop();
   if (!ran.ok()) {
-    std::fprintf(stderr, "reactord: backend '%s' unavailable: %s\n", s.backend_name.c_str(),
-                 std::string(ran.message()).c_str());
+    const std::string why =
+        absl::StrCat("backend '", s.backend_name, "' unavailable: ", ran.message());
+    std::fprintf(stderr, "reactord: %s\n", why.c_str());
+    upgrade::report_failure(why);
     return kExitUnavailable;
   }
   if (failure) {
     std::fprintf(stderr, "reactord: %s\n", failure->why.c_str());
+    upgrade::report_failure(failure->why);
     return failure->code;
   }
   return code;

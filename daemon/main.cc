@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
+#include "daemon/upgrade.h"
 #include "reactor/notice.h"
 
 ABSL_FLAG(std::string, config, "/etc/reactord/reactord.toml", "configuration file (TOML)");
@@ -45,6 +46,7 @@ constexpr char kUsage[] =
 
 int usage_error(const std::string& why) {
   std::fprintf(stderr, "reactord: %s (see reactord --help)\n", why.c_str());
+  reactord::upgrade::report_failure(why);
   return reactord::kExitUsage;
 }
 
@@ -101,6 +103,8 @@ int main(int argc, char** argv) {
   sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  reactord::upgrade::take_channel_from_environment();
+  reactord::upgrade::remember_command_line(argc, argv);
 
   std::vector<std::string> args(argv, argv + argc);
   bool help = false;
@@ -128,6 +132,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<reactord::Config> cfg = reactord::load_config_file(path);
   if (!cfg.ok()) {
     std::fprintf(stderr, "reactord: %s\n", std::string(cfg.status().message()).c_str());
+    reactord::upgrade::report_failure(std::string(cfg.status().message()));
     return absl::IsInvalidArgument(cfg.status()) ? reactord::kExitConfig : reactord::kExitNoInput;
   }
   std::vector<reactord::Override> overrides;

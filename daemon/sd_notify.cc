@@ -8,16 +8,20 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "reactor/error.h"
 
 namespace reactord {
 
-Notifier Notifier::from_environment() {
-  Notifier n;
+Notifier::Notifier() {
   if (const char* path = std::getenv("NOTIFY_SOCKET"); path != nullptr && path[0] != '\0') {
-    n.socket_path_ = path;
+    socket_path_ = path;
+  }
+  if (const char* max = std::getenv("FDSTORE");
+      max == nullptr || !absl::SimpleAtoi(max, &fd_store_max_)) {
+    fd_store_max_ = 0;
   }
   const char* usec = std::getenv("WATCHDOG_USEC");
   const char* pid = std::getenv("WATCHDOG_PID");
@@ -25,13 +29,12 @@ Notifier Notifier::from_environment() {
   int64_t for_pid = 0;
   const bool ours = pid == nullptr || (absl::SimpleAtoi(pid, &for_pid) && for_pid == getpid());
   if (usec != nullptr && ours && absl::SimpleAtoi(usec, &us) && us > 0) {
-    n.watchdog_ = std::chrono::microseconds(us);
+    watchdog_ = std::chrono::microseconds(us);
   }
-  return n;
 }
 
-absl::Status Notifier::notify(std::string_view state) const {
-  if (socket_path_.empty()) return absl::OkStatus();
+absl::Status Notifier::notify(std::string_view state, const std::vector<int>& fds) const {
+  if (socket_path_.empty() || detached_.load()) return absl::OkStatus();
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path_.size() >= sizeof addr.sun_path) {
@@ -46,11 +49,26 @@ absl::Status Notifier::notify(std::string_view state) const {
   }
   const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return reactor::errno_status(errno, "socket(NOTIFY_SOCKET)");
-  const ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
-                                reinterpret_cast<sockaddr*>(&addr), len);
+  iovec iov{const_cast<char*>(state.data()), state.size()};
+  msghdr msg{};
+  msg.msg_name = &addr;
+  msg.msg_namelen = len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  const ssize_t sent = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
   const int err = errno;
   ::close(fd);
-  if (sent < 0) return reactor::errno_status(err, "sendto(NOTIFY_SOCKET)");
+  if (sent < 0) return reactor::errno_status(err, "sendmsg(NOTIFY_SOCKET)");
   return absl::OkStatus();
 }
 

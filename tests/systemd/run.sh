@@ -5,7 +5,8 @@
 # has every package the host has, and writes go to a temporary upper layer), with a private
 # network, installs the two packages from DEB_DIR with apt-get and checks the service against
 # that systemd: start, STATUS=, the admin socket, reload, journald priorities, the watchdog,
-# socket activation, the drain on stop, the exposure level, sysusers and tmpfiles. Then builds
+# socket activation, a restart and an upgrade that refuse no connection, the drain on stop, the
+# exposure level, sysusers and tmpfiles. Then builds
 # examples/out-of-tree against the installed libreactor-dev.
 #
 # Usage (as root): tests/systemd/run.sh [DEB_DIR]   (default build/deb, as `make deb` leaves it)
@@ -287,6 +288,60 @@ check "the daemon serves the admin protocol on the passed fd" serves_passed_fd
 inside systemctl stop reactord 2>/dev/null  # "can still be activated by reactord.socket"
 check "after systemctl stop reactord, the socket still starts it: reactorctl ping" inside reactorctl ping
 inside systemctl stop reactord.socket
+
+# --- restart and upgrade with nothing refused ----------------------------------------------------
+# epoll here: with io_uring's multishot accept the kernel accepts for the old process ahead of its
+# fibers, and what it accepted in the instant its listener closes is reset (docs/operations.md).
+inside sed -i 's/^backend = "auto"/backend = "epoll"/' "$conf"
+inside systemctl restart reactord
+check "the fd store holds the admin socket and both shards' listeners of the 3 services (7 fds)" \
+  test "$(inside systemctl show -p NFileDescriptorStore --value reactord)" = 7
+# connect_loop SECONDS NAME: in the background, for SECONDS, a new connection to the echo service
+# for each line, one exchange each; then $stage/NAME holds "EXCHANGES FAILURES", NAME.err the
+# shell's errors.
+connect_loop() {
+  in_long bash -c "end=\$((SECONDS + $1)); ok=0; bad=0
+    while ((SECONDS < end)); do
+      if exec 3<>/dev/tcp/127.0.0.1/7007 && echo \"line \$ok\" >&3 && read -r -t 5 reply <&3 &&
+        [[ \$reply == \"line \$ok\" ]]; then ok=\$((ok + 1)); else bad=\$((bad + 1)); fi
+      exec 3<&- 3>&-
+    done 2>$stage/$2.err; echo \$ok \$bad > $stage/$2" &
+}
+# no_failures NAME MIN: the loop's exchanges all succeeded, and at least MIN of them.
+no_failures() {
+  local ok bad
+  read -r ok bad < <(inside cat "$stage/$1")
+  echo "exchanges ${ok:-?}, failures ${bad:-?}"
+  inside head -n 5 "$stage/$1.err"
+  [[ ${bad:-1} == 0 && ${ok:-0} -ge $2 ]]
+}
+pid_before=$(main_pid)
+connect_loop 4 restart
+restart_loop=$!
+sleep 1
+check "systemctl restart reactord while a client keeps connecting" inside systemctl restart reactord
+wait "$restart_loop"
+check "the restart: no connection refused or reset (the fd store kept the sockets open)" \
+  no_failures restart 200
+restarted_active() { [[ $(main_pid) != "$pid_before" && $(inside systemctl is-active reactord) == active ]]; }
+check "the restart: a new MainPID, active" restarted_active
+pid_before=$(main_pid)
+connect_loop 4 upgrade
+upgrade_loop=$!
+sleep 1
+upgrade_out=$(inside reactorctl upgrade 2>&1)
+check "reactorctl upgrade under systemd: ok" has '^ok: pid [0-9]+ ' <<<"$upgrade_out"
+new_pid=$(sed -n 's/^ok: pid \([0-9]*\) .*/\1/p' <<<"$upgrade_out")
+wait "$upgrade_loop"
+check "the upgrade: no connection refused or reset" no_failures upgrade 200
+upgraded() {
+  for _ in $(seq 50); do inside kill -0 "$pid_before" 2>/dev/null || break; sleep 0.2; done
+  echo "MainPID $(main_pid), new pid ${new_pid:-?}, old pid $pid_before, $(inside systemctl is-active reactord)"
+  ! inside kill -0 "$pid_before" 2>/dev/null && [[ -n $new_pid && $(main_pid) == "$new_pid" ]] &&
+    [[ $(inside systemctl is-active reactord) == active ]] && inside reactorctl ping >/dev/null
+}
+check "the upgrade: the new process is MainPID, the old one exited, reactord stays active" upgraded
+inside sed -i 's/^backend = "epoll"/backend = "auto"/' "$conf"
 
 # --- stop drains ---------------------------------------------------------------------------------
 inside systemctl start reactord
