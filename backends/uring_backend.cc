@@ -110,6 +110,8 @@ absl::Status UringBackend::init(int level) {
   if (!features.ok()) return features.status();
   multishot_accept_ = features->multishot_accept;
   has_cancel_fd_ = features->cancel_fd;
+  // IORING_CQE_F_SOCK_NONEMPTY came with 5.19, as did IORING_OP_SOCKET (multishot_accept).
+  sock_nonempty_ = options_.sock_nonempty_hint && features->multishot_accept;
 
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
   (void)io_uring_register_ring_fd(&ring_);
@@ -166,7 +168,8 @@ std::string UringBackend::describe() const {
       options_.async_send ? ", async send" : "",
       options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
                           : "",
-      options_.poll_first ? ", poll-first" : "");
+      options_.poll_first ? (sock_nonempty_ ? ", poll-first from SOCK_NONEMPTY" : ", poll-first")
+                          : "");
 }
 
 UringBackend::FdState& UringBackend::fd_state(int fd) {
@@ -307,6 +310,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_accept_multishot_cqes_total", accept_multishot_cqes_.get()});
   out.push_back({"io_uring_direct_sends_total", direct_sends_.get()});
   out.push_back({"io_uring_queued_sends_total", queued_sends_.get()});
+  out.push_back({"io_uring_poll_first_recvs_total", poll_first_recvs_.get()});
   out.push_back({"io_uring_send_sqes_total", send_sqes_.get()});
   out.push_back({"io_uring_send_queue_waits_total", send_queue_waits_.get()});
   out.push_back({"io_uring_provided_buffer_recvs_total", provided_buffer_recvs_.get()});
@@ -318,6 +322,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_async_send", options_.async_send ? 1u : 0u});
   out.push_back({"io_uring_feature_send_first", options_.send_first ? 1u : 0u});
   out.push_back({"io_uring_feature_poll_first", options_.poll_first ? 1u : 0u});
+  out.push_back({"io_uring_feature_sock_nonempty_hint", sock_nonempty_ ? 1u : 0u});
   out.push_back({"io_uring_feature_multishot_accept", multishot_accept_ ? 1u : 0u});
   out.push_back({"io_uring_feature_provided_buffers", provided_buffers() ? 1u : 0u});
 }
@@ -367,7 +372,7 @@ void UringBackend::unlink_op(Op* op) {
 
 template <class Prep>
 absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const char* what, Prep prep,
-                                             bool returns_fd) {
+                                             bool returns_fd, uint32_t* cqe_flags) {
   loop_thread_.check();
   Op* op = new_op(fd);
   io_uring_sqe* sqe = get_sqe();
@@ -385,6 +390,7 @@ absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const ch
     while (!op->done) (void)detail::park(kNoDeadline, what, /*cancellable=*/false);
   }
   const int32_t res = op->res;
+  if (cqe_flags != nullptr) *cqe_flags = op->cqe_flags;
   const bool closed = op->closed;
   free_op(op);
   if (closed) {
@@ -525,16 +531,27 @@ absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Dead
     if (!fall_back) return r;
   }
   for (;;) {
-    // After a short read the socket is empty: tell the kernel to arm its poll at once rather than
-    // try a receive that finds nothing first (IORING_RECVSEND_POLL_FIRST, 5.19; ignored before).
+    // After a receive that emptied the socket, tell the kernel to arm its poll at once rather
+    // than try a receive that finds nothing first (IORING_RECVSEND_POLL_FIRST, 5.19; ignored
+    // before).
     const bool poll_first = options_.poll_first && fd_state(fd).drained;
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op*) {
-      io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
-      if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    });
+    if (poll_first) poll_first_recvs_.add();
+    uint32_t flags = 0;
+    absl::StatusOr<int32_t> r = run_op(
+        fd, deadline, "recv",
+        [&](io_uring_sqe* sqe, Op*) {
+          io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
+          if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        },
+        /*returns_fd=*/false, &flags);
     if (!r.ok() && status_errno(r.status()) == EINTR) continue;
     if (!r.ok()) return r.status();
-    fd_state(fd).drained = *r > 0 && static_cast<size_t>(*r) < buf.size();
+    // With the kernel's hint, a receive without it emptied the socket. Only TCP sets it, so on
+    // other sockets every receive counts as emptying: POLL_FIRST then costs a poll armed while
+    // data waits, never a lost wakeup. Without the hint, a short receive is the guess.
+    const bool hint = sock_nonempty_ && (flags & IORING_CQE_F_SOCK_NONEMPTY) != 0;
+    const bool short_read = static_cast<size_t>(*r) < buf.size();
+    fd_state(fd).drained = *r > 0 && !hint && (sock_nonempty_ || short_read);
     return static_cast<size_t>(*r);
   }
 }
@@ -682,6 +699,9 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
   // conformance suite without the feature.
   if (const char* v = std::getenv("REACTOR_URING_ASYNC_SEND"); v != nullptr && *v == '0') {
     options.async_send = false;
+  }
+  if (const char* v = std::getenv("REACTOR_URING_SOCK_NONEMPTY"); v != nullptr && *v == '0') {
+    options.sock_nonempty_hint = false;
   }
   // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
   if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {

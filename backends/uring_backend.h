@@ -59,9 +59,12 @@ class UringBackend final : public Backend {
     // the CQE and two fiber switches of a waiting send (docs/backends.md has the measurements).
     bool send_first = true;
     size_t send_first_min = 64 * 1024;
-    // A recv after a short one asks the kernel to wait for data before trying
-    // (IORING_RECVSEND_POLL_FIRST): in a ping-pong the socket is empty then.
+    // A recv that follows one which left the socket empty asks the kernel to wait for data before
+    // trying (IORING_RECVSEND_POLL_FIRST): in a ping-pong the socket is empty then.
     bool poll_first = true;
+    // "Left the socket empty" is the previous receive's CQE without IORING_CQE_F_SOCK_NONEMPTY
+    // (Linux 5.19; TCP reports it), where the kernel has it; else (or off) a short receive.
+    bool sock_nonempty_hint = true;
     // The first set-up level to try (tests force the fallbacks with it).
     int first_setup_level = 0;
   };
@@ -167,7 +170,7 @@ class UringBackend final : public Backend {
   // An op whose result is a new fd (accept) closes it if close() cancelled the op meanwhile.
   template <class Prep>
   absl::StatusOr<int32_t> run_op(int fd, Deadline deadline, const char* what, Prep prep,
-                                 bool returns_fd = false);
+                                 bool returns_fd = false, uint32_t* cqe_flags = nullptr);
   // readv/writev through the ring: RECVMSG/SENDMSG (MSG_NOSIGNAL: EPIPE, never SIGPIPE) on a
   // socket, READV/WRITEV on anything else (pipes, files; ENOTSOCK switches), waiting for
   // readiness when a non-socket answers EAGAIN.
@@ -188,6 +191,7 @@ class UringBackend final : public Backend {
   LoopThreadCheck loop_thread_{"io_uring backend"};  // the creating thread
   bool multishot_accept_ = false;
   bool has_cancel_fd_ = false;  // IORING_ASYNC_CANCEL_FD (5.19)
+  bool sock_nonempty_ = false;  // asked for, and IORING_CQE_F_SOCK_NONEMPTY on recv (5.19)
 
   int eventfd_ = -1;
   uint64_t eventfd_value_ = 0;
@@ -207,6 +211,7 @@ class UringBackend final : public Backend {
 
   RelaxedCounter direct_sends_;
   RelaxedCounter queued_sends_;
+  RelaxedCounter poll_first_recvs_;
   RelaxedCounter send_sqes_;
   RelaxedCounter send_queue_waits_;
   RelaxedCounter sqes_submitted_;
@@ -223,7 +228,7 @@ class UringBackend final : public Backend {
 // change them, for measurement and tests: REACTOR_URING_PROVIDED_BUFFERS=N turns on provided
 // buffers, N of them (1: the default count); REACTOR_URING_SEND_FIRST=0 turns off send_first;
 // REACTOR_URING_POLL_FIRST=0 turns off poll_first; REACTOR_URING_ASYNC_SEND=0 turns off
-// async_send.
+// async_send; REACTOR_URING_SOCK_NONEMPTY=0 turns off sock_nonempty_hint.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
 
 }  // namespace reactor

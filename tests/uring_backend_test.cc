@@ -555,5 +555,48 @@ TEST(UringAsyncSend, ErrorSurfacesOnNextSendAndAtClose) {
   }
 }
 
+// ---- POLL_FIRST from IORING_CQE_F_SOCK_NONEMPTY ----
+
+// Three full receives of 100 bytes out of 300 waiting: with the kernel's hint the third one is
+// known to have emptied the socket, so the next receive arms its poll first; the short-receive
+// guess (hint off) sees only full receives and never asks for it.
+uint64_t poll_first_after_full_reads() {
+  uint64_t poll_firsts = 0;
+  run_uring([&] {
+    test::Pair p = test::connected_pair();
+    const Backend& b = Reactor::current()->backend();
+    ASSERT_TRUE(p.client.write_all(std::string(300, 'x'), deadline_after(5s)).ok());
+    ASSERT_TRUE(b.name() == "io_uring");
+    ASSERT_TRUE(Reactor::current()
+                    ->backend()
+                    .wait(p.server.fd(), Interest::kRead, deadline_after(5s))
+                    .ok());
+    ASSERT_TRUE(sleep_for(5ms).ok());  // all 300 bytes are there
+    std::byte buf[100];
+    const uint64_t before = counter(b, "io_uring_poll_first_recvs_total");
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.server.read_exact(buf, deadline_after(5s)).ok());
+    EXPECT_EQ(counter(b, "io_uring_poll_first_recvs_total"), before) << "socket had data";
+    auto later = spawn("writer", [&] {
+      ASSERT_TRUE(sleep_for(5ms).ok());
+      ASSERT_TRUE(p.client.write_all(std::string(100, 'y'), deadline_after(5s)).ok());
+    });
+    ASSERT_TRUE(later.ok());
+    ASSERT_TRUE(p.server.read_exact(buf, deadline_after(5s)).ok());
+    later->join();
+    poll_firsts = counter(b, "io_uring_poll_first_recvs_total") - before;
+  });
+  return poll_firsts;
+}
+
+TEST(UringSockNonempty, HintTellsAFullReceiveThatEmptiedTheSocket) {
+  REQUIRE_URING();
+  if (kernel_version() < 519) GTEST_SKIP() << "IORING_CQE_F_SOCK_NONEMPTY needs Linux 5.19";
+  EXPECT_EQ(poll_first_after_full_reads(), 1u);
+  ASSERT_EQ(::setenv("REACTOR_URING_SOCK_NONEMPTY", "0", 1), 0);
+  const uint64_t without = poll_first_after_full_reads();
+  ::unsetenv("REACTOR_URING_SOCK_NONEMPTY");
+  EXPECT_EQ(without, 0u) << "the short-receive guess asked for POLL_FIRST after full receives";
+}
+
 }  // namespace
 }  // namespace reactor
