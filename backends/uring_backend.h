@@ -1,14 +1,17 @@
-// The io_uring backend: completion mode. Each I/O call prepares an SQE that carries the caller's
-// buffer and parks the fiber; poll() submits every SQE prepared since the last poll and waits for
-// completions in one io_uring_enter, then wakes the fibers whose operations completed.
+// The io_uring backend: completion mode. Each input call (and each send with async_send off)
+// prepares an SQE that carries the caller's buffer and parks the fiber; a send on a socket copies
+// its bytes into the socket's outgoing queue and returns (uring_send.cc). poll() submits every
+// SQE prepared since the last poll, one SEND per queue with bytes, and waits for completions in
+// one io_uring_enter, then wakes the fibers whose operations completed.
 //
-// Ownership of the caller's buffer. The kernel owns the buffer (usually on the fiber's stack) from
-// submission until the operation's CQE. So when a deadline passes or the fiber is cancelled, the
-// backend submits an async cancel for the operation and waits, not cancellably, for the original
-// CQE before returning: DeadlineExceeded / Cancelled if the cancel won, the operation's own result
-// if it completed first (received bytes are never dropped, an accepted fd never lost).
-// close(fd) cancels everything pending on fd (IORING_ASYNC_CANCEL_FD|ALL, submitted at once), then
-// closes it; the fibers waiting get FailedPrecondition "... closed ..." when their CQEs arrive.
+// Ownership of the caller's buffer. For an operation that parks, the kernel owns the buffer
+// (usually on the fiber's stack) from submission until the operation's CQE. So when a deadline
+// passes or the fiber is cancelled, the backend submits an async cancel for the operation and
+// waits, not cancellably, for the original CQE before returning: DeadlineExceeded / Cancelled if
+// the cancel won, the operation's own result if it completed first (received bytes are never
+// dropped, an accepted fd never lost). close(fd) cancels everything pending on fd
+// (IORING_ASYNC_CANCEL_FD|ALL, submitted at once), then closes it; the fibers waiting get
+// FailedPrecondition "... closed ..." when their CQEs arrive.
 //
 // Operation records are backend-private and pooled; a CQE finds its record through user_data, and a
 // record is reused only after its final CQE. Ring set-up (uring_setup.h, on the loop thread) tries
