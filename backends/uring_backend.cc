@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "backends/uring_ops.h"
 #include "backends/uring_setup.h"
 #include "reactor/error.h"
 #include "reactor/notice.h"
@@ -20,22 +21,13 @@
 namespace reactor {
 namespace {
 
-// user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor pointer tagged with
-// kTagAcceptor, or one of the small constants below.
-constexpr uint64_t kIgnoreData = 0;  // cancel SQEs: their own CQEs carry nothing we need
-constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
-constexpr uint64_t kTagMask = 7;
-constexpr uint64_t kTagAcceptor = 2;
+using namespace uring_detail;  // NOLINT(build/namespaces): the backend's private tags
 
 // A listener's multishot accept is cancelled once this many connections wait to be taken, so a
 // service that stops accepting leaves them in the kernel's backlog, as with epoll.
 constexpr size_t kMaxReadyAccepts = 64;
 constexpr unsigned kReapBatch = 256;
 constexpr int kAcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
-
-std::string closed_message(const char* what, int fd) {
-  return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
-}
 
 void fill_peer(int fd, sockaddr_storage* peer) {
   if (peer == nullptr) return;
@@ -47,23 +39,6 @@ void fill_peer(int fd, sockaddr_storage* peer) {
 }
 
 }  // namespace
-
-// One SQE submitted for a fiber, from preparation to its CQE. Pooled; reused only after the CQE.
-struct UringBackend::Op {
-  detail::Fiber* fiber = nullptr;
-  int fd = -1;
-  int32_t res = 0;
-  uint32_t cqe_flags = 0;
-  bool done = false;    // the CQE arrived
-  bool closed = false;  // close(fd) cancelled it
-  bool linked = false;  // in FdState::ops
-  bool output = false;  // a send or writev
-  Op* prev = nullptr;
-  Op* next = nullptr;            // FdState::ops, or the free list
-  msghdr msg{};                  // recvmsg/sendmsg (readv/writev on sockets)
-  std::byte* copy_to = nullptr;  // provided-buffer recv: the caller's span
-  size_t copy_len = 0;
-};
 
 // A fiber waiting in accept() on a listener with a multishot accept. Lives on the fiber's stack and
 // is unlinked before the fiber leaves accept().
@@ -135,6 +110,8 @@ absl::Status UringBackend::init(int level) {
   if (!features.ok()) return features.status();
   multishot_accept_ = features->multishot_accept;
   has_cancel_fd_ = features->cancel_fd;
+  // IORING_CQE_F_SOCK_NONEMPTY came with 5.19, as did IORING_OP_SOCKET (multishot_accept).
+  sock_nonempty_ = options_.sock_nonempty_hint && features->multishot_accept;
 
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
   (void)io_uring_register_ring_fd(&ring_);
@@ -187,7 +164,12 @@ std::string UringBackend::describe() const {
   return absl::StrCat(
       "ring flags ", absl::string_view(mode.data(), mode.size()),
       multishot_accept_ ? ", multishot accept" : ", single-shot accept",
-      provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer");
+      provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer",
+      options_.async_send ? ", async send" : "",
+      options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
+                          : "",
+      options_.poll_first ? (sock_nonempty_ ? ", poll-first from SOCK_NONEMPTY" : ", poll-first")
+                          : "");
 }
 
 UringBackend::FdState& UringBackend::fd_state(int fd) {
@@ -217,6 +199,7 @@ int UringBackend::enter_submit() {
 
 void UringBackend::poll(Duration timeout) {
   loop_thread_.check();
+  flush_sends();
   const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
   // Each branch is at most one io_uring_enter that submits every SQE prepared since the last poll.
   if (timeout == Duration::zero() || io_uring_cq_ready(&ring_) > 0) {
@@ -282,6 +265,10 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
     handle_accept_cqe(reinterpret_cast<Acceptor*>(user_data & ~kTagMask), res, flags);
     return;
   }
+  if ((user_data & kTagMask) == kTagSend) {
+    handle_send_cqe(reinterpret_cast<SendQueue*>(user_data & ~kTagMask), res);
+    return;
+  }
   Op* op = reinterpret_cast<Op*>(user_data);
   if ((flags & IORING_CQE_F_BUFFER) != 0 && buffers_ != nullptr) {
     const uint16_t bid = UringBufferRing::buffer_id(flags);
@@ -322,11 +309,22 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_cancels_total", cancels_.get()});
   out.push_back({"io_uring_accept_multishot_cqes_total", accept_multishot_cqes_.get()});
   out.push_back({"io_uring_direct_sends_total", direct_sends_.get()});
+  out.push_back({"io_uring_queued_sends_total", queued_sends_.get()});
+  out.push_back({"io_uring_poll_first_recvs_total", poll_first_recvs_.get()});
+  out.push_back({"io_uring_send_sqes_total", send_sqes_.get()});
+  out.push_back({"io_uring_send_queue_waits_total", send_queue_waits_.get()});
   out.push_back({"io_uring_provided_buffer_recvs_total", provided_buffer_recvs_.get()});
   out.push_back({"io_uring_provided_buffer_enobufs_total", provided_buffer_enobufs_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
   // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags.
   out.push_back({"io_uring_setup_level", static_cast<uint64_t>(setup_mode_)});
+  // Gauges, 1 when this ring got the feature (describe() lists them by name).
+  out.push_back({"io_uring_feature_async_send", options_.async_send ? 1u : 0u});
+  out.push_back({"io_uring_feature_send_first", options_.send_first ? 1u : 0u});
+  out.push_back({"io_uring_feature_poll_first", options_.poll_first ? 1u : 0u});
+  out.push_back({"io_uring_feature_sock_nonempty_hint", sock_nonempty_ ? 1u : 0u});
+  out.push_back({"io_uring_feature_multishot_accept", multishot_accept_ ? 1u : 0u});
+  out.push_back({"io_uring_feature_provided_buffers", provided_buffers() ? 1u : 0u});
 }
 
 // ---- operation records ----
@@ -374,7 +372,7 @@ void UringBackend::unlink_op(Op* op) {
 
 template <class Prep>
 absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const char* what, Prep prep,
-                                             bool returns_fd) {
+                                             bool returns_fd, uint32_t* cqe_flags) {
   loop_thread_.check();
   Op* op = new_op(fd);
   io_uring_sqe* sqe = get_sqe();
@@ -392,6 +390,7 @@ absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const ch
     while (!op->done) (void)detail::park(kNoDeadline, what, /*cancellable=*/false);
   }
   const int32_t res = op->res;
+  if (cqe_flags != nullptr) *cqe_flags = op->cqe_flags;
   const bool closed = op->closed;
   free_op(op);
   if (closed) {
@@ -424,6 +423,7 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
       const int conn = a->ready.front();
       a->ready.pop_front();
       fill_peer(conn, peer);
+      fd_state(conn).socket = 1;
       return conn;
     }
     if (a->error != 0) return errno_status(std::exchange(a->error, 0), "accept", fd);
@@ -436,6 +436,7 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
     if (w.linked) a->remove(&w);
     if (w.fd >= 0) {
       fill_peer(w.fd, peer);
+      fd_state(w.fd).socket = 1;
       return w.fd;
     }
     if (!s.ok()) return s;
@@ -455,6 +456,7 @@ absl::StatusOr<int> UringBackend::accept_single(int fd, sockaddr_storage* peer, 
     if (!r.ok() && status_errno(r.status()) == ECONNABORTED) continue;
     if (!r.ok()) return r.status();
     if (peer != nullptr) *peer = storage;
+    fd_state(*r).socket = 1;
     return *r;
   }
 }
@@ -515,6 +517,7 @@ void UringBackend::destroy_acceptor(Acceptor* a) {
 }
 
 absl::Status UringBackend::connect(int fd, const sockaddr* addr, socklen_t len, Deadline deadline) {
+  if (fd >= 0) fd_state(fd).socket = 1;
   absl::StatusOr<int32_t> r = run_op(fd, deadline, "connect", [&](io_uring_sqe* sqe, Op*) {
     io_uring_prep_connect(sqe, fd, addr, len);
   });
@@ -528,16 +531,27 @@ absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Dead
     if (!fall_back) return r;
   }
   for (;;) {
-    // After a short read the socket is empty: tell the kernel to arm its poll at once rather than
-    // try a receive that finds nothing first (IORING_RECVSEND_POLL_FIRST, 5.19; ignored before).
+    // After a receive that emptied the socket, tell the kernel to arm its poll at once rather
+    // than try a receive that finds nothing first (IORING_RECVSEND_POLL_FIRST, 5.19; ignored
+    // before).
     const bool poll_first = options_.poll_first && fd_state(fd).drained;
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "recv", [&](io_uring_sqe* sqe, Op*) {
-      io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
-      if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    });
+    if (poll_first) poll_first_recvs_.add();
+    uint32_t flags = 0;
+    absl::StatusOr<int32_t> r = run_op(
+        fd, deadline, "recv",
+        [&](io_uring_sqe* sqe, Op*) {
+          io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
+          if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        },
+        /*returns_fd=*/false, &flags);
     if (!r.ok() && status_errno(r.status()) == EINTR) continue;
     if (!r.ok()) return r.status();
-    fd_state(fd).drained = *r > 0 && static_cast<size_t>(*r) < buf.size();
+    // With the kernel's hint, a receive without it emptied the socket. Only TCP sets it, so on
+    // other sockets every receive counts as emptying: POLL_FIRST then costs a poll armed while
+    // data waits, never a lost wakeup. Without the hint, a short receive is the guess.
+    const bool hint = sock_nonempty_ && (flags & IORING_CQE_F_SOCK_NONEMPTY) != 0;
+    const bool short_read = static_cast<size_t>(*r) < buf.size();
+    fd_state(fd).drained = *r > 0 && !hint && (sock_nonempty_ || short_read);
     return static_cast<size_t>(*r);
   }
 }
@@ -565,75 +579,8 @@ absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> 
   return static_cast<size_t>(*r);
 }
 
-bool UringBackend::output_in_flight(int fd) const {
-  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return false;
-  for (const Op* op = fds_[static_cast<size_t>(fd)].ops; op != nullptr; op = op->next) {
-    if (op->output) return true;
-  }
-  return false;
-}
-
-ssize_t UringBackend::try_send_now(int fd, msghdr* msg) {
-  if (!options_.send_first || output_in_flight(fd)) {
-    errno = EAGAIN;
-    return -1;
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n >= 0) {
-    direct_sends_.add();
-    detail::spend_io_budget();
-  }
-  return n;
-}
-
-absl::StatusOr<size_t> UringBackend::send(int fd, std::span<const std::byte> buf,
-                                          Deadline deadline) {
-  loop_thread_.check();
-  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("send on invalid fd ", fd));
-  if (!buf.empty()) {
-    iovec iov{const_cast<std::byte*>(buf.data()), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t n = try_send_now(fd, &msg);
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_status(errno, "send", fd);
-  }
-  for (;;) {
-    absl::StatusOr<int32_t> r = run_op(fd, deadline, "send", [&](io_uring_sqe* sqe, Op* op) {
-      op->output = true;
-      io_uring_prep_send(sqe, fd, buf.data(), buf.size(), MSG_NOSIGNAL);
-    });
-    if (!r.ok() && status_errno(r.status()) == EINTR) continue;
-    if (!r.ok()) return r.status();
-    return static_cast<size_t>(*r);
-  }
-}
-
 absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, Deadline deadline) {
   return vectored(fd, iov, deadline, /*output=*/false, /*socket=*/true);
-}
-
-absl::StatusOr<size_t> UringBackend::writev(int fd, std::span<const iovec> iov, Deadline deadline) {
-  loop_thread_.check();
-  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("writev on invalid fd ", fd));
-  bool socket = true;
-  if (!iov.empty()) {
-    msghdr msg{};
-    msg.msg_iov = const_cast<iovec*>(iov.data());
-    msg.msg_iovlen = iov.size();
-    const ssize_t n = try_send_now(fd, &msg);
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno == ENOTSOCK) {
-      socket = false;
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return errno_status(errno, "writev", fd);
-    }
-  }
-  return vectored(fd, iov, deadline, /*output=*/true, socket);
 }
 
 absl::StatusOr<size_t> UringBackend::vectored(int fd, std::span<const iovec> iov, Deadline deadline,
@@ -692,9 +639,12 @@ absl::Status UringBackend::close(int fd) {
   loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("close of invalid fd ", fd));
   bool in_flight = false;
+  absl::Status close_status = absl::OkStatus();
   if (static_cast<size_t>(fd) < fds_.size()) {
+    close_status = detach_send_queue(fd, &in_flight);  // may wait, inside a fiber
     FdState& st = fds_[static_cast<size_t>(fd)];
     st.drained = false;
+    st.socket = 0;
     // The fibers of these ops wake when their CQEs arrive (the cancel below makes them come) and
     // then report the close. Unlinked now so a new fd with this number starts clean.
     while (Op* op = st.ops) {
@@ -736,7 +686,7 @@ absl::Status UringBackend::close(int fd) {
     }
   }
   if (::close(fd) != 0 && errno != EINTR) return errno_status(errno, "close", fd);
-  return absl::OkStatus();
+  return close_status;
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
@@ -744,6 +694,14 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
   // REACTOR_URING_POLL_FIRST=0 never asks for POLL_FIRST, for measurement.
   if (const char* v = std::getenv("REACTOR_URING_POLL_FIRST"); v != nullptr && *v == '0') {
     options.poll_first = false;
+  }
+  // REACTOR_URING_ASYNC_SEND=0 makes every send wait for its completion, for measurement and the
+  // conformance suite without the feature.
+  if (const char* v = std::getenv("REACTOR_URING_ASYNC_SEND"); v != nullptr && *v == '0') {
+    options.async_send = false;
+  }
+  if (const char* v = std::getenv("REACTOR_URING_SOCK_NONEMPTY"); v != nullptr && *v == '0') {
+    options.sock_nonempty_hint = false;
   }
   // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
   if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {

@@ -1,14 +1,17 @@
-// The io_uring backend: completion mode. Each I/O call prepares an SQE that carries the caller's
-// buffer and parks the fiber; poll() submits every SQE prepared since the last poll and waits for
-// completions in one io_uring_enter, then wakes the fibers whose operations completed.
+// The io_uring backend: completion mode. Each input call (and each send with async_send off)
+// prepares an SQE that carries the caller's buffer and parks the fiber; a send on a socket copies
+// its bytes into the socket's outgoing queue and returns (uring_send.cc). poll() submits every
+// SQE prepared since the last poll, one SEND per queue with bytes, and waits for completions in
+// one io_uring_enter, then wakes the fibers whose operations completed.
 //
-// Ownership of the caller's buffer. The kernel owns the buffer (usually on the fiber's stack) from
-// submission until the operation's CQE. So when a deadline passes or the fiber is cancelled, the
-// backend submits an async cancel for the operation and waits, not cancellably, for the original
-// CQE before returning: DeadlineExceeded / Cancelled if the cancel won, the operation's own result
-// if it completed first (received bytes are never dropped, an accepted fd never lost).
-// close(fd) cancels everything pending on fd (IORING_ASYNC_CANCEL_FD|ALL, submitted at once), then
-// closes it; the fibers waiting get FailedPrecondition "... closed ..." when their CQEs arrive.
+// Ownership of the caller's buffer. For an operation that parks, the kernel owns the buffer
+// (usually on the fiber's stack) from submission until the operation's CQE. So when a deadline
+// passes or the fiber is cancelled, the backend submits an async cancel for the operation and
+// waits, not cancellably, for the original CQE before returning: DeadlineExceeded / Cancelled if
+// the cancel won, the operation's own result if it completed first (received bytes are never
+// dropped, an accepted fd never lost). close(fd) cancels everything pending on fd
+// (IORING_ASYNC_CANCEL_FD|ALL, submitted at once), then closes it; the fibers waiting get
+// FailedPrecondition "... closed ..." when their CQEs arrive.
 //
 // Operation records are backend-private and pooled; a CQE finds its record through user_data, and a
 // record is reused only after its final CQE. Ring set-up (uring_setup.h, on the loop thread) tries
@@ -46,14 +49,25 @@ class UringBackend final : public Backend {
     bool provided_buffers = false;
     unsigned buffer_count = 512;  // a power of two
     unsigned buffer_size = 16 * 1024;
+    // Sends that do not wait (uring_send.cc): send/writev on a socket copy the bytes into the
+    // connection's outgoing queue and return; poll() submits one SEND per connection with the next
+    // batch, so one io_uring_enter carries every connection's sends. The fiber waits only once
+    // `send_queue_bytes` are queued on the fd. Off: every send waits for its own completion.
+    bool async_send = true;
+    size_t send_queue_bytes = 256 * 1024;
     // send/writev on a socket first try the system call with MSG_DONTWAIT, and go through the
-    // ring only when the socket's buffer is full (or another send on the fd is still in flight):
-    // a send that completes at once then costs one system call and no suspension, instead of an
-    // SQE, a CQE and two fiber switches (docs/backends.md has the measurements).
+    // ring only when the socket's buffer is full (or another send on the fd is still queued or in
+    // flight). With async_send only sends of at least `send_first_min` bytes try it (a large send
+    // then goes to the kernel without a copy); without it every send does, which saves the SQE,
+    // the CQE and two fiber switches of a waiting send (docs/backends.md has the measurements).
     bool send_first = true;
-    // A recv after a short one asks the kernel to wait for data before trying
-    // (IORING_RECVSEND_POLL_FIRST): in a ping-pong the socket is empty then.
+    size_t send_first_min = 64 * 1024;
+    // A recv that follows one which left the socket empty asks the kernel to wait for data before
+    // trying (IORING_RECVSEND_POLL_FIRST): in a ping-pong the socket is empty then.
     bool poll_first = true;
+    // "Left the socket empty" is the previous receive's CQE without IORING_CQE_F_SOCK_NONEMPTY
+    // (Linux 5.19; TCP reports it), where the kernel has it; else (or off) a short receive.
+    bool sock_nonempty_hint = true;
     // The first set-up level to try (tests force the fallbacks with it).
     int first_setup_level = 0;
   };
@@ -78,7 +92,10 @@ class UringBackend final : public Backend {
   absl::StatusOr<size_t> readv(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::Status wait(int fd, Interest interest, Deadline deadline) override;
-  // Loop thread.
+  absl::Status flush(int fd, Deadline deadline) override;
+  // Loop thread. With bytes still queued and no fiber waiting to queue more, a close inside a
+  // fiber first waits for them (until the deadline of the send that queued the last of them);
+  // what could not be sent is cancelled and reported as the close's error.
   absl::Status close(int fd) override;
   // Loop thread, scheduler context.
   void poll(Duration timeout) override;
@@ -95,6 +112,8 @@ class UringBackend final : public Backend {
   bool multishot_accept() const { return multishot_accept_; }
   // Whether recv uses the provided-buffer ring (asked for, and registered). Any thread.
   bool provided_buffers() const { return buffers_ != nullptr; }
+  // Whether sends on sockets are queued without waiting (Options::async_send). Any thread.
+  bool async_send() const { return options_.async_send; }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 
@@ -102,20 +121,42 @@ class UringBackend final : public Backend {
   struct Op;
   struct Acceptor;
   struct AcceptWaiter;
+  struct SendQueue;
+  struct SendWaiter;
   struct FdState {
     Op* ops = nullptr;     // operations in flight on this fd, until their final CQE
     bool drained = false;  // the last recv was short: the next finds the socket empty
+    int8_t socket = 0;     // 1: a socket (accepted, connected or sent on), -1: not one, 0: unknown
     Acceptor* acceptor = nullptr;
+    SendQueue* sendq = nullptr;  // async_send: the fd's outgoing bytes
   };
 
   UringBackend(Options options, SetupMode mode);
   absl::Status init(int level);  // set-up level, see uring_setup.h
   FdState& fd_state(int fd);
 
-  // A send or writev of fd is in flight in the ring: a direct send now could overtake it.
+  // A send or writev of fd is queued or in flight in the ring: a direct send now could overtake it.
   bool output_in_flight(int fd) const;
-  // The send_first attempt: bytes sent, or -1 with errno (EAGAIN: go through the ring).
-  ssize_t try_send_now(int fd, msghdr* msg);
+  // The send_first attempt for `total` bytes: bytes sent, or -1 with errno (EAGAIN: go through
+  // the ring).
+  ssize_t try_send_now(int fd, msghdr* msg, size_t total);
+  // send and writev on a socket (uring_send.cc): try_send_now, then the queue or a waiting op.
+  absl::StatusOr<size_t> send_socket(int fd, std::span<const iovec> iov, Deadline deadline,
+                                     const char* what);
+  bool is_socket(int fd);  // fstat once per fd number, cached in FdState::socket
+  // async_send: copies up to the queue's room from iov into fd's queue, waiting for room first.
+  absl::StatusOr<size_t> queue_send(int fd, std::span<const iovec> iov, size_t total,
+                                    Deadline deadline, const char* what);
+  SendQueue* send_queue(int fd);  // creates it
+  absl::Status wait_send_queue(SendQueue* q, Deadline deadline, const char* what);
+  void submit_send(SendQueue* q);
+  void flush_sends();  // poll(): one SEND per queue with bytes and none in flight
+  void handle_send_cqe(SendQueue* q, int32_t res);
+  void wake_send_waiters(SendQueue* q, const absl::Status& status);
+  void release_send_queue(SendQueue* q);
+  // close(): waits for or gives up the fd's queue; its error (or OK) and whether a send is in
+  // flight that the close's cancel must end.
+  absl::Status detach_send_queue(int fd, bool* in_flight);
 
   io_uring_sqe* get_sqe();
   int enter_submit();  // io_uring_submit, counted
@@ -132,7 +173,7 @@ class UringBackend final : public Backend {
   // An op whose result is a new fd (accept) closes it if close() cancelled the op meanwhile.
   template <class Prep>
   absl::StatusOr<int32_t> run_op(int fd, Deadline deadline, const char* what, Prep prep,
-                                 bool returns_fd = false);
+                                 bool returns_fd = false, uint32_t* cqe_flags = nullptr);
   // readv/writev through the ring: RECVMSG/SENDMSG (MSG_NOSIGNAL: EPIPE, never SIGPIPE) on a
   // socket, READV/WRITEV on anything else (pipes, files; ENOTSOCK switches), waiting for
   // readiness when a non-socket answers EAGAIN.
@@ -153,6 +194,7 @@ class UringBackend final : public Backend {
   LoopThreadCheck loop_thread_{"io_uring backend"};  // the creating thread
   bool multishot_accept_ = false;
   bool has_cancel_fd_ = false;  // IORING_ASYNC_CANCEL_FD (5.19)
+  bool sock_nonempty_ = false;  // asked for, and IORING_CQE_F_SOCK_NONEMPTY on recv (5.19)
 
   int eventfd_ = -1;
   uint64_t eventfd_value_ = 0;
@@ -166,7 +208,15 @@ class UringBackend final : public Backend {
 
   std::unique_ptr<UringBufferRing> buffers_;  // provided buffers, when asked for and registered
 
+  std::vector<std::unique_ptr<SendQueue>> send_queues_;  // every queue, attached, detached or free
+  SendQueue* free_send_queues_ = nullptr;
+  std::vector<SendQueue*> dirty_sends_;  // queues with bytes to submit at the next poll
+
   RelaxedCounter direct_sends_;
+  RelaxedCounter queued_sends_;
+  RelaxedCounter poll_first_recvs_;
+  RelaxedCounter send_sqes_;
+  RelaxedCounter send_queue_waits_;
   RelaxedCounter sqes_submitted_;
   RelaxedCounter cqes_reaped_;
   RelaxedCounter enter_calls_;
@@ -180,7 +230,8 @@ class UringBackend final : public Backend {
 // adds the likely cause). Loop thread. Default options, except that three environment variables
 // change them, for measurement and tests: REACTOR_URING_PROVIDED_BUFFERS=N turns on provided
 // buffers, N of them (1: the default count); REACTOR_URING_SEND_FIRST=0 turns off send_first;
-// REACTOR_URING_POLL_FIRST=0 turns off poll_first.
+// REACTOR_URING_POLL_FIRST=0 turns off poll_first; REACTOR_URING_ASYNC_SEND=0 turns off
+// async_send; REACTOR_URING_SOCK_NONEMPTY=0 turns off sock_nonempty_hint.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
 
 }  // namespace reactor

@@ -123,7 +123,9 @@ int main(int argc, char** argv) {
 
   if (absl::GetFlag(FLAGS_list_backends)) {
     for (const reactor::BackendInfo& b : reactor::list_backends()) {
-      std::printf("%-10s %-3s %s\n", b.name.c_str(), b.available ? "yes" : "no", b.reason.c_str());
+      // Available: what the backend got (io_uring: ring flags and features); else why not.
+      std::printf("%-10s %-3s %s\n", b.name.c_str(), b.available ? "yes" : "no",
+                  (b.available ? b.detail : b.reason).c_str());
     }
     return 0;
   }

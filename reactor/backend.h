@@ -44,12 +44,27 @@ class Backend {
   // 0 bytes from recv/readv means end of stream (or an empty buffer).
   virtual absl::StatusOr<size_t> recv(int fd, std::span<std::byte> buf, Deadline deadline) = 0;
   // May send less than asked; never raises SIGPIPE (EPIPE is returned instead).
+  // The caller's buffer is free again when send/writev returns. A backend may return before the
+  // bytes reach the kernel (io_uring's async_send copies them into the connection's outgoing
+  // queue): it then keeps their order on the fd, bounds the bytes it holds per fd (past the
+  // bound the call waits, so a slow reader cannot grow memory), reports an error of queued bytes
+  // on the next send/writev/flush on that fd and at close, and sends them before a later
+  // flush() returns. recv on the fd is not held back by queued bytes.
   virtual absl::StatusOr<size_t> send(int fd, std::span<const std::byte> buf,
                                       Deadline deadline) = 0;
   virtual absl::StatusOr<size_t> readv(int fd, std::span<const iovec> iov, Deadline deadline) = 0;
   virtual absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) = 0;
   // Waits until fd is readable or writable (or in error). May return spuriously; retry the call.
   virtual absl::Status wait(int fd, Interest interest, Deadline deadline) = 0;
+
+  // Waits until every byte accepted by send/writev on fd was taken by the kernel; returns the
+  // error of a queued send, if any. Callers use it before shutdown(SHUT_WR) and other calls that
+  // must follow the bytes. Loop thread, inside a fiber (backends that queue nothing: at once).
+  virtual absl::Status flush(int fd, Deadline deadline) {
+    (void)fd;
+    (void)deadline;
+    return absl::OkStatus();
+  }
 
   // Resumes every operation pending on fd with an error (FailedPrecondition "closed"), forgets the
   // fd and closes it. Loop thread.

@@ -213,6 +213,8 @@ absl::Status Stream::write_all(std::span<const std::byte> buf, Deadline deadline
 }
 
 absl::Status Stream::shutdown_write() {
+  // Bytes a backend still queues (io_uring's async_send) go before the FIN.
+  if (absl::Status s = backend().flush(fd_.get(), kNoDeadline); !s.ok()) return s;
   if (::shutdown(fd_.get(), SHUT_WR) != 0) return errno_status(errno, "shutdown", fd_.get());
   return absl::OkStatus();
 }

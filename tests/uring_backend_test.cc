@@ -178,7 +178,10 @@ BatchingCounters ping_pong_counters() {
 
 TEST(UringBackend, CountersShowBatching) {
   REQUIRE_URING();
+  // send_first as the only send path: async_send (tested below) would queue every send.
+  ASSERT_EQ(::setenv("REACTOR_URING_ASYNC_SEND", "0", 1), 0);
   const BatchingCounters n = ping_pong_counters();
+  ::unsetenv("REACTOR_URING_ASYNC_SEND");
   // 50 x 20 round trips on each side: 2,000 receives through the ring; 2,000 sends of 64 bytes
   // into sockets with room, each sent at once (send_first).
   EXPECT_GE(n.sqes, 2000u);
@@ -419,6 +422,180 @@ TEST_F(ProvidedBuffers, UnavailableRingIsANotice) {
   ASSERT_EQ(g_notices.size(), 1u);
   EXPECT_THAT(g_notices[0], ::testing::HasSubstr("io_uring provided buffers unavailable"));
   EXPECT_THAT(g_notices[0], ::testing::HasSubstr("power of two"));
+}
+
+// ---- async_send: sends that do not wait (backends/uring_send.cc) ----
+
+std::vector<std::byte> numbered_bytes(size_t n) {
+  std::vector<std::byte> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 7 + i / 251) & 0xff);
+  return v;
+}
+
+// A fiber's sends return without a system call or a suspension, and those of one loop iteration
+// leave in one SEND (fewer than Reactor::kIoBudget sends, so the fiber keeps its slice).
+TEST(UringAsyncSend, SendsReturnAtOnceAndCoalesce) {
+  REQUIRE_URING();
+  run_uring([] {
+    test::Pair p = test::connected_pair();
+    const Backend& b = Reactor::current()->backend();
+    ASSERT_EQ(counter(b, "io_uring_feature_async_send"), 1u);
+    constexpr size_t kSends = Reactor::kIoBudget - 2;
+    const std::vector<std::byte> data = numbered_bytes(kSends * 64);
+    const uint64_t enters = counter(b, "io_uring_enter_calls_total");
+    const uint64_t send_sqes = counter(b, "io_uring_send_sqes_total");
+    for (size_t i = 0; i < kSends; ++i) {
+      auto n = Reactor::current()->backend().send(p.client.fd(),
+                                                  std::span(data).subspan(i * 64, 64), kNoDeadline);
+      ASSERT_TRUE(n.ok()) << n.status();
+      ASSERT_EQ(*n, 64u);
+    }
+    EXPECT_EQ(counter(b, "io_uring_enter_calls_total"), enters) << "a send entered the kernel";
+    EXPECT_EQ(counter(b, "io_uring_send_sqes_total"), send_sqes) << "submitted before the poll";
+    std::vector<std::byte> got(data.size());
+    ASSERT_TRUE(p.server.read_exact(got, deadline_after(5s)).ok());
+    EXPECT_TRUE(got == data) << "bytes reordered or changed";
+    EXPECT_EQ(counter(b, "io_uring_send_sqes_total"), send_sqes + 1) << "not coalesced";
+    EXPECT_EQ(counter(b, "io_uring_direct_sends_total"), 0u);
+  });
+}
+
+// A peer that does not read: the sender's queue stops at its bound (then the send waits until
+// its deadline), and every byte the sends accepted arrives in order once the peer reads.
+TEST(UringAsyncSend, SlowReaderBoundsQueuedBytes) {
+  REQUIRE_URING();
+  run_uring([] {
+    test::Pair p = test::connected_pair();
+    const int size = 64 * 1024;
+    ::setsockopt(p.client.fd(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    ::setsockopt(p.server.fd(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    const std::vector<std::byte> data = numbered_bytes(8 << 20);
+    size_t sent = 0;
+    for (;;) {
+      ASSERT_LT(sent, data.size()) << "the queue never filled up";
+      auto n = Reactor::current()->backend().send(p.client.fd(), std::span(data).subspan(sent),
+                                                  deadline_after(50ms));
+      if (!n.ok()) {
+        ASSERT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
+        break;
+      }
+      sent += *n;
+    }
+    const Backend& b = Reactor::current()->backend();
+    EXPECT_GT(counter(b, "io_uring_send_queue_waits_total"), 0u);
+    // The kernel's two buffers (twice what was set, as the kernel doubles it, and the receive side
+    // may take somewhat more than its nominal size) plus the queue's bound of 256 KiB.
+    EXPECT_LE(sent, 8u * size + UringBackend::Options{}.send_queue_bytes);
+    std::vector<std::byte> got(sent);
+    ASSERT_TRUE(p.server.read_exact(got, deadline_after(10s)).ok());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), data.begin())) << "bytes lost or reordered";
+  });
+}
+
+// close() of a connection whose writer is done sends the queued bytes first (the peer gets them
+// all, then the end of stream), and shutdown_write() waits for them too.
+TEST(UringAsyncSend, CloseAndShutdownSendQueuedBytesFirst) {
+  REQUIRE_URING();
+  for (const bool use_shutdown : {false, true}) {
+    run_uring([use_shutdown] {
+      test::Pair p = test::connected_pair();
+      const int size = 64 * 1024;
+      ::setsockopt(p.client.fd(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+      ::setsockopt(p.server.fd(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+      const std::vector<std::byte> data = numbered_bytes(2 << 20);
+      std::vector<std::byte> got;
+      auto reader = spawn("reader", [&] {
+        std::vector<std::byte> buf(16 * 1024);
+        for (;;) {
+          ASSERT_TRUE(sleep_for(1ms).ok());  // slower than the writer
+          auto n = p.server.read(buf, deadline_after(10s));
+          ASSERT_TRUE(n.ok()) << n.status();
+          if (*n == 0) return;
+          got.insert(got.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(*n));
+        }
+      });
+      ASSERT_TRUE(reader.ok());
+      ASSERT_TRUE(p.client.write_all(data, deadline_after(10s)).ok());
+      const Backend& b = Reactor::current()->backend();
+      EXPECT_GT(counter(b, "io_uring_queued_sends_total"), 0u);
+      if (use_shutdown) {
+        ASSERT_TRUE(p.client.shutdown_write().ok());
+      } else {
+        ASSERT_TRUE(p.client.close().ok());
+      }
+      reader->join();
+      EXPECT_EQ(got.size(), data.size()) << (use_shutdown ? "shutdown_write" : "close");
+      EXPECT_TRUE(got == data) << "bytes lost or reordered";
+    });
+  }
+}
+
+// A queued send that fails (the peer reset the connection) reports its error on the next send and,
+// when none comes, at close.
+TEST(UringAsyncSend, ErrorSurfacesOnNextSendAndAtClose) {
+  REQUIRE_URING();
+  for (const bool at_close : {false, true}) {
+    run_uring([at_close] {
+      test::Pair p = test::connected_pair();
+      const linger reset{1, 0};  // close sends RST
+      ::setsockopt(p.server.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      ASSERT_TRUE(p.server.close().ok());
+      std::byte one[1];
+      (void)p.client.read(one, deadline_after(5s));  // ECONNRESET: the RST is there
+      const std::vector<std::byte> data = numbered_bytes(1000);
+      auto n = Reactor::current()->backend().send(p.client.fd(), data, kNoDeadline);
+      ASSERT_TRUE(n.ok()) << "queued, so no error yet: " << n.status();
+      ASSERT_TRUE(sleep_for(5ms).ok());  // a poll submits it; its CQE carries the error
+      const absl::Status s =
+          at_close ? p.client.close()
+                   : Reactor::current()->backend().send(p.client.fd(), data, kNoDeadline).status();
+      const int err = status_errno(s);
+      EXPECT_TRUE(err == EPIPE || err == ECONNRESET) << s;
+    });
+  }
+}
+
+// ---- POLL_FIRST from IORING_CQE_F_SOCK_NONEMPTY ----
+
+// Three full receives of 100 bytes out of 300 waiting: with the kernel's hint the third one is
+// known to have emptied the socket, so the next receive arms its poll first; the short-receive
+// guess (hint off) sees only full receives and never asks for it.
+uint64_t poll_first_after_full_reads() {
+  uint64_t poll_firsts = 0;
+  run_uring([&] {
+    test::Pair p = test::connected_pair();
+    const Backend& b = Reactor::current()->backend();
+    ASSERT_TRUE(p.client.write_all(std::string(300, 'x'), deadline_after(5s)).ok());
+    ASSERT_TRUE(b.name() == "io_uring");
+    ASSERT_TRUE(Reactor::current()
+                    ->backend()
+                    .wait(p.server.fd(), Interest::kRead, deadline_after(5s))
+                    .ok());
+    ASSERT_TRUE(sleep_for(5ms).ok());  // all 300 bytes are there
+    std::byte buf[100];
+    const uint64_t before = counter(b, "io_uring_poll_first_recvs_total");
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.server.read_exact(buf, deadline_after(5s)).ok());
+    EXPECT_EQ(counter(b, "io_uring_poll_first_recvs_total"), before) << "socket had data";
+    auto later = spawn("writer", [&] {
+      ASSERT_TRUE(sleep_for(5ms).ok());
+      ASSERT_TRUE(p.client.write_all(std::string(100, 'y'), deadline_after(5s)).ok());
+    });
+    ASSERT_TRUE(later.ok());
+    ASSERT_TRUE(p.server.read_exact(buf, deadline_after(5s)).ok());
+    later->join();
+    poll_firsts = counter(b, "io_uring_poll_first_recvs_total") - before;
+  });
+  return poll_firsts;
+}
+
+TEST(UringSockNonempty, HintTellsAFullReceiveThatEmptiedTheSocket) {
+  REQUIRE_URING();
+  if (kernel_version() < 519) GTEST_SKIP() << "IORING_CQE_F_SOCK_NONEMPTY needs Linux 5.19";
+  EXPECT_EQ(poll_first_after_full_reads(), 1u);
+  ASSERT_EQ(::setenv("REACTOR_URING_SOCK_NONEMPTY", "0", 1), 0);
+  const uint64_t without = poll_first_after_full_reads();
+  ::unsetenv("REACTOR_URING_SOCK_NONEMPTY");
+  EXPECT_EQ(without, 0u) << "the short-receive guess asked for POLL_FIRST after full receives";
 }
 
 }  // namespace

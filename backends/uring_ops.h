@@ -1,0 +1,77 @@
+// Private to the io_uring backend (uring_backend.cc, uring_send.cc): the tags of an SQE's
+// user_data and the records a CQE finds through it.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "backends/uring_backend.h"
+
+namespace reactor::uring_detail {
+
+// user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor or SendQueue pointer
+// tagged with kTagAcceptor or kTagSend, or one of the small constants below.
+constexpr uint64_t kIgnoreData = 0;  // cancel SQEs: their own CQEs carry nothing we need
+constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
+constexpr uint64_t kTagMask = 7;
+constexpr uint64_t kTagAcceptor = 2;
+constexpr uint64_t kTagSend = 3;
+
+inline std::string closed_message(const char* what, int fd) {
+  return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
+}
+
+}  // namespace reactor::uring_detail
+
+namespace reactor {
+
+// One SQE submitted for a fiber, from preparation to its CQE. Pooled; reused only after the CQE.
+struct UringBackend::Op {
+  detail::Fiber* fiber = nullptr;
+  int fd = -1;
+  int32_t res = 0;
+  uint32_t cqe_flags = 0;
+  bool done = false;    // the CQE arrived
+  bool closed = false;  // close(fd) cancelled it
+  bool linked = false;  // in FdState::ops
+  bool output = false;  // a send or writev
+  Op* prev = nullptr;
+  Op* next = nullptr;            // FdState::ops, or the free list
+  msghdr msg{};                  // recvmsg/sendmsg (readv/writev on sockets)
+  std::byte* copy_to = nullptr;  // provided-buffer recv: the caller's span
+  size_t copy_len = 0;
+};
+
+// A fiber waiting on a SendQueue for room or for it to drain. Lives on the fiber's stack; close()
+// unlinks every waiter before it gives the queue up, so a waiter touches the queue only while
+// still linked.
+struct UringBackend::SendWaiter {
+  detail::Fiber* fiber = nullptr;
+  bool linked = false;
+};
+
+// async_send: a socket's outgoing bytes. At most one SEND is in flight per queue, covering
+// `inflight` (which nobody touches until its CQE); sends append to `pending`, which the next SEND
+// carries, so bytes keep their order and sends of one loop iteration are coalesced. After close()
+// a queue with a SEND in flight is detached and goes back to the free list at its CQE.
+struct UringBackend::SendQueue {
+  int fd = -1;
+  std::vector<std::byte> inflight;
+  std::vector<std::byte> pending;
+  bool in_flight = false;
+  bool dirty = false;     // on dirty_sends_
+  bool detached = false;  // fd closed
+  int error = 0;          // errno of a failed SEND, for the next call on the fd
+  Deadline deadline{};    // of the latest send that queued bytes: close waits at most until then
+  std::vector<SendWaiter*> waiters;
+  SendQueue* next_free = nullptr;
+
+  size_t queued() const { return inflight.size() + pending.size(); }
+};
+
+}  // namespace reactor
