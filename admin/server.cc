@@ -293,6 +293,13 @@ std::string AdminServer::handle(const std::string& line, uint32_t uid, uint32_t 
     if (words.size() == 2 && words[1][0] != '/') {
       return err("usage", "upgrade: BINARY must be an absolute path");
     }
+    // Naming the file to run is root's alone: the new process gets the daemon's sockets (and,
+    // under systemd, its capabilities); the daemon's own uid may restart its own binary only.
+    if (words.size() == 2 && uid != 0) {
+      return err("denied",
+                 "upgrade BINARY needs root (the daemon's own uid may only upgrade to "
+                 "its own binary: upgrade without BINARY)");
+    }
     const std::string binary = words.size() == 2 ? words[1] : "";
     // The new process has up to 10 s to report ready.
     absl::StatusOr<absl::StatusOr<std::string>> r = reactor::call_on(
