@@ -195,7 +195,8 @@ class Reactor {
   void cancel(detail::Fiber* fiber);
   // Puts the running fiber at the back of the run queue. Loop thread, inside a fiber.
   void yield();
-  // See detail::spend_io_budget. Loop thread, inside a fiber.
+  // Yields the running fiber once detail::spend_io_budget has counted its budget down to zero.
+  // Loop thread.
   void spend_io_budget();
   static constexpr uint32_t kIoBudget = 32;
   // Sleeps until the deadline: OK, or Cancelled. Loop thread, inside a fiber.
@@ -248,7 +249,6 @@ class Reactor {
   Deadline last_clock_{};  // the last time read on the loop
   static constexpr uint32_t kResumesPerPoll = 61;
   uint32_t resumes_since_poll_ = 0;
-  uint32_t io_budget_ = kIoBudget;  // of the running fiber's slice
   Deadline last_poll_end_{};
   std::unordered_map<std::string, uint64_t> slow_by_name_;
 };
