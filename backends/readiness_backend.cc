@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "reactor/error.h"
 #include "reactor/fiber.h"
+#include "reactor/reactor.h"
 
 namespace reactor {
 namespace {
@@ -49,6 +50,11 @@ auto retry_until_ready(ReadinessBackend& backend, int fd, Interest interest, Dea
     absl::Status s = backend.wait(fd, interest, deadline);
     if (!s.ok()) return s;
   }
+}
+
+// detail::wake with an OK status, inline: every edge that finds a waiter makes this call.
+bool wake_ok(detail::Fiber* f) {
+  return f->reactor->wake(f, absl::OkStatus());
 }
 
 }  // namespace
@@ -118,10 +124,10 @@ void ReadinessBackend::deliver_edge(int fd, bool readable, bool writable, bool h
   // A waiter that is no longer parked (its deadline or a cancel woke it, and it has not run yet)
   // cannot take the edge: keep it for the next wait.
   if (readable) {
-    if (r.reader == nullptr || !detail::wake(std::exchange(r.reader, nullptr))) r.ready_read = true;
+    if (r.reader == nullptr || !wake_ok(std::exchange(r.reader, nullptr))) r.ready_read = true;
   }
   if (writable) {
-    if (r.writer == nullptr || !detail::wake(std::exchange(r.writer, nullptr))) {
+    if (r.writer == nullptr || !wake_ok(std::exchange(r.writer, nullptr))) {
       r.ready_write = true;
     }
   }

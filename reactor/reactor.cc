@@ -235,15 +235,6 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   free_fibers_.push_back(f);
 }
 
-void Reactor::make_runnable(detail::Fiber* f) {
-  f->state = detail::FiberState::kRunnable;
-  f->ready_at = last_clock_;
-  f->next_ready = nullptr;
-  (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
-  ready_tail_ = f;
-  ++ready_count_;
-}
-
 void Reactor::resume(detail::Fiber* f) {
   current_ = f;
   f->state = detail::FiberState::kRunning;
@@ -303,13 +294,6 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
   }
   f->park_op = nullptr;
   return std::exchange(f->wake_status, absl::OkStatus());
-}
-
-bool Reactor::wake(detail::Fiber* f, absl::Status status) {
-  if (f->state != detail::FiberState::kParked) return false;
-  f->wake_status = std::move(status);
-  make_runnable(f);
-  return true;
 }
 
 void Reactor::cancel(detail::Fiber* f) {

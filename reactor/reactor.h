@@ -279,6 +279,22 @@ inline bool submit_to(Reactor& target, std::string name, absl::AnyInvocable<void
 
 // ---- implementation ----
 
+inline void Reactor::make_runnable(detail::Fiber* f) {
+  f->state = detail::FiberState::kRunnable;
+  f->ready_at = last_clock_;
+  f->next_ready = nullptr;
+  (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
+  ready_tail_ = f;
+  ++ready_count_;
+}
+
+inline bool Reactor::wake(detail::Fiber* f, absl::Status status) {
+  if (f->state != detail::FiberState::kParked) return false;
+  f->wake_status = std::move(status);
+  make_runnable(f);
+  return true;
+}
+
 template <class F, class R>
 absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
   loop_thread_.check();
