@@ -33,6 +33,8 @@ class ReadinessBackend : public Backend {
   absl::StatusOr<size_t> readv(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::Status wait(int fd, Interest interest, Deadline deadline) final;
+  // Any thread. A recv waits for readiness first, then copies: the buffer is touched at return.
+  bool recv_holds_buffer() const final { return false; }
   // Loop thread.
   absl::Status close(int fd) final;
   // Any thread.
@@ -86,6 +88,7 @@ class ReadinessBackend : public Backend {
   };
 
   FdRecord& record(int fd);
+  void grow_records(int fd);
   // A read that returned fewer bytes than asked left the fd's receive queue empty: the next recv
   // waits for the edge first. wait() forgets it.
   void note_short_read(int fd);

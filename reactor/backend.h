@@ -56,6 +56,10 @@ class Backend {
   virtual absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) = 0;
   // Waits until fd is readable or writable (or in error). May return spuriously; retry the call.
   virtual absl::Status wait(int fd, Interest interest, Deadline deadline) = 0;
+  // Whether a recv that waits keeps the caller's buffer while it waits (a completion backend: the
+  // kernel fills it later) rather than touching it only as it returns (a readiness backend). Only
+  // when false may fibers share one buffer for their reads. Any thread.
+  virtual bool recv_holds_buffer() const { return true; }
 
   // Waits until every byte accepted by send/writev on fd was taken by the kernel; returns the
   // error of a queued send, if any. Callers use it before shutdown(SHUT_WR) and other calls that

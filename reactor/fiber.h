@@ -75,10 +75,17 @@ absl::Status park(Deadline deadline, const char* op, bool cancellable = true);
 // not parked (already woken by its deadline or a cancel). Loop thread of the fiber's reactor.
 bool wake(Fiber* fiber, absl::Status status = absl::OkStatus());
 
+// What is left of the running fiber's I/O budget; the reactor refills it at every resume.
+extern thread_local uint32_t t_io_budget;
+// The budget ran out: yields the running fiber (nothing outside a fiber). Loop thread.
+void io_budget_spent();
+
 // An I/O call of the running fiber completed without suspending: it spends one unit of the
 // fiber's budget (Reactor::kIoBudget per slice). At zero the fiber goes to the back of the run
 // queue and the loop polls next, so a peer that always has data ready cannot hold the loop.
-// Loop thread, inside a fiber.
-void spend_io_budget();
+// Inline: every I/O call that completes pays it. Loop thread, inside a fiber.
+inline void spend_io_budget() {
+  if (--t_io_budget == 0) io_budget_spent();
+}
 
 }  // namespace reactor::detail

@@ -179,10 +179,6 @@ absl::Status FileDescriptor::close() {
 
 // ---- Stream ----
 
-absl::StatusOr<size_t> Stream::read(std::span<std::byte> buf, Deadline deadline) {
-  return backend().recv(fd_.get(), buf, deadline);
-}
-
 absl::Status Stream::read_exact(std::span<std::byte> buf, Deadline deadline) {
   size_t got = 0;
   while (got < buf.size()) {
@@ -198,12 +194,10 @@ absl::Status Stream::read_exact(std::span<std::byte> buf, Deadline deadline) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> Stream::write(std::span<const std::byte> buf, Deadline deadline) {
-  return backend().send(fd_.get(), buf, deadline);
-}
-
-absl::Status Stream::write_all(std::span<const std::byte> buf, Deadline deadline) {
-  size_t sent = 0;
+absl::Status Stream::write_rest(std::span<const std::byte> buf, absl::StatusOr<size_t> first,
+                                Deadline deadline) {
+  if (!first.ok()) return first.status();
+  size_t sent = *first;
   while (sent < buf.size()) {
     absl::StatusOr<size_t> n = backend().send(fd_.get(), buf.subspan(sent), deadline);
     if (!n.ok()) return n.status();

@@ -16,11 +16,16 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "reactor/backend.h"
 #include "reactor/time.h"
 
 namespace reactor {
 
-class Backend;
+namespace detail {
+// The backend of the reactor on this thread (null without one), so that a stream's I/O is one
+// virtual call. Set by the reactor.
+extern thread_local Backend* t_loop_backend;
+}  // namespace detail
 
 // An IPv4, IPv6 or Unix-domain socket address.
 class SocketAddress {
@@ -87,6 +92,10 @@ class Stream {
   absl::StatusOr<SocketAddress> peer_address() const;
 
  private:
+  // write_all after a first send that failed or sent less than all of buf.
+  absl::Status write_rest(std::span<const std::byte> buf, absl::StatusOr<size_t> first,
+                          Deadline deadline);
+
   FileDescriptor fd_;
 };
 
@@ -133,5 +142,24 @@ class UnixListener {
  private:
   FileDescriptor fd_;
 };
+
+// ---- implementation: the calls every request makes, inline down to the backend's ----
+
+inline absl::StatusOr<size_t> Stream::read(std::span<std::byte> buf, Deadline deadline) {
+  return detail::t_loop_backend->recv(fd_.get(), buf, deadline);
+}
+
+inline absl::StatusOr<size_t> Stream::write(std::span<const std::byte> buf, Deadline deadline) {
+  return detail::t_loop_backend->send(fd_.get(), buf, deadline);
+}
+
+inline absl::Status Stream::write_all(std::span<const std::byte> buf, Deadline deadline) {
+  if (buf.empty()) return absl::OkStatus();
+  absl::StatusOr<size_t> n = detail::t_loop_backend->send(fd_.get(), buf, deadline);
+  if (n.ok() && *n == buf.size()) [[likely]] {
+    return absl::OkStatus();
+  }
+  return write_rest(buf, std::move(n), deadline);
+}
 
 }  // namespace reactor

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/fiber_stack.h"
+#include "reactor/net.h"
 
 namespace reactor {
 namespace {
@@ -29,6 +30,16 @@ constexpr bool kWatchdogHooks = false;
 #else
 constexpr bool kWatchdogHooks = true;
 #endif
+
+// For the overflow handler (stack.h): the fiber running on this thread. Async-signal-safe.
+bool running_fiber(const char** name, const Stack** stack) {
+  const Reactor* r = t_reactor;
+  const detail::Fiber* f = r != nullptr ? r->current_fiber() : nullptr;
+  if (f == nullptr) return false;
+  *name = f->name.c_str();
+  *stack = &f->stack;
+  return true;
+}
 
 void fire_fiber_deadline(detail::TimerNode* node) {
   auto* fiber = static_cast<detail::Fiber*>(node->data);
@@ -91,8 +102,15 @@ bool detail::wake(Fiber* fiber, absl::Status status) {
   return fiber->reactor->wake(fiber, std::move(status));
 }
 
-void detail::spend_io_budget() {
-  if (t_reactor != nullptr) t_reactor->spend_io_budget();
+thread_local Backend* detail::t_loop_backend = nullptr;
+thread_local uint32_t detail::t_io_budget = Reactor::kIoBudget;
+
+void detail::io_budget_spent() {
+  if (t_reactor != nullptr) {
+    t_reactor->spend_io_budget();
+  } else {
+    t_io_budget = Reactor::kIoBudget;
+  }
 }
 
 void detail::cancel_fiber(Fiber* fiber) {
@@ -113,6 +131,7 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::create(Options options) {
   absl::StatusOr<std::unique_ptr<Backend>> backend = create_backend(options.backend);
   if (!backend.ok()) return backend.status();
   install_overflow_handler();
+  set_running_fiber_lookup(&running_fiber);
   return std::unique_ptr<Reactor>(new Reactor(std::move(options), *std::move(backend)));
 }
 
@@ -126,13 +145,17 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
   detail::init_thread_context(&scheduler_context_);
   last_clock_ = last_poll_end_ = Clock::now();
   t_reactor = this;
+  detail::t_loop_backend = backend_.get();
 }
 
 Reactor::~Reactor() {
   inbox_->close();
   while (alive_head_ != nullptr) destroy_fiber(alive_head_);
   slice_fiber_.store(nullptr, std::memory_order_relaxed);
-  if (t_reactor == this) t_reactor = nullptr;
+  if (t_reactor == this) {
+    t_reactor = nullptr;
+    detail::t_loop_backend = nullptr;
+  }
 }
 
 Reactor* Reactor::current() {
@@ -212,24 +235,14 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   free_fibers_.push_back(f);
 }
 
-void Reactor::make_runnable(detail::Fiber* f) {
-  f->state = detail::FiberState::kRunnable;
-  f->ready_at = last_clock_;
-  f->next_ready = nullptr;
-  (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
-  ready_tail_ = f;
-  ++ready_count_;
-}
-
 void Reactor::resume(detail::Fiber* f) {
   current_ = f;
   f->state = detail::FiberState::kRunning;
-  set_overflow_watch(f->name.c_str(), &f->stack);
   // The last clock reading is the end of the previous slice or poll: nothing waits in between.
   const Deadline start = last_clock_;
   stats_.sched_latency.record(to_ns(start - f->ready_at));
   ++resumes_since_poll_;
-  io_budget_ = kIoBudget;
+  detail::t_io_budget = kIoBudget;
   if constexpr (kWatchdogHooks) {
     slice_fiber_.store(f, std::memory_order_relaxed);
     slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
@@ -248,7 +261,6 @@ void Reactor::resume(detail::Fiber* f) {
     ++slow_by_name_[f->name.substr(0, f->name.find('#'))];
   }
   current_ = nullptr;
-  set_overflow_watch(nullptr, nullptr);
   if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
   if (f->state == detail::FiberState::kDone) destroy_fiber(f);
 }
@@ -284,13 +296,6 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
   return std::exchange(f->wake_status, absl::OkStatus());
 }
 
-bool Reactor::wake(detail::Fiber* f, absl::Status status) {
-  if (f->state != detail::FiberState::kParked) return false;
-  f->wake_status = std::move(status);
-  make_runnable(f);
-  return true;
-}
-
 void Reactor::cancel(detail::Fiber* f) {
   loop_thread_.check();
   f->cancel_requested = true;
@@ -307,7 +312,12 @@ void Reactor::cancel_all() {
 }
 
 void Reactor::spend_io_budget() {
-  if (current_ == nullptr || --io_budget_ > 0) return;  // outside a fiber: nothing to yield
+  // Called once the thread's budget reached zero (detail::spend_io_budget counts it down).
+  if (current_ == nullptr) {  // outside a fiber: nothing to yield
+    detail::t_io_budget = kIoBudget;
+    return;
+  }
+  detail::t_io_budget = kIoBudget;
   stats_.io_budget_yields.add();
   resumes_since_poll_ = kResumesPerPoll;  // poll before the next batch: others may wait on I/O
   yield();

@@ -217,7 +217,8 @@ class Reactor {
   void cancel(detail::Fiber* fiber);
   // Puts the running fiber at the back of the run queue. Loop thread, inside a fiber.
   void yield();
-  // See detail::spend_io_budget. Loop thread, inside a fiber.
+  // Yields the running fiber once detail::spend_io_budget has counted its budget down to zero.
+  // Loop thread.
   void spend_io_budget();
   static constexpr uint32_t kIoBudget = 32;
   // Sleeps until the deadline: OK, or Cancelled. Loop thread, inside a fiber.
@@ -272,7 +273,6 @@ class Reactor {
   Deadline last_clock_{};  // the last time read on the loop
   static constexpr uint32_t kResumesPerPoll = 61;
   uint32_t resumes_since_poll_ = 0;
-  uint32_t io_budget_ = kIoBudget;  // of the running fiber's slice
   Deadline last_poll_end_{};
   std::unordered_map<std::string, uint64_t> slow_by_name_;
 };
@@ -302,6 +302,22 @@ inline bool submit_to(Reactor& target, std::string name, absl::AnyInvocable<void
 }
 
 // ---- implementation ----
+
+inline void Reactor::make_runnable(detail::Fiber* f) {
+  f->state = detail::FiberState::kRunnable;
+  f->ready_at = last_clock_;
+  f->next_ready = nullptr;
+  (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
+  ready_tail_ = f;
+  ++ready_count_;
+}
+
+inline bool Reactor::wake(detail::Fiber* f, absl::Status status) {
+  if (f->state != detail::FiberState::kParked) return false;
+  f->wake_status = std::move(status);
+  make_runnable(f);
+  return true;
+}
 
 template <class F, class R>
 absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {

@@ -41,14 +41,7 @@ size_t count_lines(const char* path) {
   return n;
 }
 
-// Per-thread view for the signal handler: the running fiber's name and guard page.
-struct OverflowWatch {
-  const char* name = nullptr;
-  uintptr_t guard_lo = 0;
-  uintptr_t guard_hi = 0;
-  size_t stack_size = 0;
-};
-thread_local OverflowWatch t_watch;
+std::atomic<RunningFiberLookup> g_running_fiber{nullptr};
 
 struct sigaction g_previous_segv;
 struct sigaction g_previous_bus;
@@ -67,9 +60,12 @@ void write_all_stderr(const char* s, size_t n) {
 
 void overflow_signal_handler(int sig, siginfo_t* info, void* uctx) {
   const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
-  const OverflowWatch& w = t_watch;
-  if (w.name != nullptr && addr >= w.guard_lo && addr < w.guard_hi) {
-    report_overflow(w.name, w.stack_size);
+  const RunningFiberLookup lookup = g_running_fiber.load(std::memory_order_acquire);
+  const char* name = nullptr;
+  const Stack* stack = nullptr;
+  if (lookup != nullptr && lookup(&name, &stack) && stack->guarded) {
+    const auto guard = reinterpret_cast<uintptr_t>(stack->mapping);
+    if (addr >= guard && addr < guard + page_size()) report_overflow(name, stack->usable_size());
   }
   // Not ours: hand over to whatever was installed before, or the default action.
   const struct sigaction& prev = sig == SIGSEGV ? g_previous_segv : g_previous_bus;
@@ -90,8 +86,7 @@ size_t Stack::usable_size() const {
   return mapping_size - page_size();
 }
 
-bool Stack::canary_intact() const {
-  if (guarded) return true;
+bool Stack::canary_words_intact() const {
   const auto* words = reinterpret_cast<const uint64_t*>(bottom());
   for (size_t i = 0; i < kCanaryWords; ++i) {
     if (words[i] != kCanary) return false;
@@ -215,18 +210,8 @@ void install_overflow_handler() {
   }
 }
 
-void set_overflow_watch(const char* fiber_name, const Stack* stack) {
-  OverflowWatch& w = t_watch;
-  if (stack == nullptr || !stack->guarded) {
-    w.name = stack == nullptr ? nullptr : fiber_name;
-    w.guard_lo = w.guard_hi = 0;
-    w.stack_size = stack == nullptr ? 0 : stack->usable_size();
-    return;
-  }
-  w.name = fiber_name;
-  w.guard_lo = reinterpret_cast<uintptr_t>(stack->mapping);
-  w.guard_hi = w.guard_lo + page_size();
-  w.stack_size = stack->usable_size();
+void set_running_fiber_lookup(RunningFiberLookup lookup) {
+  g_running_fiber.store(lookup, std::memory_order_release);
 }
 
 void report_overflow(const char* fiber_name, size_t stack_size) {

@@ -23,7 +23,9 @@ struct Stack {
   // Lowest usable address: above the guard page; the canary sits in the page below it too.
   std::byte* bottom() const;
   size_t usable_size() const;
-  bool canary_intact() const;
+  // Inline for guarded stacks: the scheduler asks at every switch away from a fiber.
+  bool canary_intact() const { return guarded || canary_words_intact(); }
+  bool canary_words_intact() const;
 };
 
 class StackPool {
@@ -66,8 +68,12 @@ size_t guarded_stack_budget();
 // an alternate signal stack for the calling thread (once per thread). Any thread.
 void install_overflow_handler();
 
-// The fiber the overflow handler names, set by the scheduler around each switch. Loop thread only.
-void set_overflow_watch(const char* fiber_name, const Stack* stack);
+// How the overflow handler learns which fiber runs on the faulting thread: its name and stack, or
+// false outside a fiber. Called in the signal handler: async-signal-safe. The scheduler installs
+// it, so a switch costs nothing for the overflow watch.
+using RunningFiberLookup = bool (*)(const char** fiber_name, const Stack** stack);
+// Any thread; the last one installed wins (there is one scheduler).
+void set_running_fiber_lookup(RunningFiberLookup lookup);
 
 // Writes `fiber 'NAME' overflowed its N KiB stack` to stderr and aborts. Async-signal-safe.
 [[noreturn]] void report_overflow(const char* fiber_name, size_t stack_size);

@@ -14,6 +14,9 @@ using Duration = Clock::duration;
 using Deadline = Clock::time_point;
 
 inline constexpr Deadline kNoDeadline = Deadline::max();
+// A deadline that has always passed (the clock's epoch): I/O is tried once and returns
+// DeadlineExceeded instead of suspending the fiber.
+inline constexpr Deadline kPastDeadline = Deadline{};
 
 // The deadline `d` from now, saturating instead of overflowing. Any thread.
 inline Deadline deadline_after(Duration d) {

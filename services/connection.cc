@@ -13,28 +13,6 @@ Connection::~Connection() {
   stats_.connections_closed.add();
 }
 
-absl::StatusOr<size_t> Connection::read(std::span<std::byte> buf, reactor::Deadline deadline) {
-  io_ = Io::kReading;
-  absl::StatusOr<size_t> n = stream_.read(buf, deadline);
-  io_ = Io::kNone;
-  if (n.ok()) {
-    stats_.bytes_in.add(*n);
-    bytes_in_ += *n;
-  }
-  return n;
-}
-
-absl::Status Connection::write_all(std::span<const std::byte> buf, reactor::Deadline deadline) {
-  io_ = Io::kWriting;
-  absl::Status s = stream_.write_all(buf, deadline);
-  io_ = Io::kNone;
-  if (s.ok()) {
-    stats_.bytes_out.add(buf.size());
-    bytes_out_ += buf.size();
-  }
-  return s;
-}
-
 bool Connection::flush(std::string& out, reactor::Duration timeout) {
   if (out.empty()) return true;
   absl::Status s = write_all(out, timeout_deadline(timeout));

@@ -72,6 +72,8 @@ class Connection {
 
   // I/O that counts bytes into the service's stats. Loop thread, inside the connection's fiber.
   absl::StatusOr<size_t> read(std::span<std::byte> buf, reactor::Deadline deadline);
+  // Some of buf (one send: at least one byte unless buf is empty).
+  absl::StatusOr<size_t> write(std::span<const std::byte> buf, reactor::Deadline deadline);
   absl::Status write_all(std::span<const std::byte> buf, reactor::Deadline deadline);
   absl::Status write_all(std::string_view s, reactor::Deadline deadline) {
     return write_all(std::as_bytes(std::span(s.data(), s.size())), deadline);
@@ -129,6 +131,44 @@ class Connection {
   uint64_t bytes_in_ = 0, bytes_out_ = 0, requests_ = 0;
   reactor::Deadline created_;
 };
+
+// ---- implementation: inline, as every request makes these calls ----
+
+inline absl::StatusOr<size_t> Connection::read(std::span<std::byte> buf,
+                                               reactor::Deadline deadline) {
+  io_ = Io::kReading;
+  absl::StatusOr<size_t> n = stream_.read(buf, deadline);
+  io_ = Io::kNone;
+  if (n.ok()) {
+    stats_.bytes_in.add(*n);
+    bytes_in_ += *n;
+  }
+  return n;
+}
+
+inline absl::StatusOr<size_t> Connection::write(std::span<const std::byte> buf,
+                                                reactor::Deadline deadline) {
+  io_ = Io::kWriting;
+  absl::StatusOr<size_t> n = stream_.write(buf, deadline);
+  io_ = Io::kNone;
+  if (n.ok()) {
+    stats_.bytes_out.add(*n);
+    bytes_out_ += *n;
+  }
+  return n;
+}
+
+inline absl::Status Connection::write_all(std::span<const std::byte> buf,
+                                          reactor::Deadline deadline) {
+  io_ = Io::kWriting;
+  absl::Status s = stream_.write_all(buf, deadline);
+  io_ = Io::kNone;
+  if (s.ok()) {
+    stats_.bytes_out.add(buf.size());
+    bytes_out_ += buf.size();
+  }
+  return s;
+}
 
 using ConnectionHandler = std::function<void(Connection&)>;
 
