@@ -35,13 +35,22 @@ ssize_t raw_syscall(long nr, Args... args) {
 
 // Runs `call` until it succeeds or fails with something other than EINTR/EAGAIN, waiting for
 // `interest` on EAGAIN. `call` returns the syscall's result and leaves errno set on -1.
+//
+// The I/O budget (detail::count_io) yields only where the caller's buffer is not in use: before
+// an input call (accept, recv, readv: before the kernel writes the buffer), and after an output
+// call that took all `send_size` bytes (send_size 0: an input call). Never between a recv and its
+// return, nor after a partial send, whose unsent rest the caller still holds: the echo service
+// reads every connection of a shard into one buffer and relies on it.
 template <class Call>
 auto retry_until_ready(ReadinessBackend& backend, int fd, Interest interest, Deadline deadline,
-                       const char* op, Call call) -> absl::StatusOr<decltype(call())> {
+                       const char* op, Call call, size_t send_size = 0)
+    -> absl::StatusOr<decltype(call())> {
+  if (send_size == 0) detail::yield_if_io_budget_spent();
   for (;;) {
     auto r = call();
     if (r >= 0) {
-      detail::spend_io_budget();
+      detail::count_io();
+      if (send_size != 0 && static_cast<size_t>(r) == send_size) detail::yield_if_io_budget_spent();
       return r;
     }
     const int err = errno;
@@ -249,9 +258,10 @@ absl::StatusOr<size_t> ReadinessBackend::recv(int fd, std::span<std::byte> buf, 
 absl::StatusOr<size_t> ReadinessBackend::send(int fd, std::span<const std::byte> buf,
                                               Deadline deadline) {
   loop_thread_.check();
-  auto r = retry_until_ready(*this, fd, Interest::kWrite, deadline, "send", [&] {
-    return raw_syscall(SYS_sendto, fd, buf.data(), buf.size(), MSG_NOSIGNAL, 0, 0);
-  });
+  auto r = retry_until_ready(
+      *this, fd, Interest::kWrite, deadline, "send",
+      [&] { return raw_syscall(SYS_sendto, fd, buf.data(), buf.size(), MSG_NOSIGNAL, 0, 0); },
+      buf.size());
   if (!r.ok()) return r.status();
   return static_cast<size_t>(*r);
 }
@@ -268,14 +278,19 @@ absl::StatusOr<size_t> ReadinessBackend::readv(int fd, std::span<const iovec> io
 absl::StatusOr<size_t> ReadinessBackend::writev(int fd, std::span<const iovec> iov,
                                                 Deadline deadline) {
   loop_thread_.check();
-  auto r = retry_until_ready(*this, fd, Interest::kWrite, deadline, "writev", [&] {
-    msghdr msg{};
-    msg.msg_iov = const_cast<iovec*>(iov.data());
-    msg.msg_iovlen = iov.size();
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, iov.data(), static_cast<int>(iov.size()));
-    return n;
-  });
+  size_t total = 0;
+  for (const iovec& v : iov) total += v.iov_len;
+  auto r = retry_until_ready(
+      *this, fd, Interest::kWrite, deadline, "writev",
+      [&] {
+        msghdr msg{};
+        msg.msg_iov = const_cast<iovec*>(iov.data());
+        msg.msg_iovlen = iov.size();
+        ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, iov.data(), static_cast<int>(iov.size()));
+        return n;
+      },
+      total);
   if (!r.ok()) return r.status();
   return static_cast<size_t>(*r);
 }

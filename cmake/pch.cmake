@@ -29,7 +29,9 @@ function(reactor_pch_collect dir out)
   set(${out} ${found} PARENT_SCOPE)
 endfunction()
 
-# Called once at the end of the top-level CMakeLists.txt, after every target exists.
+# Called once at the end of the top-level CMakeLists.txt, after every target exists. A target
+# whose flags would make the shared header unusable (a -D it was not built with: gcc then refuses
+# it, an error under -Werror) sets DISABLE_PRECOMPILE_HEADERS and is left alone.
 function(reactor_apply_pch)
   if(NOT REACTOR_PCH)
     return()
@@ -53,8 +55,9 @@ function(reactor_apply_pch)
     get_target_property(type ${target} TYPE)
     get_target_property(sources ${target} SOURCES)
     get_target_property(libs ${target} LINK_LIBRARIES)
+    get_target_property(disabled ${target} DISABLE_PRECOMPILE_HEADERS)
     if(NOT type MATCHES "^(STATIC_LIBRARY|OBJECT_LIBRARY|SHARED_LIBRARY|EXECUTABLE)$" OR
-       target MATCHES "^(reactor_pch|test_pch)$" OR NOT sources MATCHES "\\.cc(;|$)")
+       target MATCHES "^(reactor_pch|test_pch)$" OR NOT sources MATCHES "\\.cc(;|$)" OR disabled)
       continue()
     endif()
     if(TARGET test_pch AND libs MATCHES "GTest::")

@@ -81,11 +81,27 @@ extern thread_local uint32_t t_io_budget;
 void io_budget_spent();
 
 // An I/O call of the running fiber completed without suspending: it spends one unit of the
-// fiber's budget (Reactor::kIoBudget per slice). At zero the fiber goes to the back of the run
-// queue and the loop polls next, so a peer that always has data ready cannot hold the loop.
-// Inline: every I/O call that completes pays it. Loop thread, inside a fiber.
+// fiber's budget (Reactor::kIoBudget per slice). Inline: every I/O call that completes pays it.
+// Loop thread.
+inline void count_io() {
+  if (t_io_budget > 0) --t_io_budget;
+}
+
+// A fiber whose budget is spent goes to the back of the run queue and the loop polls next, so a
+// peer that always has data ready cannot hold the loop. Called only where the caller's buffer is
+// not in use: before an input call (before the kernel writes it), after an output call that took
+// all of it; never between a recv and its return (the echo service reads every connection of a
+// shard into one buffer on the readiness backends). Loop thread.
+inline void yield_if_io_budget_spent() {
+  if (t_io_budget == 0) [[unlikely]]
+    io_budget_spent();
+}
+
+// count_io() and, if that spent the budget, the yield at once: for calls after which the caller
+// holds nothing the kernel wrote (sends). Loop thread.
 inline void spend_io_budget() {
-  if (--t_io_budget == 0) io_budget_spent();
+  count_io();
+  yield_if_io_budget_spent();
 }
 
 }  // namespace reactor::detail

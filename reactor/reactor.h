@@ -217,7 +217,7 @@ class Reactor {
   void cancel(detail::Fiber* fiber);
   // Puts the running fiber at the back of the run queue. Loop thread, inside a fiber.
   void yield();
-  // Yields the running fiber once detail::spend_io_budget has counted its budget down to zero.
+  // Yields the running fiber: its I/O budget is spent (detail::yield_if_io_budget_spent).
   // Loop thread.
   void spend_io_budget();
   static constexpr uint32_t kIoBudget = 32;

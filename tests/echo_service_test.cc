@@ -6,7 +6,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "reactor/reactor.h"
@@ -77,6 +79,53 @@ TEST_P(EchoServiceTest, BlockedReplyKeepsItsBytesWhileOthersRead) {
     server.wait_closed(2);
     EXPECT_EQ(server.stats().bytes_in.get(), a.sent() + big.size() + b.sent());
     EXPECT_EQ(server.stats().bytes_out.get(), server.stats().bytes_in.get());
+  });
+}
+
+// Connections whose data is always ready spend their I/O budget and yield to each other; a yield
+// must never fall between a read into the shared buffer and the reply taking its bytes (the
+// budget yields at the start of an I/O call, detail::yield_if_io_budget_spent). Several streams
+// with different bytes, on one shard, each writer and reader a fiber of its own.
+TEST_P(EchoServiceTest, StreamsThatSpendTheirBudgetKeepTheirOwnBytes) {
+  run([] {
+    TestServer server([](Connection& c) { serve_echo(c, EchoOptions{}); });
+    constexpr int kStreams = 6;
+    constexpr size_t kBytes = 8 << 20;
+    std::vector<std::unique_ptr<RawClient>> clients;
+    std::vector<std::string> blobs;
+    std::vector<reactor::Task<void>> writers;  // and readers
+    for (int i = 0; i < kStreams; ++i) {
+      clients.push_back(std::make_unique<RawClient>(server.address()));
+      std::string blob = pattern(kBytes);
+      for (size_t j = 0; j < blob.size(); j += 101) blob[j] = static_cast<char>('0' + i);
+      blobs.push_back(std::move(blob));
+    }
+    for (int i = 0; i < kStreams; ++i) {
+      auto w = reactor::spawn("writer", [&, i] {
+        EXPECT_TRUE(clients[i]->stream().write_all(blobs[i], reactor::deadline_after(60s)).ok());
+      });
+      ASSERT_TRUE(w.ok());
+      writers.push_back(*std::move(w));
+    }
+    for (int i = 0; i < kStreams; ++i) {
+      auto r =
+          reactor::spawn("reader", [&, i] { EXPECT_TRUE(clients[i]->fill(kBytes, 60s)) << i; });
+      ASSERT_TRUE(r.ok());
+      writers.push_back(*std::move(r));
+    }
+    for (auto& w : writers) w.join();
+    for (int i = 0; i < kStreams; ++i) {
+      const std::string& got = clients[i]->buffer();
+      ASSERT_EQ(got.size(), kBytes);
+      EXPECT_TRUE(got == blobs[i])
+          << "stream " << i << " differs at byte "
+          << std::mismatch(blobs[i].begin(), blobs[i].end(), got.begin()).first - blobs[i].begin();
+    }
+    // The shared buffer, and with it the hazard, is the readiness backends' only.
+    if (!reactor::Reactor::current()->backend().recv_holds_buffer()) {
+      EXPECT_GT(reactor::Reactor::current()->stats().io_budget_yields.get(), 0u)
+          << "no fiber spent its budget: the test did not exercise the yield";
+    }
   });
 }
 
