@@ -37,15 +37,16 @@ void check_line(const std::string& line) {
   FUZZ_CHECK(!r.words.empty(), "a command has a name");
   // The commands of docs/admin-protocol.md, listed here apart from admin/protocol.cc's own list.
   static constexpr std::string_view kDocumented[] = {
-      "help",   "version", "ping",   "stats",    "metrics", "shards", "services",
-      "fibers", "conns",   "stalls", "backends", "config",  "set",    "reload"};
+      "help",  "version", "ping",     "stats",  "metrics", "shards", "services", "fibers",
+      "conns", "stalls",  "backends", "config", "set",     "reload", "profile",  "upgrade"};
   FUZZ_CHECK(std::find(std::begin(kDocumented), std::end(kDocumented), r.words[0]) !=
                  std::end(kDocumented),
              "a parsed command is a known one");
   for (const std::string& w : r.words) {
     FUZZ_CHECK(!w.empty() && w.find(' ') == std::string::npos, "words are split on spaces");
   }
-  FUZZ_CHECK(r.write == (r.words[0] == "set" || r.words[0] == "reload"), "set, reload write");
+  FUZZ_CHECK(r.write == (r.words[0] == "set" || r.words[0] == "reload" || r.words[0] == "upgrade"),
+             "set, reload and upgrade write");
 }
 
 void collect(AdminLineReader& reader, std::string_view bytes, std::vector<Event>& all) {

@@ -244,6 +244,18 @@ bool comparable_refusal(enum http_errno e) {
   }
 }
 
+// Whether a line ends in a space or tab (before its CRLF or bare LF): after a Connection option
+// ("keep-alive\t") ours trims it as optional whitespace (RFC 9110 5.5), http-parser 2.9.4 then no
+// longer recognises the option, so the two differ in keep-alive only.
+bool has_trailing_ows(std::string_view input) {
+  for (size_t i = input.find('\n'); i != std::string_view::npos; i = input.find('\n', i + 1)) {
+    size_t end = i;
+    if (end > 0 && input[end - 1] == '\r') --end;
+    if (end > 0 && (input[end - 1] == ' ' || input[end - 1] == '\t')) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -253,6 +265,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t both = std::min(a.messages.size(), b.messages.size());
   for (size_t i = 0; i < both; ++i) {
     if (!comparable(b.messages[i])) return 0;
+    if (a.messages[i].keep_alive != b.messages[i].keep_alive && has_trailing_ows(input)) return 0;
     FUZZ_CHECK(a.messages[i] == b.messages[i], "the same request from both parsers");
   }
   if (b.upgrade) return 0;  // http-parser hands the rest of an upgrade to its caller
