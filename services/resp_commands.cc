@@ -231,33 +231,41 @@ bool cmd_mset(RespConnection& c, Args args) {
     return true;
   }
   const size_t owner = resp_key_owner(args[1], c.shard_count());
-  std::vector<std::pair<std::string, std::string>> pairs;
-  for (size_t i = 1; i < args.size(); i += 2) {
+  for (size_t i = 3; i < args.size(); i += 2) {
     if (resp_key_owner(args[i], c.shard_count()) != owner) {
       append_error(c.out(),
                    "CROSSSLOT Keys in request don't hash to the same shard (MSET and MSETNX are "
                    "atomic, so their keys must share one)");
       return true;
     }
-    pairs.emplace_back(args[i], args[i + 1]);
   }
+  // Keys and values alternate in `kv`: views into the request (local) or into copies (remote).
+  auto apply = [](RespStore& s, std::span<const std::string_view> kv, std::string& out) {
+    if (kNx) {
+      for (size_t i = 0; i < kv.size(); i += 2) {
+        if (s.contains(kv[i])) {
+          append_int(out, 0);
+          return;
+        }
+      }
+    }
+    for (size_t i = 0; i < kv.size(); i += 2) s.set(kv[i], std::string(kv[i + 1]));
+    if (kNx) {
+      append_int(out, 1);
+    } else {
+      append_simple(out, "OK");
+    }
+  };
+  if (owner == c.shard_index()) {  // no copy: the request's bytes outlive the call
+    apply(c.local_store(), args.subspan(1), c.out());
+    return true;
+  }
+  std::vector<std::string> copies(args.begin() + 1, args.end());
   return keyed(
       c, args[1],
-      [pairs = std::move(pairs)](RespStore& s, std::string_view, std::string& out) mutable {
-        if (kNx) {
-          for (const auto& [k, v] : pairs) {
-            if (s.contains(k)) {
-              append_int(out, 0);
-              return;
-            }
-          }
-        }
-        for (auto& [k, v] : pairs) s.set(k, std::move(v));
-        if (kNx) {
-          append_int(out, 1);
-        } else {
-          append_simple(out, "OK");
-        }
+      [copies = std::move(copies), apply](RespStore& s, std::string_view, std::string& out) {
+        std::vector<std::string_view> kv(copies.begin(), copies.end());
+        apply(s, kv, out);
       });
 }
 
