@@ -98,11 +98,21 @@ RespStore::~RespStore() {
   if (reactor::Reactor::current() == nullptr) return;
   if (expiry_task_.valid()) expiry_task_.cancel();
   if (free_task_.valid()) free_task_.cancel();
+  if (migrate_task_.valid()) migrate_task_.cancel();
+}
+
+RespStore::Map::iterator RespStore::locate(std::string_view key) {
+  auto it = map_.find(key);
+  if (it != map_.end() || old_.empty()) return it;
+  auto old = old_.find(key);
+  if (old == old_.end()) return map_.end();
+  it = map_.insert(old_.extract(old)).position;  // the node itself moves: views into it stay
+  return it;
 }
 
 RespStore::Map::iterator RespStore::find_live(std::string_view key) {
   loop_thread_.check();
-  auto it = map_.find(key);
+  auto it = locate(key);
   if (it != map_.end() && it->second.expire_ms != 0 && it->second.expire_ms <= resp_now_ms()) {
     remove(it);
     stats_.expired.add();
@@ -125,7 +135,7 @@ const RespEntry* RespStore::get(std::string_view key) {
 void RespStore::set(std::string_view key, std::string value, int64_t expire_ms, bool keep_ttl) {
   auto it = find_live(key);
   if (it == map_.end()) {
-    it = map_.emplace(std::string(key), RespEntry{std::move(value), 0}).first;
+    it = insert_new(key, std::move(value));
     account(cost(it->first, it->second), 0);
   } else {
     account(value.size(), it->second.value.size());
@@ -160,14 +170,60 @@ bool RespStore::set_expire(std::string_view key, int64_t expire_ms) {
   return true;
 }
 
+RespStore::Map::iterator RespStore::insert_new(std::string_view key, std::string value) {
+  if (!old_.empty()) {
+    migrate_some(2);  // ahead of the inserts: old_ empties before map_ fills up
+  } else if (map_.size() >= incremental_from_ &&
+             static_cast<double>(map_.size() + 2) >
+                 static_cast<double>(map_.bucket_count()) * map_.max_load_factor()) {
+    // This insert would rehash every node at once: grow incrementally instead.
+    old_.swap(map_);
+    map_.max_load_factor(old_.max_load_factor());
+    map_.reserve(2 * old_.size());
+    start_migrating();
+  }
+  return map_.emplace(std::string(key), RespEntry{std::move(value), 0}).first;
+}
+
+size_t RespStore::migrate_some(size_t max) {
+  loop_thread_.check();
+  size_t n = 0;
+  while (n < max && !old_.empty()) {
+    map_.insert(old_.extract(old_.begin()));
+    ++n;
+  }
+  if (old_.empty()) Map().swap(old_);  // give back the old bucket table
+  return n;
+}
+
+void RespStore::start_migrating() {
+  if (migrate_task_.valid() && !migrate_task_.done()) return;
+  reactor::Reactor* r = reactor::Reactor::current();
+  if (r == nullptr) return;  // no loop (a unit test of the store): the inserts and lookups move it
+  // On failure (no stack) the inserts and lookups still move two nodes each.
+  auto task = r->spawn("resp-grow", [this, alive = alive_] {
+    while (*alive && migrate_some(kMigrateBatch) > 0) {
+      reactor::yield();
+      if (reactor::cancelled()) return;
+    }
+  });
+  if (task.ok()) migrate_task_ = *std::move(task);
+}
+
 void RespStore::clear() {
   loop_thread_.check();
-  if (map_.empty()) return;
+  if (map_.empty() && old_.empty()) return;
   auto cleared = std::make_unique<Cleared>();
   cleared->map.swap(map_);
   cleared->expiry.swap(expiry_);
   pending_plain_ += cleared->map.size();
   cleared_.push_back(std::move(cleared));
+  if (!old_.empty()) {  // freed after the first: the index, which points into both, goes first
+    auto rest = std::make_unique<Cleared>();
+    rest->map.swap(old_);
+    pending_plain_ += rest->map.size();
+    cleared_.push_back(std::move(rest));
+  }
   publish_counts();
   start_freeing();
 }
@@ -196,16 +252,18 @@ size_t RespStore::free_some(size_t max) {
 
 size_t RespStore::size() const {
   loop_thread_.check();
-  return map_.size();
+  return map_.size() + old_.size();
 }
 
 std::vector<std::string> RespStore::keys(std::string_view pattern) {
   loop_thread_.check();
   const int64_t now = resp_now_ms();
   std::vector<std::string> out;
-  for (const auto& [k, e] : map_) {
-    if (e.expire_ms != 0 && e.expire_ms <= now) continue;
-    if (pattern.empty() || resp_glob_match(pattern, k)) out.push_back(k);
+  for (const Map* m : {&map_, &old_}) {
+    for (const auto& [k, e] : *m) {
+      if (e.expire_ms != 0 && e.expire_ms <= now) continue;
+      if (pattern.empty() || resp_glob_match(pattern, k)) out.push_back(k);
+    }
   }
   return out;
 }
@@ -213,25 +271,48 @@ std::vector<std::string> RespStore::keys(std::string_view pattern) {
 uint64_t RespStore::scan(uint64_t cursor, std::string_view pattern, size_t count,
                          std::vector<std::string>& out) {
   loop_thread_.check();
-  // cursor: bucket index in the low 32 bits, a tag of the bucket count above (a resize restarts).
-  const size_t buckets = map_.bucket_count();
-  const uint64_t tag = (buckets & 0xffff) + 1;
-  size_t b = (cursor >> 32) == tag ? static_cast<size_t>(cursor & 0xffffffffu) : 0;
-  const int64_t now = resp_now_ms();
-  for (size_t visited = 0; b < buckets && visited < count; ++b, ++visited) {
-    for (auto it = map_.begin(b); it != map_.end(b); ++it) {
-      if (it->second.expire_ms != 0 && it->second.expire_ms <= now) continue;
-      if (pattern.empty() || resp_glob_match(pattern, it->first)) out.push_back(it->first);
+  // cursor: bucket index in the low 32 bits; above it a tag of the table walked: its bucket count
+  // and whether it is the old table (a table that changed between steps restarts the walk). While
+  // the table grows the walk takes the old table first, then the new one: nodes only move from
+  // old to new, and neither table rehashes meanwhile, so a key present throughout is either still
+  // in the old table when its bucket is walked or already in the new one.
+  const auto tag_of = [](const Map& m, bool old) -> uint64_t {
+    return ((m.bucket_count() & 0xffff) + 1) | (old ? uint64_t{1} << 17 : 0);
+  };
+  const uint64_t want = cursor >> 32;
+  bool in_old = !old_.empty();
+  size_t b = 0;
+  if (cursor != 0) {
+    if (!old_.empty() && want == tag_of(old_, true)) {
+      b = static_cast<size_t>(cursor & 0xffffffffu);
+    } else if (want == tag_of(map_, false)) {
+      in_old = false;
+      b = static_cast<size_t>(cursor & 0xffffffffu);
     }
   }
-  return b >= buckets ? 0 : (tag << 32) | b;
+  const int64_t now = resp_now_ms();
+  size_t visited = 0;
+  for (;;) {
+    const Map& m = in_old ? old_ : map_;
+    const size_t buckets = m.bucket_count();
+    for (; b < buckets && visited < count; ++b, ++visited) {
+      for (auto it = m.begin(b); it != m.end(b); ++it) {
+        if (it->second.expire_ms != 0 && it->second.expire_ms <= now) continue;
+        if (pattern.empty() || resp_glob_match(pattern, it->first)) out.push_back(it->first);
+      }
+    }
+    if (b < buckets) return (tag_of(m, in_old) << 32) | b;
+    if (!in_old) return 0;
+    in_old = false;  // the old table done: on to the new one
+    b = 0;
+  }
 }
 
 size_t RespStore::expire_due(int64_t now_ms, size_t max) {
   loop_thread_.check();
   size_t n = 0;
   while (n < max && !expiry_.empty() && expiry_.begin()->first <= now_ms) {
-    remove(map_.find(expiry_.begin()->second));
+    remove(locate(expiry_.begin()->second));
     ++n;
   }
   stats_.expired.add(n);
@@ -263,7 +344,7 @@ void RespStore::account(size_t add, size_t sub) {
 }
 
 void RespStore::publish_counts() {
-  count_.store(map_.size(), std::memory_order_relaxed);
+  count_.store(map_.size() + old_.size(), std::memory_order_relaxed);
   expiring_.store(expiry_.size(), std::memory_order_relaxed);
   pending_free_.store(pending_plain_, std::memory_order_relaxed);
 }

@@ -589,6 +589,75 @@ TEST(RespStoreTest, ClearFreesInTheBackgroundInBoundedSlices) {
   });
 }
 
+// Past its threshold the table grows incrementally: every change of the insert table's size is
+// the start of a growth (never a rehash of every node in one insert), nodes move a few per insert,
+// and meanwhile every key stays readable, expires, is counted, found by KEYS and by a SCAN walk
+// whose steps straddle the growth, and cleared with its memory.
+TEST(RespStoreTest, GrowsIncrementallyPastItsThreshold) {
+  constexpr size_t kFrom = 1024;
+  constexpr size_t kKeys = 40000;
+  RespStore s(kFrom);
+  const auto key = [](size_t i) { return "key:" + std::to_string(i); };
+  size_t growths = 0, grew_while_growing = 0;
+  std::vector<std::string> scanned;
+  uint64_t cursor = 0;
+  bool scan_started = false;
+  for (size_t i = 0; i < kKeys; ++i) {
+    const size_t buckets = s.table_buckets();
+    const bool was_growing = s.growing();
+    s.set(key(i), std::to_string(i), i % 7 == 0 ? resp_now_ms() + 100000 : 0);
+    if (s.table_buckets() != buckets && s.size() > kFrom) {
+      EXPECT_TRUE(s.growing()) << "a full rehash at " << s.size() << " keys";
+      EXPECT_FALSE(was_growing) << "the new table grew before the old one emptied";
+      ++growths;
+    }
+    if (was_growing && s.growing()) ++grew_while_growing;
+    // A SCAN started once the first 20,000 keys are in, one step of 50 buckets per 10 inserts.
+    if (i == kKeys / 2) scan_started = true;
+    if (scan_started && i % 10 == 0 && (cursor != 0 || scanned.empty())) {
+      cursor = s.scan(cursor, "", 50, scanned);
+      if (cursor == 0) scan_started = false;
+    }
+  }
+  EXPECT_GE(growths, 4u);  // 1024 -> 40,000 keys: several doublings, each incremental
+  EXPECT_GT(grew_while_growing, 0u);
+  while (scan_started && cursor != 0) cursor = s.scan(cursor, "", 50, scanned);
+  // Every key present since the scan began was returned (repeats allowed).
+  std::set<std::string> seen(scanned.begin(), scanned.end());
+  for (size_t i = 0; i <= kKeys / 2; ++i) ASSERT_TRUE(seen.count(key(i))) << key(i);
+  EXPECT_EQ(s.size(), kKeys);
+  EXPECT_EQ(s.key_count(), kKeys);
+  EXPECT_EQ(s.keys("key:1????").size(), 10000u);
+  for (size_t i = 0; i < kKeys; i += 97) {
+    const RespEntry* e = s.peek(key(i));
+    ASSERT_NE(e, nullptr) << key(i);
+    EXPECT_EQ(e->value, std::to_string(i));
+  }
+  // Keys in either table expire: every seventh is due at now + 100 s.
+  EXPECT_EQ(s.expire_due(resp_now_ms() + 200000, kKeys), (kKeys + 6) / 7);
+  EXPECT_EQ(s.key_count(), kKeys - (kKeys + 6) / 7);
+  s.clear();  // no loop: freed at once, both tables
+  EXPECT_EQ(s.size(), 0u);
+  EXPECT_EQ(s.used_memory(), 0u);
+  EXPECT_FALSE(s.growing());
+}
+
+// On a loop the growth finishes without further inserts: the resp-grow fiber moves the rest.
+TEST(RespStoreTest, GrowthFinishesInTheBackground) {
+  reactor::test::run_fiber([] {
+    RespStore s(1024);
+    size_t i = 0;
+    while (!s.growing() && i < 100000) s.set("k" + std::to_string(i++), "v");
+    ASSERT_TRUE(s.growing()) << i << " keys and no growth";
+    const size_t keys = s.size();
+    const reactor::Deadline until = reactor::deadline_after(5s);
+    while (s.growing() && reactor::Clock::now() < until) reactor::yield();
+    EXPECT_FALSE(s.growing());
+    EXPECT_EQ(s.size(), keys);
+    for (size_t j = 0; j < keys; ++j) ASSERT_NE(s.peek("k" + std::to_string(j)), nullptr) << j;
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RespCommandsTest,
                          ::testing::ValuesIn(reactor::test::available_backends()),
                          reactor::test::backend_test_name);
