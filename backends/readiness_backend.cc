@@ -61,6 +61,10 @@ auto retry_until_ready(ReadinessBackend& backend, int fd, Interest interest, Dea
   }
 }
 
+absl::Status stopped_status(int fd) {
+  return absl::OutOfRangeError(absl::StrCat("accept on fd ", fd, ": stopped accepting"));
+}
+
 // detail::wake with an OK status, inline: every edge that finds a waiter makes this call.
 bool wake_ok(detail::Fiber* f) {
   return f->reactor->wake(f, absl::OkStatus());
@@ -192,17 +196,38 @@ bool ReadinessBackend::known_drained(int fd) {
   return true;
 }
 
+void ReadinessBackend::stop_accepting(int fd) {
+  loop_thread_.check();
+  if (fd < 0) return;
+  FdRecord& r = record(fd);
+  r.accept_stopped = true;
+  // The fiber waiting to read a listener is its acceptor. One already woken by an edge (and not
+  // yet run) sees the flag before its next accept4.
+  if (r.reader != nullptr) (void)detail::wake(std::exchange(r.reader, nullptr), stopped_status(fd));
+}
+
 absl::StatusOr<int> ReadinessBackend::accept(int fd, sockaddr_storage* peer, Deadline deadline) {
   loop_thread_.check();
+  detail::yield_if_io_budget_spent();
   for (;;) {
-    absl::StatusOr<int> r = retry_until_ready(*this, fd, Interest::kRead, deadline, "accept", [&] {
-      socklen_t len = sizeof(sockaddr_storage);
-      return ::accept4(fd, reinterpret_cast<sockaddr*>(peer), peer ? &len : nullptr,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    });
+    // Checked before every try: an edge may have woken this fiber just before stop_accepting().
+    if (fd >= 0 && static_cast<size_t>(fd) < fds_.size() &&
+        fds_[static_cast<size_t>(fd)].accept_stopped) {
+      return stopped_status(fd);
+    }
+    socklen_t len = sizeof(sockaddr_storage);
+    const int conn = ::accept4(fd, reinterpret_cast<sockaddr*>(peer), peer ? &len : nullptr,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn >= 0) {
+      detail::count_io();
+      return conn;
+    }
+    const int err = errno;
     // A connection reset before we took it is the peer's business, not the listener's.
-    if (!r.ok() && status_errno(r.status()) == ECONNABORTED) continue;
-    return r;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err != EAGAIN && err != EWOULDBLOCK) return errno_status(err, "accept", fd);
+    absl::Status s = wait(fd, Interest::kRead, deadline);
+    if (!s.ok()) return s;
   }
 }
 

@@ -35,6 +35,9 @@ class ReadinessBackend : public Backend {
   absl::Status wait(int fd, Interest interest, Deadline deadline) final;
   // Any thread. A recv waits for readiness first, then copies: the buffer is touched at return.
   bool recv_holds_buffer() const final { return false; }
+  // Loop thread. Nothing to hand over: a readiness backend accepts only when a fiber asks, so
+  // accept(fd) returns OutOfRange from now on and wakes a fiber waiting in it with that.
+  void stop_accepting(int fd) final;
   // Loop thread.
   absl::Status close(int fd) final;
   // Any thread.
@@ -85,6 +88,7 @@ class ReadinessBackend : public Backend {
     bool drains = false;   // a short read empties it (kWaitForEdge and short_read_drains)
     bool drained = false;  // the last read was short, and no wait since
     bool hangup = false;   // an edge said RDHUP, HUP or ERR: the end may be queued behind data
+    bool accept_stopped = false;  // stop_accepting(): accept returns OutOfRange until close()
   };
 
   FdRecord& record(int fd);

@@ -38,6 +38,10 @@ void fill_peer(int fd, sockaddr_storage* peer) {
   }
 }
 
+absl::Status stopped_status(int fd) {
+  return absl::OutOfRangeError(absl::StrCat("accept on fd ", fd, ": stopped accepting"));
+}
+
 }  // namespace
 
 // A fiber waiting in accept() on a listener with a multishot accept. Lives on the fiber's stack and
@@ -52,11 +56,14 @@ struct UringBackend::AcceptWaiter {
 
 // A listener's multishot accept: connections accepted and not yet taken, and the fibers waiting.
 // Attached to its fd until close(); then it drains (closing late connections) until its final CQE.
+// stop_accepting() cancels the multishot but keeps the record attached: what the kernel accepted
+// before the final CQE is still handed to accept(), which then reports the listener stopped.
 struct UringBackend::Acceptor {
   int fd = -1;
   bool armed = false;        // the multishot SQE is in flight (until its final CQE)
-  bool cancel_sent = false;  // throttled: too many connections wait to be taken
+  bool cancel_sent = false;  // throttled (too many connections wait to be taken), or stopped
   bool detached = false;     // the listener was closed
+  bool stopped = false;      // stop_accepting(): never re-armed
   int error = 0;             // an errno for the next accept(), when no fiber waited for it
   std::deque<int> ready;
   AcceptWaiter* head = nullptr;
@@ -409,16 +416,7 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("accept on invalid fd ", fd));
   if (!multishot_accept_) return accept_single(fd, peer, deadline);
   for (;;) {
-    FdState& st = fd_state(fd);
-    if (st.acceptor == nullptr) {
-      auto* a = new Acceptor;
-      a->fd = fd;
-      a->next = acceptors_;
-      if (acceptors_ != nullptr) acceptors_->prev = a;
-      acceptors_ = a;
-      st.acceptor = a;
-    }
-    Acceptor* a = st.acceptor;
+    Acceptor* a = acceptor(fd);
     if (!a->ready.empty()) {
       const int conn = a->ready.front();
       a->ready.pop_front();
@@ -427,6 +425,8 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
       return conn;
     }
     if (a->error != 0) return errno_status(std::exchange(a->error, 0), "accept", fd);
+    // Stopped, with its final CQE in: nothing more will come.
+    if (a->stopped && !a->armed) return stopped_status(fd);
     if (!a->armed) arm_acceptor(a);
     AcceptWaiter w;
     w.fiber = detail::current_fiber();
@@ -445,6 +445,9 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
 
 absl::StatusOr<int> UringBackend::accept_single(int fd, sockaddr_storage* peer, Deadline deadline) {
   for (;;) {
+    if (const Acceptor* a = fd_state(fd).acceptor; a != nullptr && a->stopped) {
+      return stopped_status(fd);
+    }
     sockaddr_storage storage{};
     socklen_t len = sizeof storage;
     absl::StatusOr<int32_t> r = run_op(
@@ -453,11 +456,55 @@ absl::StatusOr<int> UringBackend::accept_single(int fd, sockaddr_storage* peer, 
           io_uring_prep_accept(sqe, fd, reinterpret_cast<sockaddr*>(&storage), &len, kAcceptFlags);
         },
         /*returns_fd=*/true);
-    if (!r.ok() && status_errno(r.status()) == ECONNABORTED) continue;
+    // ECANCELED with the fiber's park OK: stop_accepting() cancelled it (the loop's top says so).
+    if (!r.ok() &&
+        (status_errno(r.status()) == ECONNABORTED || status_errno(r.status()) == ECANCELED)) {
+      continue;
+    }
     if (!r.ok()) return r.status();
     if (peer != nullptr) *peer = storage;
     fd_state(*r).socket = 1;
     return *r;
+  }
+}
+
+UringBackend::Acceptor* UringBackend::acceptor(int fd) {
+  FdState& st = fd_state(fd);
+  if (st.acceptor == nullptr) {
+    auto* a = new Acceptor;
+    a->fd = fd;
+    a->next = acceptors_;
+    if (acceptors_ != nullptr) acceptors_->prev = a;
+    acceptors_ = a;
+    st.acceptor = a;
+  }
+  return st.acceptor;
+}
+
+void UringBackend::stop_accepting(int fd) {
+  loop_thread_.check();
+  if (fd < 0) return;
+  Acceptor* a = acceptor(fd);  // single-shot too: it marks the fd stopped
+  if (a->stopped) return;
+  a->stopped = true;
+  if (!multishot_accept_) {
+    // The accepts in flight are the fd's ops (a listener has no others): cancel each; one the
+    // kernel completed first still returns its connection.
+    for (Op* op = fd_state(fd).ops; op != nullptr; op = op->next) {
+      cancels_.add();
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uintptr_t>(op), 0);
+      io_uring_sqe_set_data64(sqe, kIgnoreData);
+    }
+    return;
+  }
+  // Waiters exist only while the multishot is armed; its final CQE ends them (handle_accept_cqe).
+  if (a->armed && !a->cancel_sent) {
+    cancels_.add();
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, reinterpret_cast<uintptr_t>(a) | kTagAcceptor, 0);
+    io_uring_sqe_set_data64(sqe, kIgnoreData);
+    a->cancel_sent = true;
   }
 }
 
@@ -506,7 +553,15 @@ void UringBackend::handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags) {
     }
     if (!delivered) a->error = -res;
   }
-  if (!a->armed && a->head != nullptr) arm_acceptor(a);
+  if (a->armed || a->head == nullptr) return;
+  if (!a->stopped) {
+    arm_acceptor(a);
+    return;
+  }
+  // The stopped multishot's final CQE: every connection it took went to a waiter or to `ready`
+  // (and waiters exist only while `ready` is empty), so the rest of the waiters learn it stopped.
+  const absl::Status stopped = stopped_status(a->fd);
+  while (AcceptWaiter* w = a->pop()) (void)detail::wake(w->fiber, stopped);
 }
 
 void UringBackend::destroy_acceptor(Acceptor* a) {

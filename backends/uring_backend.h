@@ -93,6 +93,9 @@ class UringBackend final : public Backend {
   absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::Status wait(int fd, Interest interest, Deadline deadline) override;
   absl::Status flush(int fd, Deadline deadline) override;
+  // Loop thread. Cancels the listener's multishot accept; accept() hands out what it accepted
+  // before its final CQE, then returns OutOfRange. Single-shot: cancels the accept in flight.
+  void stop_accepting(int fd) override;
   // Loop thread. With bytes still queued and no fiber waiting to queue more, a close inside a
   // fiber first waits for them (until the deadline of the send that queued the last of them);
   // what could not be sent is cancelled and reported as the close's error.
@@ -183,6 +186,7 @@ class UringBackend final : public Backend {
                                        bool* fall_back);
 
   absl::StatusOr<int> accept_single(int fd, sockaddr_storage* peer, Deadline deadline);
+  Acceptor* acceptor(int fd);  // creates it
   void arm_acceptor(Acceptor* a);
   void handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags);
   void destroy_acceptor(Acceptor* a);

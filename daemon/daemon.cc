@@ -610,8 +610,15 @@ void Daemon::State::drain() {
     for (const auto& sh : shards) n += sh->connections();
     return n;
   };
+  // Also until every listener is closed: a shard's accept loops first take and serve what the
+  // backend already accepted (accepting() counts those not yet in connections()).
+  auto busy = [&] {
+    int64_t n = open();
+    for (const auto& sh : shards) n += sh->accepting();
+    return n;
+  };
   const reactor::Deadline deadline = reactor::deadline_after(timeout);
-  while (open() > 0 && reactor::Clock::now() < deadline) (void)reactor::sleep_for(10ms);
+  while (busy() > 0 && reactor::Clock::now() < deadline) (void)reactor::sleep_for(10ms);
   if (const int64_t left = open(); left > 0) {
     spdlog::warn("drain timeout: closing {} connection{}", left, left == 1 ? "" : "s");
     for (auto& sh : shards) sh->cancel_connections();

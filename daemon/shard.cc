@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <future>
 
@@ -60,6 +61,7 @@ absl::Status Shard::start(const reactor::Reactor::Options& options, std::optiona
     reactor_->run_until([this] { return reactor_->fibers_alive() == 0; });
     for (int fd : listen_fds_) (void)reactor_->backend().close(fd);
     listen_fds_.clear();
+    accepting_.store(0, std::memory_order_relaxed);
     stopped->count_down();
     stopped->wait();  // other shards may still post to this one until they stop too
     inbox_->close();
@@ -80,12 +82,23 @@ void Shard::listen(ServiceRuntime* svc, int fd) {
       return;
     }
     listen_fds_.push_back(fd);
+    accepting_.fetch_add(1, std::memory_order_relaxed);
     absl::StatusOr<reactor::Task<void>> t = reactor_->spawn(
         absl::StrCat("accept:", svc->name), [this, svc, fd] { accept_loop(svc, fd); });
-    if (!t.ok())
+    if (!t.ok()) {
       spdlog::error("shard {}: cannot start accepting for {}: {}", index_, svc->name,
                     t.status().ToString());
+      close_listener(fd);
+    }
   });
+}
+
+void Shard::close_listener(int fd) {
+  auto it = std::find(listen_fds_.begin(), listen_fds_.end(), fd);
+  if (it == listen_fds_.end()) return;
+  listen_fds_.erase(it);
+  (void)reactor_->backend().close(fd);
+  accepting_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Shard::accept_loop(ServiceRuntime* svc, int fd) {
@@ -93,10 +106,12 @@ void Shard::accept_loop(ServiceRuntime* svc, int fd) {
   ServiceStats& st = *svc->stats[index_];
   reactor::Duration backoff = 1ms;
   uint64_t seq = 0;
-  while (!draining_) {
+  for (;;) {
     absl::StatusOr<int> conn = backend.accept(fd, nullptr, reactor::kNoDeadline);
     if (!conn.ok()) {
-      if (draining_ || absl::IsCancelled(conn.status())) break;
+      // OutOfRange: begin_drain stopped accepting and every connection the backend had already
+      // taken was handed out here.
+      if (absl::IsOutOfRange(conn.status()) || absl::IsCancelled(conn.status())) break;
       const int err = reactor::status_errno(conn.status());
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         // Out of fds: leave the connection in the backlog and retry later, without spinning.
@@ -130,15 +145,18 @@ void Shard::accept_loop(ServiceRuntime* svc, int fd) {
     const int one = 1;
     (void)::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const uint64_t id = ++seq;
+    accepting_.fetch_add(1, std::memory_order_relaxed);  // until serve() counts it
     absl::StatusOr<reactor::Task<void>> t = reactor_->spawn(
         absl::StrCat(svc->name, "#", id), [this, svc, cfd, id] { serve(svc, cfd, id); });
     if (!t.ok()) {
+      accepting_.fetch_sub(1, std::memory_order_relaxed);
       svc->active.fetch_sub(1, std::memory_order_relaxed);
       st.connections_rejected.add();
       ::close(cfd);
       spdlog::warn("shard {}: {}: {}", index_, svc->name, t.status().message());
     }
   }
+  close_listener(fd);
 }
 
 void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
@@ -148,6 +166,7 @@ void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
     c.set_cancel([self] { reactor::detail::cancel_fiber(self); });
     conns_.emplace(&c, ConnEntry{svc, self->id.load(std::memory_order_relaxed)});
     connections_.store(static_cast<int64_t>(conns_.size()), std::memory_order_relaxed);
+    accepting_.fetch_sub(1, std::memory_order_relaxed);
     if (draining_) c.drain();
     try {
       svc->handler(c);
@@ -204,8 +223,12 @@ std::shared_ptr<const FiberSnapshot> Shard::fiber_snapshot() const {
 void Shard::begin_drain() {
   post([this] {
     draining_ = true;
-    for (int fd : listen_fds_) (void)reactor_->backend().close(fd);
-    listen_fds_.clear();
+    // Stop accepting, but close no listener yet: io_uring's multishot accept takes connections
+    // ahead of the accept fibers, and closing would reset those. Each accept loop serves what
+    // the backend already took, then closes its listener; connections still in the kernel's
+    // queue stay there for whoever else holds the socket (an upgrade's new process, systemd's fd
+    // store across a restart).
+    for (int fd : listen_fds_) reactor_->backend().stop_accepting(fd);
     // drain() may cancel, which only marks fibers runnable: safe while iterating.
     for (const auto& [c, e] : conns_) c->drain();
   });

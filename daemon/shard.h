@@ -48,7 +48,8 @@ class Shard {
 
   // Accepts connections for `svc` on `fd` (owned from now on). Any thread.
   void listen(ServiceRuntime* svc, int fd);
-  // Stops accepting and drains connections (see service.h). Any thread.
+  // Stops accepting and drains connections (see service.h): every connection the backend already
+  // took is still served; each listener closes once its accept loop has them all. Any thread.
   void begin_drain();
   // Cancels every connection still open. Any thread.
   void cancel_connections();
@@ -61,6 +62,9 @@ class Shard {
   reactor::Reactor* reactor() const { return reactor_; }
   // Open connections. Any thread.
   int64_t connections() const { return connections_.load(std::memory_order_relaxed); }
+  // Listeners not yet closed plus accepted connections not yet counted in connections(): a drain
+  // waits for both to reach 0. Any thread.
+  int64_t accepting() const { return accepting_.load(std::memory_order_relaxed); }
   const ShardStats& stats() const { return stats_; }
   // The latest published snapshot (null before the first). Any thread.
   std::shared_ptr<const FiberSnapshot> fiber_snapshot() const;
@@ -71,6 +75,7 @@ class Shard {
  private:
   void post(absl::AnyInvocable<void()> fn);
   void accept_loop(ServiceRuntime* svc, int fd);
+  void close_listener(int fd);  // if still open
   void serve(ServiceRuntime* svc, int fd, uint64_t seq);
   void publish_snapshot();
 
@@ -80,6 +85,7 @@ class Shard {
   reactor::Reactor* reactor_ = nullptr;
   std::shared_ptr<reactor::detail::Inbox> inbox_;
   std::atomic<int64_t> connections_{0};
+  std::atomic<int64_t> accepting_{0};
   ShardStats stats_;
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const FiberSnapshot> snapshot_;

@@ -70,6 +70,13 @@ class Backend {
     return absl::OkStatus();
   }
 
+  // Stops accepting on the listening socket fd without closing it. accept(fd) still hands out the
+  // connections the backend already took from the kernel (io_uring's multishot accept takes them
+  // ahead of the fibers), then returns OutOfRange, at once and to a fiber waiting in it; what is
+  // still in the kernel's queue stays there for another holder of the socket (the new process of an
+  // upgrade, systemd's fd store). Call close(fd) after that OutOfRange. Loop thread.
+  virtual void stop_accepting(int fd) = 0;
+
   // Resumes every operation pending on fd with an error (FailedPrecondition "closed"), forgets the
   // fd and closes it. Loop thread.
   virtual absl::Status close(int fd) = 0;

@@ -866,6 +866,108 @@ TEST_P(ConformanceTest, ManyPendingOpsCancelledOrClosed) {
   });
 }
 
+// ---- stop_accepting ----
+
+// A fiber waiting in accept on a listener that stops accepting learns it at once (OutOfRange), and
+// so does every later accept, until the listener is closed.
+TEST_P(ConformanceTest, StopAcceptingEndsAPendingAccept) {
+  absl::Status s;
+  run([&] {
+    auto listener = TcpListener::bind(loopback_v4());
+    ASSERT_TRUE(listener.ok());
+    const int fd = listener->fd();
+    const double ms = interrupt_pending(
+        "acceptor", [&] { s = backend().accept(fd, nullptr, deadline_after(10s)).status(); },
+        [&](Task<void>&) { backend().stop_accepting(fd); });
+    EXPECT_LT(ms, 5000) << "accept waited for its deadline instead";
+    const absl::Status again = backend().accept(fd, nullptr, deadline_after(5s)).status();
+    EXPECT_TRUE(absl::IsOutOfRange(again)) << again;
+    ASSERT_TRUE(listener->close().ok());
+  });
+  EXPECT_TRUE(absl::IsOutOfRange(s)) << s;
+}
+
+// Connections the backend already took from the kernel (io_uring's multishot accept takes them
+// ahead of the fibers) are all handed out after stop_accepting, then accept says OutOfRange; the
+// rest stay in the listener's queue for the socket's other holder (a dup here, as an upgrade's new
+// process or systemd's fd store): every client is served by one or the other, none is closed.
+TEST_P(ConformanceTest, StopAcceptingHandsOverEveryConnectionAndClosesNone) {
+  run([] {
+    constexpr int kClients = 40;
+    auto listener = TcpListener::bind(loopback_v4());
+    ASSERT_TRUE(listener.ok());
+    const int fd = listener->fd();
+    auto addr = listener->local_address();
+    ASSERT_TRUE(addr.ok());
+    FileDescriptor other(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    ASSERT_GE(other.get(), 0);
+    std::vector<TcpStream> clients;
+    std::vector<FileDescriptor> served;
+    // One accept arms the backend's accept; then everyone connects while no fiber accepts.
+    auto first = spawn("first", [&] {
+      absl::StatusOr<int> c = backend().accept(fd, nullptr, deadline_after(5s));
+      ASSERT_TRUE(c.ok()) << c.status();
+      served.emplace_back(*c);
+    });
+    ASSERT_TRUE(first.ok());
+    yield();
+    for (int i = 0; i <= kClients; ++i) {
+      auto c = TcpStream::connect(*addr, deadline_after(5s));
+      ASSERT_TRUE(c.ok()) << i << ": " << c.status();
+      clients.push_back(*std::move(c));
+    }
+    first->join();
+    ASSERT_EQ(served.size(), 1u);
+    ASSERT_TRUE(sleep_for(50ms).ok());  // a multishot accept takes the others meanwhile
+
+    backend().stop_accepting(fd);
+    size_t handed_out = 0;
+    for (;;) {
+      absl::StatusOr<int> c = backend().accept(fd, nullptr, deadline_after(5s));
+      if (!c.ok()) {
+        EXPECT_TRUE(absl::IsOutOfRange(c.status())) << c.status();
+        break;
+      }
+      served.emplace_back(*c);
+      ++handed_out;
+    }
+    ASSERT_TRUE(listener->close().ok());
+    // What the backend had not taken waits for the other holder.
+    size_t left_in_queue = 0;
+    for (;;) {
+      const int c = ::accept4(other.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c < 0) {
+        EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << std::strerror(errno);
+        break;
+      }
+      served.emplace_back(c);
+      ++left_in_queue;
+    }
+    EXPECT_EQ(handed_out + left_in_queue, static_cast<size_t>(kClients))
+        << handed_out << " handed out after the stop, " << left_in_queue << " left in the queue";
+    if (backend().name() == "io_uring" &&
+        test::backend_counter(backend(), "io_uring_feature_multishot_accept") == 1) {
+      EXPECT_GT(handed_out, 0u) << "the multishot accept took none ahead: the test shows nothing";
+    }
+    // Every client is alive: each server side sends one byte, and every client reads one.
+    for (const FileDescriptor& f : served) {
+      EXPECT_EQ(::send(f.get(), "x", 1, MSG_NOSIGNAL), 1) << std::strerror(errno);
+    }
+    int alive = 0;
+    for (TcpStream& c : clients) {
+      std::byte b[1];
+      absl::StatusOr<size_t> n = c.read(b, deadline_after(5s));
+      if (n.ok() && *n == 1) {
+        ++alive;
+      } else {
+        ADD_FAILURE() << "a client's connection was closed: "
+                      << (n.ok() ? std::string("end of stream") : n.status().ToString());
+      }
+    }
+    EXPECT_EQ(alive, kClients + 1);
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(test::available_backends()),
                          test::backend_test_name);
 
