@@ -33,7 +33,11 @@ void Connection::linger() {
 }
 
 bool Connection::begin_idle() {
-  if (draining_) return false;
+  // A connection that has sent nothing yet waits for its first request even while draining: it
+  // was accepted to be served (perhaps in the drain's first instant, from what the backend had
+  // already taken off the listener), and closing it with its request in flight would reset it.
+  // Its idle timeout, and the drain's timeout, bound the wait.
+  if (draining_ && bytes_in_ > 0) return false;
   idle_ = true;
   return true;
 }
@@ -54,7 +58,7 @@ std::string_view Connection::state() const {
 
 void Connection::drain() {
   draining_ = true;
-  if (idle_) cancel();
+  if (idle_ && bytes_in_ > 0) cancel();  // a fresh one waits for its first request (begin_idle)
 }
 
 }  // namespace reactord

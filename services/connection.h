@@ -6,6 +6,8 @@
 // a handler marks the time it waits for the next request with begin_idle()/end_idle(); on drain
 // the shard cancels connections that are idle (their pending read returns Cancelled) and lets
 // busy ones finish their request, after which begin_idle() returns false and the handler closes.
+// A connection that has not sent a byte yet is served its first request even while draining (it
+// may have been accepted in the drain's first instant), within its idle and the drain's timeout.
 // A streaming handler that never goes idle (echo) runs until its peer closes or the drain timeout
 // cancels it.
 #pragma once
@@ -90,7 +92,8 @@ class Connection {
   // and destroy the last reply before the peer reads it. Loop thread, inside the fiber.
   void linger();
 
-  // Marks the wait for the next request. False when the daemon is draining: close now.
+  // Marks the wait for the next request. False when the daemon is draining and this connection
+  // has had a request (or bytes of one): close now.
   // Loop thread.
   bool begin_idle();
   void end_idle() { idle_ = false; }
@@ -113,7 +116,7 @@ class Connection {
 
   // Used by the shard. Loop thread.
   void set_cancel(std::function<void()> cancel) { cancel_ = std::move(cancel); }
-  // Starts the drain for this connection: cancels it now if idle.
+  // Starts the drain for this connection: cancels it now if idle after a request.
   void drain();
   void cancel() {
     if (cancel_) cancel_();

@@ -93,4 +93,26 @@ TEST_P(ServiceScenarioTest, DrainClosesIdleAndFinishesInFlight) {
   });
 }
 
+// A connection that has sent nothing when the drain begins (one accepted in its first instant)
+// is served its first request, then closed; one that already had a request is closed at once.
+TEST_P(ServiceScenarioTest, DrainServesTheFirstRequestOfAFreshConnection) {
+  run([this] {
+    TestServer server(scenario().handler(std::chrono::seconds(60)));
+    RawClient idle = client_after_exchange(server);
+    RawClient fresh(server.address());
+    const reactor::Deadline until = reactor::deadline_after(5s);
+    while (server.live().size() < 2 && reactor::Clock::now() < until) {
+      (void)reactor::sleep_for(1ms);
+    }
+    ASSERT_EQ(server.live().size(), 2u);
+    server.drain_all();
+    EXPECT_TRUE(idle.at_eof());
+    scenario().exchange(fresh);
+    EXPECT_TRUE(fresh.at_eof());
+    fresh.close();  // the server lingers until the peer closes
+    server.wait_closed(2);
+    EXPECT_EQ(server.stats().requests.get(), 2u);
+  });
+}
+
 }  // namespace reactor::test

@@ -272,6 +272,7 @@ TEST_P(UpgradeUnderLoadTest, NothingIsRefusedOrResetAndTheNewProcessServes) {
   std::this_thread::sleep_for(500ms);
   ASSERT_GT(load.counts().exchanges.load(), 0) << load.counts().describe();
 
+  const int64_t connects_before = load.counts().new_connections.load();
   const Ran r = upgrade();
   load.handed_over();
   ASSERT_EQ(r.code, 0) << describe(r) << d_.log();
@@ -284,6 +285,7 @@ TEST_P(UpgradeUnderLoadTest, NothingIsRefusedOrResetAndTheNewProcessServes) {
 
   // The old process drains (2 s for the echo connections it still has) and exits 0.
   EXPECT_EQ(d_.wait_exit(2s + 5s), 0) << d_.log();
+  const int64_t connects_through = load.counts().new_connections.load() - connects_before;
   std::this_thread::sleep_for(500ms);  // the new process alone now
   load.stop();
   Counts& c = load.counts();
@@ -292,8 +294,11 @@ TEST_P(UpgradeUnderLoadTest, NothingIsRefusedOrResetAndTheNewProcessServes) {
   EXPECT_EQ(c.late_cuts, 0) << c.describe();
   EXPECT_EQ(c.wrong_bytes, 0) << c.describe();
   EXPECT_GT(c.exchanges, 1000) << c.describe();
-  // Several hundred a second over the ~3 s from the start of the load to the old one's exit.
-  EXPECT_GT(c.new_connections, 600) << c.describe();
+  // The openers kept connecting through the upgrade and the old one's drain (about 2 s at up to
+  // kOpeners x 100 a second): what the zero counts above are about. Bounded by what the test's
+  // own threads achieve on a loaded 2-core machine (221-558 in all at load 11-14), not by the
+  // daemon, so the bound asks for the load to have reached the window, not for a rate.
+  EXPECT_GT(connects_through, 50) << c.describe();
 
   // The new process answers on the same admin socket with its own start time.
   const double new_start = start_time();
