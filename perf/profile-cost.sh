@@ -239,23 +239,15 @@ print("vs none: the median over rounds of (this variant's shard CPU / none's in 
 PY
 
 # ---- 2. system calls per sample, exact ----
-# perf covers the same span in both: from 0.3 s before the profile (or none) until it ends.
+# perf counts for a fixed span (its `sleep`), the profile's length and 2 s more, in both.
 counted_span() {  # variant: hz1000 or none -> perf's per-thread CSV in $tmp/perf.$1
   perf stat --per-thread -x, -o "$tmp/perf.$1" -e raw_syscalls:sys_enter \
-    -e syscalls:sys_enter_rt_sigreturn -p "$daemon_pid" &
+    -e syscalls:sys_enter_rt_sigreturn -p "$daemon_pid" -- sleep $((profile_seconds + 2)) &
   local perf_pid=$!
   sleep 0.3
-  local start
-  start=$(date +%s.%N)
-  [[ $1 != none ]] && start_profile "$profile_seconds" "${1#hz}"
+  if [[ $1 != none ]]; then start_profile "$profile_seconds" "${1#hz}"; fi
   run_load "$requests" >/dev/null
-  if [[ $1 != none ]]; then
-    wait "$profile_pid"
-  else
-    sleep "$(awk -v s="$start" -v p="$profile_seconds" -v now="$(date +%s.%N)" \
-      'BEGIN { d = s + p - now; printf "%.3f", d > 0 ? d : 0 }')"
-  fi
-  kill -INT "$perf_pid"
+  if [[ $1 != none ]]; then wait "$profile_pid"; fi
   wait "$perf_pid" || true
 }
 start_daemon
