@@ -13,7 +13,8 @@ Sections:
            extra idle thread (epoll_echo --idle-thread), and at 1 connection x 64 B reactord with
            idle = "adaptive": with the block and spin rows of that cell, the latency table. After
            each cell's timed rounds, one counting run per server gives its exact system calls per
-           request (perf stat -e raw_syscalls:sys_enter, whole process; see count_syscalls).
+           request (perf stat -e raw_syscalls:sys_enter, whole process; count_syscalls_window for
+           reactord, count_syscalls for the peers).
   open     open loop at half the lowest peak of the base rows measured by `echo` at 100
            connections, 64 B: latency from the intended send time
   resp     redis-benchmark -c 50 PING_INLINE, SET, GET, INCR, MSET (10 keys) and GET pipelined
@@ -226,6 +227,7 @@ class Server:
         self.group = group or name
         self.exclusive = exclusive  # spins when idle: runs only while measured (Compare.measuring)
         self.config = None  # reactord: the config file
+        self.admin = None  # reactord: its admin socket
         self.proc = None
 
     def start(self):
@@ -288,6 +290,7 @@ def reactord_server(build, backend, workdir, max_connections=4096, runtime=None,
     for kind, port in ports.items():
         servers[kind] = Server(name, argv, port, str(d), exclusive=exclusive)
         servers[kind].config = d / "reactord.toml"
+        servers[kind].admin = d / "admin.sock"
     return servers
 
 
@@ -448,7 +451,80 @@ def count_syscalls(build, port, pid, conns, size, extra, workdir):
         counts.append(count)
         requests.append(n)
     return {"per_request": per_request(counts, requests), "syscalls": counts,
-            "requests": requests}
+            "requests": requests, "method": "difference"}
+
+
+class Admin:
+    """A connection to a reactord admin socket, kept open so that a query costs no process start
+    (reactorctl would) and answers within a millisecond or so."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(20)
+        self.sock.connect(str(path))
+
+    def ask(self, command):
+        self.sock.sendall(command.encode() + b"\n")
+        data = b""
+        while not (data.endswith(b"\n.\n") or data == b".\n"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"admin socket closed answering '{command}'")
+            data += chunk
+        return data[:-2].decode()
+
+    def bytes_out(self, service="echo"):
+        """The bytes the service has sent so far."""
+        answer = self.ask("services")
+        try:
+            return next(x["bytes_out"] for x in json.loads(answer) if x["name"] == service)
+        except (json.JSONDecodeError, StopIteration, KeyError, TypeError):
+            raise RuntimeError(f"admin 'services': {answer[-200:]}")
+
+    def close(self):
+        self.sock.close()
+
+
+def count_syscalls_window(build, port, pid, admin_socket, conns, size, seconds, workdir):
+    """Exact system calls per request of a reactord process in the steady state: under a running
+    closed-loop load, the echo service's bytes sent are read, the count is switched on for
+    `seconds`, off, and the bytes read again (over a connection to its admin socket opened before);
+    requests = bytes / size (each echoed message is `size` bytes). For a server that makes system calls by the clock as well as by the request
+    (a spinning shard polls while it waits), where the difference of two fixed-count runs
+    (count_syscalls) would mix in the time connecting took. The reads sit outside the counted
+    span, so the admin's own system calls are not counted; the span and the two reads are a few
+    milliseconds apart, the requests' count off by that much."""
+    admin = Admin(admin_socket)
+    counter = SyscallCounter(pid, Path(workdir) / f"perf-{pid}-window.csv")
+    load = None
+    try:
+        argv = [build / "perf/load/reactord-load", "--json", "--port", port, "--connections",
+                conns, "--size", size, "--warmup", 0, "--duration", seconds + 1.5]
+        load = subprocess.Popen(pinned(CLIENT_CPU, argv), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(0.75)  # every connection up and echoing
+        b0 = admin.bytes_out()
+        counter.command("enable")
+        time.sleep(seconds)
+        counter.command("disable")
+        b1 = admin.bytes_out()
+        out, err = load.communicate(timeout=seconds + 120)
+    finally:
+        admin.close()
+        if load and load.poll() is None:
+            load.kill()
+            load.wait()
+        count = counter.finish()
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"reactord-load failed ({load.returncode}): {err.strip()[:300]}")
+    note_mismatch(r, f"syscall count, {conns} connections, {size} B, port {port}")
+    if r["errors"]:
+        raise RuntimeError(f"counting run: {r['errors']} errors ({r['first_error']})")
+    requests = (b1 - b0) / size
+    return {"per_request": count / requests if requests > 0 else None, "syscalls": [count],
+            "requests": [requests], "method": "window"}
 
 
 def check_perf():
@@ -502,7 +578,7 @@ class Compare:
         self.rounds = 1 if args.quick else 3
         self.duration = 1.0 if args.quick else 5.0
         self.warmup = 0.25 if args.quick else 1.0
-        self.count_seconds = 0.25 if args.quick else 1.0  # a counting run's length at the cell's rate
+        self.count_seconds = 0.5 if args.quick else 1.0  # a counting window (or run) at the cell's rate
         self.work = tempfile.mkdtemp(prefix="reactord-compare-")
         self.results = {"sections": {}, "loadavg": {}}
         self.servers = []
@@ -635,8 +711,13 @@ class Compare:
             extra = max(2000, int(rps * self.count_seconds))
             try:
                 with self.measuring(s):
-                    out[s.name] = count_syscalls(self.build, s.port, s.pid, conns, size, extra,
-                                                 self.work)
+                    if s.admin:  # reactord: its own count of bytes echoed, over a steady window
+                        out[s.name] = count_syscalls_window(
+                            self.build, s.port, s.pid, s.admin, conns, size, self.count_seconds,
+                            self.work)
+                    else:  # a peer: no counters, no timers, no spinning
+                        out[s.name] = count_syscalls(self.build, s.port, s.pid, conns, size,
+                                                     extra, self.work)
             except Exception as e:  # noqa: BLE001
                 log(f"  counting {s.name} {conns}x{size}: {e}")
                 continue

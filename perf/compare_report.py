@@ -258,9 +258,11 @@ def markdown(res, info, args, svg_name):
         a("")
         a("`syscalls/req`: the server process's system calls (every thread; "
           "`perf stat -e raw_syscalls:sys_enter -p PID`) per request, exact, from a counting run "
-          "after the cell's timed rounds: two fixed-count runs of reactord-load (one request per "
-          "connection, then more), the difference over the difference, so connecting and closing "
-          "cancel out. A spinning row's idle polls count too. `epoll+thread` is the floor with one "
+          "after the cell's timed rounds: for reactord over a steady window of a running load, "
+          "requests from the echo service's bytes sent (admin `services`); for a peer the "
+          "difference of two fixed-count runs (one request per connection, then more), so "
+          "connecting and closing cancel out. A spinning row's polls while it waits count too "
+          "(docs/benchmarks.md, \"What the numbers mean\"). `epoll+thread` is the floor with one "
           "extra idle thread; `-spin`, `-adaptive`: `runtime.idle`; `-sqpoll`: "
           "`runtime.io_uring_sqpoll = true`, its kernel SQ thread's CPU time included (a thread of "
           "the process).")

@@ -5,7 +5,8 @@ verification makes the run exit non-zero with its results named *-INVALID and ma
 are read and turned into system calls per request; server CPU is the whole process's (every
 thread); the rows of issue 13 run in the cells they should, a spinning row only while measured, and
 do not set the open loop's rate; the report has the system-call column, the latency table and
-their targets; a missing perf stops the run with a clear message.
+their targets; the admin client reads a service's bytes sent; a missing perf stops the run with a
+clear message.
 Usage: compare_logic_test.py (exits 0 when every check holds)."""
 
 import contextlib
@@ -253,6 +254,46 @@ def check_report():
     compare_report.svg_chart(res)
 
 
+def check_admin(tmp):
+    """Admin reads a service's bytes sent from an answer that arrives in pieces, on one
+    connection for several questions, and says so when a service is missing."""
+    import socket
+    path = Path(tmp) / "admin.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    answers = [b'[{"name":"http","bytes_out":1},', b'{"name":"echo","bytes_out":6400}]\n.\n',
+               b'[{"name":"echo","bytes_out":12800}]\n.\n', b'[]\n.\n']
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            for i, a in enumerate([answers[:2], answers[2:3], answers[3:]]):
+                line = b""
+                while not line.endswith(b"\n"):
+                    line += conn.recv(100)
+                assert line == b"services\n", line
+                for part in a:
+                    conn.sendall(part)
+                    time.sleep(0.01)
+    t = threading.Thread(target=serve)
+    t.start()
+    admin = compare.Admin(path)
+    try:
+        assert admin.bytes_out() == 6400
+        assert admin.bytes_out() == 12800
+        try:
+            admin.bytes_out()
+        except RuntimeError as e:
+            assert "services" in str(e), e
+        else:
+            raise AssertionError("no error for a missing service")
+    finally:
+        admin.close()
+        t.join()
+        listener.close()
+
+
 def check_perf_missing(tmp):
     """Without perf the run stops at once and says what to install, unless --no-syscalls."""
     real_which = compare.shutil.which
@@ -278,6 +319,7 @@ with tempfile.TemporaryDirectory() as tmp:
     for check in CHECKS:
         check()
     check_config(tmp)
+    check_admin(tmp)
     check_perf_missing(tmp)
     check_mismatch(tmp)
-print(f"compare_logic_test: {len(CHECKS) + 4} passed, 0 failed")
+print(f"compare_logic_test: {len(CHECKS) + 5} passed, 0 failed")
