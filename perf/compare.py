@@ -458,10 +458,21 @@ class Admin:
     """A connection to a reactord admin socket, kept open so that a query costs no process start
     (reactorctl would) and answers within a millisecond or so."""
 
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(20)
-        self.sock.connect(str(path))
+    def __init__(self, path, wait=10.0):
+        """Connects, waiting up to `wait` s for the socket: a daemon may accept on its services
+        a moment before its admin thread listens."""
+        deadline = time.monotonic() + wait
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(20)
+            try:
+                self.sock.connect(str(path))
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def ask(self, command):
         self.sock.sendall(command.encode() + b"\n")

@@ -255,17 +255,19 @@ def check_report():
 
 
 def check_admin(tmp):
-    """Admin reads a service's bytes sent from an answer that arrives in pieces, on one
-    connection for several questions, and says so when a service is missing."""
+    """Admin waits for a socket that is not there yet, reads a service's bytes sent from an
+    answer that arrives in pieces, on one connection for several questions, and says so when a
+    service is missing."""
     import socket
     path = Path(tmp) / "admin.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
     answers = [b'[{"name":"http","bytes_out":1},', b'{"name":"echo","bytes_out":6400}]\n.\n',
                b'[{"name":"echo","bytes_out":12800}]\n.\n', b'[]\n.\n']
 
     def serve():
+        time.sleep(0.2)  # the daemon's admin thread listens a moment after its services
+        listener.bind(str(path))
+        listener.listen(1)
         conn, _ = listener.accept()
         with conn:
             for i, a in enumerate([answers[:2], answers[2:3], answers[3:]]):
