@@ -18,11 +18,14 @@
 # 2. Exact, independent of load: the system calls of each thread over a whole profile at
 #    --hz 1000 against the same span without one (`perf stat --per-thread -e raw_syscalls:sys_enter
 #    -e syscalls:sys_enter_rt_sigreturn -p PID`, tracefs mounted if it is not): rt_sigreturn and
-#    other system calls per sample, against the samples the profile answered.
+#    other system calls per sample, against the samples the profile answered, and the signals
+#    delivered (the shard's rt_sigreturn calls) against those samples.
 # 3. Exact: user-space instructions per sample in the signal handler: the daemon under
 #    `valgrind --tool=callgrind` is profiled at --hz 1000 while it serves 15 s of load; the
-#    inclusive instructions of profile_handler over its calls (from the callgrind file's call
-#    records, or else the samples plus dropped ones the profile reported). --no-callgrind skips it.
+#    inclusive instructions of profile_handler over its calls (valgrind enters the handler without
+#    a call record: counted as its calls of profile_record, one per recorded signal), and over the
+#    weighted samples the profile reported (a CPU-time timer is checked at the scheduler tick, so
+#    a shorter period arrives as one signal with overruns, each a sample). --no-callgrind skips it.
 # --quick: one round, N = 20,000 (a check that the script works, not figures).
 # Writes everything it prints to FILE (default perf/results/profile-cost-DATE-cC.txt).
 set -euo pipefail
@@ -272,6 +275,11 @@ def counts(path):
         out[(thread, f[3])] = out.get((thread, f[3]), 0) + v
     return out
 none, prof, samples = counts(sys.argv[1]), counts(sys.argv[2]), int(sys.argv[3])
+signals = prof.get(("shard-0", "syscalls:sys_enter_rt_sigreturn"), 0)
+# A CPU-time timer is checked at the scheduler tick: a period shorter than the tick arrives as
+# one signal with overruns, counted as that many samples (weight 1 + overrun).
+print(f"signals delivered to the shard (its rt_sigreturn calls): {signals}; samples (weighted) "
+      f"{samples}, {samples / signals:.2f} per signal" if signals else "no signal delivered")
 print("| thread | event | without | with the profile | difference per sample |")
 print("|---|---|---|---|---|")
 for key in sorted(set(none) | set(prof)):
@@ -294,37 +302,36 @@ if [[ $callgrind == 1 ]]; then
   echo
   echo "## callgrind: the daemon under valgrind profiled at --hz 1000 while it served ${cg_seconds} s of load"
   echo "samples $samples dropped $dropped (the profile's answer)"
-  python3 - "$cg" <<'PY'
+  callgrind_annotate --inclusive=yes "$cg" >"$tmp/cg.txt" 2>/dev/null || true
+  # The handler's inclusive instructions over its calls: valgrind enters a signal handler without
+  # a call record, so its calls are those it made to profile_record (one per recorded signal).
+  python3 - "$cg" "$tmp/cg.txt" "$samples" "$dropped" <<'PY'
 import re, sys
-names, calls, incl = {}, 0, 0
-cur_cfn = None
-pending = False
+names, calls, cur = {}, 0, ""
 for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line.strip())
+    m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line.strip())
     if m:
-        if m.group(2):
-            names[m.group(1)] = m.group(2)
-        if line.startswith("cfn="):
-            cur_cfn = names.get(m.group(1), "")
+        if m.group(3):
+            names[m.group(2)] = m.group(3)
+        if m.group(1) == "cfn":
+            cur = names.get(m.group(2), "")
         continue
-    if line.startswith("calls="):
-        pending = "profile_handler" in (cur_cfn or "")
-        if pending:
-            calls += int(line.split("=")[1].split()[0])
-        continue
-    if pending:
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            incl += int(parts[1])
-        pending = False
+    if line.startswith("calls=") and "profile_record(" in cur:
+        calls += int(line.split("=")[1].split()[0])
+incl = 0
+for line in open(sys.argv[2], errors="replace"):
+    if "profile_handler(" in line:
+        incl = int(line.split()[0].replace(",", ""))
+        break
+samples, dropped = int(sys.argv[3]), int(sys.argv[4])
+print(f"profile_handler inclusive: {incl:,} instructions; profile_record called {calls} times "
+      f"(handler calls that recorded); samples {samples} + dropped {dropped}")
 if calls:
-    print(f"profile_handler: {calls} calls, {incl} instructions inclusive: "
-          f"{incl / calls:.0f} user-space instructions per sample")
-else:
-    print("profile_handler: no call records in the callgrind file (valgrind entered the handler "
-          "without a call): divide its inclusive count below by samples + dropped above")
+    print(f"user-space instructions per handler call: {incl / calls:,.0f}")
+if samples + dropped:
+    print(f"per weighted sample: {incl / (samples + dropped):,.0f}")
 PY
-  callgrind_annotate --inclusive=yes "$cg" 2>/dev/null | grep -E 'profile_handler|profile_record|backtrace' | head -8 || true
+  grep -E 'profile_handler|profile_record|backtrace' "$tmp/cg.txt" | head -8 || true
 fi
 echo
 echo "# done $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
