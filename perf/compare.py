@@ -29,7 +29,7 @@ reports medians; ratios are the median of the per-round ratios. Server CPU is ut
 run invalid: its results are named compare-<date>-INVALID.* and marked so, and it exits 1.
 A row that spins (idle = spin or adaptive, SQPOLL) runs only while it is measured: it is started
 before its run and stopped after, so it never takes CPU 0 from another server.
-Full run: about 28 minutes (the rows and counts of issue 13 add about 11); --quick: about 3.5.
+Full run: about 28 minutes (the rows and counts of issue 13 add about 11); --quick: about 3.
 """
 
 import argparse
