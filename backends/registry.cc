@@ -40,6 +40,9 @@ std::string likely_cause(int err, const std::string& disabled) {
     case ENOSYS:
       return "the kernel was built without io_uring (CONFIG_IO_URING=n), or a seccomp filter "
              "(container profile) answers io_uring_setup with ENOSYS";
+    case EINVAL:
+      return "the kernel refused the ring's flags: with runtime.io_uring_sqpoll, an "
+             "io_uring_sqpoll_cpu that is not an online CPU, or a kernel without SQPOLL";
     case ENOMEM:
       return "not enough locked memory for the ring (RLIMIT_MEMLOCK; kernels before 5.12 charge "
              "rings to it) or out of memory";
@@ -72,8 +75,8 @@ absl::StatusOr<std::unique_ptr<Backend>> create_epoll() {
   return std::unique_ptr<Backend>(*std::move(b));
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> create_uring() {
-  absl::StatusOr<std::unique_ptr<Backend>> b = make_uring_backend();
+absl::StatusOr<std::unique_ptr<Backend>> create_uring(const BackendParams& params) {
+  absl::StatusOr<std::unique_ptr<Backend>> b = make_uring_backend(params);
   if (!b.ok()) return explain_uring_failure(b.status());
   return b;
 }
@@ -98,13 +101,16 @@ std::string io_uring_disabled_sysctl() {
   return std::string(absl::StripAsciiWhitespace(value));
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> create_backend(std::string_view name) {
+absl::StatusOr<std::unique_ptr<Backend>> create_backend(std::string_view name,
+                                                        const BackendParams& params) {
   if (name == "epoll") return create_epoll();
-  if (name == "io_uring") return create_uring();
+  if (name == "io_uring") return create_uring(params);
   if (name == "libevent") return make_libevent_backend();
   if (name == "auto") {
-    absl::StatusOr<std::unique_ptr<Backend>> b = create_uring();
+    absl::StatusOr<std::unique_ptr<Backend>> b = create_uring(params);
     if (b.ok()) return b;
+    // SQPOLL was asked for: epoll would silently drop it.
+    if (params.uring_sqpoll) return b;
     note_fallback(b.status());
     return create_epoll();
   }
@@ -120,6 +126,18 @@ BackendInfo probe_backend(std::string_view name) {
     info.available = b.ok();
     if (b.ok()) {
       info.detail = (*b)->describe();
+      b->reset();
+      // SQPOLL (runtime.io_uring_sqpoll), off by default: whether this kernel would give it.
+      UringBackend::Options sqpoll;
+      sqpoll.sqpoll = true;
+      absl::StatusOr<std::unique_ptr<UringBackend>> s = UringBackend::create(sqpoll);
+      if (s.ok()) {
+        const std::string_view mode = UringBackend::setup_mode_name((*s)->setup_mode());
+        absl::StrAppend(&info.detail, "; SQPOLL available (",
+                        absl::string_view(mode.data(), mode.size()), ")");
+      } else {
+        absl::StrAppend(&info.detail, "; SQPOLL refused: ", s.status().message());
+      }
     } else {
       info.reason = std::string(explain_uring_failure(b.status()).message());
     }

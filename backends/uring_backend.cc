@@ -26,7 +26,6 @@ using namespace uring_detail;  // NOLINT(build/namespaces): the backend's privat
 // A listener's multishot accept is cancelled once this many connections wait to be taken, so a
 // service that stops accepting leaves them in the kernel's backlog, as with epoll.
 constexpr size_t kMaxReadyAccepts = 64;
-constexpr unsigned kReapBatch = 256;
 constexpr int kAcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
 
 void fill_peer(int fd, sockaddr_storage* peer) {
@@ -94,14 +93,17 @@ struct UringBackend::Acceptor {
 // ---- set-up ----
 
 absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::create(Options options) {
-  const int first = std::clamp(options.first_setup_level, 0, kUringLastSetupLevel);
-  for (int level = first; level <= kUringLastSetupLevel; ++level) {
+  // SQPOLL has levels of its own; asked for, it is never given up for a ring without it.
+  const int first = options.sqpoll ? kUringFirstSqpollLevel
+                                   : std::clamp(options.first_setup_level, 0, kUringLastSetupLevel);
+  const int last = options.sqpoll ? kUringLastSqpollLevel : kUringLastSetupLevel;
+  for (int level = first; level <= last; ++level) {
     std::unique_ptr<UringBackend> b(new UringBackend(options, static_cast<SetupMode>(level)));
     absl::Status s = b->init(level);
     if (s.ok()) return b;
     // EINVAL: the kernel does not know these flags; try the next level. Anything else (EPERM from
     // seccomp or the sysctl, ENOSYS, ENOMEM) fails the same way at every level.
-    if (status_errno(s) != EINVAL || level == kUringLastSetupLevel) return s;
+    if (status_errno(s) != EINVAL || level == last) return s;
   }
   return absl::InternalError("io_uring: no set-up level tried");  // unreachable
 }
@@ -110,9 +112,15 @@ UringBackend::UringBackend(Options options, SetupMode mode)
     : options_(options), setup_mode_(mode) {}
 
 absl::Status UringBackend::init(int level) {
-  absl::Status s = init_uring(&ring_, level, options_.sq_entries, options_.cq_entries);
+  UringSetup setup;
+  setup.sq_entries = options_.sq_entries;
+  setup.cq_entries = options_.cq_entries;
+  setup.sqpoll_cpu = options_.sqpoll_cpu;
+  setup.sqpoll_idle_ms = options_.sqpoll_idle_ms;
+  absl::Status s = init_uring(&ring_, level, setup);
   if (!s.ok()) return s;
   ring_ready_ = true;
+  sqpoll_ = level >= kUringFirstSqpollLevel;
   absl::StatusOr<UringFeatures> features = probe_uring(&ring_);
   if (!features.ok()) return features.status();
   multishot_accept_ = features->multishot_accept;
@@ -121,7 +129,7 @@ absl::Status UringBackend::init(int level) {
   sock_nonempty_ = options_.sock_nonempty_hint && features->multishot_accept;
 
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
-  (void)io_uring_register_ring_fd(&ring_);
+  ring_fd_registered_ = options_.register_ring_fd && io_uring_register_ring_fd(&ring_) == 1;
 
   // A blocking eventfd: io_uring would complete a read on a non-blocking one with EAGAIN instead of
   // waiting for it. Only the ring reads it; wakeup() writes at most one pending token.
@@ -162,15 +170,27 @@ std::string_view UringBackend::setup_mode_name(SetupMode mode) {
       return "COOP_TASKRUN";
     case SetupMode::kPlain:
       return "none";
+    case SetupMode::kSqpollSingleIssuer:
+      return "SQPOLL|SINGLE_ISSUER";
+    case SetupMode::kSqpoll:
+      return "SQPOLL";
   }
   return "?";
 }
 
 std::string UringBackend::describe() const {
   const std::string_view mode = setup_mode_name(setup_mode_);
+  std::string sqpoll;
+  if (sqpoll_) {
+    sqpoll = absl::StrCat(", SQ thread ",
+                          options_.sqpoll_cpu >= 0 ? absl::StrCat("on CPU ", options_.sqpoll_cpu)
+                                                   : std::string("unpinned"),
+                          " idle ", options_.sqpoll_idle_ms, " ms");
+  }
   return absl::StrCat(
-      "ring flags ", absl::string_view(mode.data(), mode.size()),
+      "ring flags ", absl::string_view(mode.data(), mode.size()), sqpoll,
       multishot_accept_ ? ", multishot accept" : ", single-shot accept",
+      ring_fd_registered_ ? ", registered ring fd" : "",
       provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer",
       options_.async_send ? ", async send" : "",
       options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
@@ -184,82 +204,7 @@ UringBackend::FdState& UringBackend::fd_state(int fd) {
   return fds_[static_cast<size_t>(fd)];
 }
 
-// ---- submission and completion ----
-
-io_uring_sqe* UringBackend::get_sqe() {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
-    // The SQ is full before the loop's poll: submit what is there now.
-    (void)enter_submit();
-  }
-  std::fprintf(stderr, "reactor: io_uring submission queue stays full\n");
-  std::abort();
-}
-
-int UringBackend::enter_submit() {
-  const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
-  const int r = io_uring_submit(&ring_);
-  enter_calls_.add();
-  sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
-  return r;
-}
-
-void UringBackend::poll(Duration timeout) {
-  loop_thread_.check();
-  flush_sends();
-  const unsigned before = io_uring_smp_load_acquire(ring_.sq.khead);
-  // Each branch is at most one io_uring_enter that submits every SQE prepared since the last poll.
-  if (timeout == Duration::zero() || io_uring_cq_ready(&ring_) > 0) {
-    // Not waiting: the CQ is read in user space, so enter only to submit, or when the kernel holds
-    // completions back (task work, with TASKRUN_FLAG; an overflowed CQ). A spinning loop (the
-    // reactor's runtime.idle) thus makes no system call while nothing happens.
-    const unsigned held =
-        IO_URING_READ_ONCE(*ring_.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
-    if (io_uring_sq_ready(&ring_) == 0 && held == 0) {
-      reap();
-      return;
-    }
-    (void)io_uring_submit_and_get_events(&ring_);
-  } else if (timeout < Duration::zero()) {
-    (void)io_uring_submit_and_wait(&ring_, 1);
-  } else {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-    __kernel_timespec ts{};
-    ts.tv_sec = ns / 1'000'000'000;
-    ts.tv_nsec = ns % 1'000'000'000;
-    io_uring_cqe* cqe = nullptr;
-    (void)io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);  // -ETIME: timed out
-  }
-  enter_calls_.add();
-  sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
-  reap();
-}
-
-void UringBackend::reap() {
-  struct Completion {
-    uint64_t user_data;
-    int32_t res;
-    uint32_t flags;
-  };
-  Completion batch[kReapBatch];
-  // Bounded so that handlers which complete new operations inline cannot keep the loop here.
-  for (unsigned total = 0; total < ring_.cq.ring_entries;) {
-    unsigned n = 0;
-    unsigned head;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      batch[n++] = {cqe->user_data, cqe->res, cqe->flags};
-      if (n == kReapBatch) break;
-    }
-    if (n == 0) return;
-    // Copy, then release the slots: a handler may submit (a full SQ), and must find the CQ
-    // consumed.
-    io_uring_cq_advance(&ring_, n);
-    cqes_reaped_.add(n);
-    total += n;
-    for (unsigned i = 0; i < n; ++i) handle_cqe(batch[i].user_data, batch[i].res, batch[i].flags);
-  }
-}
+// ---- completion (submission and poll: uring_poll.cc) ----
 
 void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
   if (user_data == kIgnoreData) return;
@@ -322,8 +267,10 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_send_queue_waits_total", send_queue_waits_.get()});
   out.push_back({"io_uring_provided_buffer_recvs_total", provided_buffer_recvs_.get()});
   out.push_back({"io_uring_provided_buffer_enobufs_total", provided_buffer_enobufs_.get()});
+  out.push_back({"io_uring_sqpoll_wakeups_total", sqpoll_wakeups_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
-  // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags.
+  // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags, 3 SQPOLL|SINGLE_ISSUER,
+  // 4 SQPOLL.
   out.push_back({"io_uring_setup_level", static_cast<uint64_t>(setup_mode_)});
   // Gauges, 1 when this ring got the feature (describe() lists them by name).
   out.push_back({"io_uring_feature_async_send", options_.async_send ? 1u : 0u});
@@ -332,6 +279,8 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_sock_nonempty_hint", sock_nonempty_ ? 1u : 0u});
   out.push_back({"io_uring_feature_multishot_accept", multishot_accept_ ? 1u : 0u});
   out.push_back({"io_uring_feature_provided_buffers", provided_buffers() ? 1u : 0u});
+  out.push_back({"io_uring_feature_sqpoll", sqpoll_ ? 1u : 0u});
+  out.push_back({"io_uring_feature_registered_ring_fd", ring_fd_registered_ ? 1u : 0u});
 }
 
 // ---- operation records ----
@@ -744,8 +693,15 @@ absl::Status UringBackend::close(int fd) {
   return close_status;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
+absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams& params) {
   UringBackend::Options options;
+  options.sqpoll = params.uring_sqpoll;
+  options.sqpoll_cpu = params.uring_sqpoll_cpu;
+  options.sqpoll_idle_ms = params.uring_sqpoll_idle_ms;
+  // REACTOR_URING_SQPOLL=1 asks for SQPOLL (tests run suites under it), =0 never.
+  if (const char* v = std::getenv("REACTOR_URING_SQPOLL"); v != nullptr && *v != '\0') {
+    options.sqpoll = *v != '0';
+  }
   // REACTOR_URING_POLL_FIRST=0 never asks for POLL_FIRST, for measurement.
   if (const char* v = std::getenv("REACTOR_URING_POLL_FIRST"); v != nullptr && *v == '0') {
     options.poll_first = false;
@@ -757,6 +713,9 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend() {
   }
   if (const char* v = std::getenv("REACTOR_URING_SOCK_NONEMPTY"); v != nullptr && *v == '0') {
     options.sock_nonempty_hint = false;
+  }
+  if (const char* v = std::getenv("REACTOR_URING_REGISTER_RING_FD"); v != nullptr && *v == '0') {
+    options.register_ring_fd = false;
   }
   // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
   if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {

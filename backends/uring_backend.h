@@ -15,8 +15,9 @@
 //
 // Operation records are backend-private and pooled; a CQE finds its record through user_data, and a
 // record is reused only after its final CQE. Ring set-up (uring_setup.h, on the loop thread) tries
-// SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then no flags; setup_mode() says which it got.
-// docs/backends.md describes the choices and their measurements.
+// SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then no flags (with SQPOLL asked for:
+// SQPOLL|SINGLE_ISSUER, then SQPOLL; poll and submission in uring_poll.cc); setup_mode() says which
+// it got. docs/backends.md describes the choices and their measurements.
 #pragma once
 
 #include <liburing.h>
@@ -70,10 +71,27 @@ class UringBackend final : public Backend {
     bool sock_nonempty_hint = true;
     // The first set-up level to try (tests force the fallbacks with it).
     int first_setup_level = 0;
+    // SQPOLL (off by default: the SQ thread burns a CPU while awake): the kernel's SQ thread takes
+    // SQEs from the ring, so poll() makes no io_uring_enter to submit while that thread is awake
+    // (only to wake it, IORING_SQ_NEED_WAKEUP, or to wait when the loop has nothing to do). It
+    // sleeps after `sqpoll_idle_ms` without work; `sqpoll_cpu` >= 0 pins it. Set-up levels 3-4
+    // only: a kernel that refuses SQPOLL fails creation.
+    bool sqpoll = false;
+    int sqpoll_cpu = -1;
+    unsigned sqpoll_idle_ms = 1000;
+    // Register the ring's fd (io_uring_register_ring_fd, 5.18) so each io_uring_enter skips the
+    // fd lookup; ignored where the kernel refuses it.
+    bool register_ring_fd = true;
   };
 
-  // Which ring set-up flags the kernel accepted, best first.
-  enum class SetupMode : uint8_t { kSingleIssuerDeferTaskrun, kCoopTaskrun, kPlain };
+  // Which ring set-up flags the kernel accepted, best first (the last two with SQPOLL).
+  enum class SetupMode : uint8_t {
+    kSingleIssuerDeferTaskrun,
+    kCoopTaskrun,
+    kPlain,
+    kSqpollSingleIssuer,
+    kSqpoll
+  };
 
   // Creates the ring, probes the required opcodes and arms the wakeup eventfd. Fails with the errno
   // of io_uring_setup (EPERM, ENOSYS, ...) or FailedPrecondition naming a missing opcode. Loop
@@ -117,6 +135,10 @@ class UringBackend final : public Backend {
   bool provided_buffers() const { return buffers_ != nullptr; }
   // Whether sends on sockets are queued without waiting (Options::async_send). Any thread.
   bool async_send() const { return options_.async_send; }
+  // Whether the kernel's SQ thread submits (Options::sqpoll). Any thread.
+  bool sqpoll() const { return sqpoll_; }
+  // Whether io_uring_enter goes through the registered ring fd. Any thread.
+  bool registered_ring_fd() const { return ring_fd_registered_; }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 
@@ -162,7 +184,15 @@ class UringBackend final : public Backend {
   absl::Status detach_send_queue(int fd, bool* in_flight);
 
   io_uring_sqe* get_sqe();
-  int enter_submit();  // io_uring_submit, counted
+  int enter_submit();  // io_uring_submit, counted; with SQPOLL sqpoll_submit_now()
+  // SQPOLL: publishes the SQEs prepared so far to the SQ thread (the ring's tail) and wakes the
+  // thread only if it sleeps (IORING_SQ_NEED_WAKEUP): no system call while it is awake.
+  void sqpoll_submit();
+  // SQPOLL: sqpoll_submit(), then waits (yielding the CPU) until the SQ thread has issued every SQE
+  // published, as a submitting io_uring_enter would have before it returned: close() needs its
+  // cancel issued before ::close releases the fd number, a full SQ needs room.
+  int sqpoll_submit_now();
+  void poll_sqpoll(Duration timeout);
   void reap();
   void handle_cqe(uint64_t user_data, int32_t res, uint32_t flags);
   void arm_wakeup();
@@ -197,8 +227,10 @@ class UringBackend final : public Backend {
   bool ring_ready_ = false;
   LoopThreadCheck loop_thread_{"io_uring backend"};  // the creating thread
   bool multishot_accept_ = false;
-  bool has_cancel_fd_ = false;  // IORING_ASYNC_CANCEL_FD (5.19)
-  bool sock_nonempty_ = false;  // asked for, and IORING_CQE_F_SOCK_NONEMPTY on recv (5.19)
+  bool has_cancel_fd_ = false;       // IORING_ASYNC_CANCEL_FD (5.19)
+  bool sock_nonempty_ = false;       // asked for, and IORING_CQE_F_SOCK_NONEMPTY on recv (5.19)
+  bool sqpoll_ = false;              // set up with IORING_SETUP_SQPOLL
+  bool ring_fd_registered_ = false;  // io_uring_register_ring_fd (5.18) took
 
   int eventfd_ = -1;
   uint64_t eventfd_value_ = 0;
@@ -228,6 +260,7 @@ class UringBackend final : public Backend {
   RelaxedCounter accept_multishot_cqes_;
   RelaxedCounter provided_buffer_recvs_;
   RelaxedCounter provided_buffer_enobufs_;
+  RelaxedCounter sqpoll_wakeups_;
 };
 
 // Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry
@@ -235,7 +268,10 @@ class UringBackend final : public Backend {
 // change them, for measurement and tests: REACTOR_URING_PROVIDED_BUFFERS=N turns on provided
 // buffers, N of them (1: the default count); REACTOR_URING_SEND_FIRST=0 turns off send_first;
 // REACTOR_URING_POLL_FIRST=0 turns off poll_first; REACTOR_URING_ASYNC_SEND=0 turns off
-// async_send; REACTOR_URING_SOCK_NONEMPTY=0 turns off sock_nonempty_hint.
-absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend();
+// async_send; REACTOR_URING_SOCK_NONEMPTY=0 turns off sock_nonempty_hint. `params` asks for
+// SQPOLL (the daemon's runtime.io_uring_sqpoll*); so does REACTOR_URING_SQPOLL=1 (tests run the
+// conformance suite under SQPOLL with it; REACTOR_URING_SQPOLL=0 turns it off whatever `params`
+// say); REACTOR_URING_REGISTER_RING_FD=0 turns off register_ring_fd.
+absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams& params = {});
 
 }  // namespace reactor

@@ -11,12 +11,17 @@ namespace {
 // makes the kernel say in the SQ ring's flags when completions wait for an enter as task work, so
 // a zero-timeout poll can skip the enter otherwise. The last level is the bare ring of 5.1, whose
 // completions need no enter (the kernel interrupts the task to post them).
-constexpr unsigned kSetupFlags[kUringLastSetupLevel + 1] = {
+// The SQPOLL levels keep SINGLE_ISSUER (6.0: with SQPOLL the SQ thread is the one issuer) and
+// SUBMIT_ALL where the kernel has them; the last one is SQPOLL alone.
+constexpr unsigned kSetupFlags[kUringLastSqpollLevel + 1] = {
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
         IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
     IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
         IORING_SETUP_CQSIZE,
     0,
+    IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL |
+        IORING_SETUP_CQSIZE,
+    IORING_SETUP_SQPOLL | IORING_SETUP_CQSIZE,
 };
 
 struct RequiredOp {
@@ -41,12 +46,24 @@ constexpr RequiredOp kRequiredOps[] = {
 
 }  // namespace
 
-absl::Status init_uring(io_uring* ring, int level, unsigned sq_entries, unsigned cq_entries) {
+absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup) {
   io_uring_params params{};
   params.flags = kSetupFlags[level];
-  params.cq_entries = cq_entries;
-  const int r = io_uring_queue_init_params(sq_entries, ring, &params);
-  if (r < 0) return errno_status(-r, "io_uring_setup");
+  params.cq_entries = setup.cq_entries;
+  const bool sqpoll = level >= kUringFirstSqpollLevel;
+  if (sqpoll) {
+    params.sq_thread_idle = setup.sqpoll_idle_ms;
+    if (setup.sqpoll_cpu >= 0) {
+      params.flags |= IORING_SETUP_SQ_AFF;
+      params.sq_thread_cpu = static_cast<unsigned>(setup.sqpoll_cpu);
+    }
+  }
+  const int r = io_uring_queue_init_params(setup.sq_entries, ring, &params);
+  if (r < 0) {
+    return errno_status(-r, sqpoll ? (setup.sqpoll_cpu >= 0 ? "io_uring_setup(SQPOLL|SQ_AFF)"
+                                                            : "io_uring_setup(SQPOLL)")
+                                   : "io_uring_setup");
+  }
   return absl::OkStatus();
 }
 

@@ -11,12 +11,24 @@
 namespace reactor {
 
 // Level 0: SINGLE_ISSUER|DEFER_TASKRUN (6.1), 1: COOP_TASKRUN (5.19), 2: no flags (5.1).
+// With SQPOLL (asked for, never a fallback): 3: SQPOLL|SINGLE_ISSUER (6.0), 4: SQPOLL (5.11 for an
+// unprivileged process). The kernel refuses COOP_TASKRUN, TASKRUN_FLAG and DEFER_TASKRUN beside
+// SQPOLL (EINVAL): the SQ thread runs the task work itself, no task is interrupted for it.
 inline constexpr int kUringLastSetupLevel = 2;
+inline constexpr int kUringFirstSqpollLevel = 3;
+inline constexpr int kUringLastSqpollLevel = 4;
+
+struct UringSetup {
+  unsigned sq_entries = 0;
+  unsigned cq_entries = 0;
+  int sqpoll_cpu = -1;             // SQPOLL levels: the SQ thread's CPU (SQ_AFF), -1 unpinned
+  unsigned sqpoll_idle_ms = 1000;  // SQPOLL levels: idle time before the SQ thread sleeps
+};
 
 // Creates `ring` with the flags of set-up `level`. Fails with io_uring_setup's errno: EINVAL when
 // the kernel does not know the flags (a later level may work), EPERM, ENOSYS, ENOMEM otherwise.
 // The thread that will use the ring (SINGLE_ISSUER binds it).
-absl::Status init_uring(io_uring* ring, int level, unsigned sq_entries, unsigned cq_entries);
+absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup);
 
 struct UringFeatures {
   bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)

@@ -62,6 +62,12 @@ struct RuntimeConfig {
   IdleMode idle = IdleMode::kBlock;  // what an idle shard does: block, spin or adaptive
   uint32_t spin_us = 50;             // 0..100000: how long `adaptive` spins before it blocks
   uint32_t offload_threads = 4;      // 1..256
+  // io_uring only: the kernel's SQ thread submits (IORING_SETUP_SQPOLL), pinned to
+  // io_uring_sqpoll_cpu (-1..4095; -1: not pinned), asleep after io_uring_sqpoll_idle_ms
+  // (1..60000) without work.
+  bool io_uring_sqpoll = false;
+  int32_t io_uring_sqpoll_cpu = -1;
+  uint32_t io_uring_sqpoll_idle_ms = 1000;
   bool operator==(const RuntimeConfig&) const = default;
 };
 

@@ -320,6 +320,10 @@ std::optional<Failure> Daemon::State::start_shards() {
   options.stack_size = size_t{cfg.runtime.stack_size_kib} * 1024;
   options.idle = to_reactor(cfg.runtime.idle);
   options.spin = std::chrono::microseconds(cfg.runtime.spin_us);
+  // SQPOLL for the shards only: the control and admin loops' rings stay without an SQ thread.
+  options.backend_params.uring_sqpoll = cfg.runtime.io_uring_sqpoll;
+  options.backend_params.uring_sqpoll_cpu = cfg.runtime.io_uring_sqpoll_cpu;
+  options.backend_params.uring_sqpoll_idle_ms = cfg.runtime.io_uring_sqpoll_idle_ms;
   // The shards and the admin thread count down; reactors are destroyed only when all have, so
   // neither a cross-shard post nor an admin read ever meets a destroyed reactor.
   stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(num_shards + 1));
@@ -711,6 +715,15 @@ int Daemon::run() {
   s.num_shards = s.cfg.runtime.shards == 0 ? online_cpus() : s.cfg.runtime.shards;
   check_map_count(s.cfg, s.num_shards);
   s.backend_name = std::string(to_string(s.cfg.runtime.backend));
+  if (s.cfg.runtime.io_uring_sqpoll && s.cfg.runtime.backend != IoBackend::kAuto &&
+      s.cfg.runtime.backend != IoBackend::kIoUring) {
+    const std::string why = absl::StrCat(
+        "runtime.io_uring_sqpoll = true needs backend \"io_uring\" or \"auto\", not \"",
+        s.backend_name, "\"");
+    std::fprintf(stderr, "reactord: %s\n", why.c_str());
+    upgrade::report_failure(why);
+    return kExitConfig;
+  }
 
   // The control loop's reactor doubles as the backend probe: an unavailable backend fails here.
   reactor::Reactor::Options control_options;

@@ -8,9 +8,15 @@ Every server is pinned to CPU 0 and every client (reactord-load, redis-benchmark
 Sections:
   echo     reactord (one shard) on epoll, io_uring and libevent, and the single-threaded peers
            epoll_echo (the floor), uv_echo and asio_echo; 1, 100 and 1,000 connections; 64 B and
-           4 KiB messages; closed loop (reactord-load)
-  open     open loop at half the lowest peak measured by `echo` at 100 connections, 64 B: latency
-           from the intended send time
+           4 KiB messages; closed loop (reactord-load). Beside them (VARIANT_ROWS): reactord with
+           runtime.idle = "spin" (epoll, io_uring), with SQPOLL (io_uring), the floor with one
+           extra idle thread (epoll_echo --idle-thread), and at 1 connection x 64 B reactord with
+           idle = "adaptive": with the block and spin rows of that cell, the latency table. After
+           each cell's timed rounds, one counting run per server gives its exact system calls per
+           request (perf stat -e raw_syscalls:sys_enter, whole process; count_syscalls_window for
+           reactord, count_syscalls for the peers).
+  open     open loop at half the lowest peak of the base rows measured by `echo` at 100
+           connections, 64 B: latency from the intended send time
   resp     redis-benchmark -c 50 PING_INLINE, SET, GET, INCR, MSET (10 keys) and GET pipelined
            16 deep (-P 16) against reactord's resp service and redis-server (no persistence)
   http     wrk -t1 -c50 against reactord's http service (GET /) and nginx (one worker process)
@@ -21,11 +27,17 @@ reports medians; ratios are the median of the per-round ratios. Server CPU is ut
 /proc/PID/stat over the measured window. Writes perf/results/compare-<date>.{md,json,svg}
 (the report: perf/compare_report.py). A reply that fails reactord-load's byte check makes the
 run invalid: its results are named compare-<date>-INVALID.* and marked so, and it exits 1.
-Full run: about 20 minutes; --quick: under 3.
+A row that spins (idle = spin or adaptive, SQPOLL) runs only while it is measured: it is started
+before its run and stopped after, so it never takes CPU 0 from another server.
+Full run: about 28 minutes (the rows and counts of issue 13 add about 11); --quick: about 3.
 """
 
 import argparse
+import contextlib
+import dataclasses
 import datetime
+import select
+import signal
 import json
 import os
 import re
@@ -62,6 +74,72 @@ REDIS_TESTS = {
 }
 
 
+
+
+@dataclasses.dataclass
+class Row:
+    """One server of the echo section: reactord on `backend` with extra [runtime] keys, or the peer
+    executable `peer` (perf/peers) with `peer_args`."""
+    name: str
+    backend: str = ""
+    runtime: dict = dataclasses.field(default_factory=dict)
+    peer: str = ""
+    peer_args: tuple = ()
+    cells: tuple = None      # the (connections, size) cells it runs in; None: every cell
+    exclusive: bool = False  # it spins: started before each of its runs and stopped after
+    open_loop: bool = True   # also measured in the open-loop section
+
+
+# The rows every earlier comparison had: the open loop's rate comes from these alone (a spinning
+# or SQPOLL row must not set it), and the targets of issue 7 judge them.
+BASE_ROWS = ("reactord-epoll", "reactord-io_uring", "reactord-libevent", "epoll", "libuv", "asio")
+# The one-connection latency table (idle = block, adaptive, spin) is the 1 x 64 B cell.
+LATENCY_CELL = (1, 64)
+# The cells --quick counts system calls in (a full run counts in every cell): the latency table's
+# and the one of the io_uring target (at most 0.2 a request at 100 connections).
+QUICK_COUNTS = ((1, 64), (100, 64))
+
+
+def echo_rows(sqpoll_cpu=0):
+    """The echo section's rows, in the order each round measures them. The rows of issue 13 run in
+    every cell but 1 x 4 KiB (the latency question is 1 x 64 B, throughput the many-connection
+    cells), the adaptive rows in the latency cell only. sqpoll_cpu: the CPU the SQPOLL row pins its
+    kernel SQ thread to (io_uring_sqpoll_cpu; -1 leaves it unpinned)."""
+    variant_cells = tuple((c, z) for c in ECHO_CONNS for z in ECHO_SIZES if (c, z) != (1, 4096))
+    return [
+        Row("reactord-epoll", "epoll"),
+        Row("reactord-io_uring", "io_uring"),
+        Row("reactord-libevent", "libevent"),
+        Row("epoll", peer="epoll_echo"),
+        Row("libuv", peer="uv_echo"),
+        Row("asio", peer="asio_echo"),
+        # The floor in a process with a second thread: the kernel's fd lookup (fs/file.c fdget)
+        # takes a reference with an atomic once the fd table is shared, not before.
+        Row("epoll+thread", peer="epoll_echo", peer_args=("--idle-thread",), cells=variant_cells,
+            open_loop=False),
+        Row("reactord-epoll-spin", "epoll", {"idle": "spin"}, cells=variant_cells, exclusive=True),
+        Row("reactord-io_uring-spin", "io_uring", {"idle": "spin"}, cells=variant_cells,
+            exclusive=True),
+        Row("reactord-io_uring-sqpoll", "io_uring",
+            {"io_uring_sqpoll": True, "io_uring_sqpoll_cpu": sqpoll_cpu}, cells=variant_cells,
+            exclusive=True, open_loop=False),
+        Row("reactord-epoll-adaptive", "epoll", {"idle": "adaptive"}, cells=(LATENCY_CELL,),
+            exclusive=True, open_loop=False),
+        Row("reactord-io_uring-adaptive", "io_uring", {"idle": "adaptive"},
+            cells=(LATENCY_CELL,), exclusive=True, open_loop=False),
+    ]
+
+
+def in_cell(row, conns, size):
+    return row.cells is None or (conns, size) in row.cells
+
+
+def open_loop_rate(summary):
+    """Half the lowest peak rate among the base rows of a cell's summary, or None."""
+    peaks = [v["rps"] for n, v in summary.items() if n in BASE_ROWS and v.get("rps")]
+    return 0.5 * min(peaks) if peaks else None
+
+
 def log(msg):
     print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -80,10 +158,57 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid):
-    s = open(f"/proc/{pid}/stat").read()
+def stat_cpu_seconds(path):
+    """utime + stime in seconds from a /proc stat file."""
+    s = open(path).read()
     fields = s[s.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_seconds(pid):
+    """The whole process's CPU time: /proc/PID/stat sums every thread of the thread group, live
+    and exited, the kernel's io_uring SQ thread (iou-sqp-PID, a thread of the process) included."""
+    return stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def thread_cpu(pid):
+    """{tid: (name, CPU seconds)} of each live thread of pid (/proc/PID/task/TID)."""
+    out = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[t.name] = ((t / "comm").read_text().strip(), stat_cpu_seconds(t / "stat"))
+        except (OSError, ValueError):
+            pass  # the thread exited meanwhile
+    return out
+
+
+def thread_kind(name):
+    """A thread's name without its number: shard-0 -> shard, iou-sqp-123 -> iou-sqp."""
+    return re.sub(r"-?\d+$", "", name) or name
+
+
+def thread_shares(before, after):
+    """The share of each kind of thread in the CPU time used between two thread_cpu() readings."""
+    used = {}
+    for tid, (name, sec) in after.items():
+        kind = thread_kind(name)
+        used[kind] = used.get(kind, 0) + sec - before.get(tid, (name, 0))[1]
+    total = sum(used.values())
+    return {k: v / total for k, v in sorted(used.items())} if total > 0 else {}
+
+
+def allowed_cpus(pid):
+    """{thread name: Cpus_allowed_list} of each live thread of pid."""
+    out = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (t / "comm").read_text().strip()
+            for line in (t / "status").read_text().splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    out[thread_kind(name)] = line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+    return out
 
 
 def rss_kib(pid):
@@ -100,9 +225,12 @@ def pinned(cpu, argv):
 class Server:
     """A server process pinned to CPU 0, ready once its port accepts a connection."""
 
-    def __init__(self, name, argv, port, workdir, group=None):
+    def __init__(self, name, argv, port, workdir, group=None, exclusive=False):
         self.name, self.argv, self.port, self.workdir = name, argv, port, workdir
         self.group = group or name
+        self.exclusive = exclusive  # spins when idle: runs only while measured (Compare.measuring)
+        self.config = None  # reactord: the config file
+        self.admin = None  # reactord: its admin socket
         self.proc = None
 
     def start(self):
@@ -136,24 +264,44 @@ class Server:
         self.proc = None
 
 
-def reactord_server(build, backend, workdir, max_connections=4096):
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v) if isinstance(v, int) else f'"{v}"'
+
+
+def reactord_server(build, backend, workdir, max_connections=4096, runtime=None, name=None,
+                    exclusive=False):
+    """reactord with one shard on `backend` and `runtime`'s extra [runtime] keys, serving echo,
+    http and resp: a Server per service (one process), named `name` (reactord-BACKEND)."""
+    name = name or f"reactord-{backend}"
     ports = {k: free_port() for k in ("echo", "http", "resp")}
-    d = Path(workdir) / f"reactord-{backend}"
+    d = Path(workdir) / name
     d.mkdir(exist_ok=True)
     services = "".join(
         f'\n[[service]]\nname = "{k}"\nkind = "{k}"\nlisten = "127.0.0.1:{p}"\n'
         f"max_connections = {max_connections}\nidle_timeout_ms = 0\n"
         for k, p in ports.items())
+    extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in (runtime or {}).items())
     (d / "reactord.toml").write_text(
         "# written by perf/compare.py\n"
-        f'[runtime]\nbackend = "{backend}"\nshards = 1\n'
+        f'[runtime]\nbackend = "{backend}"\nshards = 1\n{extra}'
         '[log]\nlevel = "warn"\nformat = "text"\n'
         '[admin]\nsocket = "admin.sock"\n' + services)
     argv = [build / "daemon/reactord", "--config", d / "reactord.toml"]
     servers = {}
     for kind, port in ports.items():
-        servers[kind] = Server(f"reactord-{backend}", argv, port, str(d))
+        servers[kind] = Server(name, argv, port, str(d), exclusive=exclusive)
+        servers[kind].config = d / "reactord.toml"
+        servers[kind].admin = d / "admin.sock"
     return servers
+
+
+def reactord_config_error(build, config):
+    """None if this reactord accepts the config file (--check-config), else its complaint."""
+    p = subprocess.run([build / "daemon/reactord", "--config", config, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    return None if p.returncode == 0 else (p.stderr.strip() or p.stdout.strip())[-300:]
 
 
 def reactord_backends(build):
@@ -201,6 +349,226 @@ def run_load(build, port, pid, conns, size=64, mode="echo", duration=5.0, warmup
             "errors": r["errors"], "verified": r["verified_bytes"], "load1": r["load1"]}
 
 
+# ---- exact system calls per request (issue 13) ----
+SYSCALL_EVENT = "raw_syscalls:sys_enter"
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+def parse_perf_count(text, event=SYSCALL_EVENT):
+    """The count of `event` in `perf stat -x,` output (summed over its lines, as --per-thread
+    prints one a thread). A thread that never ran while counted reads <not counted>: 0."""
+    total, seen = 0, False
+    for line in text.splitlines():
+        f = line.split(",")
+        if line.startswith("#") or len(f) < 3:
+            continue
+        # -x, fields: value, unit, event, ... (with --per-thread the thread's name first)
+        i = next((k for k, x in enumerate(f) if x.strip() == event), None)
+        if i is None or i < 2:
+            continue
+        value = f[i - 2].strip()
+        if value == "<not supported>":
+            raise RuntimeError(f"perf: {event} is not supported here")
+        seen = True
+        total += int(value) if value.isdigit() else 0
+    if not seen:
+        raise RuntimeError(f"perf printed no count of {event}: {text.strip()[-300:]}")
+    return total
+
+
+def per_request(counts, requests):
+    """System calls per request from two counting runs: (calls_2 - calls_1) / (requests_2 -
+    requests_1). The first run does one request per connection, so connecting, accepting and
+    closing cancel out and the figure is the steady state's."""
+    (c1, c2), (n1, n2) = counts, requests
+    return (c2 - c1) / (n2 - n1) if n2 > n1 else None
+
+
+class SyscallCounter:
+    """`perf stat -e raw_syscalls:sys_enter -p PID` attached with its counters disabled, enabled and
+    disabled on command over its --control pipe (each command acknowledged), so only the span
+    between enable() and disable() is counted. Counts every thread of the process, and any thread
+    they create meanwhile."""
+
+    def __init__(self, pid, out):
+        self.out = Path(out)
+        ctl_r, self.ctl = os.pipe()
+        self.ack, ack_w = os.pipe()
+        self.proc = subprocess.Popen(
+            ["perf", "stat", "-e", SYSCALL_EVENT, "-p", str(pid), "-x,", "-o", str(self.out),
+             "-D", "-1", "--control", f"fd:{ctl_r},{ack_w}"], pass_fds=(ctl_r, ack_w),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.close(ctl_r)
+        os.close(ack_w)
+
+    def command(self, word):
+        os.write(self.ctl, f"{word}\n".encode())
+        deadline = time.monotonic() + 20
+        got = b""
+        while b"ack" not in got:
+            ready, _, _ = select.select([self.ack], [], [], max(0, deadline - time.monotonic()))
+            chunk = os.read(self.ack, 64) if ready else b""
+            if not chunk:
+                err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+                raise RuntimeError(f"perf stat did not acknowledge '{word}': {err.strip()[-300:]}")
+            got += chunk
+
+    def finish(self):
+        """Stops perf (SIGINT, as Ctrl-C) and returns the count."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.ctl)
+        os.close(self.ack)
+        return parse_perf_count(self.out.read_text() if self.out.exists() else "")
+
+
+def count_syscalls(build, port, pid, conns, size, extra, workdir):
+    """Exact system calls per request of the whole server process pid: two reactord-load runs of a
+    fixed request count, `conns` (one per connection) and `conns + extra`, each counted alone from
+    just before reactord-load starts to just after it exits; see per_request()."""
+    counts, requests = [], []
+    for n in (conns, conns + extra):
+        counter = SyscallCounter(pid, Path(workdir) / f"perf-{pid}-{n}.csv")
+        try:
+            counter.command("enable")
+            argv = [build / "perf/load/reactord-load", "--json", "--port", port, "--connections",
+                    conns, "--size", size, "--requests", n, "--duration", 300]
+            p = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True,
+                               timeout=400)
+            counter.command("disable")
+        finally:
+            count = counter.finish()
+        try:
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise RuntimeError(f"reactord-load failed ({p.returncode}): {p.stderr.strip()[:300]}")
+        note_mismatch(r, f"syscall count, {conns} connections, {size} B, port {port}")
+        if r["errors"] or r["requests"] != n:
+            raise RuntimeError(f"counting run: {r['requests']} of {n} requests, {r['errors']} "
+                               f"errors ({r['first_error']})")
+        counts.append(count)
+        requests.append(n)
+    return {"per_request": per_request(counts, requests), "syscalls": counts,
+            "requests": requests, "method": "difference"}
+
+
+class Admin:
+    """A connection to a reactord admin socket, kept open so that a query costs no process start
+    (reactorctl would) and answers within a millisecond or so."""
+
+    def __init__(self, path, wait=10.0):
+        """Connects, waiting up to `wait` s for the socket: a daemon may accept on its services
+        a moment before its admin thread listens."""
+        deadline = time.monotonic() + wait
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(20)
+            try:
+                self.sock.connect(str(path))
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def ask(self, command):
+        self.sock.sendall(command.encode() + b"\n")
+        data = b""
+        while not (data.endswith(b"\n.\n") or data == b".\n"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"admin socket closed answering '{command}'")
+            data += chunk
+        return data[:-2].decode()
+
+    def bytes_out(self, service="echo"):
+        """The bytes the service has sent so far."""
+        answer = self.ask("services")
+        try:
+            return next(x["bytes_out"] for x in json.loads(answer) if x["name"] == service)
+        except (json.JSONDecodeError, StopIteration, KeyError, TypeError):
+            raise RuntimeError(f"admin 'services': {answer[-200:]}")
+
+    def close(self):
+        self.sock.close()
+
+
+def count_syscalls_window(build, port, pid, admin_socket, conns, size, seconds, workdir):
+    """Exact system calls per request of a reactord process in the steady state: under a running
+    closed-loop load, the echo service's bytes sent are read, the count is switched on for
+    `seconds`, off, and the bytes read again (over a connection to its admin socket opened before);
+    requests = bytes / size (each echoed message is `size` bytes). For a server that makes system calls by the clock as well as by the request
+    (a spinning shard polls while it waits), where the difference of two fixed-count runs
+    (count_syscalls) would mix in the time connecting took. The reads sit outside the counted
+    span, so the admin's own system calls are not counted; the span and the two reads are a few
+    milliseconds apart, the requests' count off by that much."""
+    admin = Admin(admin_socket)
+    counter = SyscallCounter(pid, Path(workdir) / f"perf-{pid}-window.csv")
+    load = None
+    try:
+        # reactord-load's clock starts once every connection is up: 0.5 s, then the window and
+        # half a second of margin.
+        argv = [build / "perf/load/reactord-load", "--json", "--port", port, "--connections",
+                conns, "--size", size, "--warmup", 0.5, "--duration", seconds + 0.5]
+        start = admin.bytes_out()
+        load = subprocess.Popen(pinned(CLIENT_CPU, argv), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while admin.bytes_out() == start:  # until the load runs: every connection is up
+            if load.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("counting run: the load never started echoing")
+            time.sleep(0.02)
+        time.sleep(0.25)
+        b0 = admin.bytes_out()
+        counter.command("enable")
+        time.sleep(seconds)
+        counter.command("disable")
+        b1 = admin.bytes_out()
+        out, err = load.communicate(timeout=seconds + 120)
+    finally:
+        admin.close()
+        if load and load.poll() is None:
+            load.kill()
+            load.wait()
+        count = counter.finish()
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"reactord-load failed ({load.returncode}): {err.strip()[:300]}")
+    note_mismatch(r, f"syscall count, {conns} connections, {size} B, port {port}")
+    if r["errors"]:
+        raise RuntimeError(f"counting run: {r['errors']} errors ({r['first_error']})")
+    requests = (b1 - b0) / size
+    return {"per_request": count / requests if requests > 0 else None, "syscalls": [count],
+            "requests": [requests], "method": "window"}
+
+
+def check_perf():
+    """None when perf can count raw_syscalls:sys_enter here (mounting tracefs if it must), else
+    why not."""
+    if not shutil.which("perf"):
+        return ("perf is not installed (Debian's linux-perf: scripts/install-deps.sh --bench); "
+                "it counts system calls per request, or pass --no-syscalls")
+    if not (TRACEFS / "events/raw_syscalls").exists():
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True)
+    if not (TRACEFS / "events/raw_syscalls").exists():
+        return (f"no tracefs at {TRACEFS} and `mount -t tracefs nodev {TRACEFS}` failed (root "
+                "needed); or pass --no-syscalls")
+    p = subprocess.run(["perf", "stat", "-e", SYSCALL_EVENT, "-x,", "--", "true"],
+                       capture_output=True, text=True)
+    try:
+        parse_perf_count(p.stderr)
+    except RuntimeError as e:
+        return f"perf stat -e {SYSCALL_EVENT} fails here: {e}; or pass --no-syscalls"
+    return None
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -232,6 +600,7 @@ class Compare:
         self.rounds = 1 if args.quick else 3
         self.duration = 1.0 if args.quick else 5.0
         self.warmup = 0.25 if args.quick else 1.0
+        self.count_seconds = 0.5 if args.quick else 1.0  # a counting window (or run) at the cell's rate
         self.work = tempfile.mkdtemp(prefix="reactord-compare-")
         self.results = {"sections": {}, "loadavg": {}}
         self.servers = []
@@ -246,58 +615,106 @@ class Compare:
         self.servers.append(server)
         return server
 
+    @contextlib.contextmanager
+    def measuring(self, s):
+        """Runs the body with s up: an exclusive (spinning) server is started for it and stopped
+        after, the others run for the whole section."""
+        if s.exclusive:
+            s.start()
+            self.note_threads(s)
+        try:
+            yield s
+        finally:
+            if s.exclusive:
+                s.stop()
+
+    def note_threads(self, s):
+        """Records once per server the CPUs each of its threads may run on (the SQ thread's tells
+        whether SQPOLL shared the server's CPU)."""
+        info = self.results.setdefault("servers", {}).setdefault(s.name, {})
+        if "allowed_cpus" not in info:
+            info["allowed_cpus"] = allowed_cpus(s.pid)
+
+    def load(self, s, conns, size, **kw):
+        """run_load against s, plus the share of each of its threads in the CPU time it used."""
+        t0 = thread_cpu(s.pid)
+        r = run_load(self.build, s.port, s.pid, conns, size, duration=self.duration,
+                     warmup=self.warmup, **kw)
+        r["threads"] = thread_shares(t0, thread_cpu(s.pid))
+        if "iou-sqp" in r["threads"]:
+            r["sq_share"] = r["threads"]["iou-sqp"]
+        return r
+
     # ---- echo: closed loop, then the open-loop latency run ----
     def echo_servers(self, max_connections=4096):
-        servers = []
-        for b in ["epoll", "io_uring", "libevent"]:
-            if b in self.backends:
-                servers.append(reactord_server(self.build, b, self.work, max_connections)["echo"])
+        """(Row, Server) for every row of echo_rows() this machine and build can run."""
+        out = []
+        for row in echo_rows(self.args.sqpoll_cpu):
+            if row.backend:
+                if row.backend not in self.backends:
+                    log(f"{row.name}: reactord backend {row.backend} unavailable here: skipped")
+                    continue
+                s = reactord_server(self.build, row.backend, self.work, max_connections,
+                                    row.runtime, row.name, row.exclusive)["echo"]
+                why = reactord_config_error(self.build, s.config) if row.runtime else None
+                if why:
+                    log(f"{row.name}: this reactord refuses its config ({why}): skipped")
+                    continue
             else:
-                log(f"reactord backend {b} unavailable here: skipped")
-        for peer, name in [("epoll_echo", "epoll"), ("uv_echo", "libuv"), ("asio_echo", "asio")]:
-            exe = self.build / "perf/peers" / peer
-            if exe.exists():
+                exe = self.build / "perf/peers" / row.peer
+                if not exe.exists():
+                    log(f"{row.name}: {exe} not built (library missing?): skipped")
+                    continue
                 port = free_port()
-                servers.append(Server(name, [exe, "--port", port], port, self.work))
-            else:
-                log(f"{exe} not built (library missing?): skipped")
-        return servers
+                s = Server(row.name, [exe, "--port", port, *row.peer_args], port, self.work)
+            self.results.setdefault("servers", {})[row.name] = {
+                "runtime": row.runtime, "argv": [str(a) for a in s.argv[1:]],
+                "exclusive": row.exclusive}
+            out.append((row, s))
+        return out
 
     def section_echo(self):
-        servers = [self.start(s) for s in self.echo_servers()]
+        rows = self.echo_servers()
+        for row, s in rows:
+            if not s.exclusive:
+                self.start(s)
+                self.note_threads(s)
         cells = {}
         for conns in ECHO_CONNS:
             for size in ECHO_SIZES:
+                servers = [s for row, s in rows if in_cell(row, conns, size)]
                 rounds = []
                 for r in range(self.rounds):
                     res = {}
                     for s in servers:
                         try:
-                            res[s.name] = run_load(self.build, s.port, s.pid, conns, size,
-                                                   duration=self.duration, warmup=self.warmup)
+                            with self.measuring(s):
+                                res[s.name] = self.load(s, conns, size)
                         except Exception as e:  # noqa: BLE001 - record and go on
                             log(f"  {s.name} {conns}x{size}: {e}")
                     rounds.append(res)
-                cells[f"{conns}x{size}"] = {"conns": conns, "size": size, "rounds": rounds,
-                                            "summary": summarize(rounds, "epoll")}
-                summ = cells[f"{conns}x{size}"]["summary"]
+                cell = cells[f"{conns}x{size}"] = {"conns": conns, "size": size, "rounds": rounds,
+                                                   "summary": summarize(rounds, "epoll")}
+                summ = cell["summary"]
+                if not self.args.no_syscalls and (not self.quick or (conns, size) in QUICK_COUNTS):
+                    cell["syscalls"] = self.count_cell(servers, summ, conns, size)
                 log(f"echo {conns} conns {size} B: " + ", ".join(
-                    f"{n} {v['rps']:.0f}/s {v['cpu_us']:.2f}us" for n, v in summ.items()))
+                    f"{n} {v['rps']:.0f}/s {v['cpu_us']:.2f}us"
+                    + (f" {v['syscalls']:.3f} sys" if v.get("syscalls") is not None else "")
+                    for n, v in summ.items()))
         self.results["sections"]["echo"] = cells
 
         if "open" in self.sections:
-            base = cells.get("100x64", {}).get("summary", {})
-            peaks = [v["rps"] for v in base.values() if v.get("rps")]
-            if peaks:
-                rate = 0.5 * min(peaks)
+            rate = open_loop_rate(cells.get("100x64", {}).get("summary", {}))
+            if rate:
+                servers = [s for row, s in rows if row.open_loop]
                 rounds = []
                 for r in range(self.rounds):
                     res = {}
                     for s in servers:
                         try:
-                            res[s.name] = run_load(self.build, s.port, s.pid, 100, 64,
-                                                   duration=self.duration, warmup=self.warmup,
-                                                   rate=rate)
+                            with self.measuring(s):
+                                res[s.name] = self.load(s, 100, 64, rate=rate)
                         except Exception as e:  # noqa: BLE001
                             log(f"  open loop {s.name}: {e}")
                     rounds.append(res)
@@ -306,6 +723,29 @@ class Compare:
                                                     "summary": summarize(rounds, "epoll")}
                 log(f"open loop at {rate:.0f}/s done")
         self.stop_all()
+
+    def count_cell(self, servers, summ, conns, size):
+        """One counting run per server after a cell's timed rounds (perf slows what it counts, so
+        never during them): exact system calls per request, into the summary as `syscalls`."""
+        out = {}
+        for s in servers:
+            rps = summ.get(s.name, {}).get("rps") or 0
+            extra = max(2000, int(rps * self.count_seconds))
+            try:
+                with self.measuring(s):
+                    if s.admin:  # reactord: its own count of bytes echoed, over a steady window
+                        out[s.name] = count_syscalls_window(
+                            self.build, s.port, s.pid, s.admin, conns, size, self.count_seconds,
+                            self.work)
+                    else:  # a peer: no counters, no timers, no spinning
+                        out[s.name] = count_syscalls(self.build, s.port, s.pid, conns, size,
+                                                     extra, self.work)
+            except Exception as e:  # noqa: BLE001
+                log(f"  counting {s.name} {conns}x{size}: {e}")
+                continue
+            if s.name in summ:
+                summ[s.name]["syscalls"] = out[s.name]["per_request"]
+        return out
 
     # ---- resp: redis-benchmark ----
     def section_resp(self):
@@ -546,6 +986,11 @@ def main():
     p.add_argument("--sections", default="echo,open,resp,http,memory",
                    help="comma-separated subset of echo,open,resp,http,memory")
     p.add_argument("--out-dir", default=str(HERE / "results"))
+    p.add_argument("--no-syscalls", action="store_true",
+                   help="skip the counting runs (system calls per request; they need perf)")
+    p.add_argument("--sqpoll-cpu", type=int, default=int(SERVER_CPU),
+                   help="io_uring_sqpoll_cpu of the SQPOLL row: the server's CPU (default "
+                        f"{SERVER_CPU}), or -1 to leave the SQ thread unpinned")
     args = p.parse_args()
 
     if not shutil.which("taskset"):
@@ -554,6 +999,10 @@ def main():
         sys.exit("compare: needs two CPUs (server on CPU 0, client on CPU 1)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and clients
+    if not args.no_syscalls and any(x in args.sections.split(",") for x in ("echo", "open")):
+        why = check_perf()
+        if why:
+            sys.exit(f"compare: cannot count system calls: {why}")
     if not args.no_build:
         build(args)
     info = machine_info(Path(args.build_dir).resolve())

@@ -91,6 +91,50 @@ def ratio_cells(r):
     return [fx(r.get("x_rps")), fx(r.get("x_cpu")), fmt(r["load1"], 1)]
 
 
+def paired_ratio(rounds, a, b, key):
+    """The median over rounds of round[a][key] / round[b][key], from the rounds that measured both
+    (servers alternate within a round, so each pair shares the machine's state)."""
+    xs = sorted(r[a][key] / r[b][key] for r in rounds
+                if a in r and b in r and r[a].get(key) is not None and r[b].get(key))
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+# The one-connection latency table: (row, backend, what the shard does when idle), its block row
+# first per backend (the reference of the "× block" column).
+LATENCY_ROWS = [
+    ("reactord-epoll", "epoll", "block"),
+    ("reactord-epoll-adaptive", "epoll", "adaptive"),
+    ("reactord-epoll-spin", "epoll", "spin"),
+    ("reactord-io_uring", "io_uring", "block"),
+    ("reactord-io_uring-adaptive", "io_uring", "adaptive"),
+    ("reactord-io_uring-spin", "io_uring", "spin"),
+    ("reactord-io_uring-sqpoll", "io_uring", "block, SQPOLL"),
+]
+
+
+def latency_rows(echo):
+    """The latency table's rows from the echo section's 1 x 64 B cell: (name, backend, idle,
+    summary row, its p50 over the block row's as the median of per-round ratios)."""
+    cell = echo.get("1x64")
+    if not cell:
+        return []
+    out = []
+    for name, backend, idle in LATENCY_ROWS:
+        r = cell["summary"].get(name)
+        if r:
+            out.append((name, backend, idle, r,
+                        paired_ratio(cell["rounds"], name, f"reactord-{backend}", "p50")))
+    return out
+
+
+def sys_cell(r):
+    v = r.get("syscalls")
+    return "–" if v is None else f"{v:.3f}"
+
+
 def targets(res):
     """Each target of issue 7 with what this run measured."""
     out = []
@@ -120,6 +164,17 @@ def targets(res):
                 out.append((f"{name} ≥ {want}× raw epoll, {c} conns, {s} B",
                             f"rate {fx(r['x_rps'])}, CPU efficiency {fx(eff)}",
                             judge((r["x_rps"] or 0) >= want, eff is not None and eff >= want)))
+    for s in echo_sizes:
+        r = cell(100, s, "reactord-io_uring")
+        if r and r.get("syscalls") is not None:
+            out.append((f"reactord-io_uring ≤ 0.2 system calls per request, 100 conns, {s} B",
+                        f"{r['syscalls']:.3f} (raw epoll: {sys_cell(cell(100, s, 'epoll') or {})})",
+                        "met" if r["syscalls"] <= 0.2 else "missed"))
+    for name, backend, idle, r, x_block in latency_rows(echo):
+        if idle == "spin" and x_block is not None:
+            out.append((f"idle = spin: 1-connection p50 ≥ 20 % below block, {backend}",
+                        f"p50 {us(r['p50'], 1)}, {fx(x_block)} block's, at {us(r['cpu_us'], 2)} "
+                        "server CPU/req", "met" if x_block <= 0.8 else "missed"))
     for peer in ["libuv", "asio"]:
         ahead_rate = ahead_cpu = total = 0
         for c in echo_conns:
@@ -177,7 +232,7 @@ def markdown(res, info, args, svg_name):
     a(f"- machine: {info['cpus']} CPUs, {info['cpu']}, kernel {info['kernel']}")
     a(f"- peers: {info['redis']}; {info['nginx']}; {info['wrk']}")
     a("- servers pinned to CPU 0, clients to CPU 1 (`taskset`); server CPU = utime + stime of the "
-      "server process (/proc/PID/stat) over the measured window")
+      "server process (/proc/PID/stat: every thread of it) over the measured window")
     a("- load average (1, 5, 15 min) before → after each section: " + "; ".join(
         f"{k} {v['before']} → {v['after']} ({v['seconds']} s)" for k, v in res["loadavg"].items()))
     a("")
@@ -201,13 +256,49 @@ def markdown(res, info, args, svg_name):
           "(rate: above 1 is faster; CPU: server CPU per request over the floor's, below 1 is "
           "cheaper).")
         a("")
-        L += table(["conns", "size", "server", "req/s", "server CPU/req", "server util",
-                    "client util", "p99", "× epoll rate", "× epoll CPU", "load"],
+        a("`syscalls/req`: the server process's system calls (every thread; "
+          "`perf stat -e raw_syscalls:sys_enter -p PID`) per request, exact, from a counting run "
+          "after the cell's timed rounds: for reactord over a steady window of a running load, "
+          "requests from the echo service's bytes sent (admin `services`); for a peer the "
+          "difference of two fixed-count runs (one request per connection, then more), so "
+          "connecting and closing cancel out. A spinning row's polls while it waits count too "
+          "(docs/benchmarks.md, \"What the numbers mean\"). `epoll+thread` is the floor with one "
+          "extra idle thread; `-spin`, `-adaptive`: `runtime.idle`; `-sqpoll`: "
+          "`runtime.io_uring_sqpoll = true`, its kernel SQ thread's CPU time included (a thread of "
+          "the process).")
+        a("")
+        L += table(["conns", "size", "server", "req/s", "server CPU/req", "syscalls/req",
+                    "server util", "client util", "p99", "× epoll rate", "× epoll CPU", "load"],
                    [[c["conns"], f"{c['size']} B", n, fmt(r["rps"]), us(r["cpu_us"], 2),
-                     util_cell(r), fmt(r["client_util"], 2), f"{fmt(r['p99'] / 1000, 2)} ms",
-                     fx(r.get("x_rps")), fx(r.get("x_cpu")), fmt(r["load1"], 1)]
+                     sys_cell(r), util_cell(r), fmt(r["client_util"], 2),
+                     f"{fmt(r['p99'] / 1000, 2)} ms", fx(r.get("x_rps")), fx(r.get("x_cpu")),
+                     fmt(r["load1"], 1)]
                     for c in echo.values() for n, r in c["summary"].items()])
         a("")
+        lat = latency_rows(echo)
+        if lat:
+            a("## Echo latency, one connection × 64 B: block, adaptive, spin")
+            a("")
+            a("Closed loop (one request in flight), from the 1 × 64 B cell above. `× block p50`: "
+              "median of per-round ratios to the same backend's `block` row. A spinning shard "
+              "uses its CPU whether or not requests come: its CPU per request is the price of "
+              "its latency.")
+            a("")
+            L += table(["server", "backend", "idle", "p50", "p99", "× block p50",
+                        "server CPU/req", "server util", "syscalls/req"],
+                       [[n, b, idle, us(r["p50"], 1), us(r["p99"], 1), fx(x), us(r["cpu_us"], 2),
+                         fmt(r["util"], 2), sys_cell(r)] for n, b, idle, r, x in lat])
+            a("")
+        sq = [(c, n, r) for c in echo.values() for n, r in c["summary"].items()
+              if r.get("sq_share") is not None]
+        if sq:
+            cpus = res.get("servers", {}).get("reactord-io_uring-sqpoll", {}).get(
+                "allowed_cpus", {}).get("iou-sqp", "?")
+            a(f"SQPOLL: the kernel's SQ thread (`iou-sqp-PID`, allowed CPUs {cpus}) used this "
+              "share of the server's CPU per request: " + ", ".join(
+                  f"{c['conns']} × {c['size']} B {r['sq_share'] * 100:.0f} %" for c, n, r in sq)
+              + ".")
+            a("")
     op = res["sections"].get("open")
     if op:
         a(f"## Echo, open loop at {op['rate']:,.0f} requests/s (half the lowest peak at 100 "
@@ -255,7 +346,10 @@ def markdown(res, info, args, svg_name):
 
 COLORS = {"reactord-epoll": "#1f77b4", "reactord-io_uring": "#17becf",
           "reactord-libevent": "#9467bd", "epoll": "#7f7f7f", "libuv": "#ff7f0e",
-          "asio": "#d62728", "redis": "#2ca02c", "nginx": "#8c564b"}
+          "asio": "#d62728", "redis": "#2ca02c", "nginx": "#8c564b",
+          "epoll+thread": "#c7c7c7", "reactord-epoll-spin": "#aec7e8",
+          "reactord-io_uring-spin": "#9edae5", "reactord-io_uring-sqpoll": "#bcbd22",
+          "reactord-epoll-adaptive": "#393b79", "reactord-io_uring-adaptive": "#637939"}
 
 
 def svg_chart(res):
@@ -280,18 +374,21 @@ def svg_chart(res):
     for _, groups, _, _ in panels:
         for _, summ in groups:
             names += [n for n in summ if n not in names]
-    height = top + len(panels) * (ph + 50) + 30
+    height = top + len(panels) * (ph + 50) + 30 + 16 * (len(names) // 6)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="20" font-size="14">reactord comparison, {res["started"]} '
            f'(server CPU 0, client CPU 1)</text>']
-    lx = left
-    for n in names:  # legend
-        out.append(f'<rect x="{lx}" y="28" width="10" height="10" fill="{COLORS.get(n, "#000")}"/>'
-                   f'<text x="{lx + 14}" y="37">{n}</text>')
-        lx += 14 + 7 * len(n) + 16
-    y0 = top + 20
+    lx, ly = left, 28
+    for n in names:  # legend, wrapped at the right edge
+        w = 14 + 7 * len(n) + 16
+        if lx + w > width - 20 and lx > left:
+            lx, ly = left, ly + 16
+        out.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{COLORS.get(n, "#000")}"/>'
+                   f'<text x="{lx + 14}" y="{ly + 9}">{n}</text>')
+        lx += w
+    y0 = top + 20 + (ly - 28)
     for title, groups, key, scale in panels:
         vals = [summ[n][key] * scale for _, summ in groups for n in summ
                 if summ[n].get(key) is not None]

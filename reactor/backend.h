@@ -92,8 +92,21 @@ class Backend {
   virtual void counters(std::vector<Counter>& out) const = 0;
 };
 
+// Settings for the backend create_backend() makes (the daemon's runtime.io_uring_* keys); each
+// backend reads only its own.
+struct BackendParams {
+  // io_uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL), so the loop makes
+  // no system call to submit while that thread is awake; it sleeps after `uring_sqpoll_idle_ms`
+  // without work. `uring_sqpoll_cpu` >= 0 pins it to that CPU (IORING_SETUP_SQ_AFF). With it,
+  // "auto" means io_uring: a kernel that refuses SQPOLL is an error, never a fallback to epoll.
+  bool uring_sqpoll = false;
+  int uring_sqpoll_cpu = -1;
+  uint32_t uring_sqpoll_idle_ms = 1000;
+};
+
 // Creates the backend `name` ("auto", "epoll", ...) for the calling thread's loop, or says why it
 // cannot. Implemented by backends/registry.cc, the only place that knows every backend.
-absl::StatusOr<std::unique_ptr<Backend>> create_backend(std::string_view name);
+absl::StatusOr<std::unique_ptr<Backend>> create_backend(std::string_view name,
+                                                        const BackendParams& params = {});
 
 }  // namespace reactor

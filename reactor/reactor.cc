@@ -128,7 +128,8 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::create(Options options) {
   if (t_reactor != nullptr) {
     return absl::FailedPreconditionError("this thread already runs a reactor (one per thread)");
   }
-  absl::StatusOr<std::unique_ptr<Backend>> backend = create_backend(options.backend);
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      create_backend(options.backend, options.backend_params);
   if (!backend.ok()) return backend.status();
   install_overflow_handler();
   set_running_fiber_lookup(&running_fiber);

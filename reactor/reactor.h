@@ -74,6 +74,7 @@ class Reactor {
  public:
   struct Options {
     std::string backend = "auto";  // auto, epoll (io_uring and libevent: see backends/)
+    BackendParams backend_params;  // backend-specific settings (io_uring's SQPOLL)
     size_t stack_size = 64 * 1024;
     size_t max_cached_stacks = 1024;
     // Guarded stacks beyond this get a canary; the process-wide budget from vm.max_map_count

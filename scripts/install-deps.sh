@@ -21,9 +21,11 @@ packages=(
   # curl, a client of tests/http_clients_test.
   libhttp-parser-dev libhiredis-dev curl
 )
-# python3 runs perf/compare.py (standard library only).
+# python3 runs perf/compare.py (standard library only); linux-perf counts its system calls per
+# request (perf stat -e raw_syscalls:sys_enter) and perf/profile-cost.sh's, valgrind the exact
+# instruction counts (perf/callgrind-*.sh, perf/observability-cost.sh, perf/profile-cost.sh).
 bench_packages=(libboost-context-dev libuv1-dev libasio-dev redis-server nginx-light wrk
-  python3)
+  python3 linux-perf valgrind)
 package_packages=(debhelper dpkg-dev fakeroot lintian systemd-container)
 
 for arg in "$@"; do

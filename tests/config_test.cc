@@ -217,6 +217,9 @@ TEST(ConfigDefaultsTest, OmittedKeysTakeDocumentedDefaults) {
   EXPECT_EQ(cfg.runtime.idle, IdleMode::kBlock);
   EXPECT_EQ(cfg.runtime.spin_us, 50u);
   EXPECT_EQ(cfg.runtime.offload_threads, 4u);
+  EXPECT_FALSE(cfg.runtime.io_uring_sqpoll);
+  EXPECT_EQ(cfg.runtime.io_uring_sqpoll_cpu, -1);
+  EXPECT_EQ(cfg.runtime.io_uring_sqpoll_idle_ms, 1000u);
   EXPECT_EQ(cfg.log.level, LogLevel::kInfo);
   EXPECT_EQ(cfg.log.format, LogFormat::kAuto);
   EXPECT_EQ(cfg.admin.socket, "/run/reactord/admin.sock");
@@ -295,6 +298,8 @@ TEST(ConfigRangeTest, EveryNumberHasItsRange) {
       {"runtime", "shards", 0, 1024},
       {"runtime", "spin_us", 0, 100000},
       {"runtime", "offload_threads", 1, 256},
+      {"runtime", "io_uring_sqpoll_cpu", -1, 4095},
+      {"runtime", "io_uring_sqpoll_idle_ms", 1, 60000},
       {"admin", "max_clients", 1, 1024},
       {"admin", "idle_timeout_ms", 100, 3600000},
       {"watchdog", "reports_per_minute", 1, 6000},
@@ -413,7 +418,8 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
   const std::vector<BadConfig> cases = {
       {"unknown key", "[runtime]\nshards = 2\n  shardz = 3\n" + svc,
        "t.toml:3:3: runtime.shardz: unknown key; [runtime] has backend, shards, pin_cpus, "
-       "stack_size_kib, idle, spin_us, offload_threads"},
+       "stack_size_kib, idle, spin_us, offload_threads, io_uring_sqpoll, io_uring_sqpoll_cpu, "
+       "io_uring_sqpoll_idle_ms"},
       {"unknown section", "[runtme]\nshards = 2\n" + svc,
        "t.toml:1:2: runtme: unknown section; expected runtime, log, admin, watchdog, shutdown, "
        "service"},

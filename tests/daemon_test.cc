@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backends/registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "reactor/net.h"
@@ -40,6 +41,7 @@ namespace test = reactor::test;
 using namespace std::chrono_literals;
 using test::DaemonProcess;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string config_with(const std::string& dir, const std::string& services,
                         const std::string& extra = "") {
@@ -638,6 +640,45 @@ TEST(DaemonIdle, SpinningShardsAreIdleAndHealthy) {
   EXPECT_THAT(reactorctl(b.dir(), "--json stats"), HasSubstr("\"idle\":\"block\""));
   b.signal(SIGTERM);
   EXPECT_EQ(b.wait_exit(), 0) << b.log();
+}
+
+// runtime.io_uring_sqpoll: each shard's ring gets an SQ thread (the stats say so) and echo is
+// byte-exact; a CPU the kernel cannot pin the thread to is a start-up error (69) naming SQPOLL,
+// never a run without it, and the key with epoll is a config error (78).
+TEST(DaemonSqpoll, ShardsRunWithSqpollAndRefusalsAreStartupErrors) {
+  if (!reactor::probe_backend("io_uring").available) GTEST_SKIP() << "no io_uring here";
+  auto with_runtime = [](DaemonProcess& d, const std::string& keys) {
+    std::string cfg = config_with(d.dir(), kEchoService);
+    return cfg.replace(cfg.find("shards = 2\n"), 11, "shards = 2\n" + keys);
+  };
+  const std::string sqpoll = "io_uring_sqpoll = true\nio_uring_sqpoll_idle_ms = 50\n";
+  DaemonProcess d;
+  ASSERT_TRUE(test::start_daemon(d, with_runtime(d, "backend = \"auto\"\n" + sqpoll)));
+  const std::string addr = d.addresses()["echo"];
+  ASSERT_FALSE(addr.empty()) << d.log();
+  for (int i = 0; i < 3; ++i) {
+    const std::string payload = pattern(128 * 1024, i);
+    EXPECT_TRUE(echo_through(addr, payload) == payload) << "connection " << i;
+  }
+  const std::string stats = reactorctl(d.dir(), "--json stats");
+  EXPECT_THAT(stats, HasSubstr("\"io_uring_feature_sqpoll\":1")) << stats;
+  EXPECT_THAT(stats, Not(HasSubstr("\"io_uring_feature_sqpoll\":0"))) << stats;
+  EXPECT_TRUE(test::stops_cleanly(d));
+
+  std::string out;
+  DaemonProcess bad;
+  bad.write_config(with_runtime(bad, sqpoll + "io_uring_sqpoll_cpu = 4095\n"));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + bad.dir() + "/reactord.toml"}, &out), 69)
+      << out;
+  EXPECT_THAT(out, HasSubstr("io_uring_setup(SQPOLL|SQ_AFF)"));
+  EXPECT_THAT(out, HasSubstr("io_uring_sqpoll_cpu"));
+  EXPECT_THAT(out, Not(HasSubstr("using epoll")));
+
+  DaemonProcess epoll;
+  epoll.write_config(with_runtime(epoll, "backend = \"epoll\"\n" + sqpoll));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + epoll.dir() + "/reactord.toml"}, &out), 78)
+      << out;
+  EXPECT_THAT(out, HasSubstr("runtime.io_uring_sqpoll = true needs backend"));
 }
 
 // A [::] listener is dual-stack: the same service answers over IPv6 and IPv4 loopback.

@@ -101,6 +101,29 @@ TEST(UringBackend, EveryLevelWakesUp) {
   EXPECT_GE(woken, 2);
 }
 
+// The ring fd is registered (5.18) so io_uring_enter skips the fd lookup, and reported; turned
+// off, the ring enters through its plain fd (and the suites pass: ctest's *_uring_no_ring_fd).
+TEST(UringBackend, RegisteredRingFdIsReportedAndCanBeTurnedOff) {
+  REQUIRE_URING();
+  auto b = UringBackend::create();
+  ASSERT_TRUE(b.ok());
+  if (kernel_version() >= 518) {
+    EXPECT_TRUE((*b)->registered_ring_fd());
+    EXPECT_THAT((*b)->describe(), ::testing::HasSubstr("registered ring fd"));
+    EXPECT_EQ(counter(**b, "io_uring_feature_registered_ring_fd"), 1u);
+  }
+  UringBackend::Options options;
+  options.register_ring_fd = false;
+  auto plain = UringBackend::create(options);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE((*plain)->registered_ring_fd());
+  EXPECT_THAT((*plain)->describe(), ::testing::Not(::testing::HasSubstr("registered ring fd")));
+  EXPECT_EQ(counter(**plain, "io_uring_feature_registered_ring_fd"), 0u);
+  (*plain)->wakeup();
+  (*plain)->poll(Duration(-1));  // returns because of the token, through the plain fd
+  EXPECT_EQ(counter(**plain, "wakeups_total"), 1u);
+}
+
 // wakeup() writes the eventfd only when no token is pending: a burst from another thread costs one
 // write, and the next poll clears it.
 TEST(UringBackend, WakeupWritesOnceWhilePending) {

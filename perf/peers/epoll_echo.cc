@@ -1,6 +1,10 @@
 // The floor of the comparison: a single-threaded TCP echo server on raw epoll, as little as an
 // echo server can do. Level-triggered; one shared 16 KiB read buffer; a connection whose send
 // would block keeps its remainder and stops being read until the remainder is written.
+// --idle-thread starts a second thread that only blocks, before the first connection: the same
+// loop in a multithreaded process, whose fd table is shared, so the kernel's fd lookup per
+// recv/send takes and drops a file reference (an atomic each) that a single-threaded process skips
+// (fs/file.c, __fget_light). perf/compare.py's "epoll+thread" row.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,6 +16,7 @@
 #include <cerrno>
 #include <csignal>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "perf/peers/peer_args.h"
@@ -56,8 +61,13 @@ bool write_some(int fd, const char* data, size_t n, size_t* written) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const reactor::peers::PeerArgs args = reactor::peers::parse_peer_args(argc, argv);
+  const reactor::peers::PeerArgs args = reactor::peers::parse_peer_args(argc, argv, true);
   signal(SIGPIPE, SIG_IGN);
+  if (args.idle_thread) {
+    std::thread([] {
+      for (;;) pause();  // blocks until the process ends; a signal that returns only resumes it
+    }).detach();
+  }
   const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -1,5 +1,6 @@
 // Command line of the peer echo servers: `NAME [--host ADDR] [--port N]` (port 0 or omitted: the
-// OS picks one). Each prints "listening PORT" on stdout once it accepts, so a script can wait.
+// OS picks one), and for epoll_echo `--idle-thread`. Each prints "listening PORT" on stdout once it
+// accepts, so a script can wait.
 #pragma once
 
 #include <cstdio>
@@ -15,17 +16,22 @@ inline constexpr size_t kReadSize = 16 * 1024;
 struct PeerArgs {
   std::string host = "127.0.0.1";
   int port = 0;
+  bool idle_thread = false;  // --idle-thread: start a second thread that only blocks
 };
 
-inline PeerArgs parse_peer_args(int argc, char** argv) {
+// idle_thread_flag: whether this server takes --idle-thread.
+inline PeerArgs parse_peer_args(int argc, char** argv, bool idle_thread_flag = false) {
   PeerArgs a;
   for (int i = 1; i < argc; ++i) {
-    if (i + 1 < argc && std::strcmp(argv[i], "--host") == 0) {
+    if (idle_thread_flag && std::strcmp(argv[i], "--idle-thread") == 0) {
+      a.idle_thread = true;
+    } else if (i + 1 < argc && std::strcmp(argv[i], "--host") == 0) {
       a.host = argv[++i];
     } else if (i + 1 < argc && std::strcmp(argv[i], "--port") == 0) {
       a.port = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--host ADDR] [--port N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--host ADDR] [--port N]%s\n", argv[0],
+                   idle_thread_flag ? " [--idle-thread]" : "");
       std::exit(64);
     }
   }
