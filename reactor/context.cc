@@ -60,6 +60,7 @@ void init_thread_context(Context* ctx) {
 #endif
 }
 
+#if defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
 void switch_context(Context* from, Context* to, bool finishing) {
 #if defined(REACTOR_ASAN)
   __sanitizer_start_switch_fiber(finishing ? nullptr : &from->asan_fake_stack, to->stack_bottom,
@@ -78,6 +79,7 @@ void switch_context(Context* from, Context* to, bool finishing) {
   __sanitizer_finish_switch_fiber(from->asan_fake_stack, &old_bottom, &old_size);
 #endif
 }
+#endif
 
 void on_context_start(Context* from) {
 #if defined(REACTOR_ASAN)

@@ -21,9 +21,12 @@ namespace reactor::detail {
 
 enum class FiberState : uint8_t { kRunnable, kRunning, kParked, kDone };
 
+// What a fiber runs. The reactor calls run() once on the fiber, then release() when the fiber ends
+// (or is abandoned with its reactor); release() ends the reactor's use of the body.
 struct FiberBody {
   virtual ~FiberBody() = default;
   virtual void run() = 0;
+  virtual void release() = 0;
 };
 
 // The fiber's name packed in atomic words, for threads that read a running fiber's name without
@@ -59,8 +62,8 @@ struct Fiber {
   Fiber* next_ready = nullptr;
   Fiber* prev_alive = nullptr;
   Fiber* next_alive = nullptr;
-  Deadline created{};
-  std::unique_ptr<FiberBody> body;
+  Deadline created{};         // the loop's clock when it was spawned (the spawning slice's start)
+  FiberBody* body = nullptr;  // owned: released when the fiber ends
 };
 
 // The fiber running on this thread, or null in scheduler context. Loop thread.

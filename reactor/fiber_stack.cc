@@ -25,9 +25,9 @@ constexpr size_t kSavedWords = 22;
 #endif
 
 // Frames of the runtime's own parking path: dropped from the top of a parked fiber's stack.
-constexpr std::string_view kParkingFrames[] = {
-    "reactor_switch_context", "reactor::detail::", "reactor::Reactor::switch_to_scheduler",
-    "reactor::Reactor::park"};
+constexpr std::string_view kParkingFrames[] = {"reactor_switch_context",
+                                               "reactor::detail::", "reactor::Reactor::suspend",
+                                               "reactor::Reactor::park"};
 
 bool is_parking_frame(std::string_view name) {
   for (std::string_view p : kParkingFrames) {

@@ -103,6 +103,7 @@ bool detail::wake(Fiber* fiber, absl::Status status) {
 }
 
 thread_local Backend* detail::t_loop_backend = nullptr;
+thread_local detail::FramePool* detail::t_frame_pool = nullptr;
 thread_local uint32_t detail::t_io_budget = Reactor::kIoBudget;
 
 void detail::io_budget_spent() {
@@ -147,6 +148,7 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
   last_clock_ = last_poll_end_ = Clock::now();
   t_reactor = this;
   detail::t_loop_backend = backend_.get();
+  detail::t_frame_pool = &frames_;
 }
 
 Reactor::~Reactor() {
@@ -156,6 +158,7 @@ Reactor::~Reactor() {
   if (t_reactor == this) {
     t_reactor = nullptr;
     detail::t_loop_backend = nullptr;
+    detail::t_frame_pool = nullptr;
   }
 }
 
@@ -163,8 +166,7 @@ Reactor* Reactor::current() {
   return t_reactor;
 }
 
-absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
-                                                  std::unique_ptr<detail::FiberBody> body) {
+absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::FiberBody* body) {
   absl::StatusOr<Stack> stack = stacks_.allocate();
   if (!stack.ok()) {
     stats_.spawn_failures.add();
@@ -191,8 +193,10 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
   f->slices = 0;
   f->reactor = this;
   f->stack = *stack;
-  f->body = std::move(body);
-  f->created = Clock::now();
+  f->body = body;
+  // The loop's last clock reading: the start of the spawning slice (or the end of the last poll),
+  // not a clock read of its own per spawn.
+  f->created = last_clock_;
   f->deadline.fire = &fire_fiber_deadline;
   f->deadline.data = f;
   detail::make_context(&f->context, f->stack.bottom(), f->stack.usable_size(), &fiber_entry, f);
@@ -211,11 +215,13 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name,
 void Reactor::fiber_entry(void* arg) {
   auto* f = static_cast<detail::Fiber*>(arg);
   Reactor* r = f->reactor;
-  detail::on_context_start(&r->scheduler_context_);
+  // Started by the scheduler or by a fiber's hand-off.
+  detail::on_context_start(r->switch_from_);
+  r->landed();
   f->body->run();
-  f->body.reset();
+  std::exchange(f->body, nullptr)->release();
   f->state = detail::FiberState::kDone;
-  detail::switch_context(&f->context, &r->scheduler_context_, /*finishing=*/true);
+  r->suspend(f, /*finishing=*/true);
   __builtin_unreachable();
 }
 
@@ -230,17 +236,18 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   stats_.fibers_alive.set(alive_count_);
   stats_.stacks_guarded.set(stacks_.guarded_in_use());
   stats_.stacks_canary.set(stacks_.canary_in_use());
-  f->body.reset();
+  if (f->body != nullptr) std::exchange(f->body, nullptr)->release();  // abandoned
   f->name.clear();
   f->id.store(0, std::memory_order_relaxed);
   free_fibers_.push_back(f);
 }
 
-void Reactor::resume(detail::Fiber* f) {
+void Reactor::begin_slice(detail::Fiber* f) {
   current_ = f;
   f->state = detail::FiberState::kRunning;
   // The last clock reading is the end of the previous slice or poll: nothing waits in between.
   const Deadline start = last_clock_;
+  slice_start_ = start;
   stats_.sched_latency.record(to_ns(start - f->ready_at));
   ++resumes_since_poll_;
   detail::t_io_budget = kIoBudget;
@@ -248,26 +255,74 @@ void Reactor::resume(detail::Fiber* f) {
     slice_fiber_.store(f, std::memory_order_relaxed);
     slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
   }
-  detail::switch_context(&scheduler_context_, &f->context);
+}
+
+// On the fiber's own stack, before it switches away.
+void Reactor::end_slice(detail::Fiber* f) {
   if constexpr (kWatchdogHooks) slice_start_ns_.store(0, std::memory_order_release);
+  const Deadline start = slice_start_;
   last_clock_ = Clock::now();
   const int64_t slice = to_ns(last_clock_ - start);
   stats_.slice.record(slice);
   f->last_slice_ns = slice;
   ++f->slices;
-  if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) {
+  if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) [[unlikely]] {
     long_slice_ns_.store(slice, std::memory_order_relaxed);
     long_slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
     stats_.slow_slices.add();
     ++slow_by_name_[f->name.substr(0, f->name.find('#'))];
   }
-  current_ = nullptr;
   if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
-  if (f->state == detail::FiberState::kDone) destroy_fiber(f);
 }
 
-void Reactor::switch_to_scheduler(detail::Fiber* self) {
-  detail::switch_context(&self->context, &scheduler_context_);
+void Reactor::resume(detail::Fiber* f) {
+  begin_slice(f);
+  switch_from_ = &scheduler_context_;
+  detail::switch_context(&scheduler_context_, &f->context);
+  // Back from whichever fiber ended the chain of slices this one began.
+  landed();
+}
+
+// The scheduler would next resume the run queue's head, with nothing in between, when the
+// current batch still has fibers to run; after the batch it would first poll (when due), fire due
+// timers, run posts and return on stop(), so a new batch begins here only when none of that is
+// due (run_until's `done` is then asked after this batch instead). Each hand-off counts as a
+// resume, so a chain of them still ends for a poll after kResumesPerPoll.
+detail::Fiber* Reactor::hand_off_target() {
+  detail::Fiber* next = ready_head_;
+  if (next == nullptr || next == current_) return nullptr;
+  if (batch_left_ == 0) {
+    if (resumes_since_poll_ >= kResumesPerPoll || inbox_->pending() ||
+        stop_requested_.load(std::memory_order_acquire) ||
+        (!timers_.empty() && timers_.next() <= last_clock_)) {
+      return nullptr;
+    }
+    stats_.loop_iterations.add();
+    batch_left_ = ready_count_;
+  }
+  --batch_left_;
+  ready_head_ = next->next_ready;
+  if (ready_head_ == nullptr) ready_tail_ = nullptr;
+  --ready_count_;
+  return next;
+}
+
+// Not inline, and one switch in it: every suspended fiber then waits at the same return address,
+// which lets the switch return to it with a predicted `ret` on a hand-off (switch_x86_64.S).
+__attribute__((noinline)) void Reactor::suspend(detail::Fiber* self, bool finishing) {
+  end_slice(self);
+  detail::Fiber* const next = hand_off_target();
+  if (finishing) finished_ = self;
+  switch_from_ = &self->context;
+  detail::Context* to = &scheduler_context_;
+  if (next != nullptr) {
+    begin_slice(next);
+    to = &next->context;
+  } else {
+    current_ = nullptr;
+  }
+  detail::switch_context(&self->context, to, finishing);
+  landed();
 }
 
 absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) {
@@ -288,12 +343,15 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
   f->state = detail::FiberState::kParked;
   f->park_op = op;
   f->park_cancellable = cancellable;
-  switch_to_scheduler(f);
+  suspend(f);
   if (f->deadline.armed()) {
     timers_.cancel(&f->deadline);
     stats_.timers_cancelled.add();
   }
   f->park_op = nullptr;
+  if (f->wake_status.ok()) [[likely]] {
+    return absl::OkStatus();
+  }
   return std::exchange(f->wake_status, absl::OkStatus());
 }
 
@@ -327,7 +385,7 @@ void Reactor::spend_io_budget() {
 void Reactor::yield() {
   detail::Fiber* f = current_;
   make_runnable(f);
-  switch_to_scheduler(f);
+  suspend(f);
 }
 
 absl::Status Reactor::sleep_until(Deadline deadline) {
@@ -348,13 +406,18 @@ void Reactor::stop() {
 }
 
 void Reactor::run_ready_batch() {
-  for (size_t n = ready_count_; n > 0 && ready_head_ != nullptr; --n) {
+  // Fibers made runnable while it runs wait for the next batch (after the poll, timers and posts),
+  // unless a hand-off begins a new batch (hand_off_target).
+  batch_left_ = ready_count_;
+  while (batch_left_ > 0 && ready_head_ != nullptr) {
+    --batch_left_;
     detail::Fiber* f = ready_head_;
     ready_head_ = f->next_ready;
     if (ready_head_ == nullptr) ready_tail_ = nullptr;
     --ready_count_;
     resume(f);
   }
+  batch_left_ = 0;
 }
 
 void Reactor::drain_inbox() {

@@ -228,12 +228,25 @@ class Reactor {
 
  private:
   explicit Reactor(Options options, std::unique_ptr<Backend> backend);
-  absl::StatusOr<detail::Fiber*> new_fiber(std::string name,
-                                           std::unique_ptr<detail::FiberBody> body);
+  // Takes `body` only on success.
+  absl::StatusOr<detail::Fiber*> new_fiber(std::string name, detail::FiberBody* body);
   static void fiber_entry(void* arg);
   void make_runnable(detail::Fiber* fiber);
+  // Scheduler context: runs `fiber` (its slice, and the hand-offs that follow it).
   void resume(detail::Fiber* fiber);
-  void switch_to_scheduler(detail::Fiber* self);
+  // Start and end of a fiber's slice: the statistics, the watchdog's view, the canary check.
+  void begin_slice(detail::Fiber* fiber);
+  void end_slice(detail::Fiber* fiber);
+  // The running fiber `self` stops running (its state says why: parked, runnable again or done)
+  // and switches to the next runnable fiber when the loop would run that one next anyway
+  // (hand_off_target), else to the scheduler. Returns when `self` runs again, except `finishing`.
+  void suspend(detail::Fiber* self, bool finishing = false);
+  detail::Fiber* hand_off_target();
+  // Where a switch lands (scheduler or fiber): frees the fiber that ended and switched here.
+  void landed() {
+    if (finished_ != nullptr) [[unlikely]]
+      destroy_fiber(std::exchange(finished_, nullptr));
+  }
   void destroy_fiber(detail::Fiber* fiber);
   void run_ready_batch();
   void drain_inbox();
@@ -245,11 +258,18 @@ class Reactor {
   std::shared_ptr<detail::Inbox> inbox_;
   StackPool stacks_;
   detail::TimerHeap timers_;
+  detail::FramePool frames_;  // freed task frames (task.h)
   detail::Context scheduler_context_;
   detail::Fiber* current_ = nullptr;
   detail::Fiber* ready_head_ = nullptr;
   detail::Fiber* ready_tail_ = nullptr;
   size_t ready_count_ = 0;
+  // Fibers at the head of the run queue still to run in the current batch: until it reaches zero a
+  // suspending fiber hands off to the head at once, exactly what the scheduler would do next.
+  size_t batch_left_ = 0;
+  Deadline slice_start_{};                  // when the running fiber's slice began
+  detail::Context* switch_from_ = nullptr;  // the context the last switch left
+  detail::Fiber* finished_ = nullptr;       // ended, switched away, not yet destroyed
   detail::Fiber* alive_head_ = nullptr;
   size_t alive_count_ = 0;
   uint64_t next_fiber_id_ = 1;
@@ -323,13 +343,16 @@ inline bool Reactor::wake(detail::Fiber* f, absl::Status status) {
 template <class F, class R>
 absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
   loop_thread_.check();
-  auto state = std::make_shared<detail::TaskState<R>>();
   using Fn = std::decay_t<F>;
-  auto body = std::make_unique<detail::TaskBody<R, Fn>>(state, Fn(std::forward<F>(fn)));
-  absl::StatusOr<detail::Fiber*> fiber = new_fiber(std::move(name), std::move(body));
-  if (!fiber.ok()) return fiber.status();
-  state->fiber = *fiber;
-  return Task<R>(std::move(state), (*fiber)->id);
+  // One allocation for the task's state and the callable (task.h).
+  auto* frame = new detail::TaskFrame<R, Fn>(Fn(std::forward<F>(fn)));
+  absl::StatusOr<detail::Fiber*> fiber = new_fiber(std::move(name), frame);
+  if (!fiber.ok()) {
+    frame->release();
+    return fiber.status();
+  }
+  frame->fiber = *fiber;
+  return Task<R>(frame, (*fiber)->id);
 }
 
 template <class F, class R>

@@ -3,7 +3,9 @@
 // void reactor_switch_context(void** save_sp, void* load_sp)
 //   Pushes the callee-saved registers (rbp, rbx, r12-r15), MXCSR and the x87 control word on the
 //   current stack, stores the stack pointer in *save_sp, loads load_sp and pops the same frame from
-//   it, returning through an indirect jump. No system call: the signal mask is per thread, not per
+//   it, returning with `ret` when the resumed context was suspended at our own call site and
+//   through an indirect jump otherwise (REACTOR_SWITCH_ALWAYS_JMP, an assembler define for timing
+//   runs only, always jumps, as before). No system call: the signal mask is per thread, not per
 //   fiber. Measured in docs/benchmarks.md (perf/switch_variants_x86_64.S has the variants).
 //
 // void reactor_fiber_trampoline()
@@ -15,6 +17,7 @@
         .p2align 4
 reactor_switch_context:
         .cfi_startproc
+        movq    (%rsp), %r8     // our own return address (r8 is caller-saved)
         pushq   %rbp
         pushq   %rbx
         pushq   %r12
@@ -45,8 +48,19 @@ reactor_switch_context:
         popq    %r12
         popq    %rbx
         popq    %rbp
-        // An indirect jump, not `ret`: a ret into another stack's return address is never
-        // predicted by the return stack buffer; the jump is predicted like any other.
+        // An indirect jump, not `ret`, when the resumed context was suspended elsewhere: a ret into
+        // another stack's return address is never predicted by the return-stack buffer, the jump
+        // is predicted like any other.
+#if !defined(REACTOR_SWITCH_ALWAYS_JMP)
+        // Resuming a context suspended at the very call site we were called from (two fibers
+        // parked by the same code: a hand-off between two connections, two yielding fibers):
+        // `ret` then pops the entry our own call pushed, which is the right target, and keeps the
+        // return-stack buffer in step for the returns that follow on the resumed stack.
+        cmpq    (%rsp), %r8
+        jne     .Ljump
+        ret
+.Ljump:
+#endif
         popq    %rcx
         jmpq    *%rcx
 .Lload_fp:

@@ -2,8 +2,10 @@
 // deadline, cancel. A Task belongs to the reactor that spawned it: loop thread only.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <exception>
-#include <memory>
+#include <new>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -17,11 +19,83 @@ namespace reactor {
 
 namespace detail {
 
-struct TaskStateBase {
+// Freed task frames kept by the reactor of the thread for the next spawn, in size classes of
+// kGranule bytes up to kClasses * kGranule; larger frames come from operator new. Every block of
+// a class is allocated with the class's full size, so a block allocated without a pool (or freed
+// after its reactor is gone) can be cached or freed by anyone. Loop thread.
+struct FramePool {
+  static constexpr size_t kGranule = 32;
+  static constexpr size_t kClasses = 16;
+  static constexpr uint32_t kMaxPerClass = 1024;
+  struct Free {
+    Free* next;
+  };
+  Free* lists[kClasses] = {};
+  uint32_t counts[kClasses] = {};
+
+  FramePool() = default;
+  FramePool(const FramePool&) = delete;
+  FramePool& operator=(const FramePool&) = delete;
+  ~FramePool() {
+    for (Free* b : lists) {
+      while (b != nullptr) ::operator delete(std::exchange(b, b->next));
+    }
+  }
+};
+// The pool of the reactor running on this thread (null without one). Set by the reactor.
+extern thread_local FramePool* t_frame_pool;
+
+// ASan builds cache nothing, so that every use of a freed frame is reported.
+#if defined(REACTOR_ASAN)
+inline constexpr bool kPoolFrames = false;
+#else
+inline constexpr bool kPoolFrames = true;
+#endif
+
+inline void* alloc_frame(size_t size) {
+  const size_t c = (size - 1) / FramePool::kGranule;
+  if (!kPoolFrames || c >= FramePool::kClasses) return ::operator new(size);
+  if (FramePool* pool = t_frame_pool) {
+    if (FramePool::Free* b = pool->lists[c]) {
+      pool->lists[c] = b->next;
+      --pool->counts[c];
+      return b;
+    }
+  }
+  return ::operator new((c + 1) * FramePool::kGranule);
+}
+
+inline void free_frame(void* p, size_t size) {
+  const size_t c = (size - 1) / FramePool::kGranule;
+  FramePool* pool = t_frame_pool;
+  if (kPoolFrames && pool != nullptr && c < FramePool::kClasses &&
+      pool->counts[c] < FramePool::kMaxPerClass) {
+    auto* b = static_cast<FramePool::Free*>(p);
+    b->next = pool->lists[c];
+    pool->lists[c] = b;
+    ++pool->counts[c];
+    return;
+  }
+  ::operator delete(p);
+}
+
+// What a Task and its fiber share, in one allocation with the fiber's callable (TaskFrame): the
+// result, the joiners, and a count of the two owners, the Task handles and the fiber. Loop thread
+// only, so the count is a plain integer.
+struct TaskStateBase : FiberBody {
+  static void* operator new(size_t size) { return alloc_frame(size); }
+  static void operator delete(void* p, size_t size) { free_frame(p, size); }
+
   bool done = false;
+  uint32_t refs = 1;  // the fiber's reference; each Task handle adds one
   std::exception_ptr error;
   Fiber* fiber = nullptr;  // null once done
   WaitList joiners;
+
+  void ref() { ++refs; }
+  void unref() {
+    if (--refs == 0) delete this;
+  }
 };
 
 template <class T>
@@ -33,26 +107,42 @@ struct TaskState<void> : TaskStateBase {};
 
 void cancel_fiber(Fiber* fiber);
 
-// Runs `fn` in the fiber and records its result or exception in `state`.
+// The task state with the fiber's callable beside it. run() records fn's result or exception;
+// release() destroys fn (when the fiber ends, or is abandoned) and drops the fiber's reference.
 template <class T, class F>
-struct TaskBody final : FiberBody {
-  TaskBody(std::shared_ptr<TaskState<T>> s, F&& f) : state(std::move(s)), fn(std::move(f)) {}
+struct TaskFrame final : TaskState<T> {
+  static_assert(alignof(F) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__,
+                "spawn: an over-aligned callable is not supported");
+  explicit TaskFrame(F&& f) : fn(std::move(f)) {}
+  ~TaskFrame() override {
+    if (fn_alive) fn.~F();
+  }
   void run() override {
     try {
       if constexpr (std::is_void_v<T>) {
         fn();
       } else {
-        state->value.emplace(fn());
+        this->value.emplace(fn());
       }
     } catch (...) {
-      state->error = std::current_exception();
+      this->error = std::current_exception();
     }
-    state->done = true;
-    state->fiber = nullptr;
-    state->joiners.wake_all();
+    this->done = true;
+    this->fiber = nullptr;
+    this->joiners.wake_all();
   }
-  std::shared_ptr<TaskState<T>> state;
-  F fn;
+  void release() override {
+    if (fn_alive) {
+      fn_alive = false;
+      fn.~F();
+    }
+    this->unref();
+  }
+  // In a union so that it can end with the fiber while the state lives on with the Task.
+  union {
+    F fn;
+  };
+  bool fn_alive = true;
 };
 
 }  // namespace detail
@@ -61,8 +151,20 @@ template <class T>
 class Task {
  public:
   Task() = default;
-  explicit Task(std::shared_ptr<detail::TaskState<T>> state, uint64_t id)
-      : state_(std::move(state)), id_(id) {}
+  // Adds a reference to `state` (the fiber holds its own).
+  Task(detail::TaskState<T>* state, uint64_t id) : state_(state), id_(id) { state_->ref(); }
+  Task(const Task& o) : state_(o.state_), id_(o.id_) {
+    if (state_ != nullptr) state_->ref();
+  }
+  Task(Task&& o) noexcept : state_(std::exchange(o.state_, nullptr)), id_(o.id_) {}
+  Task& operator=(Task o) noexcept {
+    std::swap(state_, o.state_);
+    id_ = o.id_;
+    return *this;
+  }
+  ~Task() {
+    if (state_ != nullptr) state_->unref();
+  }
 
   uint64_t id() const { return id_; }
   bool valid() const { return state_ != nullptr; }
@@ -92,7 +194,7 @@ class Task {
   }
 
  private:
-  std::shared_ptr<detail::TaskState<T>> state_;
+  detail::TaskState<T>* state_ = nullptr;
   uint64_t id_ = 0;
 };
 
