@@ -117,7 +117,8 @@ absl::Status UringBackend::init(int level) {
   setup.cq_entries = options_.cq_entries;
   setup.sqpoll_cpu = options_.sqpoll_cpu;
   setup.sqpoll_idle_ms = options_.sqpoll_idle_ms;
-  absl::Status s = init_uring(&ring_, level, setup);
+  setup.no_sqarray = options_.no_sqarray;
+  absl::Status s = init_uring(&ring_, level, setup, &no_sqarray_);
   if (!s.ok()) return s;
   ring_ready_ = true;
   sqpoll_ = level >= kUringFirstSqpollLevel;
@@ -190,7 +191,7 @@ std::string UringBackend::describe() const {
   return absl::StrCat(
       "ring flags ", absl::string_view(mode.data(), mode.size()), sqpoll,
       multishot_accept_ ? ", multishot accept" : ", single-shot accept",
-      ring_fd_registered_ ? ", registered ring fd" : "",
+      no_sqarray_ ? ", no SQ array" : "", ring_fd_registered_ ? ", registered ring fd" : "",
       provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer",
       options_.async_send ? ", async send" : "",
       options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
@@ -281,6 +282,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_provided_buffers", provided_buffers() ? 1u : 0u});
   out.push_back({"io_uring_feature_sqpoll", sqpoll_ ? 1u : 0u});
   out.push_back({"io_uring_feature_registered_ring_fd", ring_fd_registered_ ? 1u : 0u});
+  out.push_back({"io_uring_feature_no_sqarray", no_sqarray_ ? 1u : 0u});
 }
 
 // ---- operation records ----
@@ -716,6 +718,9 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   }
   if (const char* v = std::getenv("REACTOR_URING_REGISTER_RING_FD"); v != nullptr && *v == '0') {
     options.register_ring_fd = false;
+  }
+  if (const char* v = std::getenv("REACTOR_URING_NO_SQARRAY"); v != nullptr && *v == '0') {
+    options.no_sqarray = false;
   }
   // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
   if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {

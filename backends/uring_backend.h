@@ -82,6 +82,9 @@ class UringBackend final : public Backend {
     // Register the ring's fd (io_uring_register_ring_fd, 5.18) so each io_uring_enter skips the
     // fd lookup; ignored where the kernel refuses it.
     bool register_ring_fd = true;
+    // IORING_SETUP_NO_SQARRAY (Linux 6.6) where the kernel has it: the kernel takes SQEs in ring
+    // order, without reading the SQ index array for each.
+    bool no_sqarray = true;
   };
 
   // Which ring set-up flags the kernel accepted, best first (the last two with SQPOLL).
@@ -139,6 +142,8 @@ class UringBackend final : public Backend {
   bool sqpoll() const { return sqpoll_; }
   // Whether io_uring_enter goes through the registered ring fd. Any thread.
   bool registered_ring_fd() const { return ring_fd_registered_; }
+  // Whether the ring was set up without the SQ index array (IORING_SETUP_NO_SQARRAY). Any thread.
+  bool no_sqarray() const { return no_sqarray_; }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 
@@ -231,6 +236,7 @@ class UringBackend final : public Backend {
   bool sock_nonempty_ = false;       // asked for, and IORING_CQE_F_SOCK_NONEMPTY on recv (5.19)
   bool sqpoll_ = false;              // set up with IORING_SETUP_SQPOLL
   bool ring_fd_registered_ = false;  // io_uring_register_ring_fd (5.18) took
+  bool no_sqarray_ = false;          // IORING_SETUP_NO_SQARRAY (6.6) took
 
   int eventfd_ = -1;
   uint64_t eventfd_value_ = 0;
@@ -271,7 +277,8 @@ class UringBackend final : public Backend {
 // async_send; REACTOR_URING_SOCK_NONEMPTY=0 turns off sock_nonempty_hint. `params` asks for
 // SQPOLL (the daemon's runtime.io_uring_sqpoll*); so does REACTOR_URING_SQPOLL=1 (tests run the
 // conformance suite under SQPOLL with it; REACTOR_URING_SQPOLL=0 turns it off whatever `params`
-// say); REACTOR_URING_REGISTER_RING_FD=0 turns off register_ring_fd.
+// say); REACTOR_URING_REGISTER_RING_FD=0 turns off register_ring_fd; REACTOR_URING_NO_SQARRAY=0
+// turns off no_sqarray.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams& params = {});
 
 }  // namespace reactor

@@ -1,10 +1,39 @@
 #include "backends/uring_setup.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "absl/strings/str_cat.h"
 #include "reactor/error.h"
 
 namespace reactor {
 namespace {
+
+// Linux 6.6, newer than liburing 2.3's headers (which stop at 6.1).
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
+
+// io_uring_setup and the ring's mappings, by hand: liburing 2.3's io_uring_queue_init_params
+// fills the SQ index array with the identity after mapping it at sq_off.array, which on a ring
+// without the array (NO_SQARRAY: sq_off.array is 0) would write over the ring's head. Its own
+// submission path never writes the array, so the rest of liburing works on either ring.
+int setup_ring(unsigned entries, io_uring_params* params, io_uring* ring) {
+  const int fd = static_cast<int>(::syscall(__NR_io_uring_setup, entries, params));
+  if (fd < 0) return -errno;
+  const int r = io_uring_queue_mmap(fd, params, ring);
+  if (r < 0) {
+    ::close(fd);
+    return r;
+  }
+  if ((params->flags & IORING_SETUP_NO_SQARRAY) == 0) {
+    for (unsigned i = 0; i < ring->sq.ring_entries; ++i) ring->sq.array[i] = i;
+  }
+  ring->features = params->features;
+  return 0;
+}
 
 // Set-up levels, best first. SUBMIT_ALL (5.18) keeps one bad SQE from stalling the rest of the
 // batch; every kernel with COOP_TASKRUN (5.19) or DEFER_TASKRUN (6.1) has it. TASKRUN_FLAG (5.19)
@@ -46,7 +75,7 @@ constexpr RequiredOp kRequiredOps[] = {
 
 }  // namespace
 
-absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup) {
+absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup, bool* no_sqarray) {
   io_uring_params params{};
   params.flags = kSetupFlags[level];
   params.cq_entries = setup.cq_entries;
@@ -58,7 +87,15 @@ absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup) {
       params.sq_thread_cpu = static_cast<unsigned>(setup.sqpoll_cpu);
     }
   }
-  const int r = io_uring_queue_init_params(setup.sq_entries, ring, &params);
+  int r = -EINVAL;
+  *no_sqarray = false;
+  if (setup.no_sqarray) {
+    io_uring_params with = params;
+    with.flags |= IORING_SETUP_NO_SQARRAY;
+    r = setup_ring(setup.sq_entries, &with, ring);
+    *no_sqarray = r == 0;
+  }
+  if (r == -EINVAL) r = setup_ring(setup.sq_entries, &params, ring);
   if (r < 0) {
     return errno_status(-r, sqpoll ? (setup.sqpoll_cpu >= 0 ? "io_uring_setup(SQPOLL|SQ_AFF)"
                                                             : "io_uring_setup(SQPOLL)")

@@ -23,12 +23,16 @@ struct UringSetup {
   unsigned cq_entries = 0;
   int sqpoll_cpu = -1;             // SQPOLL levels: the SQ thread's CPU (SQ_AFF), -1 unpinned
   unsigned sqpoll_idle_ms = 1000;  // SQPOLL levels: idle time before the SQ thread sleeps
+  // Ask for IORING_SETUP_NO_SQARRAY (Linux 6.6): SQEs are taken in ring order, without the SQ
+  // index array; a kernel that refuses it (EINVAL) gets the same level without.
+  bool no_sqarray = false;
 };
 
 // Creates `ring` with the flags of set-up `level`. Fails with io_uring_setup's errno: EINVAL when
 // the kernel does not know the flags (a later level may work), EPERM, ENOSYS, ENOMEM otherwise.
-// The thread that will use the ring (SINGLE_ISSUER binds it).
-absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup);
+// The thread that will use the ring (SINGLE_ISSUER binds it). `*no_sqarray` says whether the ring
+// got IORING_SETUP_NO_SQARRAY.
+absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup, bool* no_sqarray);
 
 struct UringFeatures {
   bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)

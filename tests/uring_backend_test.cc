@@ -124,6 +124,31 @@ TEST(UringBackend, RegisteredRingFdIsReportedAndCanBeTurnedOff) {
   EXPECT_EQ(counter(**plain, "wakeups_total"), 1u);
 }
 
+// Without the SQ index array (6.6) every level still moves SQEs and CQEs; turned off, the ring
+// has the array again (and the suites pass: ctest's *_uring_sq_array).
+TEST(UringBackend, NoSqArrayIsReportedAndCanBeTurnedOff) {
+  REQUIRE_URING();
+  for (int level = 0; level <= 2; ++level) {
+    std::unique_ptr<UringBackend> b = at_level(level);
+    if (b == nullptr) continue;
+    SCOPED_TRACE(level);
+    if (kernel_version() >= 606) {
+      EXPECT_TRUE(b->no_sqarray());
+      EXPECT_THAT(b->describe(), ::testing::HasSubstr("no SQ array"));
+      EXPECT_EQ(counter(*b, "io_uring_feature_no_sqarray"), 1u);
+    }
+    b->wakeup();
+    b->poll(Duration(-1));
+    EXPECT_EQ(counter(*b, "wakeups_total"), 1u);
+  }
+  UringBackend::Options options;
+  options.no_sqarray = false;
+  auto with_array = UringBackend::create(options);
+  ASSERT_TRUE(with_array.ok());
+  EXPECT_FALSE((*with_array)->no_sqarray());
+  EXPECT_EQ(counter(**with_array, "io_uring_feature_no_sqarray"), 0u);
+}
+
 // wakeup() writes the eventfd only when no token is pending: a burst from another thread costs one
 // write, and the next poll clears it.
 TEST(UringBackend, WakeupWritesOnceWhilePending) {
