@@ -116,6 +116,11 @@ absl::Status AdminServer::start(const std::string& backend) {
       for (;;) {
         absl::StatusOr<int> fd = b.accept(listen_fd_, nullptr, reactor::kNoDeadline);
         if (!fd.ok()) {
+          if (absl::IsOutOfRange(fd.status())) {  // handed over: every taken connection served
+            (void)b.close(listen_fd_);
+            listen_fd_ = -1;
+            return;
+          }
           if (absl::IsCancelled(fd.status()) || reactor::status_errno(fd.status()) == 0) return;
           spdlog::warn("admin: accept: {}", status_message(fd.status()));
           if (!reactor::sleep_for(10ms).ok()) return;
@@ -152,10 +157,10 @@ void AdminServer::stop() {
 void AdminServer::hand_over() {
   keep_path_ = true;
   if (inbox_) {
+    // Stop accepting, not close: what the backend already took off the listener (io_uring's
+    // multishot accept) is still served; the accept fiber closes the listener after it.
     (void)inbox_->post([this] {
-      if (listen_fd_ < 0) return;
-      (void)reactor::Reactor::current()->backend().close(listen_fd_);
-      listen_fd_ = -1;
+      if (listen_fd_ >= 0) reactor::Reactor::current()->backend().stop_accepting(listen_fd_);
     });
   }
 }

@@ -19,16 +19,31 @@ reactor_switch_context:
         .cfi_startproc
         movq    (%rsp), %r8     // our own return address (r8 is caller-saved)
         pushq   %rbp
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %rbp, 0
         pushq   %rbx
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %rbx, 0
         pushq   %r12
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %r12, 0
         pushq   %r13
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %r13, 0
         pushq   %r14
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %r14, 0
         pushq   %r15
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %r15, 0
         subq    $16, %rsp
+        .cfi_adjust_cfa_offset 16
         stmxcsr 8(%rsp)
         fnstcw  (%rsp)
         movq    %rsp, (%rdi)
         movq    %rsp, %rax
+        // The resumed stack holds the same frame: the CFI above describes it too, so an unwinder
+        // (the profiler's and the watchdog's signal handlers) walks on into the resumed context.
         movq    %rsi, %rsp
         // Writing MXCSR or the x87 control word is slow even with an equal value: load them only
         // when the resumed context's control bits (MXCSR bits 6-15; the low six are sticky
@@ -40,14 +55,28 @@ reactor_switch_context:
         movzwl  (%rsp), %edx
         cmpw    (%rax), %dx
         jne     .Lload_fp
+        .cfi_remember_state
 .Lrestore:
         addq    $16, %rsp
+        .cfi_adjust_cfa_offset -16
         popq    %r15
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %r15
         popq    %r14
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %r14
         popq    %r13
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %r13
         popq    %r12
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %r12
         popq    %rbx
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %rbx
         popq    %rbp
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %rbp
         // An indirect jump, not `ret`, when the resumed context was suspended elsewhere: a ret into
         // another stack's return address is never predicted by the return-stack buffer, the jump
         // is predicted like any other.
@@ -62,8 +91,11 @@ reactor_switch_context:
 .Ljump:
 #endif
         popq    %rcx
+        .cfi_adjust_cfa_offset -8
+        .cfi_register %rip, %rcx
         jmpq    *%rcx
 .Lload_fp:
+        .cfi_restore_state
         ldmxcsr 8(%rsp)
         fldcw   (%rsp)
         jmp     .Lrestore
