@@ -90,7 +90,7 @@ bench:
 	perf/compare.py --build-dir build/release --no-build $(COMPARE_ARGS)
 
 # The comparison alone: reactord against raw epoll, libuv, Asio, redis-server and nginx
-# (perf/compare.py, about 20 minutes; COMPARE_ARGS=--quick for under 3). `make bench` runs it too.
+# (perf/compare.py, over 17 minutes: 1,028 s before the spin, SQPOLL, extra-thread rows and system-call counts were added; COMPARE_ARGS=--quick for a short check). `make bench` runs it too.
 compare:
 	@scripts/install-deps.sh --bench
 	@cmake --preset release >/dev/null
