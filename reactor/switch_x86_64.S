@@ -100,6 +100,9 @@ reactor_switch_context:
         fldcw   (%rsp)
         jmp     .Lrestore
         .cfi_endproc
+        // Its end, for tests that single-step through it (tests/context_test.cc).
+        .globl  reactor_switch_context_end
+reactor_switch_context_end:
         .size   reactor_switch_context, .-reactor_switch_context
 
         .globl  reactor_fiber_trampoline
