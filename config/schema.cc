@@ -482,8 +482,8 @@ const Sections& sections() {
                    &Config::shutdown,
                    {
                        int_field<ShutdownConfig>("drain_timeout_ms",
-                                                 &ShutdownConfig::drain_timeout_ms, 0, 3600000,
-                                                 kRestart),
+                                                 &ShutdownConfig::drain_timeout_ms, 0,
+                                                 3600000, kRestart),
                    }},
   };
   return *all;
