@@ -12,13 +12,13 @@
 // freeing a million keys in one go holds the loop for longer than the watchdog's threshold.
 //
 // Growth: std::unordered_map doubles its bucket table in one step, relinking every node — 150 ms
-// at 700,000 keys and 360 ms at 1.4 million on this project's machine, a stall past the watchdog's
-// default threshold. So past kIncrementalGrowthFrom keys the store grows as Redis does: when the
-// table is full, it becomes the old table and a new one with twice the buckets takes the inserts;
-// nodes move from old to new (node handles: no copy, the expiry index's views stay valid) two per
-// insert, on every lookup that finds a key in the old table, and kMigrateBatch per slice in a
-// third fiber, so no single step relinks more than a batch. Lookups try the new table, then the
-// old one.
+// at 700,000 keys and 360 ms at 1.4 million on this project's machine
+// (perf/results/resp-growth-stalls-20261201.txt), past the watchdog's default threshold. So past
+// kIncrementalGrowthFrom keys the store grows as Redis does: when the table is full, it becomes the
+// old table and a new one with twice the buckets takes the inserts; nodes move from old to new
+// (node handles: no copy, the expiry index's views stay valid) two per insert, on every lookup that
+// finds a key in the old table, and kMigrateBatch per slice in a third fiber, so no single step
+// relinks more than a batch. Lookups try the new table, then the old one.
 //
 // Memory: each key costs key bytes + value bytes + kEntryOverhead (the map node, the strings'
 // headers and, for an expiring key, its index entry, rounded up). used_memory() is readable from
