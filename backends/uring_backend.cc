@@ -366,6 +366,10 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
   loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("accept on invalid fd ", fd));
   if (!multishot_accept_) return accept_single(fd, peer, deadline);
+  // The I/O budget, as on the readiness backends: the multishot accept takes connections ahead of
+  // the fiber, and an accept loop handed one after another without suspending would otherwise
+  // start every connection of a storm before the first of them is served.
+  detail::yield_if_io_budget_spent();
   for (;;) {
     Acceptor* a = acceptor(fd);
     if (!a->ready.empty()) {
@@ -373,6 +377,7 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
       a->ready.pop_front();
       fill_peer(conn, peer);
       fd_state(conn).socket = 1;
+      detail::count_io();
       return conn;
     }
     if (a->error != 0) return errno_status(std::exchange(a->error, 0), "accept", fd);
