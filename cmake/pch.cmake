@@ -33,6 +33,17 @@ endfunction()
 # whose flags would make the shared header unusable (a -D it was not built with: gcc then refuses
 # it, an error under -Werror) sets DISABLE_PRECOMPILE_HEADERS and is left alone.
 function(reactor_apply_pch)
+  reactor_pch_collect(${PROJECT_SOURCE_DIR} targets)
+  # REACTOR_TEST_COMPILE_OPTIONS (CMakeLists.txt) for every target that links GoogleTest, and
+  # test_pch below, which they share.
+  if(REACTOR_TEST_COMPILE_OPTIONS)
+    foreach(target IN LISTS targets)
+      get_target_property(libs ${target} LINK_LIBRARIES)
+      if(libs MATCHES "GTest::")
+        target_compile_options(${target} PRIVATE ${REACTOR_TEST_COMPILE_OPTIONS})
+      endif()
+    endforeach()
+  endif()
   if(NOT REACTOR_PCH)
     return()
   endif()
@@ -49,8 +60,8 @@ function(reactor_apply_pch)
       absl::any_invocable GTest::gtest GTest::gmock nlohmann_json::nlohmann_json)
     target_precompile_headers(test_pch PRIVATE ${REACTOR_PCH_HEADERS}
       [["gmock/gmock.h"]] [["gtest/gtest.h"]] [["nlohmann/json.hpp"]])
+    target_compile_options(test_pch PRIVATE ${REACTOR_TEST_COMPILE_OPTIONS})
   endif()
-  reactor_pch_collect(${PROJECT_SOURCE_DIR} targets)
   foreach(target IN LISTS targets)
     get_target_property(type ${target} TYPE)
     get_target_property(sources ${target} SOURCES)
