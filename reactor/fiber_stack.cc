@@ -3,11 +3,16 @@
 #include <execinfo.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
 #include "absl/debugging/symbolize.h"
 #include "absl/strings/str_format.h"
+
+// This executable's code (symbols the linker defines), to tell its return addresses from libc's.
+extern "C" const char __executable_start[];  // NOLINT(bugprone-reserved-identifier)
+extern "C" const char etext[];
 
 namespace reactor {
 namespace {
@@ -46,6 +51,26 @@ __attribute__((no_sanitize_address)) bool read_word(uintptr_t addr, uintptr_t lo
   return true;
 }
 
+// Follows the chain from `fp`, calling add(pc) for each return address. Each record is [fp] = the
+// caller's fp, [fp + word] = the return address. The chain climbs strictly towards `hi`, so the
+// loop ends within (hi - lo) / 16 steps whatever the stack holds; `add` returning false ends it
+// too. Async-signal-safe when `add` is.
+template <class Add>
+void follow_chain(uintptr_t fp, uintptr_t lo, uintptr_t hi, Add add) {
+  while (fp != 0) {
+    uintptr_t next = 0, pc = 0;
+    if (!read_word(fp, lo, hi, &next) || !read_word(fp + sizeof(uintptr_t), lo, hi, &pc)) break;
+    if (pc == 0 || !add(pc)) break;
+    if (next <= fp) break;
+    fp = next;
+  }
+}
+
+bool in_executable(uintptr_t pc) {
+  return pc >= reinterpret_cast<uintptr_t>(__executable_start) &&
+         pc < reinterpret_cast<uintptr_t>(etext);
+}
+
 }  // namespace
 
 FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t hi,
@@ -57,19 +82,64 @@ FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t
     } else {
       ++w.omitted;
     }
+    return true;
   };
   if (first_pc != nullptr) add(reinterpret_cast<uintptr_t>(first_pc));
-  // Each record is [fp] = the caller's fp, [fp + word] = the return address. The chain climbs
-  // strictly towards `hi`, so the loop ends within (hi - lo) / 16 steps whatever the stack holds.
-  while (fp != 0) {
-    uintptr_t next = 0, pc = 0;
-    if (!read_word(fp, lo, hi, &next) || !read_word(fp + sizeof(uintptr_t), lo, hi, &pc)) break;
-    if (pc == 0) break;
-    add(pc);
-    if (next <= fp) break;
-    fp = next;
-  }
+  follow_chain(fp, lo, hi, add);
   return w;
+}
+
+uintptr_t interrupted_sp(const void* ucontext) {
+  const auto* uc = static_cast<const ucontext_t*>(ucontext);
+#if defined(__x86_64__)
+  return static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+  return static_cast<uintptr_t>(uc->uc_mcontext.sp);
+#else
+  (void)uc;
+  return 0;
+#endif
+}
+
+int walk_interrupted_stack(const void* ucontext, uintptr_t lo, uintptr_t hi, void** pcs, int max) {
+  if (max <= 0) return 0;
+  const auto* uc = static_cast<const ucontext_t*>(ucontext);
+  const auto pc = reinterpret_cast<uintptr_t>(interrupted_pc(ucontext));
+  const uintptr_t sp = interrupted_sp(ucontext);
+  int n = 0;
+  pcs[n++] = reinterpret_cast<void*>(pc);
+  if (pc == 0 || sp < lo || sp >= hi) return n;
+  lo = sp;  // below it: not in use, perhaps not even mapped (a main thread's stack grows)
+#if defined(__x86_64__)
+  const auto fp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RBP]);
+  if (!in_executable(pc)) {
+    // Inside libc or the vDSO, which keep no frame pointer: the return address into this
+    // executable is the first word above the stack pointer that points into its code, below the
+    // caller's frame (whose pointer libc leaves in rbp) or within a few dozen words.
+    const uintptr_t end = fp > sp && fp < hi ? fp : std::min(hi, sp + 64 * sizeof(uintptr_t));
+    for (uintptr_t at = sp, word = 0; at < end && read_word(at, lo, hi, &word);
+         at += sizeof(uintptr_t)) {
+      if (in_executable(word)) {
+        pcs[n++] = reinterpret_cast<void*>(word);
+        break;
+      }
+    }
+  }
+#elif defined(__aarch64__)
+  const auto fp = static_cast<uintptr_t>(uc->uc_mcontext.regs[29]);
+  const auto caller = static_cast<uintptr_t>(uc->uc_mcontext.regs[30]);
+  if (!in_executable(pc) && in_executable(caller)) pcs[n++] = reinterpret_cast<void*>(caller);
+#else
+  const uintptr_t fp = 0;
+  (void)uc;
+#endif
+  if (n < max) {
+    follow_chain(fp, lo, hi, [&](uintptr_t ret) {
+      pcs[n++] = reinterpret_cast<void*>(ret);
+      return n < max;
+    });
+  }
+  return n;
 }
 
 FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void* top,

@@ -40,6 +40,20 @@ FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void
 // The calling code's own frames up to `top` (the running fiber's stack top). Loop thread.
 FrameWalk walk_own_stack(const void* bottom, const void* top, size_t max_frames);
 
+// The interrupted code's frames inside a signal handler, from its `ucontext` (the handler's third
+// argument): the interrupted pc, then the frame chain from the interrupted frame pointer, reading
+// only [lo, hi) and only above the interrupted stack pointer (the part of a stack in use, so
+// mapped). When the pc is outside this executable (in libc or the vDSO, which keep no frame
+// pointers) the return address into it comes next (x86-64: the first word above the stack
+// pointer, below the caller's frame, that points into this executable's code; aarch64: the link
+// register if it does), so the caller is not skipped. Writes at most `max`
+// pcs, innermost first; returns how many. Async-signal-safe: no allocation, no unwinder (the
+// profiler's samples; glibc's backtrace() costs some 24,000 instructions a call here).
+int walk_interrupted_stack(const void* ucontext, uintptr_t lo, uintptr_t hi, void** pcs, int max);
+// The interrupted stack pointer, from the handler's third argument (0 on an architecture not
+// handled). Async-signal-safe.
+uintptr_t interrupted_sp(const void* ucontext);
+
 // Frames captured inside a signal handler with glibc backtrace(), which walks through the signal
 // frame into the interrupted code (the watchdog's stall stacks, the profiler's samples).
 // Loads backtrace()'s unwinder now (it must not load inside a handler), then installs `handler`

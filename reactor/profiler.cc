@@ -1,6 +1,5 @@
 #include "reactor/profiler.h"
 
-#include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -47,7 +46,7 @@ namespace {
 
 Profiler::Ring* g_rings[Profiler::kMaxThreads];  // allocated by start(), under g_running
 
-// Async-signal-safe: atomics, backtrace() (its unwinder loaded beforehand), plain stores.
+// Async-signal-safe: atomics, a frame-pointer walk bounded by the stack, plain stores.
 void profile_record(Profiler::Ring& ring, const Reactor& reactor, int overrun, void* uctx) {
   const uint64_t head = ring.head.load(std::memory_order_relaxed);
   if (head - ring.tail.load(std::memory_order_acquire) >= Profiler::Ring::kCapacity) {
@@ -65,13 +64,16 @@ void profile_record(Profiler::Ring& ring, const Reactor& reactor, int overrun, v
     s.fiber[0] = '\0';
   }
   s.weight = 1 + static_cast<uint32_t>(std::max(0, overrun));
-  // The handler's frame and the signal trampoline come first: keep from the interrupted pc on.
-  constexpr int kSkipAtMost = 6;  // first_interrupted_frame looks this far
-  void* pcs[ProfileSample::kMaxFrames + kSkipAtMost];
-  const int n = ::backtrace(pcs, ProfileSample::kMaxFrames + kSkipAtMost);
-  const int first = first_interrupted_frame(pcs, n, interrupted_pc(uctx));
-  s.depth = std::min(n - first, ProfileSample::kMaxFrames);
-  std::memcpy(s.pcs, pcs + first, sizeof(void*) * static_cast<size_t>(std::max(0, s.depth)));
+  // The frame chain of whichever stack the signal interrupted: the running fiber's, else the
+  // loop thread's (the scheduler, the poll; or a fiber caught mid-switch).
+  uintptr_t lo = reactor.thread_stack_lo(), hi = reactor.thread_stack_hi();
+  if (a.fiber != nullptr && a.fiber->stack.mapping != nullptr) {
+    const auto flo = reinterpret_cast<uintptr_t>(a.fiber->stack.bottom());
+    const auto fhi = reinterpret_cast<uintptr_t>(a.fiber->stack.top());
+    const uintptr_t sp = interrupted_sp(uctx);
+    if (sp >= flo && sp < fhi) lo = flo, hi = fhi;
+  }
+  s.depth = walk_interrupted_stack(uctx, lo, hi, s.pcs, ProfileSample::kMaxFrames);
   ring.head.store(head + 1, std::memory_order_release);
 }
 

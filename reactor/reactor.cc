@@ -145,6 +145,16 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
       thread_handle_(pthread_self()),
       tid_(static_cast<pid_t>(::gettid())) {
   detail::init_thread_context(&scheduler_context_);
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+      thread_stack_lo_ = reinterpret_cast<uintptr_t>(addr);
+      thread_stack_hi_ = thread_stack_lo_ + size;
+    }
+    pthread_attr_destroy(&attr);
+  }
   last_clock_ = last_poll_end_ = Clock::now();
   t_reactor = this;
   detail::t_loop_backend = backend_.get();

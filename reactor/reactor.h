@@ -210,6 +210,10 @@ class Reactor {
   // The loop thread's kernel thread id and pthread handle. Any thread.
   pid_t thread_id() const { return tid_; }
   pthread_t thread_handle() const { return thread_handle_; }
+  // The loop thread's own stack, [lo, hi) (pthread_getattr_np when the reactor was created; both 0
+  // if it failed): where the scheduler and the poll run. Any thread.
+  uintptr_t thread_stack_lo() const { return thread_stack_lo_; }
+  uintptr_t thread_stack_hi() const { return thread_stack_hi_; }
 
   // Scheduling hooks (see fiber.h). Loop thread.
   detail::Fiber* current_fiber() const { return current_; }
@@ -277,6 +281,7 @@ class Reactor {
   LoopThreadCheck loop_thread_{"reactor"};  // the creating thread
   pthread_t thread_handle_;
   pid_t tid_;
+  uintptr_t thread_stack_lo_ = 0, thread_stack_hi_ = 0;
   ReactorStats stats_;
   // Fiber records are reused and freed only with the reactor, so a published pointer to the
   // running fiber stays readable from other threads.
