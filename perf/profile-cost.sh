@@ -26,6 +26,10 @@
 #    a call record: counted as its calls of profile_record, one per recorded signal), and over the
 #    weighted samples the profile reported (a CPU-time timer is checked at the scheduler tick, so
 #    a shorter period arrives as one signal with overruns, each a sample). --no-callgrind skips it.
+# 4. Per signal, where nothing else moves: reactor-profile-signal-cost (perf/profile_signal_cost.cc)
+#    times a fiber repeating a fixed unit of arithmetic on a reactor thread without a profile and
+#    at 99 and 1000 Hz, alternated in each of R rounds: the cost per signal handled and the share
+#    of the thread's CPU at each rate, free of an echo run's run-to-run spread.
 # --quick: one round, N = 20,000 (a check that the script works, not figures).
 # Writes everything it prints to FILE (default perf/results/profile-cost-DATE-cC.txt).
 set -euo pipefail
@@ -73,11 +77,14 @@ if [[ $do_build == 1 ]]; then
     [[ $build == build/release ]] || { echo "profile-cost: $build is not configured" >&2; exit 1; }
     cmake --preset release >/dev/null
   fi
-  nice cmake --build "$build" -j "${JOBS:-2}" --target reactord reactord-load reactorctl >/dev/null
+  nice cmake --build "$build" -j "${JOBS:-2}" --target reactord reactord-load reactorctl \
+    reactor-profile-signal-cost >/dev/null
 fi
 daemon=$build/daemon/reactord
 load=$build/perf/load/reactord-load
 ctl=$build/ctl/reactorctl
+sigcost=$build/perf/reactor-profile-signal-cost
+sig_units=$((requests >= 200000 ? 200000 : 20000))
 for x in "$daemon" "$load" "$ctl"; do
   [[ -x $x ]] || { echo "profile-cost: $x is not built" >&2; exit 1; }
 done
@@ -302,7 +309,7 @@ if [[ $callgrind == 1 ]]; then
   echo
   echo "## callgrind: the daemon under valgrind profiled at --hz 1000 while it served ${cg_seconds} s of load"
   echo "samples $samples dropped $dropped (the profile's answer)"
-  callgrind_annotate --inclusive=yes "$cg" >"$tmp/cg.txt" 2>/dev/null || true
+  callgrind_annotate --inclusive=yes --threshold=100 "$cg" >"$tmp/cg.txt" 2>/dev/null || true
   # The handler's inclusive instructions over its calls: valgrind enters a signal handler without
   # a call record, so its calls are those it made to profile_record (one per recorded signal).
   python3 - "$cg" "$tmp/cg.txt" "$samples" "$dropped" <<'PY'
@@ -331,7 +338,14 @@ if calls:
 if samples + dropped:
     print(f"per weighted sample: {incl / (samples + dropped):,.0f}")
 PY
-  grep -E 'profile_handler|profile_record|backtrace' "$tmp/cg.txt" | head -8 || true
+  grep -E 'profile_handler|profile_record|walk_interrupted_stack|backtrace' "$tmp/cg.txt" | head -8 || true
 fi
+
+# ---- 4. per signal, where nothing else moves ----
+# reactor-profile-signal-cost: a fiber repeating a fixed unit of arithmetic on a reactor thread
+# (CPU 0), its CPU time over the same units without a profile and at 99 and 1000 Hz, alternated.
+echo
+echo "## per signal: reactor-profile-signal-cost --rounds $rounds --units $sig_units (a compute loop on CPU 0)"
+"$sigcost" --rounds "$rounds" --units "$sig_units" --rates 0,99,1000 --cpu 0
 echo
 echo "# done $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
