@@ -89,7 +89,8 @@ Run measure(int round, int rate, int units, int cpu) {
   while (loop.load() == nullptr) std::this_thread::sleep_for(1ms);
   std::unique_ptr<reactor::Profiler> p;
   if (rate > 0) {
-    auto started = reactor::Profiler::start({loop.load()}, std::chrono::nanoseconds(1'000'000'000 / rate));
+    auto started =
+        reactor::Profiler::start({loop.load()}, std::chrono::nanoseconds(1'000'000'000 / rate));
     if (!started.ok()) {
       std::fprintf(stderr, "profile: %s\n", std::string(started.status().message()).c_str());
       std::exit(1);
@@ -154,8 +155,8 @@ int main(int argc, char** argv) {
         pos = comma + 1;
       }
     } else {
-      std::fprintf(stderr,
-                   "usage: %s [--units N] [--rounds R] [--rates 0,99,1000] [--cpu C]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--units N] [--rounds R] [--rates 0,99,1000] [--cpu C]\n",
+                   argv[0]);
       return 64;
     }
   }
@@ -178,8 +179,9 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  std::printf("\n| rate | CPU per unit (median) | vs none (median per-round ratio) | samples/s of CPU "
-              "| cost per signal (median) |\n|---|---|---|---|---|\n");
+  std::printf(
+      "\n| rate | CPU per unit (median) | vs none (median per-round ratio) | samples/s of CPU "
+      "| cost per signal (median) |\n|---|---|---|---|---|\n");
   for (size_t k = 0; k < rates.size(); ++k) {
     std::vector<double> per_unit, ratio, per_signal, rate_seen;
     for (const std::vector<Run>& runs : by_round) {
@@ -196,10 +198,9 @@ int main(int argc, char** argv) {
     std::printf("| %s | %.1f ns | %+.3f %% | %.0f | %s |\n",
                 rates[k] == 0 ? "none" : (std::to_string(rates[k]) + " Hz").c_str(),
                 median(per_unit), 100 * median(ratio), median(rate_seen),
-                per_signal.empty() ? "-"
-                                   : (std::to_string(static_cast<int64_t>(median(per_signal))) +
-                                      " ns")
-                                         .c_str());
+                per_signal.empty()
+                    ? "-"
+                    : (std::to_string(static_cast<int64_t>(median(per_signal))) + " ns").c_str());
   }
   return 0;
 }

@@ -48,7 +48,8 @@ Profiler::Ring* g_rings[Profiler::kMaxThreads];  // allocated by start(), under 
 
 // Async-signal-safe: atomics, a frame-pointer walk bounded by the stack, plain stores.
 // Not inlined: perf/profile-cost.sh counts the handler's calls by its calls of this function.
-[[gnu::noinline]] void profile_record(Profiler::Ring& ring, const Reactor& reactor, int overrun, void* uctx) {
+[[gnu::noinline]] void profile_record(Profiler::Ring& ring, const Reactor& reactor, int overrun,
+                                      void* uctx) {
   const uint64_t head = ring.head.load(std::memory_order_relaxed);
   if (head - ring.tail.load(std::memory_order_acquire) >= Profiler::Ring::kCapacity) {
     ring.dropped.fetch_add(1, std::memory_order_relaxed);
