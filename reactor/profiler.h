@@ -4,8 +4,9 @@
 // of CPU time the thread uses. The handler records, into a ring preallocated per thread, what the
 // loop was doing (Reactor::activity: the running fiber and its name, or the scheduler, the
 // backend's wait, an idle spin) and the return addresses of the interrupted code (its frame
-// chain, walk_interrupted_stack in fiber_stack.h): no allocation, no lock, no unwinder. Another thread drains the rings while the profile runs
-// and names the frames (FrameSymbolizer), off the loops.
+// chain, walk_interrupted_stack in fiber_stack.h): no allocation, no lock, no unwinder. Another
+// thread drains the rings while the profile runs and names the frames (FrameSymbolizer), off the
+// loops.
 //
 // Nothing is armed while no profile runs: the loops pay nothing but the stores the watchdog's
 // current slice already makes. A thread that uses no CPU (blocked in the backend's wait) gets no

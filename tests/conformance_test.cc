@@ -713,6 +713,28 @@ TEST_P(ConformanceTest, ReadsAfterShortReadsSeeDataEndAndReset) {
   });
 }
 
+// One accept arms the backend's accept (io_uring: its multishot) and takes the first of
+// `clients` + 1 connections into `served`; the others connect while no fiber accepts, and 50 ms
+// later a multishot accept has taken them ahead of any fiber.
+void connect_with_accept_armed(int fd, const SocketAddress& addr, int clients,
+                               std::vector<TcpStream>& out, std::vector<FileDescriptor>& served) {
+  auto first = spawn("first", [&] {
+    absl::StatusOr<int> c = backend().accept(fd, nullptr, deadline_after(5s));
+    ASSERT_TRUE(c.ok()) << c.status();
+    served.emplace_back(*c);
+  });
+  ASSERT_TRUE(first.ok());
+  yield();
+  for (int i = 0; i <= clients; ++i) {
+    auto c = TcpStream::connect(addr, deadline_after(5s));
+    ASSERT_TRUE(c.ok()) << i << ": " << c.status();
+    out.push_back(*std::move(c));
+  }
+  first->join();
+  ASSERT_EQ(served.size(), 1u);
+  ASSERT_TRUE(sleep_for(50ms).ok());
+}
+
 // A reader whose data is always ready must still let others run: after Reactor::kIoBudget reads
 // that did not suspend it goes to the back of the run queue (before, a client pipelining
 // megabytes kept one fiber and its whole loop busy for as long as it took to read them).
@@ -759,21 +781,8 @@ TEST_P(ConformanceTest, AcceptLoopInAStormLetsOthersRun) {
     auto addr = listener->local_address();
     ASSERT_TRUE(addr.ok());
     std::vector<FileDescriptor> served;
-    auto first = spawn("first", [&] {
-      absl::StatusOr<int> c = backend().accept(fd, nullptr, deadline_after(5s));
-      ASSERT_TRUE(c.ok()) << c.status();
-      served.emplace_back(*c);
-    });
-    ASSERT_TRUE(first.ok());
-    yield();  // arms the backend's accept
     std::vector<TcpStream> clients;
-    for (int i = 0; i <= kClients; ++i) {
-      auto c = TcpStream::connect(*addr, deadline_after(5s));
-      ASSERT_TRUE(c.ok()) << i << ": " << c.status();
-      clients.push_back(*std::move(c));
-    }
-    first->join();
-    ASSERT_TRUE(sleep_for(50ms).ok());  // a multishot accept takes the others meanwhile
+    ASSERT_NO_FATAL_FAILURE(connect_with_accept_armed(fd, *addr, kClients, clients, served));
     bool other_ran = false;
     auto other = spawn("other", [&] { other_ran = true; });
     ASSERT_TRUE(other.ok());
@@ -948,22 +957,7 @@ TEST_P(ConformanceTest, StopAcceptingHandsOverEveryConnectionAndClosesNone) {
     ASSERT_GE(other.get(), 0);
     std::vector<TcpStream> clients;
     std::vector<FileDescriptor> served;
-    // One accept arms the backend's accept; then everyone connects while no fiber accepts.
-    auto first = spawn("first", [&] {
-      absl::StatusOr<int> c = backend().accept(fd, nullptr, deadline_after(5s));
-      ASSERT_TRUE(c.ok()) << c.status();
-      served.emplace_back(*c);
-    });
-    ASSERT_TRUE(first.ok());
-    yield();
-    for (int i = 0; i <= kClients; ++i) {
-      auto c = TcpStream::connect(*addr, deadline_after(5s));
-      ASSERT_TRUE(c.ok()) << i << ": " << c.status();
-      clients.push_back(*std::move(c));
-    }
-    first->join();
-    ASSERT_EQ(served.size(), 1u);
-    ASSERT_TRUE(sleep_for(50ms).ok());  // a multishot accept takes the others meanwhile
+    ASSERT_NO_FATAL_FAILURE(connect_with_accept_armed(fd, *addr, kClients, clients, served));
 
     backend().stop_accepting(fd);
     size_t handed_out = 0;
