@@ -56,7 +56,8 @@ test-systemd: deb
 	tests/systemd/run.sh build/deb
 
 # libFuzzer targets (fuzz/, clang 14): each for 60 s, keeping a growing corpus in build/fuzz;
-# fuzz-ci, as CI does: each for 20 s from a copy of its committed seed corpus fuzz/corpus/.
+# fuzz-ci, as CI does: each for 20 s from a copy of its committed seed corpus fuzz/corpus/,
+# with a fixed random seed (scripts/fuzz.sh).
 fuzz: build-fuzz
 	scripts/fuzz.sh 60
 

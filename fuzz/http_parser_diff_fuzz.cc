@@ -256,6 +256,63 @@ bool has_trailing_ows(std::string_view input) {
   return false;
 }
 
+// Whether a Content-Length header's value has a tab in it: http-parser 2.9.4 takes only spaces
+// after the digits ("2\t" is HPE_INVALID_CONTENT_LENGTH to it), where ours trims a tab as the
+// optional whitespace it is (RFC 9110 5.5: OWS is spaces and tabs).
+bool content_length_with_tab(std::string_view input) {
+  constexpr std::string_view kName = "content-length:";
+  for (size_t start = 0; start < input.size();) {
+    size_t end = input.find('\n', start);
+    if (end == std::string_view::npos) end = input.size();
+    const std::string_view line = input.substr(start, end - start);
+    if (line.size() > kName.size() && equals_ignore_case(line.substr(0, kName.size()), kName) &&
+        line.find('\t', kName.size()) != std::string_view::npos) {
+      return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+// Whether a Connection header's list is one http-parser 2.9.4 misreads: after an element that is
+// not a token (RFC 9110 7.6.1: connection-option = token) — an empty one (",close", "a,,close") or
+// one such as ":" or "b c" ("a,:,close") —, after a tab or an element starting with '_' following a
+// comma ("a,\tclose", "a,_,close"), or after a proper prefix of an option it knows right before a
+// comma ("c,close", "keep,close") it no longer recognises the options. Ours skips empty elements,
+// as RFC 9110 5.6.1.2 asks a recipient to, trims spaces and tabs around each (5.6.3) and looks at
+// every element, so the two differ in keep-alive only.
+bool connection_list_http_parser_misreads(const Message& m) {
+  for (const auto& [name, value] : m.headers) {
+    if (!equals_ignore_case(name, "Connection")) continue;
+    std::string_view rest = value;
+    for (bool first = true;; first = false) {
+      const size_t comma = rest.find(',');
+      const std::string_view element = rest.substr(0, comma);
+      if (!is_token(strip_ows(element))) return true;
+      // After a comma http-parser skips only spaces; a tab there, or an element starting with
+      // '_' ("a,_,close"; as the first element it is read), loses the options after it.
+      if (const size_t at = element.find_first_not_of(' ');
+          !first && at != std::string_view::npos && (element[at] == '\t' || element[at] == '_')) {
+        return true;
+      }
+      // A proper prefix of an option it knows, right before the comma ("c,close", "keep,x").
+      if (comma != std::string_view::npos) {
+        const std::string_view word =
+            element.substr(std::min(element.find_first_not_of(' '), element.size()));
+        for (std::string_view option : {"close", "keep-alive", "upgrade"}) {
+          if (!word.empty() && word.size() < option.size() &&
+              equals_ignore_case(word, option.substr(0, word.size()))) {
+            return true;
+          }
+        }
+      }
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -265,7 +322,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t both = std::min(a.messages.size(), b.messages.size());
   for (size_t i = 0; i < both; ++i) {
     if (!comparable(b.messages[i])) return 0;
-    if (a.messages[i].keep_alive != b.messages[i].keep_alive && has_trailing_ows(input)) return 0;
+    if (a.messages[i].keep_alive != b.messages[i].keep_alive &&
+        (has_trailing_ows(input) || connection_list_http_parser_misreads(b.messages[i]))) {
+      return 0;
+    }
     FUZZ_CHECK(a.messages[i] == b.messages[i], "the same request from both parsers");
   }
   if (b.upgrade) return 0;  // http-parser hands the rest of an upgrade to its caller
@@ -273,6 +333,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Ours parsed a request http-parser did not: it must have refused it, not waited for more.
     FUZZ_CHECK(b.refused, "http-parser waits for more of a request ours completed");
     if (!comparable(a.messages[both])) return 0;
+    if (b.error == HPE_INVALID_CONTENT_LENGTH && content_length_with_tab(input)) return 0;
     FUZZ_CHECK(!comparable_refusal(b.error), "http-parser refused a request ours accepted");
   } else if (b.messages.size() > both) {
     // http-parser parsed a request ours did not: ours must be waiting, not refusing, unless the
