@@ -87,7 +87,11 @@ json shard_json(const DaemonView& view, size_t i) {
         {"finished", st.fibers_finished.get()},
         {"runnable", st.fibers_runnable.get()}}},
       {"context_switches", st.context_switches()},
-      {"stacks", {{"guarded", st.stacks_guarded.get()}, {"canary", st.stacks_canary.get()}}},
+      {"stacks",
+       {{"guarded", st.stacks_guarded.get()},
+        {"canary", st.stacks_canary.get()},
+        {"released", st.stacks_released.get()},
+        {"releases_total", st.stack_releases.get()}}},
       {"timers",
        {{"armed", st.timers_armed.get()},
         {"fired", st.timers_fired.get()},
@@ -291,7 +295,8 @@ json fibers_json(const DaemonView& view, const std::vector<ShardSnapshot>& snaps
                  {"last_slice_seconds", seconds(f.last_slice_ns)},
                  {"slices", f.slices},
                  {"stack_used_bytes", f.stack_used},
-                 {"stack_size_bytes", f.stack_size}};
+                 {"stack_size_bytes", f.stack_size},
+                 {"stack_released", f.stack_released}};
       if (symbolizer != nullptr) {
         fj["running"] = running.in_slice && running.fiber_id == f.id;
         if (stacks) {
@@ -423,6 +428,12 @@ std::string prometheus_text(const DaemonView& view) {
     e.sample("reactord_stacks", absl::StrCat("shard=\"", i, "\",kind=\"canary\""),
              static_cast<double>(stats(i).stacks_canary.get()));
   }
+  per_shard("reactord_stacks_released", "gauge",
+            "Stacks of idle fibers whose pages are given back (runtime.release_idle_stacks_ms).",
+            [&](size_t s) { return stats(s).stacks_released.get(); });
+  per_shard("reactord_stack_releases_total", "counter",
+            "Times an idle fiber's stack pages were given back.",
+            [&](size_t s) { return stats(s).stack_releases.get(); });
   auto histograms = [&](const std::string& name, const char* help, auto pick) {
     e.family(name, "histogram", help);
     for (size_t i = 0; i < view.shard_count(); ++i) {

@@ -120,7 +120,9 @@ absl::Status ReadinessBackend::wait(int fd, Interest interest, Deadline deadline
     }
     slot = detail::current_fiber();
   }
-  absl::Status s = detail::park(deadline, read ? "wait for readable fd" : "wait for writable fd");
+  // Releasable: the record holds the fiber, nothing points into its stack while it waits.
+  absl::Status s = detail::park(deadline, read ? "wait for readable fd" : "wait for writable fd",
+                                /*cancellable=*/true, /*releasable=*/true);
   if (!s.ok()) {
     // Woken by a deadline or cancel: stop being the waiter (close() may have cleared it already,
     // and the fd number may even belong to a new file by now). The record may have moved.

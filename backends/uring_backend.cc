@@ -1,5 +1,6 @@
 #include "backends/uring_backend.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -27,6 +28,10 @@ using namespace uring_detail;  // NOLINT(build/namespaces): the backend's privat
 // service that stops accepting leaves them in the kernel's backlog, as with epoll.
 constexpr size_t kMaxReadyAccepts = 64;
 constexpr int kAcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+// At most this many connections are taken by a stopped listener's sweep (sweep_stopped): the
+// connections that can wait in a queue are bounded by the backlog, at most net.core.somaxconn
+// (4096 by default since Linux 5.4).
+constexpr int kMaxSweptAccepts = 4096;
 
 void fill_peer(int fd, sockaddr_storage* peer) {
   if (peer == nullptr) return;
@@ -64,6 +69,7 @@ struct UringBackend::Acceptor {
   bool detached = false;     // the listener was closed
   bool stopped = false;      // stop_accepting(): never re-armed
   int error = 0;             // an errno for the next accept(), when no fiber waited for it
+  int sweep_left = kMaxSweptAccepts;  // stopped: accepts sweep_stopped() may still take
   std::deque<int> ready;
   AcceptWaiter* head = nullptr;
   AcceptWaiter* tail = nullptr;
@@ -124,7 +130,7 @@ absl::Status UringBackend::init(int level) {
   sqpoll_ = level >= kUringFirstSqpollLevel;
   absl::StatusOr<UringFeatures> features = probe_uring(&ring_);
   if (!features.ok()) return features.status();
-  multishot_accept_ = features->multishot_accept;
+  multishot_accept_ = options_.multishot_accept && features->multishot_accept;
   has_cancel_fd_ = features->cancel_fd;
   // IORING_CQE_F_SOCK_NONEMPTY came with 5.19, as did IORING_OP_SOCKET (multishot_accept).
   sock_nonempty_ = options_.sock_nonempty_hint && features->multishot_accept;
@@ -261,6 +267,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_enter_calls_total", enter_calls_.get()});
   out.push_back({"io_uring_cancels_total", cancels_.get()});
   out.push_back({"io_uring_accept_multishot_cqes_total", accept_multishot_cqes_.get()});
+  out.push_back({"io_uring_accepts_swept_total", swept_accepts_.get()});
   out.push_back({"io_uring_direct_sends_total", direct_sends_.get()});
   out.push_back({"io_uring_queued_sends_total", queued_sends_.get()});
   out.push_back({"io_uring_poll_first_recvs_total", poll_first_recvs_.get()});
@@ -381,8 +388,9 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
       return conn;
     }
     if (a->error != 0) return errno_status(std::exchange(a->error, 0), "accept", fd);
-    // Stopped, with its final CQE in: nothing more will come.
-    if (a->stopped && !a->armed) return stopped_status(fd);
+    // Stopped, with its final CQE in: the kernel takes no more for us; what its queue still holds
+    // from before is swept.
+    if (a->stopped && !a->armed) return sweep_stopped(a, peer);
     if (!a->armed) arm_acceptor(a);
     AcceptWaiter w;
     w.fiber = detail::current_fiber();
@@ -401,8 +409,9 @@ absl::StatusOr<int> UringBackend::accept(int fd, sockaddr_storage* peer, Deadlin
 
 absl::StatusOr<int> UringBackend::accept_single(int fd, sockaddr_storage* peer, Deadline deadline) {
   for (;;) {
-    if (const Acceptor* a = fd_state(fd).acceptor; a != nullptr && a->stopped) {
-      return stopped_status(fd);
+    // Stopped: the accept in flight is cancelled or done (this fiber waited for its CQE).
+    if (Acceptor* a = fd_state(fd).acceptor; a != nullptr && a->stopped) {
+      return sweep_stopped(a, peer);
     }
     sockaddr_storage storage{};
     socklen_t len = sizeof storage;
@@ -435,6 +444,37 @@ UringBackend::Acceptor* UringBackend::acceptor(int fd) {
     st.acceptor = a;
   }
   return st.acceptor;
+}
+
+// io_uring's accept waits for a listener with an exclusive wakeup (as EPOLLEXCLUSIVE): the kernel
+// wakes only the first exclusive waiter for each connection. A connection that arrives just before
+// stop_accepting's cancel wakes this ring's accept, which the cancel then ends without taking it,
+// and the socket's other holder (an upgrade's new process, waiting behind us) is never woken: the
+// connection would sit in the queue until the next one arrived. So once this ring no longer waits
+// (a later connection wakes the other holder), accept() takes what the queue still holds with
+// nonblocking accept4 until it is empty once. A blocking listener is not swept (accept4 would
+// block the loop); the daemon's listeners are nonblocking, as the readiness backends need.
+absl::StatusOr<int> UringBackend::sweep_stopped(Acceptor* a, sockaddr_storage* peer) {
+  if (a->sweep_left == kMaxSweptAccepts) {
+    const int flags = ::fcntl(a->fd, F_GETFL);
+    if (flags < 0 || (flags & O_NONBLOCK) == 0) a->sweep_left = 0;
+  }
+  while (a->sweep_left > 0) {
+    socklen_t len = sizeof(sockaddr_storage);
+    const int conn =
+        ::accept4(a->fd, reinterpret_cast<sockaddr*>(peer), peer ? &len : nullptr, kAcceptFlags);
+    if (conn >= 0) {
+      --a->sweep_left;
+      swept_accepts_.add();
+      fd_state(conn).socket = 1;
+      detail::count_io();
+      return conn;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    break;  // EAGAIN: empty once, so nothing from before the stop is left; or a real error
+  }
+  a->sweep_left = 0;
+  return stopped_status(a->fd);
 }
 
 void UringBackend::stop_accepting(int fd) {
@@ -515,9 +555,9 @@ void UringBackend::handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags) {
     return;
   }
   // The stopped multishot's final CQE: every connection it took went to a waiter or to `ready`
-  // (and waiters exist only while `ready` is empty), so the rest of the waiters learn it stopped.
-  const absl::Status stopped = stopped_status(a->fd);
-  while (AcceptWaiter* w = a->pop()) (void)detail::wake(w->fiber, stopped);
+  // (and waiters exist only while `ready` is empty). The waiters go round accept() again, which
+  // sweeps the queue (sweep_stopped) and then says the listener stopped.
+  while (AcceptWaiter* w = a->pop()) (void)detail::wake(w->fiber);
 }
 
 void UringBackend::destroy_acceptor(Acceptor* a) {
@@ -726,6 +766,11 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   }
   if (const char* v = std::getenv("REACTOR_URING_NO_SQARRAY"); v != nullptr && *v == '0') {
     options.no_sqarray = false;
+  }
+  // REACTOR_URING_MULTISHOT_ACCEPT=0 accepts with one single-shot SQE per accept(), as on kernels
+  // before 5.19 (the conformance suite runs so).
+  if (const char* v = std::getenv("REACTOR_URING_MULTISHOT_ACCEPT"); v != nullptr && *v == '0') {
+    options.multishot_accept = false;
   }
   // REACTOR_URING_SEND_FIRST=0 sends through the ring only, for measurement (docs/backends.md).
   if (const char* v = std::getenv("REACTOR_URING_SEND_FIRST"); v != nullptr && *v == '0') {

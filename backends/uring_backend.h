@@ -69,6 +69,9 @@ class UringBackend final : public Backend {
     // "Left the socket empty" is the previous receive's CQE without IORING_CQE_F_SOCK_NONEMPTY
     // (Linux 5.19; TCP reports it), where the kernel has it; else (or off) a short receive.
     bool sock_nonempty_hint = true;
+    // One multishot accept per listener where the kernel has it (5.19); off: a single-shot
+    // accept per accept() call, as on older kernels.
+    bool multishot_accept = true;
     // The first set-up level to try (tests force the fallbacks with it).
     int first_setup_level = 0;
     // SQPOLL (off by default: the SQ thread burns a CPU while awake): the kernel's SQ thread takes
@@ -115,7 +118,8 @@ class UringBackend final : public Backend {
   absl::Status wait(int fd, Interest interest, Deadline deadline) override;
   absl::Status flush(int fd, Deadline deadline) override;
   // Loop thread. Cancels the listener's multishot accept; accept() hands out what it accepted
-  // before its final CQE, then returns OutOfRange. Single-shot: cancels the accept in flight.
+  // before its final CQE and what the kernel's queue still holds then (sweep_stopped), then
+  // returns OutOfRange. Single-shot: cancels the accept in flight, then the same.
   void stop_accepting(int fd) override;
   // Loop thread. With bytes still queued and no fiber waiting to queue more, a close inside a
   // fiber first waits for them (until the deadline of the send that queued the last of them);
@@ -221,6 +225,7 @@ class UringBackend final : public Backend {
                                        bool* fall_back);
 
   absl::StatusOr<int> accept_single(int fd, sockaddr_storage* peer, Deadline deadline);
+  absl::StatusOr<int> sweep_stopped(Acceptor* a, sockaddr_storage* peer);
   Acceptor* acceptor(int fd);  // creates it
   void arm_acceptor(Acceptor* a);
   void handle_accept_cqe(Acceptor* a, int32_t res, uint32_t flags);
@@ -264,6 +269,7 @@ class UringBackend final : public Backend {
   RelaxedCounter enter_calls_;
   RelaxedCounter cancels_;
   RelaxedCounter accept_multishot_cqes_;
+  RelaxedCounter swept_accepts_;  // taken by sweep_stopped()
   RelaxedCounter provided_buffer_recvs_;
   RelaxedCounter provided_buffer_enobufs_;
   RelaxedCounter sqpoll_wakeups_;

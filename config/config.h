@@ -61,7 +61,9 @@ struct RuntimeConfig {
   uint32_t stack_size_kib = 64;      // 16..8192, a multiple of 4
   IdleMode idle = IdleMode::kBlock;  // what an idle shard does: block, spin or adaptive
   uint32_t spin_us = 50;             // 0..100000: how long `adaptive` spins before it blocks
-  uint32_t offload_threads = 4;      // 1..256
+  // 0..3600000: a connection idle this long gives its fiber stack's pages back; 0: never.
+  uint32_t release_idle_stacks_ms = 1000;
+  uint32_t offload_threads = 4;  // 1..256
   // io_uring only: the kernel's SQ thread submits (IORING_SETUP_SQPOLL), pinned to
   // io_uring_sqpoll_cpu (-1..4095; -1: not pinned), asleep after io_uring_sqpoll_idle_ms
   // (1..60000) without work.

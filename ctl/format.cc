@@ -382,7 +382,11 @@ void append_fiber_stacks(const Json& fibers, std::string* out) {
         out, running ? "* " : "  ", "fiber ", count_field(f, "id"), " ", string_or(f, "name", "-"),
         ": ", running ? "running now" : string_or(f, "state", "-"),
         waiting.empty() ? "" : " on " + waiting, ", age ", field(f, "age_seconds"), ", stack ",
-        field(f, "stack_used_bytes"), " of ", field(f, "stack_size_bytes"), "\n");
+        field(f, "stack_used_bytes"), " of ", field(f, "stack_size_bytes"),
+        member(f, "stack_released").is_boolean() && member(f, "stack_released").get<bool>()
+            ? " (released: kept in a copy)"
+            : "",
+        "\n");
     const Json& stack = member(f, "stack");
     if (!stack.is_array()) continue;
     for (size_t i = 0; i < stack.size(); ++i) {

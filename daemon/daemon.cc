@@ -320,6 +320,7 @@ std::optional<Failure> Daemon::State::start_shards() {
   options.stack_size = size_t{cfg.runtime.stack_size_kib} * 1024;
   options.idle = to_reactor(cfg.runtime.idle);
   options.spin = std::chrono::microseconds(cfg.runtime.spin_us);
+  options.release_idle_stacks = std::chrono::milliseconds(cfg.runtime.release_idle_stacks_ms);
   // SQPOLL for the shards only: the control and admin loops' rings stay without an SQ thread.
   options.backend_params.uring_sqpoll = cfg.runtime.io_uring_sqpoll;
   options.backend_params.uring_sqpoll_cpu = cfg.runtime.io_uring_sqpoll_cpu;

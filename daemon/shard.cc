@@ -161,7 +161,13 @@ void Shard::accept_loop(ServiceRuntime* svc, int fd) {
 
 void Shard::serve(ServiceRuntime* svc, int fd, uint64_t seq) {
   {
-    Connection c(reactor::Stream(reactor::FileDescriptor(fd)), *svc->stats[index_], *view_);
+    // On the heap: the shard's drain and `conns` reach it while the fiber waits, and the fiber's
+    // stack may be released then (runtime.release_idle_stacks_ms). The services' handlers keep
+    // nothing else that others point to on their stacks.
+    auto owned = std::make_unique<Connection>(reactor::Stream(reactor::FileDescriptor(fd)),
+                                              *svc->stats[index_], *view_);
+    Connection& c = *owned;
+    reactor::allow_stack_release();
     reactor::detail::Fiber* self = reactor::detail::current_fiber();
     c.set_cancel([self] { reactor::detail::cancel_fiber(self); });
     conns_.emplace(&c, ConnEntry{svc, self->id.load(std::memory_order_relaxed)});

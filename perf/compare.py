@@ -21,7 +21,8 @@ Sections:
            16 deep (-P 16) against reactord's resp service and redis-server (no persistence)
   http     wrk -t1 -c50 against reactord's http service (GET /) and nginx (one worker process)
   memory   RSS per idle connection of reactord (and the floor) at 5,000, 10,000 and 18,000
-           connections
+           echo connections, and of reactord's http and resp services at 10,000, measured 2 s
+           after the last request (reactord releases idle stacks after 1 to 1.5 s)
 Each cell runs the servers in turn (A B C ... A B C ...), three rounds (one with --quick), and
 reports medians; ratios are the median of the per-round ratios. Server CPU is utime + stime from
 /proc/PID/stat over the measured window. Writes perf/results/compare-<date>.{md,json,svg}
@@ -898,27 +899,40 @@ class Compare:
                 return Server("epoll", [self.build / "perf/peers/epoll_echo", "--port", port],
                               port, self.work)
             candidates.append(("epoll", floor))
-        for name, make in candidates:
-            for n in counts:
+        # The http and resp services of reactord at the middle count: reported, not a target.
+        for b in ["epoll", "io_uring"]:
+            if b in self.backends:
+                for mode in ["http", "resp"]:
+                    candidates.append((f"reactord-{b} {mode}", lambda b=b, mode=mode:
+                                       reactord_server(self.build, b, self.work,
+                                                       max_connections=20000)[mode],
+                                       mode, [counts[len(counts) // 2]]))
+        for name, make, *rest in candidates:
+            mode, ns = rest if rest else ("echo", counts)
+            for n in ns:
                 s = self.start(make())
                 try:
-                    rows.append(self.idle_rss(s, name, n))
+                    rows.append(self.idle_rss(s, name, n, mode))
                     r = rows[-1]
                     log(f"memory {name} {n}: {r['per_conn_kib']:.1f} KiB/connection")
                 except Exception as e:  # noqa: BLE001
                     log(f"  memory {name} {n}: {e}")
+                    rows.append({"server": name, "mode": mode, "connections": n,
+                                 "error": str(e)[:300], "load": loadavg()})
                 self.stop_all()
         self.results["sections"]["memory"] = rows
 
-    def idle_rss(self, s, name, n):
+    def idle_rss(self, s, name, n, mode="echo"):
         load = self.build / "perf/load/reactord-load"
         # One connection, one message: the server has touched whatever it touches per process.
-        subprocess.run(pinned(CLIENT_CPU, [load, "--port", s.port, "--requests", 1]),
+        subprocess.run(pinned(CLIENT_CPU, [load, "--port", s.port, "--mode", mode,
+                                           "--requests", 1]),
                        capture_output=True, timeout=60, check=True)
         time.sleep(0.3)
         base = rss_kib(s.pid)
         client = subprocess.Popen(
-            pinned(CLIENT_CPU, [load, "--port", s.port, "--connections", n, "--requests", n,
+            pinned(CLIENT_CPU, [load, "--port", s.port, "--mode", mode, "--connections", n,
+                                "--requests", n,
                                 "--size", 64, "--source-addrs", 8, "--duration", 120, "--hold",
                                 600, "--json"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
@@ -927,13 +941,19 @@ class Compare:
             if "holding" not in line:
                 raise RuntimeError(f"reactord-load: {line.strip()} {client.stdout.read()[:300]}")
             result = json.loads(client.stdout.readline())
-            time.sleep(1.0)
+            # reactord gives an idle connection's stack pages back 1 to 1.5 s after its last
+            # request (runtime.release_idle_stacks_ms, default 1000): measured after that.
+            time.sleep(2.0)
             rss = rss_kib(s.pid)
+            # A server that exited has no VmRSS (a zombie until reaped): no figure, an error.
+            if s.proc.poll() is not None or rss == 0:
+                raise RuntimeError(f"{name} exited (status {s.proc.poll()}) holding {n} "
+                                   f"connections; see {s.workdir}/{s.name}.log")
         finally:
             client.terminate()
             client.wait()
         held = result["connected"]
-        return {"server": name, "connections": n, "connected": held,
+        return {"server": name, "mode": mode, "connections": n, "connected": held,
                 "errors": result["errors"], "base_kib": base, "rss_kib": rss,
                 "per_conn_kib": (rss - base) / held if held else 0, "load": loadavg()}
 

@@ -207,10 +207,14 @@ def targets(res):
                             judge((r["x_rps"] or 0) >= 1.0, (r["x_cpu"] or 9) <= 1.0)))
     mem = res["sections"].get("memory", [])
     for m in mem:
-        if m["server"].startswith("reactord"):
-            out.append((f"≤ 16 KiB RSS per idle connection, {m['server']}, {m['connections']:,}",
-                        f"{m['per_conn_kib']:.1f} KiB",
-                        "met" if m["per_conn_kib"] <= 16 else "missed"))
+        if m["server"].startswith("reactord") and m.get("mode", "echo") == "echo":
+            # Issue 14's bound (issue 8 asked for 16 KiB), for echo; http and resp are reported.
+            label = f"≤ 4 KiB RSS per idle connection, {m['server']}, {m['connections']:,}"
+            if "error" in m:
+                out.append((label, f"no figure: {m['error']}", "missed"))
+                continue
+            out.append((label, f"{m['per_conn_kib']:.1f} KiB",
+                        "met" if m["per_conn_kib"] <= 4 else "missed"))
     return out
 
 
@@ -333,13 +337,15 @@ def markdown(res, info, args, svg_name):
         a("")
     mem = res["sections"].get("memory")
     if mem:
-        a("## Memory: RSS per idle connection (echo, one 64 B message each, then idle)")
+        a("## Memory: RSS per idle connection (one 64 B request each, then idle; echo unless named)")
         a("")
         L += table(["server", "connections", "held", "RSS before", "RSS with them",
                     "per connection", "load"],
                    [[m["server"], f"{m['connections']:,}", f"{m['connected']:,}",
                      f"{m['base_kib']:,} KiB", f"{m['rss_kib']:,} KiB",
-                     f"{m['per_conn_kib']:.1f} KiB", m["load"]] for m in mem])
+                     f"{m['per_conn_kib']:.1f} KiB", m["load"]] if "error" not in m else
+                    [m["server"], f"{m['connections']:,}", "—", "—", "—", m["error"], m["load"]]
+                    for m in mem])
         a("")
     return "\n".join(L) + "\n"
 

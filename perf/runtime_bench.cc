@@ -42,6 +42,7 @@ void bench_switch_nofp(void** save_sp, void* load_sp);
 void bench_switch_jmp_nofp(void** save_sp, void* load_sp);
 void bench_switch_fp_if_changed(void** save_sp, void* load_sp);
 void bench_switch_jmp_fp_if_changed(void** save_sp, void* load_sp);
+void bench_switch_fp_early(void** save_sp, void* load_sp);
 }
 #endif
 
@@ -86,12 +87,14 @@ void report_loop_counters(benchmark::State& state, const LoopCounters& before,
 // iteration is a round trip, two switches; `switch` is the time of one.
 //
 // The floating-point control state matters here. detail::make_context gives a new context the
-// constant MXCSR 0x1F80, while a thread that has done any inexact floating-point operation
-// (Google Benchmark has, by the time the loop starts; so has any real program) runs with MXCSR's
-// sticky precision flag set, 0x1FA0. Each switch between the two then writes MXCSR with a value
-// different from the live one, which this CPU makes slow. kLiveControlWords instead gives the
-// fiber the thread's own values (as Boost's make_fcontext does), so every load writes the value
-// already there.
+// control words of the thread making it (as Boost's make_fcontext does), so every load of the
+// switch writes the value already there (Words::kMadeByContext, Words::kLive). Words::kDefaults
+// instead puts the constants MXCSR 0x1F80 and x87 0x037F in the fiber's frame (what make_context
+// did until 2026-12-02): a thread that has done any inexact floating-point operation (Google
+// Benchmark has, by the time the loop starts; so has any real program) runs with MXCSR's sticky
+// precision flag set, 0x1FA0, so each switch between the two writes MXCSR with a value different
+// from the live one, which some CPUs make slow (docs/benchmarks.md).
+enum class Words { kMadeByContext, kLive, kDefaults };
 struct SwitchPair {
   reactor::detail::Context thread;
   reactor::detail::Context fiber;
@@ -140,7 +143,12 @@ void bounce_wrapped(void* arg) {
   for (;;) reactor::detail::switch_context(&p->fiber, &p->thread);
 }
 
-template <bool kLiveControlWords>
+void set_words(const reactor::detail::Context& fiber, Words words) {
+  if (words == Words::kLive) set_frame_control_words(fiber, live_control_words());
+  if (words == Words::kDefaults) set_frame_control_words(fiber, ControlWords{0x1F80, 0x037F});
+}
+
+template <Words kWords>
 void BM_switch_reactor(benchmark::State& state) {
   reactor::StackPool pool(kStackSize, 1);
   absl::StatusOr<reactor::Stack> stack = pool.allocate();
@@ -149,7 +157,7 @@ void BM_switch_reactor(benchmark::State& state) {
   reactor::detail::init_thread_context(&p.thread);
   reactor::detail::make_context(&p.fiber, stack->bottom(), stack->usable_size(), &bounce_wrapped,
                                 &p);
-  if constexpr (kLiveControlWords) set_frame_control_words(p.fiber, live_control_words());
+  set_words(p.fiber, kWords);
   label_control_words(state, p.fiber);
   for (auto _ : state) reactor::detail::switch_context(&p.thread, &p.fiber);
   // The fiber stays suspended in its loop and holds nothing: forgetting it is enough.
@@ -168,7 +176,7 @@ void bounce_raw(void* arg) {
   for (;;) kSwitch(&p->fiber.sp, p->thread.sp);
 }
 
-template <SwitchFn kSwitch, bool kLiveControlWords>
+template <SwitchFn kSwitch, Words kWords>
 void BM_switch_raw(benchmark::State& state) {
   reactor::StackPool pool(kStackSize, 1);
   absl::StatusOr<reactor::Stack> stack = pool.allocate();
@@ -177,7 +185,7 @@ void BM_switch_raw(benchmark::State& state) {
   reactor::detail::init_thread_context(&p.thread);
   reactor::detail::make_context(&p.fiber, stack->bottom(), stack->usable_size(),
                                 &bounce_raw<kSwitch>, &p);
-  if constexpr (kLiveControlWords) set_frame_control_words(p.fiber, live_control_words());
+  set_words(p.fiber, kWords);
   label_control_words(state, p.fiber);
   for (auto _ : state) kSwitch(&p.thread.sp, p.fiber.sp);
   reactor::detail::destroy_context(&p.fiber);
@@ -460,9 +468,10 @@ benchmark::internal::Benchmark* add(const char* name, void (*fn)(benchmark::Stat
 }
 
 void register_benchmarks() {
-  add("switch/reactor/switch_context", BM_switch_reactor<false>);
-  add("switch/reactor/switch_context/live_fp_control", BM_switch_reactor<true>);
-  add("switch/reactor/asm_only", BM_switch_raw<&reactor_switch_context, false>);
+  using enum Words;
+  add("switch/reactor/switch_context", BM_switch_reactor<kMadeByContext>);
+  add("switch/reactor/switch_context/default_fp_control", BM_switch_reactor<kDefaults>);
+  add("switch/reactor/asm_only", BM_switch_raw<&reactor_switch_context, kMadeByContext>);
 #if defined(REACTOR_BENCH_FCONTEXT)
   add("switch/boost_fcontext", BM_switch_fcontext);
 #else
@@ -471,13 +480,19 @@ void register_benchmarks() {
                "switch/boost_fcontext skipped\n");
 #endif
 #if defined(__x86_64__)
-  add("switch/variant/jmp_return", BM_switch_raw<&bench_switch_jmp, false>);
-  add("switch/variant/jmp_return/live_fp_control", BM_switch_raw<&bench_switch_jmp, true>);
-  add("switch/variant/no_fp_control", BM_switch_raw<&bench_switch_nofp, false>);
-  add("switch/variant/jmp_return_no_fp_control", BM_switch_raw<&bench_switch_jmp_nofp, false>);
-  add("switch/variant/fp_control_if_changed", BM_switch_raw<&bench_switch_fp_if_changed, false>);
+  // The variants with the constant control words, as they were first measured, and some with
+  // the live ones.
+  add("switch/variant/jmp_return", BM_switch_raw<&bench_switch_jmp, kDefaults>);
+  add("switch/variant/jmp_return/live_fp_control", BM_switch_raw<&bench_switch_jmp, kLive>);
+  add("switch/variant/no_fp_control", BM_switch_raw<&bench_switch_nofp, kDefaults>);
+  add("switch/variant/jmp_return_no_fp_control", BM_switch_raw<&bench_switch_jmp_nofp, kDefaults>);
+  add("switch/variant/fp_control_if_changed",
+      BM_switch_raw<&bench_switch_fp_if_changed, kDefaults>);
+  add("switch/variant/fp_control_if_changed/live_fp_control",
+      BM_switch_raw<&bench_switch_fp_if_changed, kLive>);
   add("switch/variant/jmp_return_fp_control_if_changed",
-      BM_switch_raw<&bench_switch_jmp_fp_if_changed, false>);
+      BM_switch_raw<&bench_switch_jmp_fp_if_changed, kDefaults>);
+  add("switch/variant/fp_control_stored_early", BM_switch_raw<&bench_switch_fp_early, kDefaults>);
 #endif
   add("yield/round_trip_two_fibers", BM_yield_round_trip);
   add("yield/alone", BM_yield_alone);

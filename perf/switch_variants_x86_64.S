@@ -17,6 +17,12 @@
 //                          with a value different from the live one is what is slow (see
 //                          docs/benchmarks.md); loading an equal value is cheap but still costs.
 //   bench_switch_jmp_fp_if_changed  that and the `jmp` return together.
+//   bench_switch_fp_early  reactor_switch_context before 2026-12-02 (ret when resuming our own
+//                          call site, jmp otherwise; the control words loaded only when their
+//                          control bits differ), but it
+//                          stores them first, at entry, into the red zone where the frame's
+//                          slots will be, and reads the resumed frame's before the pushes: the
+//                          comparison then no longer waits for the two microcoded stores.
 #if defined(__x86_64__)
         .text
 
@@ -189,5 +195,49 @@ bench_switch_jmp_fp_if_changed:
         jmp     2b
         .cfi_endproc
         .size   bench_switch_jmp_fp_if_changed, .-bench_switch_jmp_fp_if_changed
+
+        .globl  bench_switch_fp_early
+        .type   bench_switch_fp_early, @function
+        .p2align 4
+bench_switch_fp_early:
+        .cfi_startproc
+        stmxcsr -56(%rsp)       // the frame's MXCSR slot once six pushes and 16 bytes are below
+        fnstcw  -64(%rsp)
+        movq    (%rsp), %r8
+        movl    8(%rsi), %r9d   // the resumed frame's words, long since stored
+        movzwl  (%rsi), %r10d
+        pushq   %rbp
+        pushq   %rbx
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        subq    $16, %rsp
+        movq    %rsp, (%rdi)
+        movq    %rsp, %rax
+        movq    %rsi, %rsp
+        xorl    8(%rax), %r9d
+        testl   $0xFFC0, %r9d
+        jnz     1f
+        cmpw    (%rax), %r10w
+        jne     1f
+2:      addq    $16, %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
+        popq    %rbp
+        cmpq    (%rsp), %r8
+        jne     3f
+        ret
+3:      popq    %rcx
+        jmpq    *%rcx
+1:      ldmxcsr 8(%rsp)
+        fldcw   (%rsp)
+        jmp     2b
+        .cfi_endproc
+        .size   bench_switch_fp_early, .-bench_switch_fp_early
+
 #endif
         .section .note.GNU-stack,"",@progbits

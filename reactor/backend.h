@@ -74,7 +74,9 @@ class Backend {
   // connections the backend already took from the kernel (io_uring's multishot accept takes them
   // ahead of the fibers), then returns OutOfRange, at once and to a fiber waiting in it; what is
   // still in the kernel's queue stays there for another holder of the socket (the new process of an
-  // upgrade, systemd's fd store). Call close(fd) after that OutOfRange. Loop thread.
+  // upgrade, systemd's fd store). No connection is left in the queue that this backend's wait took
+  // the kernel's wakeup for: a backend whose wait is exclusive (io_uring's) takes those itself, so
+  // the other holder is never left unwoken. Call close(fd) after that OutOfRange. Loop thread.
   virtual void stop_accepting(int fd) = 0;
 
   // Resumes every operation pending on fd with an error (FailedPrecondition "closed"), forgets the

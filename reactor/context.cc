@@ -26,8 +26,15 @@ void make_context(Context* ctx, void* bottom, size_t size, void (*entry)(void*),
   // MXCSR, r15, r14, r13, r12, rbx, rbp, return address. After `ret` the stack is 16-byte aligned
   // as the trampoline's call requires.
   frame -= 9;
-  frame[0] = 0x037F;                             // x87 control word: default precision and masks
-  frame[1] = 0x1F80;                             // MXCSR: all exceptions masked, round to nearest
+  // The control words of the thread making the context (as pthread_create and Boost's
+  // make_fcontext give them): the switch loads them unconditionally, and writing MXCSR with a
+  // value other than the live one is slow on some CPUs (docs/benchmarks.md).
+  uint32_t mxcsr = 0;
+  uint16_t x87 = 0;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(x87));
+  frame[0] = x87;                                // x87 control word
+  frame[1] = mxcsr;                              // MXCSR
   frame[2] = 0;                                  // r15
   frame[3] = 0;                                  // r14
   frame[4] = reinterpret_cast<uint64_t>(entry);  // r13

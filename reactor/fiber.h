@@ -56,7 +56,12 @@ struct Fiber {
   FiberState state = FiberState::kRunnable;
   bool cancel_requested = false;
   bool park_cancellable = true;
-  const char* park_op = nullptr;  // what the fiber is waiting for, while parked
+  // Its code allows its stack's pages to be released while it waits for an fd
+  // (allow_stack_release), and the reactor releases idle stacks.
+  bool stack_releasable = false;
+  bool park_releasable = false;      // parked in a wait that lets its stack be released (an fd's)
+  std::byte* saved_stack = nullptr;  // released: the live part [context.sp, stack.top()), copied
+  const char* park_op = nullptr;     // what the fiber is waiting for, while parked
   absl::Status wake_status;
   TimerNode deadline;  // armed while parked with a deadline
   Fiber* next_ready = nullptr;
@@ -71,15 +76,19 @@ Fiber* current_fiber();
 
 // Suspends the running fiber until wake() or, with a deadline, until it passes (DeadlineExceeded)
 // or, if cancellable, until the fiber is cancelled (Cancelled; at once if already cancelled).
-// `op` names the wait in error messages. Loop thread, inside a fiber.
-absl::Status park(Deadline deadline, const char* op, bool cancellable = true);
+// `op` names the wait in error messages. `releasable`: nothing but the fiber itself touches its
+// stack during this wait (the wait for an fd's readiness: the kernel writes nothing there), so the
+// reactor may release the stack's pages if the fiber allowed it (allow_stack_release). Loop
+// thread, inside a fiber.
+absl::Status park(Deadline deadline, const char* op, bool cancellable = true,
+                  bool releasable = false);
 
 // Makes a parked fiber runnable; park() returns `status`. False, doing nothing, if the fiber was
 // not parked (already woken by its deadline or a cancel). Loop thread of the fiber's reactor.
 bool wake(Fiber* fiber, absl::Status status = absl::OkStatus());
 
 // What is left of the running fiber's I/O budget; the reactor refills it at every resume.
-extern thread_local uint32_t t_io_budget;
+extern constinit thread_local uint32_t t_io_budget;
 // The budget ran out: yields the running fiber (nothing outside a fiber). Loop thread.
 void io_budget_spent();
 

@@ -41,13 +41,14 @@ bool is_parking_frame(std::string_view name) {
   return false;
 }
 
-// Reads a word in [lo, hi); false when it is not entirely inside.
+// Reads a word in [lo, hi); false when it is not entirely inside. `delta`: where the bytes are
+// kept, as an offset from their address (a released stack's copy), 0 for in place.
 __attribute__((no_sanitize_address)) bool read_word(uintptr_t addr, uintptr_t lo, uintptr_t hi,
-                                                    uintptr_t* out) {
+                                                    uintptr_t* out, uintptr_t delta = 0) {
   if (addr < lo || addr % sizeof(uintptr_t) != 0 || addr > hi || hi - addr < sizeof(uintptr_t)) {
     return false;
   }
-  *out = *reinterpret_cast<const uintptr_t*>(addr);
+  *out = *reinterpret_cast<const uintptr_t*>(addr + delta);
   return true;
 }
 
@@ -56,10 +57,13 @@ __attribute__((no_sanitize_address)) bool read_word(uintptr_t addr, uintptr_t lo
 // loop ends within (hi - lo) / 16 steps whatever the stack holds; `add` returning false ends it
 // too. Async-signal-safe when `add` is.
 template <class Add>
-void follow_chain(uintptr_t fp, uintptr_t lo, uintptr_t hi, Add add) {
+void follow_chain(uintptr_t fp, uintptr_t lo, uintptr_t hi, Add add, uintptr_t delta = 0) {
   while (fp != 0) {
     uintptr_t next = 0, pc = 0;
-    if (!read_word(fp, lo, hi, &next) || !read_word(fp + sizeof(uintptr_t), lo, hi, &pc)) break;
+    if (!read_word(fp, lo, hi, &next, delta) ||
+        !read_word(fp + sizeof(uintptr_t), lo, hi, &pc, delta)) {
+      break;
+    }
     if (pc == 0 || !add(pc)) break;
     if (next <= fp) break;
     fp = next;
@@ -73,8 +77,9 @@ bool in_executable(uintptr_t pc) {
 
 }  // namespace
 
-FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t hi,
-                           size_t max_frames) {
+namespace {
+FrameWalk walk_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t hi, size_t max_frames,
+                     uintptr_t delta) {
   FrameWalk w;
   auto add = [&](uintptr_t pc) {
     if (w.pcs.size() < max_frames) {
@@ -85,8 +90,14 @@ FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t
     return true;
   };
   if (first_pc != nullptr) add(reinterpret_cast<uintptr_t>(first_pc));
-  follow_chain(fp, lo, hi, add);
+  follow_chain(fp, lo, hi, add, delta);
   return w;
+}
+}  // namespace
+
+FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t hi,
+                           size_t max_frames) {
+  return walk_chain(fp, first_pc, lo, hi, max_frames, 0);
 }
 
 uintptr_t interrupted_sp(const void* ucontext) {
@@ -143,19 +154,25 @@ int walk_interrupted_stack(const void* ucontext, uintptr_t lo, uintptr_t hi, voi
 }
 
 FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void* top,
-                            size_t max_frames) {
-  const auto lo = reinterpret_cast<uintptr_t>(bottom);
+                            size_t max_frames, const void* copy) {
+  auto lo = reinterpret_cast<uintptr_t>(bottom);
   const auto hi = reinterpret_cast<uintptr_t>(top);
   const auto sp = reinterpret_cast<uintptr_t>(saved_sp);
+  // A released stack's copy holds [saved_sp, top) only.
+  uintptr_t delta = 0;
+  if (copy != nullptr) {
+    lo = sp;
+    delta = reinterpret_cast<uintptr_t>(copy) - sp;  // modular: the copy may lie below the stack
+  }
   uintptr_t fp = 0, pc = 0;
   if (sp < lo || sp > hi || (hi - sp) / sizeof(uintptr_t) < kSavedWords ||
-      !read_word(sp + kSavedFp * sizeof(uintptr_t), lo, hi, &fp) ||
-      !read_word(sp + kSavedPc * sizeof(uintptr_t), lo, hi, &pc)) {
+      !read_word(sp + kSavedFp * sizeof(uintptr_t), lo, hi, &fp, delta) ||
+      !read_word(sp + kSavedPc * sizeof(uintptr_t), lo, hi, &pc, delta)) {
     return {};
   }
   // The saved fp must lie above the saved frame itself.
   if (fp != 0 && fp < sp + kSavedWords * sizeof(uintptr_t)) fp = 0;
-  return walk_frame_chain(fp, reinterpret_cast<void*>(pc), lo, hi, max_frames);
+  return walk_chain(fp, reinterpret_cast<void*>(pc), lo, hi, max_frames, delta);
 }
 
 __attribute__((noinline)) FrameWalk walk_own_stack(const void* bottom, const void* top,

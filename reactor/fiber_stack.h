@@ -32,10 +32,11 @@ FrameWalk walk_frame_chain(uintptr_t fp, void* first_pc, uintptr_t lo, uintptr_t
                            size_t max_frames);
 
 // The frames of a fiber parked by reactor_switch_context with saved stack pointer `saved_sp` on
-// the stack [bottom, top). The loop thread of the fiber's reactor (its stack must not run
-// meanwhile).
+// the stack [bottom, top); from `copy` instead when its stack was released (Reactor::Options::
+// release_idle_stacks): the bytes of [saved_sp, top), kept there, are read, not the stack. The
+// loop thread of the fiber's reactor (its stack must not run meanwhile).
 FrameWalk walk_parked_stack(const void* saved_sp, const void* bottom, const void* top,
-                            size_t max_frames);
+                            size_t max_frames, const void* copy = nullptr);
 
 // The calling code's own frames up to `top` (the running fiber's stack top). Loop thread.
 FrameWalk walk_own_stack(const void* bottom, const void* top, size_t max_frames);

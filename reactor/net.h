@@ -24,7 +24,7 @@ namespace reactor {
 namespace detail {
 // The backend of the reactor on this thread (null without one), so that a stream's I/O is one
 // virtual call. Set by the reactor.
-extern thread_local Backend* t_loop_backend;
+extern constinit thread_local Backend* t_loop_backend;
 }  // namespace detail
 
 // An IPv4, IPv6 or Unix-domain socket address.

@@ -97,7 +97,7 @@ void install_profile_handler() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Profiler>> Profiler::start(std::vector<const Reactor*> reactors,
-                                                          Duration interval) {
+                                                          Duration interval, Clock clock_kind) {
   const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
   if (ns < 1000) return absl::InvalidArgumentError("profile: the interval must be at least 1 us");
   if (reactors.empty() || reactors.size() > kMaxThreads) {
@@ -123,9 +123,11 @@ absl::StatusOr<std::unique_ptr<Profiler>> Profiler::start(std::vector<const Reac
     ring.reactor.store(reactors[i], std::memory_order_release);
     Armed& a = p->threads_.emplace_back();
     a.ring = &ring;
-    clockid_t clock;
-    if (int e = pthread_getcpuclockid(reactors[i]->thread_handle(), &clock); e != 0) {
-      return errno_status(e, "pthread_getcpuclockid");  // ~Profiler disarms what was armed
+    clockid_t clock = CLOCK_MONOTONIC;
+    if (clock_kind == Clock::kThreadCpu) {
+      if (int e = pthread_getcpuclockid(reactors[i]->thread_handle(), &clock); e != 0) {
+        return errno_status(e, "pthread_getcpuclockid");  // ~Profiler disarms what was armed
+      }
     }
     sigevent sev{};
     sev.sigev_notify = SIGEV_THREAD_ID;

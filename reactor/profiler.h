@@ -49,12 +49,20 @@ class Profiler {
   static constexpr size_t kMaxThreads = 256;
   struct Ring;  // one thread's samples (profiler.cc)
 
+  // What the interval is counted in. kThreadCpu (profiles): the thread's CPU time, so a thread
+  // gets samples in proportion to the CPU it uses; the kernel checks such a timer at the scheduler
+  // tick (250 Hz here), so a shorter interval arrives as one signal with overruns. kMonotonic
+  // (measurement only, perf/profile_signal_cost.cc): wall time, an hrtimer, so a sample's cost can
+  // be measured at rates a CPU-time timer cannot reach; a blocked thread is then woken for it.
+  enum class Clock { kThreadCpu, kMonotonic };
+
   // Starts sampling the loop thread of each of `reactors` every `interval` of that thread's CPU
-  // time. FailedPrecondition while another profile runs in this process (one at a time);
-  // InvalidArgument for a bad interval or too many reactors; the errno when a timer cannot be
-  // made. The reactors must outlive the profiler. Any thread.
+  // time (or of wall time: `clock`). FailedPrecondition while another profile runs in this
+  // process (one at a time); InvalidArgument for a bad interval or too many reactors; the errno
+  // when a timer cannot be made. The reactors must outlive the profiler. Any thread.
   static absl::StatusOr<std::unique_ptr<Profiler>> start(std::vector<const Reactor*> reactors,
-                                                         Duration interval);
+                                                         Duration interval,
+                                                         Clock clock = Clock::kThreadCpu);
   ~Profiler();  // stop(), then lets the next profile start
   Profiler(const Profiler&) = delete;
   Profiler& operator=(const Profiler&) = delete;

@@ -1,6 +1,7 @@
 #include "reactor/reactor.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +48,23 @@ void fire_fiber_deadline(detail::TimerNode* node) {
       fiber, absl::DeadlineExceededError(
                  absl::StrCat(fiber->park_op ? fiber->park_op : "wait", ": deadline exceeded")));
 }
+
+// Copies a parked fiber's live stack bytes (word-aligned, a multiple of a word) to or from its
+// heap copy. Not through memcpy: the sanitizers' poisoned redzones in the stack's frames are
+// copied as the plain bytes they are, and the volatile source keeps the loop from becoming a
+// memcpy call they would check.
+__attribute__((no_sanitize_address, no_sanitize_thread)) void copy_words(std::byte* to,
+                                                                         const std::byte* from,
+                                                                         size_t bytes) {
+  auto* dst = reinterpret_cast<uintptr_t*>(to);
+  const auto* src = reinterpret_cast<const volatile uintptr_t*>(from);
+  for (size_t i = 0; i < bytes / sizeof(uintptr_t); ++i) dst[i] = src[i];
+}
+
+size_t page_bytes() {
+  static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  return page;
+}
 }  // namespace
 
 std::string_view idle_mode_name(IdleMode mode) {
@@ -66,10 +84,21 @@ std::string_view idle_mode_name(IdleMode mode) {
 bool detail::Inbox::post(absl::AnyInvocable<void()> fn) {
   std::lock_guard<std::mutex> lock(mu_);
   if (backend_ == nullptr) return false;
+  const bool first = items_.empty();
   items_.push_back(std::move(fn));
-  pending_.store(true, std::memory_order_release);
-  backend_->wakeup();
+  pending_.store(true, std::memory_order_seq_cst);
+  if (first && sleeping_.load(std::memory_order_seq_cst)) {
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+    backend_->wakeup();
+  }
   return true;
+}
+
+bool detail::Inbox::begin_sleep() {
+  sleeping_.store(true, std::memory_order_seq_cst);
+  if (!pending_.load(std::memory_order_seq_cst)) return true;
+  sleeping_.store(false, std::memory_order_relaxed);
+  return false;
 }
 
 std::vector<absl::AnyInvocable<void()>> detail::Inbox::take() {
@@ -94,17 +123,17 @@ detail::Fiber* detail::current_fiber() {
   return t_reactor ? t_reactor->current_fiber() : nullptr;
 }
 
-absl::Status detail::park(Deadline deadline, const char* op, bool cancellable) {
-  return t_reactor->park(deadline, op, cancellable);
+absl::Status detail::park(Deadline deadline, const char* op, bool cancellable, bool releasable) {
+  return t_reactor->park(deadline, op, cancellable, releasable);
 }
 
 bool detail::wake(Fiber* fiber, absl::Status status) {
   return fiber->reactor->wake(fiber, std::move(status));
 }
 
-thread_local Backend* detail::t_loop_backend = nullptr;
-thread_local detail::FramePool* detail::t_frame_pool = nullptr;
-thread_local uint32_t detail::t_io_budget = Reactor::kIoBudget;
+constinit thread_local Backend* detail::t_loop_backend = nullptr;
+constinit thread_local detail::FramePool* detail::t_frame_pool = nullptr;
+constinit thread_local uint32_t detail::t_io_budget = Reactor::kIoBudget;
 
 void detail::io_budget_spent() {
   if (t_reactor != nullptr) {
@@ -155,7 +184,9 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
     }
     pthread_attr_destroy(&attr);
   }
-  last_clock_ = last_poll_end_ = Clock::now();
+  last_clock_ = last_poll_end_ = clock_.sync();
+  release_timer_.fire = &fire_release_sweep;
+  release_timer_.data = this;
   t_reactor = this;
   detail::t_loop_backend = backend_.get();
   detail::t_frame_pool = &frames_;
@@ -196,6 +227,8 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
   f->packed_name.set(f->name);
   f->state = detail::FiberState::kRunnable;
   f->cancel_requested = false;
+  f->stack_releasable = false;
+  f->park_releasable = false;
   f->park_op = nullptr;
   f->wake_status = absl::OkStatus();
   f->prev_alive = nullptr;
@@ -240,6 +273,11 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   if (f->next_alive != nullptr) f->next_alive->prev_alive = f->prev_alive;
   --alive_count_;
   if (f->deadline.armed()) timers_.cancel(&f->deadline);
+  if (f->saved_stack != nullptr) {  // abandoned while released
+    std::free(std::exchange(f->saved_stack, nullptr));
+    stats_.stacks_released.set(--stacks_released_);
+  }
+  if (f->stack_releasable) --releasable_fibers_;
   stacks_.release(f->stack);
   detail::destroy_context(&f->context);
   stats_.fibers_finished.add();
@@ -253,12 +291,16 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
 }
 
 void Reactor::begin_slice(detail::Fiber* f) {
+  // On the scheduler's stack or the previous fiber's, never f's own.
+  if (f->saved_stack != nullptr) [[unlikely]] {
+    restore_stack(f);
+  }
   current_ = f;
   f->state = detail::FiberState::kRunning;
   // The last clock reading is the end of the previous slice or poll: nothing waits in between.
   const Deadline start = last_clock_;
   slice_start_ = start;
-  stats_.sched_latency.record(to_ns(start - f->ready_at));
+  stats_.sched_latency.record(std::max<int64_t>(0, to_ns(start - f->ready_at)));
   ++resumes_since_poll_;
   detail::t_io_budget = kIoBudget;
   if constexpr (kWatchdogHooks) {
@@ -271,18 +313,26 @@ void Reactor::begin_slice(detail::Fiber* f) {
 void Reactor::end_slice(detail::Fiber* f) {
   if constexpr (kWatchdogHooks) slice_start_ns_.store(0, std::memory_order_release);
   const Deadline start = slice_start_;
-  last_clock_ = Clock::now();
-  const int64_t slice = to_ns(last_clock_ - start);
+  last_clock_ = clock_.now();
+  // Not below 0: a poll's real reading may be a microsecond before a TSC-extended one.
+  const int64_t slice = std::max<int64_t>(0, to_ns(last_clock_ - start));
   stats_.slice.record(slice);
   f->last_slice_ns = slice;
   ++f->slices;
   if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) [[unlikely]] {
-    long_slice_ns_.store(slice, std::memory_order_relaxed);
-    long_slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
-    stats_.slow_slices.add();
-    ++slow_by_name_[f->name.substr(0, f->name.find('#'))];
+    note_slow_slice(f, slice, start);
   }
-  if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
+  if (!f->stack.canary_intact()) [[unlikely]] {
+    report_overflow(f->name.c_str(), f->stack.usable_size());
+  }
+}
+
+// Out of end_slice's line, so its fast path saves no registers for the map look-up.
+void Reactor::note_slow_slice(const detail::Fiber* f, int64_t slice, Deadline start) {
+  long_slice_ns_.store(slice, std::memory_order_relaxed);
+  long_slice_start_ns_.store(since_epoch_ns(start), std::memory_order_release);
+  stats_.slow_slices.add();
+  ++slow_by_name_[f->name.substr(0, f->name.find('#'))];
 }
 
 void Reactor::resume(detail::Fiber* f) {
@@ -335,7 +385,7 @@ __attribute__((noinline)) void Reactor::suspend(detail::Fiber* self, bool finish
   landed();
 }
 
-absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) {
+absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable, bool releasable) {
   detail::Fiber* f = current_;
   if (f == nullptr) {
     std::fprintf(stderr, "reactor: '%s' would suspend outside a fiber\n", op);
@@ -345,7 +395,7 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
     return absl::CancelledError(absl::StrCat(op, ": cancelled"));
   }
   if (deadline != kNoDeadline) {
-    if (deadline <= Clock::now()) {
+    if (deadline <= clock_.now()) {
       return absl::DeadlineExceededError(absl::StrCat(op, ": deadline exceeded"));
     }
     timers_.arm(&f->deadline, deadline);
@@ -353,6 +403,7 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
   f->state = detail::FiberState::kParked;
   f->park_op = op;
   f->park_cancellable = cancellable;
+  f->park_releasable = releasable;  // the sweep reads it with ready_at (release_idle_stacks)
   suspend(f);
   if (f->deadline.armed()) {
     timers_.cancel(&f->deadline);
@@ -363,6 +414,77 @@ absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable) 
     return absl::OkStatus();
   }
   return std::exchange(f->wake_status, absl::OkStatus());
+}
+
+void Reactor::allow_stack_release() {
+  if (current_ == nullptr || options_.release_idle_stacks <= Duration::zero() ||
+      current_->stack_releasable || release_refused_) {
+    return;
+  }
+  current_->stack_releasable = true;
+  ++releasable_fibers_;
+  if (!release_timer_.armed())
+    timers_.arm(&release_timer_, last_clock_ + options_.release_idle_stacks);
+}
+
+void Reactor::fire_release_sweep(detail::TimerNode* node) {
+  static_cast<Reactor*>(node->data)->release_idle_stacks();
+}
+
+// Every half of release_idle_stacks while a fiber that allowed it lives, a scan of every fiber: a
+// few loads each. A fiber is released once it has been parked releasably since at least that long
+// after it last became runnable (ready_at: its last slice began moments later), so between one and
+// one and a half periods after it last ran.
+void Reactor::release_idle_stacks() {
+  if (releasable_fibers_ == 0 || release_refused_) return;  // allow_stack_release re-arms it
+  const Deadline now = last_clock_;
+  const Duration after = options_.release_idle_stacks;
+  size_t released = 0;
+  bool more = false;
+  for (detail::Fiber* f = alive_head_; f != nullptr; f = f->next_alive) {
+    if (f->state != detail::FiberState::kParked || !f->park_releasable || !f->stack_releasable ||
+        f->saved_stack != nullptr || f->ready_at + after > now) {
+      continue;
+    }
+    if (released == kReleasesPerSweep) {
+      more = true;
+      break;
+    }
+    release_stack(f);
+    if (release_refused_) return;
+    ++released;
+  }
+  // The rest of a full sweep after the next poll: the loop serves I/O in between.
+  timers_.arm(&release_timer_, more ? now : now + after / 2);
+}
+
+void Reactor::release_stack(detail::Fiber* f) {
+  std::byte* const sp = static_cast<std::byte*>(f->context.sp);
+  std::byte* const top = f->stack.top();
+  if (sp < f->stack.bottom() || sp >= top) return;
+  const auto live = static_cast<size_t>(top - sp);
+  auto* copy = static_cast<std::byte*>(std::malloc(live));
+  if (copy == nullptr) return;
+  copy_words(copy, sp, live);
+  // A canary stack keeps the page that holds its canary.
+  std::byte* const from = f->stack.guarded ? f->stack.bottom() : f->stack.bottom() + page_bytes();
+  if (from < top && ::madvise(from, static_cast<size_t>(top - from), MADV_DONTNEED) != 0) {
+    // The stack stays as it was. A kernel or filter that refuses it (EPERM from a seccomp rule)
+    // would refuse every time: no more sweeps.
+    std::free(copy);
+    release_refused_ = true;
+    return;
+  }
+  f->saved_stack = copy;
+  stats_.stacks_released.set(++stacks_released_);
+  stats_.stack_releases.add();
+}
+
+void Reactor::restore_stack(detail::Fiber* f) {
+  std::byte* const sp = static_cast<std::byte*>(f->context.sp);
+  copy_words(sp, f->saved_stack, static_cast<size_t>(f->stack.top() - sp));
+  std::free(std::exchange(f->saved_stack, nullptr));
+  stats_.stacks_released.set(--stacks_released_);
 }
 
 void Reactor::cancel(detail::Fiber* f) {
@@ -437,7 +559,7 @@ void Reactor::drain_inbox() {
 
 void Reactor::run_until(const std::function<bool()>& done) {
   loop_thread_.check();
-  last_clock_ = Clock::now();
+  last_clock_ = clock_.sync();
   for (;;) {
     stats_.loop_iterations.add();
     run_ready_batch();
@@ -474,14 +596,18 @@ void Reactor::poll_once(Duration timeout) {
   // A spinning loop is in poll for the watchdog as well: idle, not a slice.
   if (timeout == Duration::zero() || options_.idle == IdleMode::kBlock) {
     if constexpr (kWatchdogHooks) in_poll_.store(kInPoll, std::memory_order_relaxed);
-    backend_->poll(timeout);
+    // A wait that may block announces itself to posters; a post queued since the loop last
+    // looked makes it a poll without waiting.
+    const bool sleep = timeout != Duration::zero() && inbox_->begin_sleep();
+    backend_->poll(sleep ? timeout : Duration::zero());
+    if (sleep) inbox_->end_sleep();
   } else {
     if constexpr (kWatchdogHooks) in_poll_.store(kInSpin, std::memory_order_relaxed);
     idle_wait(start, timeout);
   }
   if constexpr (kWatchdogHooks) in_poll_.store(kNotInPoll, std::memory_order_relaxed);
-  last_clock_ = last_poll_end_ = Clock::now();
-  const int64_t waited = to_ns(last_clock_ - start);
+  last_clock_ = last_poll_end_ = clock_.sync();
+  const int64_t waited = std::max<int64_t>(0, to_ns(last_clock_ - start));
   stats_.poll_wait.record(waited);
   // Fibers the poll woke are runnable from its end, not from before its wait.
   if (ready_count_ > before) {
@@ -507,16 +633,17 @@ void Reactor::idle_wait(Deadline start, Duration timeout) {
   while (!work && now < until) {
     backend_->poll(Duration::zero());
     const Deadline prev = now;
-    now = Clock::now();
+    now = clock_.now();
     // Counted as it goes, so stats show a spin that has not ended yet.
     stats_.spin_polls.add();
-    stats_.spin_ns.add(static_cast<uint64_t>(to_ns(now - prev)));
+    stats_.spin_ns.add(static_cast<uint64_t>(std::max<int64_t>(0, to_ns(now - prev))));
     work = ready_count_ > before || inbox_->pending() ||
            stop_requested_.load(std::memory_order_acquire);
   }
-  if (work || now >= timer) return;
+  if (work || now >= timer || !inbox_->begin_sleep()) return;
   if constexpr (kWatchdogHooks) in_poll_.store(kInPoll, std::memory_order_relaxed);
   backend_->poll(timer == kNoDeadline ? Duration{-1} : timer - now);  // kAdaptive, spin over
+  inbox_->end_sleep();
 }
 
 Reactor::CurrentSlice Reactor::current_slice() const {
@@ -565,10 +692,11 @@ std::vector<Reactor::FiberInfo> Reactor::fibers_snapshot(size_t max_fibers,
     const auto sp = f == current_ ? reinterpret_cast<uintptr_t>(__builtin_frame_address(0))
                                   : reinterpret_cast<uintptr_t>(f->context.sp);
     i.stack_used = sp != 0 && sp <= top ? top - sp : 0;
+    i.stack_released = f->saved_stack != nullptr;
     if (max_frames > 0) {
       FrameWalk w = f == current_ ? walk_own_stack(f->stack.bottom(), f->stack.top(), max_frames)
                                   : walk_parked_stack(f->context.sp, f->stack.bottom(),
-                                                      f->stack.top(), max_frames);
+                                                      f->stack.top(), max_frames, f->saved_stack);
       i.frames = std::move(w.pcs);
       i.frames_omitted = w.omitted;
     }

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "reactor/backend.h"
 #include "reactor/fiber.h"
+#include "reactor/loop_clock.h"
 #include "reactor/stack.h"
 #include "reactor/stats.h"
 #include "reactor/task.h"
@@ -56,16 +57,31 @@ class Inbox {
  public:
   explicit Inbox(Backend* backend) : backend_(backend) {}
   // Queues fn to run on the loop thread in scheduler context; false if the reactor is gone.
+  // Writes the backend's wakeup only when the loop sleeps (between begin_sleep and end_sleep)
+  // and nothing was queued before fn: a loop that is awake takes the queue before it sleeps,
+  // and a queue that was not empty has had its wakeup written.
   bool post(absl::AnyInvocable<void()> fn);
   // Takes everything queued. Loop thread.
   std::vector<absl::AnyInvocable<void()>> take();
   bool pending() const { return pending_.load(std::memory_order_acquire); }
+  // Loop thread, before a wait in the backend that may block: from here on a post wakes it.
+  // False, changing nothing, when a post is already queued (then do not block).
+  bool begin_sleep();
+  // Loop thread, after that wait.
+  void end_sleep() { sleeping_.store(false, std::memory_order_relaxed); }
+  // How many wakeups posts have written. Any thread.
+  uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
   void close();
 
  private:
   std::mutex mu_;
   std::vector<absl::AnyInvocable<void()>> items_;
+  // pending_ and sleeping_ are a Dekker pair (sequentially consistent): a post stores pending_
+  // then reads sleeping_, the loop stores sleeping_ then reads pending_, so at least one of them
+  // sees the other and no post is left asleep in the queue.
   std::atomic<bool> pending_{false};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<uint64_t> wakeups_{0};
   Backend* backend_;  // null once closed
 };
 }  // namespace detail
@@ -82,6 +98,12 @@ class Reactor {
     size_t max_guarded_stacks = SIZE_MAX;
     IdleMode idle = IdleMode::kBlock;
     Duration spin = std::chrono::microseconds(50);  // how long kAdaptive spins before it blocks
+    // A fiber that allowed it (allow_stack_release) and has waited this long for an fd gives its
+    // stack's pages back to the kernel (madvise MADV_DONTNEED); the few hundred bytes of its
+    // stack still in use wait in a heap copy and are put back when it resumes. Zero: never.
+    // Released between one and one and a half times this after it last ran (a sweep every half
+    // of it while such a fiber lives).
+    Duration release_idle_stacks = Duration::zero();
   };
 
   // Creates a reactor bound to the calling thread (at most one per thread). Fails if the backend
@@ -148,6 +170,7 @@ class Reactor {
     uint64_t slices;
     size_t stack_used;  // bytes between the stack's top and its saved stack pointer
     size_t stack_size;
+    bool stack_released = false;  // its pages given back while it waits (release_idle_stacks)
     // With max_frames > 0: the return addresses of its stack, innermost first (fiber_stack.h).
     std::vector<void*> frames;
     size_t frames_omitted = 0;
@@ -217,8 +240,15 @@ class Reactor {
 
   // Scheduling hooks (see fiber.h). Loop thread.
   detail::Fiber* current_fiber() const { return current_; }
-  absl::Status park(Deadline deadline, const char* op, bool cancellable);
+  absl::Status park(Deadline deadline, const char* op, bool cancellable, bool releasable = false);
   bool wake(detail::Fiber* fiber, absl::Status status);
+  // The running fiber's stack may be released while it waits for an fd (Options::
+  // release_idle_stacks; nothing if that is zero). Its code promises that nothing outside the
+  // fiber points into its stack while it waits: what others read or write (a connection's state,
+  // a wait-list node) lives on the heap. Loop thread, inside a fiber.
+  void allow_stack_release();
+  // Stacks released now, in all. Loop thread (the stats: any thread).
+  size_t stacks_released() const { return stacks_released_; }
   void cancel(detail::Fiber* fiber);
   // Puts the running fiber at the back of the run queue. Loop thread, inside a fiber.
   void yield();
@@ -241,6 +271,8 @@ class Reactor {
   // Start and end of a fiber's slice: the statistics, the watchdog's view, the canary check.
   void begin_slice(detail::Fiber* fiber);
   void end_slice(detail::Fiber* fiber);
+  [[gnu::cold, gnu::noinline]] void note_slow_slice(const detail::Fiber* f, int64_t slice,
+                                                    Deadline start);
   // The running fiber `self` stops running (its state says why: parked, runnable again or done)
   // and switches to the next runnable fiber when the loop would run that one next anyway
   // (hand_off_target), else to the scheduler. Returns when `self` runs again, except `finishing`.
@@ -256,6 +288,13 @@ class Reactor {
   void drain_inbox();
   void poll_once(Duration timeout);
   void idle_wait(Deadline start, Duration timeout);
+  // The release sweep (release_timer_): releases the stacks of fibers parked releasably for at
+  // least Options::release_idle_stacks, at most kReleasesPerSweep at a time.
+  static void fire_release_sweep(detail::TimerNode* node);
+  void release_idle_stacks();
+  void release_stack(detail::Fiber* f);
+  [[gnu::cold, gnu::noinline]] void restore_stack(detail::Fiber* f);
+  static constexpr size_t kReleasesPerSweep = 256;
 
   Options options_;
   std::unique_ptr<Backend> backend_;
@@ -296,11 +335,16 @@ class Reactor {
   std::atomic<int64_t> slow_slice_ns_{10'000'000};
   std::atomic<int64_t> long_slice_start_ns_{0};
   std::atomic<int64_t> long_slice_ns_{0};
+  LoopClock clock_;        // read at every slice's end: cheap (loop_clock.h)
   Deadline last_clock_{};  // the last time read on the loop
   static constexpr uint32_t kResumesPerPoll = 61;
   uint32_t resumes_since_poll_ = 0;
   Deadline last_poll_end_{};
   std::unordered_map<std::string, uint64_t> slow_by_name_;
+  detail::TimerNode release_timer_;  // the sweep: armed while a fiber that allowed release lives
+  size_t releasable_fibers_ = 0;     // alive fibers that allowed release
+  bool release_refused_ = false;     // madvise failed once: releasing is off from then on
+  size_t stacks_released_ = 0;
 };
 
 // Shorthands for the reactor of the calling thread. Loop thread, inside a fiber.
@@ -320,6 +364,10 @@ inline absl::Status sleep_for(Duration d) {
 }
 // True once the running fiber has been asked to stop.
 bool cancelled();
+// Reactor::allow_stack_release for the running fiber. Loop thread, inside a fiber.
+inline void allow_stack_release() {
+  Reactor::current()->allow_stack_release();
+}
 
 // Runs fn in a new fiber on `target`, from any thread; wakes its loop. False if it is shutting
 // down.

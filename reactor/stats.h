@@ -40,8 +40,10 @@ struct ReactorStats {
   RelaxedCounter timers_armed;     // gauge
   RelaxedCounter timers_fired;
   RelaxedCounter timers_cancelled;
-  RelaxedCounter stacks_guarded;  // gauge: guarded stacks in use by fibers
-  RelaxedCounter stacks_canary;   // gauge: canary stacks in use by fibers
+  RelaxedCounter stacks_guarded;   // gauge: guarded stacks in use by fibers
+  RelaxedCounter stacks_canary;    // gauge: canary stacks in use by fibers
+  RelaxedCounter stacks_released;  // gauge: parked fibers' stacks whose pages are released
+  RelaxedCounter stack_releases;   // stack_releases_total
   RelaxedCounter spawn_failures;
   RelaxedCounter slow_slices;       // slices longer than the slow-slice threshold
   RelaxedCounter io_budget_yields;  // fibers sent to the back after kIoBudget ready I/O calls

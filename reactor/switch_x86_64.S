@@ -3,8 +3,9 @@
 // void reactor_switch_context(void** save_sp, void* load_sp)
 //   Pushes the callee-saved registers (rbp, rbx, r12-r15), MXCSR and the x87 control word on the
 //   current stack, stores the stack pointer in *save_sp, loads load_sp and pops the same frame from
-//   it, returning with `ret` when the resumed context was suspended at our own call site and
-//   through an indirect jump otherwise (REACTOR_SWITCH_ALWAYS_JMP, an assembler define for timing
+//   it (MXCSR with its sticky exception flags: they travel with each context, as in fcontext),
+//   returning with `ret` when the resumed context was suspended at our own call site and through
+//   an indirect jump otherwise (REACTOR_SWITCH_ALWAYS_JMP, an assembler define for timing
 //   runs only, always jumps, as before). No system call: the signal mask is per thread, not per
 //   fiber. Measured in docs/benchmarks.md (perf/switch_variants_x86_64.S has the variants).
 //
@@ -41,22 +42,16 @@ reactor_switch_context:
         stmxcsr 8(%rsp)
         fnstcw  (%rsp)
         movq    %rsp, (%rdi)
-        movq    %rsp, %rax
         // The resumed stack holds the same frame: the CFI above describes it too, so an unwinder
         // (the profiler's and the watchdog's signal handlers) walks on into the resumed context.
         movq    %rsi, %rsp
-        // Writing MXCSR or the x87 control word is slow even with an equal value: load them only
-        // when the resumed context's control bits (MXCSR bits 6-15; the low six are sticky
-        // exception flags) or control word differ from the live ones.
-        movl    8(%rsp), %edx
-        xorl    8(%rax), %edx
-        testl   $0xFFC0, %edx
-        jnz     .Lload_fp
-        movzwl  (%rsp), %edx
-        cmpw    (%rax), %dx
-        jne     .Lload_fp
-        .cfi_remember_state
-.Lrestore:
+        // Loaded unconditionally: comparing them with the live ones first costs more here than
+        // the loads (the comparison waits for the two microcoded stores above; docs/benchmarks.md,
+        // "The switch and the FP control words"). A new context starts with the control words of
+        // the thread that made it (make_context), so the loads mostly write the value already
+        // there, which neither CPU measured so far makes slow.
+        ldmxcsr 8(%rsp)
+        fldcw   (%rsp)
         addq    $16, %rsp
         .cfi_adjust_cfa_offset -16
         popq    %r15
@@ -94,11 +89,6 @@ reactor_switch_context:
         .cfi_adjust_cfa_offset -8
         .cfi_register %rip, %rcx
         jmpq    *%rcx
-.Lload_fp:
-        .cfi_restore_state
-        ldmxcsr 8(%rsp)
-        fldcw   (%rsp)
-        jmp     .Lrestore
         .cfi_endproc
         // Its end, for tests that single-step through it (tests/context_test.cc).
         .globl  reactor_switch_context_end

@@ -43,7 +43,7 @@ struct FramePool {
   }
 };
 // The pool of the reactor running on this thread (null without one). Set by the reactor.
-extern thread_local FramePool* t_frame_pool;
+extern constinit thread_local FramePool* t_frame_pool;
 
 // ASan builds cache nothing, so that every use of a freed frame is reported.
 #if defined(REACTOR_ASAN)

@@ -658,6 +658,8 @@ TEST(AdminMetrics, PromtoolAcceptsMetrics) {
                            "reactord_fibers_created_total",
                            "reactord_context_switches_total",
                            "reactord_stacks{",
+                           "reactord_stacks_released{",
+                           "reactord_stack_releases_total{",
                            "reactord_timers_armed",
                            "reactord_slice_duration_seconds_bucket{",
                            "reactord_scheduling_latency_seconds_bucket{",

@@ -5,7 +5,7 @@ verification makes the run exit non-zero with its results named *-INVALID and ma
 are read and turned into system calls per request; server CPU is the whole process's (every
 thread); the rows of issue 13 run in the cells they should, a spinning row only while measured, and
 do not set the open loop's rate; the report has the system-call column, the latency table and
-their targets; the admin client reads a service's bytes sent; a missing perf stops the run with a
+their targets, and a memory row whose server died misses its target; the admin client reads a service's bytes sent; a missing perf stops the run with a
 clear message.
 Usage: compare_logic_test.py (exits 0 when every check holds)."""
 
@@ -234,7 +234,17 @@ def check_report():
         "100x64": {"conns": 100, "size": 64, "rounds": [hundred], "summary": hundred}}},
         "loadavg": {}, "started": "now", "seconds": 1,
         "servers": {"reactord-io_uring-sqpoll": {"allowed_cpus": {"iou-sqp": "0"}}}}
+    mem = {"connected": 5000, "errors": 0, "base_kib": 1, "rss_kib": 2, "load": "1 1 1"}
+    res["sections"]["memory"] = [
+        {**mem, "server": "reactord-epoll", "connections": 5000, "per_conn_kib": 3.9},
+        {**mem, "server": "reactord-epoll", "connections": 10000, "per_conn_kib": 4.9},
+        {"server": "reactord-io_uring", "connections": 18000, "load": "1 1 1",
+         "error": "reactord-io_uring exited (status -9) holding 18000 connections"}]
     targets = {t: v for t, m, v in compare_report.targets(res)}
+    assert targets["≤ 4 KiB RSS per idle connection, reactord-epoll, 5,000"] == "met", targets
+    assert targets["≤ 4 KiB RSS per idle connection, reactord-epoll, 10,000"] == "missed"
+    # A server that died while holding its connections has no figure and misses the target.
+    assert targets["≤ 4 KiB RSS per idle connection, reactord-io_uring, 18,000"] == "missed"
     assert targets["idle = spin: 1-connection p50 ≥ 20 % below block, epoll"] == "met", targets
     assert targets["idle = spin: 1-connection p50 ≥ 20 % below block, io_uring"] == "missed"
     assert targets["reactord-io_uring ≤ 0.2 system calls per request, 100 conns, 64 B"] == \
@@ -251,6 +261,7 @@ def check_report():
     assert "| reactord-io_uring | io_uring | block | 30.0 µs | 60.0 µs | 1.00× | 10.00 µs |" \
         " 0.50 | 0.051 |" in md, md
     assert "| 0.67× |" in md, md
+    assert "| reactord-io_uring | 18,000 | — | — | — | reactord-io_uring exited (status -9)" in md, md
     compare_report.svg_chart(res)
 
 

@@ -216,6 +216,7 @@ TEST(ConfigDefaultsTest, OmittedKeysTakeDocumentedDefaults) {
   EXPECT_EQ(cfg.runtime.stack_size_kib, 64u);
   EXPECT_EQ(cfg.runtime.idle, IdleMode::kBlock);
   EXPECT_EQ(cfg.runtime.spin_us, 50u);
+  EXPECT_EQ(cfg.runtime.release_idle_stacks_ms, 1000u);
   EXPECT_EQ(cfg.runtime.offload_threads, 4u);
   EXPECT_FALSE(cfg.runtime.io_uring_sqpoll);
   EXPECT_EQ(cfg.runtime.io_uring_sqpoll_cpu, -1);
@@ -297,6 +298,7 @@ TEST(ConfigRangeTest, EveryNumberHasItsRange) {
   const std::vector<Range> ranges = {
       {"runtime", "shards", 0, 1024},
       {"runtime", "spin_us", 0, 100000},
+      {"runtime", "release_idle_stacks_ms", 0, 3600000},
       {"runtime", "offload_threads", 1, 256},
       {"runtime", "io_uring_sqpoll_cpu", -1, 4095},
       {"runtime", "io_uring_sqpoll_idle_ms", 1, 60000},
@@ -418,7 +420,8 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
   const std::vector<BadConfig> cases = {
       {"unknown key", "[runtime]\nshards = 2\n  shardz = 3\n" + svc,
        "t.toml:3:3: runtime.shardz: unknown key; [runtime] has backend, shards, pin_cpus, "
-       "stack_size_kib, idle, spin_us, offload_threads, io_uring_sqpoll, io_uring_sqpoll_cpu, "
+       "stack_size_kib, idle, spin_us, release_idle_stacks_ms, offload_threads, io_uring_sqpoll, "
+       "io_uring_sqpoll_cpu, "
        "io_uring_sqpoll_idle_ms"},
       {"unknown section", "[runtme]\nshards = 2\n" + svc,
        "t.toml:1:2: runtme: unknown section; expected runtime, log, admin, watchdog, shutdown, "

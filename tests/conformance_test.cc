@@ -7,12 +7,14 @@
 // wait(), cross-thread wakeup and 1,000 concurrent connections.
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,19 +92,31 @@ void expect_exactly(Stream& s, std::span<const std::byte> want) {
       << (more.ok() ? std::to_string(*more) : more.status().ToString());
 }
 
-// A connected pair with small buffers whose client sent `data` until both buffers were full: the
-// first `sent` bytes went out, so the next send of the rest waits for the peer to read.
+// Both ends of a Unix stream socket pair with small buffers whose client sent `data` until they
+// were full: the first `sent` bytes went out, so the next send of the rest waits for the peer to
+// read. A Unix pair, not TCP: once full it stays full until the peer reads, where a loopback TCP
+// connection's zero window can reopen on its own (the persist timer's probe after the receiver
+// collapses its queue), and a send meant to stay pending then completes.
 struct CloggedPair {
-  Pair p;
+  Stream client;
+  Stream server;
   std::vector<std::byte> data;
   size_t sent = 0;
 };
 
 CloggedPair clogged_pair(uint32_t seed) {
-  CloggedPair c{connected_pair(), pattern(4 << 20, seed)};
-  set_small_buffers(c.p.client.fd());
-  set_small_buffers(c.p.server.fd());
-  fill(c.p.client.fd(), c.data, &c.sent);
+  CloggedPair c;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+    ADD_FAILURE() << "socketpair: " << std::strerror(errno);
+    return c;
+  }
+  c.client = Stream(FileDescriptor(sv[0]));
+  c.server = Stream(FileDescriptor(sv[1]));
+  c.data = pattern(4 << 20, seed);
+  set_small_buffers(c.client.fd());
+  set_small_buffers(c.server.fd());
+  fill(c.client.fd(), c.data, &c.sent);
   return c;
 }
 
@@ -157,12 +171,11 @@ TEST_P(ConformanceTest, SendDeadlineReportsEveryByteItSent) {
     CloggedPair c = clogged_pair(0);
     // Another timed-out send, from a full buffer: it must report nothing sent.
     const Deadline start = Clock::now();
-    auto n =
-        backend().send(c.p.client.fd(), std::span(c.data).subspan(c.sent), deadline_after(20ms));
+    auto n = backend().send(c.client.fd(), std::span(c.data).subspan(c.sent), deadline_after(20ms));
     ASSERT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
     EXPECT_GE(ms_since(start), 19);
     // The peer receives exactly what the sends reported, no byte lost or duplicated.
-    expect_exactly(c.p.server, std::span(c.data).first(c.sent));
+    expect_exactly(c.server, std::span(c.data).first(c.sent));
   });
 }
 
@@ -214,23 +227,23 @@ TEST_P(ConformanceTest, DeadlineOnRecvLeavesPendingSendOnSameFd) {
     absl::Status send_status;
     auto sender = spawn("sender", [&] {
       auto n =
-          backend().send(c.p.client.fd(), std::span(c.data).subspan(c.sent), deadline_after(10s));
+          backend().send(c.client.fd(), std::span(c.data).subspan(c.sent), deadline_after(10s));
       send_status = n.status();
       if (n.ok()) c.sent += *n;
     });
     ASSERT_TRUE(sender.ok());
     ASSERT_TRUE(sleep_for(5ms).ok());
     std::byte b[1];
-    auto r = backend().recv(c.p.client.fd(), b, deadline_after(20ms));
+    auto r = backend().recv(c.client.fd(), b, deadline_after(20ms));
     EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
     EXPECT_FALSE(sender->done()) << "the send ended with the recv: " << send_status;
     // Drain on the peer: the send completes normally.
     std::vector<std::byte> got(before);
-    ASSERT_TRUE(c.p.server.read_exact(got, deadline_after(10s)).ok());
+    ASSERT_TRUE(c.server.read_exact(got, deadline_after(10s)).ok());
     sender->join();
     EXPECT_TRUE(send_status.ok()) << send_status;
     EXPECT_GT(c.sent, before);
-    expect_exactly(c.p.server, std::span(c.data).subspan(before, c.sent - before));
+    expect_exactly(c.server, std::span(c.data).subspan(before, c.sent - before));
   });
 }
 
@@ -243,12 +256,12 @@ TEST_P(ConformanceTest, SendCancel) {
     interrupt_pending(
         "sender",
         [&] {
-          auto n = backend().send(c.p.client.fd(), std::span(c.data).subspan(c.sent), kNoDeadline);
+          auto n = backend().send(c.client.fd(), std::span(c.data).subspan(c.sent), kNoDeadline);
           s = n.status();
           if (n.ok()) c.sent += *n;
         },
         cancel, 5ms);
-    expect_exactly(c.p.server, std::span(c.data).first(c.sent));
+    expect_exactly(c.server, std::span(c.data).first(c.sent));
   });
   EXPECT_TRUE(absl::IsCancelled(s)) << s;
 }
@@ -320,13 +333,13 @@ TEST_P(ConformanceTest, CloseResumesPendingSendWithError) {
   absl::Status s;
   run([&] {
     CloggedPair c = clogged_pair(5);
-    const int fd = c.p.client.fd();
+    const int fd = c.client.fd();
     const double ms = interrupt_pending(
         "sender",
         [&] {
           s = backend().send(fd, std::span(c.data).subspan(c.sent), deadline_after(10s)).status();
         },
-        [&](Task<void>&) { ASSERT_TRUE(c.p.client.close().ok()); });
+        [&](Task<void>&) { ASSERT_TRUE(c.client.close().ok()); });
     EXPECT_LT(ms, 5000) << "send waited for its deadline instead";
   });
   EXPECT_TRUE(closed_under_it(s));
@@ -713,6 +726,25 @@ TEST_P(ConformanceTest, ReadsAfterShortReadsSeeDataEndAndReset) {
   });
 }
 
+// A loopback listener and a second holder of its socket: a dup, as an upgrade's new process or
+// systemd's fd store holds it.
+struct SharedListener {
+  std::optional<TcpListener> listener;
+  SocketAddress addr;
+  FileDescriptor other;
+};
+
+void bind_shared_listener(SharedListener& out) {
+  absl::StatusOr<TcpListener> l = TcpListener::bind(loopback_v4());
+  ASSERT_TRUE(l.ok()) << l.status();
+  absl::StatusOr<SocketAddress> a = l->local_address();
+  ASSERT_TRUE(a.ok()) << a.status();
+  out.other = FileDescriptor(::fcntl(l->fd(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_GE(out.other.get(), 0) << std::strerror(errno);
+  out.addr = *a;
+  out.listener.emplace(*std::move(l));
+}
+
 // One accept arms the backend's accept (io_uring: its multishot) and takes the first of
 // `clients` + 1 connections into `served`; the others connect while no fiber accepts, and 50 ms
 // later a multishot accept has taken them ahead of any fiber.
@@ -948,13 +980,12 @@ TEST_P(ConformanceTest, StopAcceptingEndsAPendingAccept) {
 TEST_P(ConformanceTest, StopAcceptingHandsOverEveryConnectionAndClosesNone) {
   run([] {
     constexpr int kClients = 40;
-    auto listener = TcpListener::bind(loopback_v4());
-    ASSERT_TRUE(listener.ok());
+    SharedListener shared;
+    ASSERT_NO_FATAL_FAILURE(bind_shared_listener(shared));
+    std::optional<TcpListener>& listener = shared.listener;
     const int fd = listener->fd();
-    auto addr = listener->local_address();
-    ASSERT_TRUE(addr.ok());
-    FileDescriptor other(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    ASSERT_GE(other.get(), 0);
+    const SocketAddress* addr = &shared.addr;
+    FileDescriptor& other = shared.other;
     std::vector<TcpStream> clients;
     std::vector<FileDescriptor> served;
     ASSERT_NO_FATAL_FAILURE(connect_with_accept_armed(fd, *addr, kClients, clients, served));
@@ -1004,6 +1035,70 @@ TEST_P(ConformanceTest, StopAcceptingHandsOverEveryConnectionAndClosesNone) {
       }
     }
     EXPECT_EQ(alive, kClients + 1);
+  });
+}
+
+// A connection that reaches the listener while this backend stops accepting is never stranded in
+// the queue: the socket's other holder waits with an exclusive wakeup queued behind this backend's
+// (as an upgrade's new process does: io_uring's accept waits exclusively), so a wakeup this backend
+// takes and then drops at the stop is one the other holder never gets. Here the connect and the
+// stop happen in one turn of the loop, so on io_uring the accept's wakeup is still pending when the
+// cancel reaches the kernel. Whoever takes it, the client is accepted without another connect.
+TEST_P(ConformanceTest, StopAcceptingStrandsNoConnectionItWasWokenFor) {
+  run([] {
+    SharedListener shared;
+    ASSERT_NO_FATAL_FAILURE(bind_shared_listener(shared));
+    std::optional<TcpListener>& listener = shared.listener;
+    const int fd = listener->fd();
+    const SocketAddress* addr = &shared.addr;
+    FileDescriptor& other = shared.other;
+    std::vector<FileDescriptor> served;
+    auto acceptor = spawn("acceptor", [&] {
+      for (;;) {
+        absl::StatusOr<int> c = backend().accept(fd, nullptr, deadline_after(5s));
+        if (!c.ok()) {
+          EXPECT_TRUE(absl::IsOutOfRange(c.status())) << c.status();
+          return;
+        }
+        served.emplace_back(*c);
+      }
+    });
+    ASSERT_TRUE(acceptor.ok());
+    ASSERT_TRUE(sleep_for(20ms).ok());  // the accept is waiting in the kernel
+    // The other holder, waiting behind it.
+    FileDescriptor ep(::epoll_create1(EPOLL_CLOEXEC));
+    ASSERT_GE(ep.get(), 0);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ASSERT_EQ(::epoll_ctl(ep.get(), EPOLL_CTL_ADD, other.get(), &ev), 0) << std::strerror(errno);
+
+    // A blocking connect outside the backend, and the stop, with no suspension between them.
+    FileDescriptor client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_GE(client.get(), 0);
+    ASSERT_EQ(::connect(client.get(), addr->get(), addr->size()), 0) << std::strerror(errno);
+    backend().stop_accepting(fd);
+    acceptor->join();
+    const size_t taken_here = served.size();
+    ASSERT_TRUE(listener->close().ok());
+
+    size_t taken_by_other = 0;
+    if (taken_here == 0) {
+      epoll_event out{};
+      const int n = ::epoll_wait(ep.get(), &out, 1, 1000);
+      EXPECT_EQ(n, 1) << "the other holder was never told of the connection in the queue";
+      const int c = ::accept4(other.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c >= 0) {
+        served.emplace_back(c);
+        ++taken_by_other;
+      }
+    }
+    EXPECT_EQ(taken_here + taken_by_other, 1u)
+        << taken_here << " taken by this backend, " << taken_by_other << " by the other holder";
+    for (const FileDescriptor& f : served) {
+      EXPECT_EQ(::send(f.get(), "x", 1, MSG_NOSIGNAL), 1) << std::strerror(errno);
+    }
+    char b = 0;
+    EXPECT_EQ(::recv(client.get(), &b, 1, MSG_DONTWAIT), 1) << std::strerror(errno);
   });
 }
 

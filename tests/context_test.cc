@@ -1,8 +1,7 @@
 // The context switch keeps what each fiber owns of the CPU: the callee-saved registers, MXCSR
 // (SSE rounding and exception masks) and the x87 control word (rounding and precision). Two
 // fibers set different values and yield to each other many times; each must find its own values
-// after every switch. The switch skips loading MXCSR / the control word when they are equal, so
-// the tests also check that a value that differs is loaded.
+// after every switch; a new fiber starts with the values of the code that spawned it.
 #include <execinfo.h>
 #include <fpu_control.h>
 #include <signal.h>
@@ -120,6 +119,34 @@ TEST(ContextSwitch, EachFiberKeepsItsOwnX87ControlWord) {
   EXPECT_TRUE(every_round(seen.a, [&](uint16_t cw) { return cw == a_cw; })) << "fiber a";
   EXPECT_TRUE(every_round(seen.b, [&](uint16_t cw) { return cw == b_cw; })) << "fiber b";
   EXPECT_EQ(seen.main_after, seen.main_before);
+}
+
+// A fiber starts with the control words live where it was spawned, as a thread does with its
+// creator's (make_context copies them into the new frame).
+TEST(ContextSwitch, NewFiberStartsWithItsSpawnersControlWords) {
+  uint32_t spawner_mxcsr = 0, fiber_mxcsr = 0;
+  uint16_t spawner_cw = 0, fiber_cw = 0;
+  const absl::Status ran = Reactor::run([&] {
+    const uint32_t mxcsr_before = _mm_getcsr();
+    const uint16_t cw_before = x87_control();
+    _mm_setcsr((mxcsr_before & ~0x6000u) | 0x6000u);                         // round toward zero
+    set_x87_control(static_cast<uint16_t>((cw_before & ~0x0C00) | 0x0400));  // round down
+    spawner_mxcsr = mxcsr_control();
+    spawner_cw = x87_control();
+    auto child = spawn("child", [&] {
+      fiber_mxcsr = mxcsr_control();
+      fiber_cw = x87_control();
+    });
+    ASSERT_TRUE(child.ok());
+    child->join();
+    _mm_setcsr(mxcsr_before);
+    set_x87_control(cw_before);
+  });
+  ASSERT_TRUE(ran.ok()) << ran;
+  EXPECT_EQ(fiber_mxcsr, spawner_mxcsr);
+  EXPECT_EQ(spawner_mxcsr & 0x6000u, 0x6000u);
+  EXPECT_EQ(fiber_cw, spawner_cw);
+  EXPECT_EQ(spawner_cw & 0x0C00, 0x0400);
 }
 
 }  // namespace

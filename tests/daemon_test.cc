@@ -768,5 +768,62 @@ TEST(DaemonSocketActivation, AdminFdIsNotReportedAndAnUnusedFdIsReportedOnce) {
   EXPECT_EQ(count_of(log, "socket activation passed"), 1u) << log;
 }
 
+// ---- idle connections' stacks ----
+
+// The sum over shards of a count in `stats --json`'s "stacks" objects.
+uint64_t stacks_count(const std::string& stats_json, const std::string& key) {
+  uint64_t sum = 0;
+  const std::string needle = "\"" + key + "\":";
+  for (size_t at = stats_json.find(needle); at != std::string::npos;
+       at = stats_json.find(needle, at + 1)) {
+    sum += std::strtoull(stats_json.c_str() + at + needle.size(), nullptr, 10);
+  }
+  return sum;
+}
+
+// runtime.release_idle_stacks_ms: echo connections idle past it give their stacks' pages back
+// (stats, /metrics and `fibers` say so), and each echoes exactly what it is sent afterwards.
+TEST(DaemonStacks, IdleConnectionsGiveTheirStackPagesBackAndEchoAfter) {
+  DaemonProcess d;
+  std::string cfg = config_with(d.dir(), kEchoService);
+  cfg.replace(cfg.find("shards = 2\n"), 11,
+              "shards = 2\nbackend = \"epoll\"\nrelease_idle_stacks_ms = 100\n");
+  d.write_config(cfg);
+  d.start();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string addr = d.addresses()["echo"];
+  constexpr int kConns = 20;
+  std::vector<test::BlockingClient> clients;
+  for (int i = 0; i < kConns; ++i) {
+    clients.emplace_back(addr);
+    ASSERT_TRUE(clients.back().connected());
+    const std::string hello = absl::StrCat("hello ", i);
+    ASSERT_TRUE(clients.back().send_all(hello));
+    ASSERT_EQ(clients.back().recv_exact(hello.size()), hello);
+  }
+  // Each is released between 100 and 150 ms after its last echo: wait that long and a margin.
+  std::string stats;
+  const auto until = std::chrono::steady_clock::now() + 150ms + 2s;
+  do {
+    std::this_thread::sleep_for(50ms);
+    stats = reactorctl(d.dir(), "--json stats");
+  } while (stacks_count(stats, "released") < kConns && std::chrono::steady_clock::now() < until);
+  EXPECT_EQ(stacks_count(stats, "released"), static_cast<uint64_t>(kConns)) << stats;
+  EXPECT_GE(stacks_count(stats, "releases_total"), static_cast<uint64_t>(kConns)) << stats;
+  // --stacks: a snapshot taken now, walked from the copies.
+  const std::string fibers = reactorctl(d.dir(), "--json fibers --stacks");
+  EXPECT_THAT(fibers, HasSubstr("\"stack_released\":true")) << fibers;
+  EXPECT_THAT(fibers, HasSubstr("serve_echo")) << fibers;
+  EXPECT_THAT(reactorctl(d.dir(), "metrics"), HasSubstr("reactord_stack_releases_total{shard="));
+  for (int i = 0; i < kConns; ++i) {
+    const std::string payload = pattern(3000, i);
+    ASSERT_TRUE(clients[static_cast<size_t>(i)].send_all(payload));
+    EXPECT_EQ(clients[static_cast<size_t>(i)].recv_exact(payload.size()), payload) << i;
+  }
+  clients.clear();
+  EXPECT_TRUE(test::stops_cleanly(d));
+  EXPECT_THAT(test::unexpected_log_lines(d.log()), ::testing::IsEmpty());
+}
+
 }  // namespace
 }  // namespace reactord

@@ -2,6 +2,7 @@
 // offload, and many fibers at once.
 #include <atomic>
 #include <latch>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -296,6 +297,44 @@ TEST(CrossThread, SubmitToRunsOnTargetLoop) {
   EXPECT_EQ(ran_on, loop_thread);
 }
 
+// A post writes the backend's wakeup only to a loop that sleeps: while a fiber keeps the loop
+// busy (it yields, so the loop polls without waiting), 1,000 posts write none, and each still runs.
+// Then the loop sleeps in a wait of 10 s, and a post wakes it: the wait ends by the post.
+TEST(CrossThread, PostsToABusyLoopWriteNoWakeup) {
+  constexpr int kPosts = 1000;
+  std::atomic<Reactor*> target{nullptr};
+  std::atomic<Event*> event{nullptr};
+  std::atomic<bool> busy{false};
+  std::atomic<int> ran{0};
+  uint64_t wakeups_busy = 0;
+  absl::Status waited;
+  std::thread loop([&] {
+    run_fiber([&] {
+      Event done;
+      event = &done;
+      auto spinner = spawn("busy", [&] {
+        busy = true;
+        while (ran.load() < kPosts) yield();
+      });
+      ASSERT_TRUE(spinner.ok());
+      target = Reactor::current();
+      spinner->join();
+      wakeups_busy = Reactor::current()->inbox()->wakeups();
+      waited = done.wait(deadline_after(10s));
+    });
+  });
+  while (target.load() == nullptr || !busy.load()) std::this_thread::yield();
+  Reactor& r = *target.load();
+  const uint64_t before = r.inbox()->wakeups();
+  for (int i = 0; i < kPosts; ++i) ASSERT_TRUE(r.post([&] { ran.fetch_add(1); }));
+  while (ran.load() < kPosts) std::this_thread::yield();
+  std::this_thread::sleep_for(20ms);  // the loop goes to sleep in done.wait
+  ASSERT_TRUE(r.post([&] { event.load()->set(); }));
+  loop.join();
+  EXPECT_EQ(wakeups_busy, before) << "posts to the busy loop wrote wakeups";
+  EXPECT_TRUE(waited.ok()) << "the post did not wake the sleeping loop: " << waited;
+}
+
 TEST(CrossThread, CallOnRunsOnTargetAndReturnsValue) {
   std::atomic<Reactor*> target{nullptr};
   std::atomic<bool> finished{false};
@@ -376,17 +415,18 @@ TEST(Offload, ReturnsValueAndRethrows) {
 
 TEST(Offload, DeadlineReturnsWhileJobRuns) {
   absl::Status s;
-  std::atomic<bool> release{false};
+  // Shared with the job, which still runs (and reads it) after this test has returned.
+  auto release = std::make_shared<std::atomic<bool>>(false);
   run_fiber([&] {
     s = offload(
-            [&] {
-              while (!release.load()) std::this_thread::sleep_for(1ms);
+            [release] {
+              while (!release->load()) std::this_thread::sleep_for(1ms);
               return 1;
             },
             deadline_after(20ms))
             .status();
   });
-  release = true;
+  *release = true;
   EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
 }
 
