@@ -337,14 +337,15 @@ void UringBackend::unlink_op(Op* op) {
 
 template <class Prep>
 absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const char* what, Prep prep,
-                                             bool returns_fd, uint32_t* cqe_flags) {
+                                             bool returns_fd, uint32_t* cqe_flags,
+                                             bool releasable) {
   loop_thread_.check();
   Op* op = new_op(fd);
   io_uring_sqe* sqe = get_sqe();
   prep(sqe, op);
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(op));
   link_op(op);
-  const absl::Status parked = detail::park(deadline, what);
+  const absl::Status parked = detail::park(deadline, what, /*cancellable=*/true, releasable);
   if (!op->done) {
     // Deadline or cancel: the kernel still owns the buffer. Cancel, and wait for the CQE that
     // says the kernel let go of it, whichever way the race went.
@@ -678,9 +679,11 @@ absl::Status UringBackend::wait(int fd, Interest interest, Deadline deadline) {
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("wait on invalid fd ", fd));
   const bool read = interest == Interest::kRead;
   const unsigned mask = read ? (POLLIN | POLLRDHUP) : POLLOUT;
-  absl::StatusOr<int32_t> r =
-      run_op(fd, deadline, read ? "wait for readable fd" : "wait for writable fd",
-             [&](io_uring_sqe* sqe, Op*) { io_uring_prep_poll_add(sqe, fd, mask); });
+  // A poll holds no memory of the fiber's: its stack may be released meanwhile.
+  absl::StatusOr<int32_t> r = run_op(
+      fd, deadline, read ? "wait for readable fd" : "wait for writable fd",
+      [&](io_uring_sqe* sqe, Op*) { io_uring_prep_poll_add(sqe, fd, mask); },
+      /*returns_fd=*/false, /*cqe_flags=*/nullptr, /*releasable=*/true);
   return r.status();
 }
 

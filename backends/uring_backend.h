@@ -213,9 +213,12 @@ class UringBackend final : public Backend {
   // Prepares the SQE (with `prep`), parks until the final CQE (cancelling on deadline/cancel) and
   // returns the CQE's result, or the park status if the cancel won. Closed ops say so.
   // An op whose result is a new fd (accept) closes it if close() cancelled the op meanwhile.
+  // `releasable`: the op's SQE points at no memory of the fiber's (a poll), so the fiber's stack
+  // may be released while it waits (Reactor::allow_stack_release).
   template <class Prep>
   absl::StatusOr<int32_t> run_op(int fd, Deadline deadline, const char* what, Prep prep,
-                                 bool returns_fd = false, uint32_t* cqe_flags = nullptr);
+                                 bool returns_fd = false, uint32_t* cqe_flags = nullptr,
+                                 bool releasable = false);
   // readv/writev through the ring: RECVMSG/SENDMSG (MSG_NOSIGNAL: EPIPE, never SIGPIPE) on a
   // socket, READV/WRITEV on anything else (pipes, files; ENOTSOCK switches), waiting for
   // readiness when a non-socket answers EAGAIN.

@@ -249,6 +249,13 @@ class Reactor {
   void allow_stack_release();
   // Stacks released now, in all. Loop thread (the stats: any thread).
   size_t stacks_released() const { return stacks_released_; }
+  // How long a fiber that allowed it waits for an fd before its stack is released: zero when
+  // stacks are never released (Options::release_idle_stacks zero, or the kernel refused). A fiber
+  // whose receive holds a buffer (a completion backend) may give the buffer up after a while and
+  // wait for readability instead, so that its stack can go too (services/echo.cc). Loop thread.
+  Duration stack_release_after() const {
+    return release_refused_ ? Duration::zero() : options_.release_idle_stacks;
+  }
   void cancel(detail::Fiber* fiber);
   // Puts the running fiber at the back of the run queue. Loop thread, inside a fiber.
   void yield();

@@ -3,7 +3,13 @@
 namespace reactord {
 
 Connection::Connection(reactor::Stream stream, ServiceStats& stats, const ShardView& shard)
-    : stream_(std::move(stream)), stats_(stats), shard_(shard), created_(reactor::Clock::now()) {
+    : stream_(std::move(stream)),
+      stats_(stats),
+      shard_(shard),
+      created_(reactor::Clock::now()),
+      release_after_(reactor::Reactor::current() != nullptr
+                         ? reactor::Reactor::current()->stack_release_after()
+                         : reactor::Duration::zero()) {
   stats_.connections_accepted.add();
   stats_.connections_active.add();
 }

@@ -12,6 +12,7 @@
 // cancels it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -80,6 +81,22 @@ class Connection {
   absl::Status write_all(std::string_view s, reactor::Deadline deadline) {
     return write_all(std::as_bytes(std::span(s.data(), s.size())), deadline);
   }
+  // Idle connections give their memory back. With the shard releasing idle stacks
+  // (runtime.release_idle_stacks_ms, Reactor::stack_release_after), a handler waiting for the
+  // next request reads until idle_read_until(deadline) — half that period from now, or `deadline`
+  // if sooner — and when that read ends early (idle_read_ended: DeadlineExceeded before
+  // `deadline`) releases its buffers' pages (release_whole_pages) and waits with
+  // wait_readable(deadline), which holds no buffer and lets the stack be released too.
+  reactor::Deadline idle_read_until(reactor::Deadline deadline) const {
+    if (release_after_ <= reactor::Duration::zero()) return deadline;
+    return std::min(deadline, reactor::Clock::now() + release_after_ / 2);
+  }
+  static bool idle_read_ended(const absl::Status& s, reactor::Deadline read_until,
+                              reactor::Deadline deadline) {
+    return read_until < deadline && absl::IsDeadlineExceeded(s);
+  }
+  // Until the connection is readable (or the deadline passes). Loop thread, inside the fiber.
+  absl::Status wait_readable(reactor::Deadline deadline);
   void count_requests(uint64_t n = 1) {
     stats_.requests.add(n);
     requests_ += n;
@@ -133,6 +150,7 @@ class Connection {
   Io io_ = Io::kNone;
   uint64_t bytes_in_ = 0, bytes_out_ = 0, requests_ = 0;
   reactor::Deadline created_;
+  reactor::Duration release_after_;  // the shard's Reactor::stack_release_after()
 };
 
 // ---- implementation: inline, as every request makes these calls ----
@@ -147,6 +165,14 @@ inline absl::StatusOr<size_t> Connection::read(std::span<std::byte> buf,
     bytes_in_ += *n;
   }
   return n;
+}
+
+inline absl::Status Connection::wait_readable(reactor::Deadline deadline) {
+  io_ = Io::kReading;
+  absl::Status s =
+      reactor::Reactor::current()->backend().wait(stream_.fd(), reactor::Interest::kRead, deadline);
+  io_ = Io::kNone;
+  return s;
 }
 
 inline absl::StatusOr<size_t> Connection::write(std::span<const std::byte> buf,

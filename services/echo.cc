@@ -3,7 +3,10 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
+
+#include "services/read_buffer.h"
 
 namespace reactord {
 namespace {
@@ -32,6 +35,10 @@ absl::Status echo_back(Connection& c, std::span<const std::byte> buf, reactor::D
   return c.write_all(rest, deadline);
 }
 
+struct PageAlignedDelete {
+  void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t(kBufferPageAlign)); }
+};
+
 }  // namespace
 
 void serve_echo(Connection& c, const EchoOptions& options) {
@@ -45,12 +52,20 @@ void serve_echo(Connection& c, const EchoOptions& options) {
       if (!echo_back(c, std::span(shared, *n), deadline).ok()) return;
     }
   }
-  // A completion backend fills the buffer while the fiber waits: each connection needs its own.
-  // On the heap rather than the stack, so that an idle connection's stack stays one page.
-  const auto own = std::make_unique_for_overwrite<std::byte[]>(kEchoRead);
+  // A completion backend fills the buffer while the fiber waits: each connection needs its own,
+  // on the heap so that the stack stays small. An idle one gives its pages back and waits for
+  // readability instead (Connection::idle_read_until), so its stack is released too.
+  const std::unique_ptr<std::byte[], PageAlignedDelete> own(
+      static_cast<std::byte*>(::operator new(kEchoRead, std::align_val_t(kBufferPageAlign))));
   for (;;) {
     const reactor::Deadline deadline = timeout_deadline(options.idle_timeout);
-    absl::StatusOr<size_t> n = c.read(std::span(own.get(), kEchoRead), deadline);
+    const reactor::Deadline read_until = c.idle_read_until(deadline);
+    absl::StatusOr<size_t> n = c.read(std::span(own.get(), kEchoRead), read_until);
+    if (Connection::idle_read_ended(n.status(), read_until, deadline)) {
+      release_whole_pages(own.get(), kEchoRead);
+      if (!c.wait_readable(deadline).ok()) return;
+      continue;
+    }
     if (!n.ok() || *n == 0) return;
     c.count_requests();
     if (!c.write_all(std::span(own.get(), *n), deadline).ok()) return;

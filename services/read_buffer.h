@@ -10,7 +10,11 @@
 // parser's rebase(n) shifts its own offsets into the buffer down by the n bytes dropped.
 #pragma once
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <span>
@@ -20,11 +24,32 @@
 
 namespace reactord {
 
+inline constexpr size_t kBufferPageAlign = 4096;
+
+// Gives the whole pages inside [p, p + n) back to the kernel (madvise MADV_DONTNEED): they read
+// as zeros next time and take no memory until then. For buffers whose bytes are no longer needed
+// (an idle connection's, Connection::idle_read_until); the partial pages at either end stay.
+inline void release_whole_pages(void* p, size_t n) {
+  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const auto end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 // An allocator that default-initialises (does nothing for char) where std::allocator
-// value-initialises (zeroes).
+// value-initialises (zeroes). Blocks of a page or more are page-aligned, so that
+// release_whole_pages can give all of their pages back.
 template <typename T>
 struct DefaultInitAllocator : std::allocator<T> {
   using std::allocator<T>::allocator;
+  T* allocate(size_t n) {
+    if (n * sizeof(T) < kBufferPageAlign) return std::allocator<T>::allocate(n);
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kBufferPageAlign)));
+  }
+  void deallocate(T* p, size_t n) noexcept {
+    if (n * sizeof(T) < kBufferPageAlign) return std::allocator<T>::deallocate(p, n);
+    ::operator delete(p, n * sizeof(T), std::align_val_t(kBufferPageAlign));
+  }
   template <typename U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;
@@ -64,6 +89,13 @@ class ParserInput {
 
   // Bytes buffered and not yet part of a returned request or command.
   size_t buffered() const { return buffer_.size() - start_; }
+  // With nothing buffered: gives the buffer's pages back to the kernel, keeping its capacity
+  // (an idle connection's, Connection::idle_read_until).
+  void release_pages() {
+    if (buffered() != 0) return;
+    compact();
+    release_whole_pages(buffer_.data(), buffer_.capacity());
+  }
 
  protected:
   ReadBuffer buffer_;

@@ -2,6 +2,10 @@
 // limit and malformed input.
 #include "services/http_parser.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -329,6 +333,45 @@ TEST(HttpParserTest, PrepareAndCommit) {
   EXPECT_EQ(r.path, "/y");
   EXPECT_EQ(r.body, "ok");
   EXPECT_EQ(p.buffered(), 0u);
+}
+
+// release_pages(): an idle connection's parser (nothing buffered) gives its buffer's pages back,
+// keeping the buffer (page-aligned, so every page goes) and parsing on; with a partial request
+// buffered it keeps everything.
+bool page_resident(const char* p) {
+  unsigned char vec = 0;
+  EXPECT_EQ(::mincore(const_cast<char*>(p), 1, &vec), 0);
+  return (vec & 1) != 0;
+}
+
+TEST(HttpParserTest, ReleasePagesGivesAnIdleBuffersPagesBackAndParsingGoesOn) {
+  constexpr size_t kPage = 4096;
+  HttpRequestParser p;
+  std::span<char> space = p.prepare(4 * kPage);
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(space.data()) % kPage, 0u);
+  std::fill(space.begin(), space.end(), 'x');  // every page touched
+  const std::string get = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+  std::copy(get.begin(), get.end(), space.begin());
+  p.commit(get.size());
+  HttpRequest r;
+  ASSERT_EQ(p.next(r), HttpParseResult::kRequest);
+  ASSERT_EQ(p.buffered(), 0u);
+  p.release_pages();
+  space = p.prepare(4 * kPage);
+  for (size_t at = 0; at < space.size(); at += kPage) EXPECT_FALSE(page_resident(&space[at])) << at;
+  const std::string next = "GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+  std::copy(next.begin(), next.end(), space.begin());
+  p.commit(next.size());
+  ASSERT_EQ(p.next(r), HttpParseResult::kRequest);
+  EXPECT_EQ(r.path, "/b");
+
+  const std::string partial = "GET /c HTTP/1.1\r\nHo";
+  p.feed(partial);
+  ASSERT_EQ(p.next(r), HttpParseResult::kNeedMore);
+  p.release_pages();  // a partial request stays
+  p.feed("st: h\r\n\r\n");
+  ASSERT_EQ(p.next(r), HttpParseResult::kRequest);
+  EXPECT_EQ(r.path, "/c");
 }
 
 // expects_continue(): only while the body of an HTTP/1.1 request with `Expect: 100-continue` and
