@@ -942,8 +942,9 @@ class Compare:
                 raise RuntimeError(f"reactord-load: {line.strip()} {client.stdout.read()[:300]}")
             result = json.loads(client.stdout.readline())
             # reactord gives an idle connection's stack pages back 1 to 1.5 s after its last
-            # request (runtime.release_idle_stacks_ms, default 1000): measured after that.
-            time.sleep(2.0)
+            # request (runtime.release_idle_stacks_ms, default 1000), 1.5 to 2 s where its
+            # receive holds a buffer (io_uring; http and resp): measured after that.
+            time.sleep(2.5)
             rss = rss_kib(s.pid)
             # A server that exited has no VmRSS (a zombie until reaped): no figure, an error.
             if s.proc.poll() is not None or rss == 0:

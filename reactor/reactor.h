@@ -253,6 +253,9 @@ class Reactor {
   // stacks are never released (Options::release_idle_stacks zero, or the kernel refused). A fiber
   // whose receive holds a buffer (a completion backend) may give the buffer up after a while and
   // wait for readability instead, so that its stack can go too (services/echo.cc). Loop thread.
+  // The loop's time as it last read it (at the end of the last slice or poll: at most the running
+  // slice's length ago), without reading the clock. Loop thread.
+  Deadline last_clock() const { return last_clock_; }
   Duration stack_release_after() const {
     return release_refused_ ? Duration::zero() : options_.release_idle_stacks;
   }

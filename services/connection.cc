@@ -7,9 +7,8 @@ Connection::Connection(reactor::Stream stream, ServiceStats& stats, const ShardV
       stats_(stats),
       shard_(shard),
       created_(reactor::Clock::now()),
-      release_after_(reactor::Reactor::current() != nullptr
-                         ? reactor::Reactor::current()->stack_release_after()
-                         : reactor::Duration::zero()) {
+      loop_(reactor::Reactor::current()),
+      release_after_(loop_ != nullptr ? loop_->stack_release_after() : reactor::Duration::zero()) {
   stats_.connections_accepted.add();
   stats_.connections_active.add();
 }

@@ -89,7 +89,7 @@ class Connection {
   // wait_readable(deadline), which holds no buffer and lets the stack be released too.
   reactor::Deadline idle_read_until(reactor::Deadline deadline) const {
     if (release_after_ <= reactor::Duration::zero()) return deadline;
-    return std::min(deadline, reactor::Clock::now() + release_after_ / 2);
+    return std::min(deadline, loop_->last_clock() + release_after_ / 2);
   }
   static bool idle_read_ended(const absl::Status& s, reactor::Deadline read_until,
                               reactor::Deadline deadline) {
@@ -150,7 +150,8 @@ class Connection {
   Io io_ = Io::kNone;
   uint64_t bytes_in_ = 0, bytes_out_ = 0, requests_ = 0;
   reactor::Deadline created_;
-  reactor::Duration release_after_;  // the shard's Reactor::stack_release_after()
+  reactor::Reactor* loop_;           // the shard's
+  reactor::Duration release_after_;  // loop_->stack_release_after(), or zero without a loop
 };
 
 // ---- implementation: inline, as every request makes these calls ----

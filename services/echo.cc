@@ -3,7 +3,6 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <vector>
 
 #include "services/read_buffer.h"
@@ -35,8 +34,8 @@ absl::Status echo_back(Connection& c, std::span<const std::byte> buf, reactor::D
   return c.write_all(rest, deadline);
 }
 
-struct PageAlignedDelete {
-  void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t(kBufferPageAlign)); }
+struct GiveBlock {
+  void operator()(std::byte* p) const { BufferBlocks::give(p); }
 };
 
 }  // namespace
@@ -55,8 +54,8 @@ void serve_echo(Connection& c, const EchoOptions& options) {
   // A completion backend fills the buffer while the fiber waits: each connection needs its own,
   // on the heap so that the stack stays small. An idle one gives its pages back and waits for
   // readability instead (Connection::idle_read_until), so its stack is released too.
-  const std::unique_ptr<std::byte[], PageAlignedDelete> own(
-      static_cast<std::byte*>(::operator new(kEchoRead, std::align_val_t(kBufferPageAlign))));
+  static_assert(kEchoRead == BufferBlocks::kBytes);
+  const std::unique_ptr<std::byte[], GiveBlock> own(static_cast<std::byte*>(BufferBlocks::take()));
   for (;;) {
     const reactor::Deadline deadline = timeout_deadline(options.idle_timeout);
     const reactor::Deadline read_until = c.idle_read_until(deadline);

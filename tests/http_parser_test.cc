@@ -374,6 +374,24 @@ TEST(HttpParserTest, ReleasePagesGivesAnIdleBuffersPagesBackAndParsingGoesOn) {
   EXPECT_EQ(r.path, "/c");
 }
 
+// BufferBlocks: page-aligned blocks of a read chunk, each its own, reused once given back.
+TEST(HttpParserTest, BufferBlocksArePageAlignedAndDistinct) {
+  std::vector<char*> blocks;
+  for (int i = 0; i < 100; ++i) {  // more than one 1 MiB mapping's 64
+    auto* b = static_cast<char*>(BufferBlocks::take());
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(b) % 4096, 0u);
+    std::fill(b, b + BufferBlocks::kBytes, static_cast<char>(i));
+    blocks.push_back(b);
+  }
+  for (int i = 0; i < 100; ++i) {
+    const char* b = blocks[static_cast<size_t>(i)];
+    EXPECT_EQ(std::count(b, b + BufferBlocks::kBytes, static_cast<char>(i)),
+              static_cast<std::ptrdiff_t>(BufferBlocks::kBytes))
+        << i;
+  }
+  for (char* b : blocks) BufferBlocks::give(b);
+}
+
 // expects_continue(): only while the body of an HTTP/1.1 request with `Expect: 100-continue` and
 // a non-empty body is still arriving, and not for the request after it.
 TEST(HttpParserTest, ExpectsContinueWhileTheBodyOfAnExpectingRequestArrives) {
