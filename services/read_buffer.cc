@@ -61,7 +61,7 @@ void* BufferBlocks::take() {
 
 void BufferBlocks::give(void* b) noexcept {
   if (b == nullptr) return;
-  if (!kPooled) return ::operator delete(b, kBytes, std::align_val_t(kBufferPageAlign));
+  if (!kPooled) return ::operator delete(b, std::align_val_t(kBufferPageAlign));
   Pool& p = pool();
   std::lock_guard lock(p.mu);
   try {

@@ -67,7 +67,7 @@ struct DefaultInitAllocator : std::allocator<T> {
     const size_t bytes = n * sizeof(T);
     if (bytes < kBufferPageAlign) return std::allocator<T>::deallocate(p, n);
     if (bytes == BufferBlocks::kBytes) return BufferBlocks::give(p);
-    ::operator delete(p, bytes, std::align_val_t(kBufferPageAlign));
+    ::operator delete(p, std::align_val_t(kBufferPageAlign));
   }
   template <typename U>
   void construct(U* p) noexcept {
