@@ -44,7 +44,8 @@ struct Profiler::Ring {
 
 namespace {
 
-Profiler::Ring* g_rings[Profiler::kMaxThreads];  // allocated by start(), under g_running
+// Allocated by start(), under g_running; read by forget() on loop threads.
+std::atomic<Profiler::Ring*> g_rings[Profiler::kMaxThreads];
 
 // Async-signal-safe: atomics, a frame-pointer walk bounded by the stack, plain stores.
 // Not inlined: perf/profile-cost.sh counts the handler's calls by its calls of this function.
@@ -115,8 +116,10 @@ absl::StatusOr<std::unique_ptr<Profiler>> Profiler::start(std::vector<const Reac
   const timespec period{static_cast<time_t>(ns / 1'000'000'000),
                         static_cast<long>(ns % 1'000'000'000)};
   for (size_t i = 0; i < reactors.size(); ++i) {
-    if (g_rings[i] == nullptr) g_rings[i] = new Ring();
-    Ring& ring = *g_rings[i];
+    if (g_rings[i].load(std::memory_order_acquire) == nullptr) {
+      g_rings[i].store(new Ring(), std::memory_order_release);
+    }
+    Ring& ring = *g_rings[i].load(std::memory_order_relaxed);
     ring.epoch.store(p->epoch_, std::memory_order_relaxed);
     ring.tail.store(ring.head.load(std::memory_order_acquire), std::memory_order_release);
     ring.dropped.store(0, std::memory_order_relaxed);
@@ -167,6 +170,15 @@ void Profiler::drain(const std::function<void(size_t, const ProfileSample&)>& fn
       if (slot.epoch == epoch_) fn(i, slot.sample);
     }
     ring.tail.store(tail, std::memory_order_release);
+  }
+}
+
+void Profiler::forget(const Reactor* reactor) {
+  for (std::atomic<Ring*>& slot : g_rings) {
+    Ring* const ring = slot.load(std::memory_order_acquire);
+    if (ring == nullptr) continue;
+    const Reactor* expected = reactor;
+    ring->reactor.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
   }
 }
 

@@ -59,7 +59,8 @@ class Profiler {
   // Starts sampling the loop thread of each of `reactors` every `interval` of that thread's CPU
   // time (or of wall time: `clock`). FailedPrecondition while another profile runs in this
   // process (one at a time); InvalidArgument for a bad interval or too many reactors; the errno
-  // when a timer cannot be made. The reactors must outlive the profiler. Any thread.
+  // when a timer cannot be made. The reactors must be alive when it starts; one destroyed while
+  // it is sampled stops being sampled (~Reactor calls forget()). Any thread.
   static absl::StatusOr<std::unique_ptr<Profiler>> start(std::vector<const Reactor*> reactors,
                                                          Duration interval,
                                                          Clock clock = Clock::kThreadCpu);
@@ -75,6 +76,10 @@ class Profiler {
   void stop();
   // Samples lost because a thread's ring was full (drain not called often enough). Any thread.
   uint64_t dropped() const;
+  // Stops sampling `reactor` in any profile: a signal that arrives later records nothing. Called
+  // first thing by ~Reactor on its loop thread, where the profile's signals are delivered, so no
+  // handler can be reading the reactor as it goes. Loop thread of `reactor`.
+  static void forget(const Reactor* reactor);
 
  private:
   struct Armed {

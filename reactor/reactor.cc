@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "reactor/fiber_stack.h"
 #include "reactor/net.h"
+#include "reactor/profiler.h"
 
 namespace reactor {
 namespace {
@@ -193,6 +194,7 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
 }
 
 Reactor::~Reactor() {
+  Profiler::forget(this);  // before anything a profile's signal handler reads goes
   inbox_->close();
   while (alive_head_ != nullptr) destroy_fiber(alive_head_);
   slice_fiber_.store(nullptr, std::memory_order_relaxed);

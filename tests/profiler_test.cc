@@ -105,6 +105,41 @@ TEST(Profiler, ASpinningFiberOwnsItsThreadsSamples) {
   EXPECT_TRUE(Profiler::start({}, 1ms).status().code() == absl::StatusCode::kInvalidArgument);
 }
 
+// A reactor destroyed while it is profiled stops being sampled: the signals that still arrive on
+// its thread record nothing (and read nothing of the freed reactor: ASan would say so).
+TEST(Profiler, AReactorDestroyedWhileProfiledIsNoLongerSampled) {
+  std::atomic<Reactor*> loop{nullptr};
+  std::atomic<bool> started{false}, destroyed{false}, stop{false};
+  std::thread t([&] {
+    {
+      absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::create({});
+      ASSERT_TRUE(r.ok()) << r.status();
+      loop = r->get();
+      while (!started) std::this_thread::yield();
+      r->reset();  // while the profile's timer still fires
+    }
+    destroyed = true;
+    while (!stop) std::this_thread::yield();  // the thread lives on and is still signalled
+  });
+  while (loop == nullptr) std::this_thread::sleep_for(1ms);
+  absl::StatusOr<std::unique_ptr<Profiler>> p =
+      Profiler::start({loop.load()}, 100us, Profiler::Clock::kMonotonic);
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::this_thread::sleep_for(20ms);  // samples of the live reactor
+  started = true;
+  while (!destroyed) std::this_thread::sleep_for(1ms);
+  size_t before = 0;
+  (*p)->drain([&](size_t, const ProfileSample&) { ++before; });
+  std::this_thread::sleep_for(50ms);  // 500 periods after it was destroyed
+  size_t after = 0;
+  (*p)->drain([&](size_t, const ProfileSample&) { ++after; });
+  (*p)->stop();
+  stop = true;
+  t.join();
+  EXPECT_GT(before, 0u);
+  EXPECT_EQ(after, 0u);
+}
+
 TEST(Profiler, AnIdleSpinningLoopSamplesAsSpin) {
   std::atomic<Reactor*> loop{nullptr};
   std::atomic<bool> done{false};
