@@ -17,20 +17,35 @@
 namespace reactor {
 namespace {
 
-// recvfrom/sendto without glibc's wrappers, which make each call a thread-cancellation point
-// (two calls around the system call, ~60 instructions a request): no thread of ours is ever
-// cancelled. Returns the result, or -1 with errno set, as the wrappers do.
-template <class T>
-long syscall_arg(T v) {
-  if constexpr (std::is_pointer_v<T>) {
-    return reinterpret_cast<long>(v);
-  } else {
-    return static_cast<long>(v);
-  }
+// recvfrom/sendto as the bare instruction: glibc's wrappers make each call a thread-cancellation
+// point (two calls around the system call, ~60 instructions a request), and even its syscall()
+// costs a call and ~11 instructions of argument shuffling; no thread of ours is ever cancelled.
+// Returns the result, or -errno, as the kernel does.
+#if defined(__x86_64__)
+long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  long ret;
+  register long r10 asm("r10") = a4;
+  register long r8 asm("r8") = a5;
+  register long r9 asm("r9") = a6;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
 }
-template <class... Args>
-ssize_t raw_syscall(long nr, Args... args) {
-  return ::syscall(nr, syscall_arg(args)...);
+#else
+long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  const long r = ::syscall(nr, a1, a2, a3, a4, a5, a6);
+  return r < 0 ? -errno : r;
+}
+#endif
+
+long sys_recv(int fd, void* buf, size_t len) {
+  return sys6(SYS_recvfrom, fd, reinterpret_cast<long>(buf), static_cast<long>(len), 0, 0, 0);
+}
+long sys_send(int fd, const void* buf, size_t len) {
+  return sys6(SYS_sendto, fd, reinterpret_cast<long>(buf), static_cast<long>(len), MSG_NOSIGNAL, 0,
+              0);
 }
 
 // Runs `call` until it succeeds or fails with something other than EINTR/EAGAIN, waiting for
@@ -40,7 +55,8 @@ ssize_t raw_syscall(long nr, Args... args) {
 // an input call (accept, recv, readv: before the kernel writes the buffer), and after an output
 // call that took all `send_size` bytes (send_size 0: an input call). Never between a recv and its
 // return, nor after a partial send, whose unsent rest the caller still holds: the echo service
-// reads every connection of a shard into one buffer and relies on it.
+// reads every connection of a shard into one buffer and relies on it. recv and send keep the same
+// rules in their own loops, on the kernel's -errno results.
 template <class Call>
 auto retry_until_ready(ReadinessBackend& backend, int fd, Interest interest, Deadline deadline,
                        const char* op, Call call, size_t send_size = 0)
@@ -65,11 +81,6 @@ absl::Status stopped_status(int fd) {
   return absl::OutOfRangeError(absl::StrCat("accept on fd ", fd, ": stopped accepting"));
 }
 
-// detail::wake with an OK status, inline: every edge that finds a waiter makes this call.
-bool wake_ok(detail::Fiber* f) {
-  return f->reactor->wake(f, absl::OkStatus());
-}
-
 }  // namespace
 
 ReadinessBackend::ReadinessBackend(const char* what, int wakeup_fd, ShortReads short_reads)
@@ -79,13 +90,6 @@ ReadinessBackend::~ReadinessBackend() {
   ::close(wakeup_fd_);
 }
 
-ReadinessBackend::FdRecord& ReadinessBackend::record(int fd) {
-  if (static_cast<size_t>(fd) >= fds_.size()) [[unlikely]] {
-    grow_records(fd);
-  }
-  return fds_[static_cast<size_t>(fd)];
-}
-
 void ReadinessBackend::grow_records(int fd) {
   fds_.resize(static_cast<size_t>(fd) * 2 + 64);
 }
@@ -93,59 +97,48 @@ void ReadinessBackend::grow_records(int fd) {
 absl::Status ReadinessBackend::wait(int fd, Interest interest, Deadline deadline) {
   loop_thread_.check();
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("wait on invalid fd ", fd));
-  const bool read = interest == Interest::kRead;
-  {
-    FdRecord& r = record(fd);
+  FdRecord& r = record(fd);
+  if (!r.registered) [[unlikely]] {
     if (r.unpollable) return absl::OkStatus();
-    if (!r.registered) {
-      absl::StatusOr<Registration> reg = register_fd(fd);
-      if (!reg.ok()) return reg.status();
-      if (*reg == Registration::kUnpollable) {
-        r.unpollable = true;
-        return absl::OkStatus();
-      }
-      r.registered = true;
-      r.drains = short_reads_ == ShortReads::kWaitForEdge && short_read_drains(fd);
-    }
-    r.drained = false;
-    bool& ready = read ? r.ready_read : r.ready_write;
-    if (ready) {
-      ready = false;
+    absl::StatusOr<Registration> reg = register_fd(fd);
+    if (!reg.ok()) return reg.status();
+    if (*reg == Registration::kUnpollable) {
+      r.unpollable = true;
       return absl::OkStatus();
     }
-    detail::Fiber*& slot = read ? r.reader : r.writer;
-    if (slot != nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "fd ", fd, ": another fiber is already waiting to ", read ? "read" : "write"));
-    }
-    slot = detail::current_fiber();
+    r.registered = true;
+    r.drains = short_reads_ == ShortReads::kWaitForEdge && short_read_drains(fd);
   }
-  // Releasable: the record holds the fiber, nothing points into its stack while it waits.
-  absl::Status s = detail::park(deadline, read ? "wait for readable fd" : "wait for writable fd",
-                                /*cancellable=*/true, /*releasable=*/true);
-  if (!s.ok()) {
-    // Woken by a deadline or cancel: stop being the waiter (close() may have cleared it already,
-    // and the fd number may even belong to a new file by now). The record may have moved.
-    FdRecord& r = record(fd);
-    detail::Fiber*& slot = read ? r.reader : r.writer;
-    if (slot == detail::current_fiber()) slot = nullptr;
-  }
-  return s;
+  return wait_registered(fd, r, interest == Interest::kRead, deadline);
 }
 
-void ReadinessBackend::deliver_edge(int fd, bool readable, bool writable, bool hangup) {
-  FdRecord& r = record(fd);
-  if (hangup) r.hangup = true;
-  // A waiter that is no longer parked (its deadline or a cancel woke it, and it has not run yet)
-  // cannot take the edge: keep it for the next wait.
-  if (readable) {
-    if (r.reader == nullptr || !wake_ok(std::exchange(r.reader, nullptr))) r.ready_read = true;
+inline absl::Status ReadinessBackend::wait_registered(int fd, FdRecord& r, bool read,
+                                                      Deadline deadline) {
+  r.drained = false;
+  bool& ready = read ? r.ready_read : r.ready_write;
+  if (ready) {
+    ready = false;
+    return absl::OkStatus();
   }
-  if (writable) {
-    if (r.writer == nullptr || !wake_ok(std::exchange(r.writer, nullptr))) {
-      r.ready_write = true;
-    }
+  detail::Fiber*& slot = read ? r.reader : r.writer;
+  Reactor* const loop = Reactor::current();
+  if (slot != nullptr) [[unlikely]] {
+    return absl::FailedPreconditionError(
+        absl::StrCat("fd ", fd, ": another fiber is already waiting to ", read ? "read" : "write"));
   }
+  detail::Fiber* const self = loop->current_fiber();
+  slot = self;
+  // Releasable: the record holds the fiber, nothing points into its stack while it waits.
+  absl::Status s = loop->park(deadline, read ? "wait for readable fd" : "wait for writable fd",
+                              /*cancellable=*/true, /*releasable=*/true);
+  if (!s.ok()) [[unlikely]] {
+    // Woken by a deadline or cancel: stop being the waiter (close() may have cleared it already,
+    // and the fd number may even belong to a new file by now). The record may have moved.
+    FdRecord& now = record(fd);
+    detail::Fiber*& waiting = read ? now.reader : now.writer;
+    if (waiting == self) waiting = nullptr;
+  }
+  return s;
 }
 
 absl::Status ReadinessBackend::close(int fd) {
@@ -180,22 +173,6 @@ void ReadinessBackend::drain_wakeup() {
   // Cleared after draining: a wakeup() between the two writes nothing, but the loop is returning
   // from poll anyway and looks at the inbox and the stop flag next.
   wakeup_pending_.store(false);
-}
-
-void ReadinessBackend::note_short_read(int fd) {
-  if (static_cast<size_t>(fd) >= fds_.size()) return;
-  FdRecord& r = fds_[static_cast<size_t>(fd)];
-  // After the edge that reported the peer's FIN or an error, a short read may have stopped at
-  // that end, which no later edge will report again.
-  r.drained = r.registered && r.drains && !r.hangup;
-}
-
-bool ReadinessBackend::known_drained(int fd) {
-  if (fd < 0 || static_cast<size_t>(fd) >= fds_.size()) return false;
-  const FdRecord& r = fds_[static_cast<size_t>(fd)];
-  if (!r.drained || r.ready_read) return false;
-  reads_skipped_.add();
-  return true;
 }
 
 void ReadinessBackend::stop_accepting(int fd) {
@@ -267,30 +244,64 @@ bool short_read_drains(int fd) {
   return type == SOCK_STREAM;
 }
 
+// The two calls of every request on a readiness backend, each in one frame: the record looked up
+// once, the system call inline, errors as the kernel returns them.
 absl::StatusOr<size_t> ReadinessBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
   loop_thread_.check();
-  if (known_drained(fd)) {
+  detail::yield_if_io_budget_spent();  // before the kernel writes buf
+  // The last read was short: the receive queue is empty until the next edge, so wait for it first
+  // instead of making a call that must fail with EAGAIN.
+  if (FdRecord* r = find(fd); r != nullptr && r->drained && !r->ready_read) {
+    reads_skipped_.add();
+    absl::Status s = wait_registered(fd, *r, /*read=*/true, deadline);
+    if (!s.ok()) return s;
+  }
+  for (;;) {
+    const long n = sys_recv(fd, buf.data(), buf.size());
+    if (n >= 0) {
+      detail::count_io();
+      const auto got = static_cast<size_t>(n);
+      if (got > 0 && got < buf.size()) {
+        if (FdRecord* r = find(fd)) r->drained = r->drains;
+      }
+      return got;
+    }
+    if (n == -EINTR) continue;
+    if (n != -EAGAIN) return errno_status(static_cast<int>(-n), "recv", fd);
     absl::Status s = wait(fd, Interest::kRead, deadline);
     if (!s.ok()) return s;
   }
-  auto r = retry_until_ready(*this, fd, Interest::kRead, deadline, "recv", [&] {
-    return raw_syscall(SYS_recvfrom, fd, buf.data(), buf.size(), 0, 0, 0);
-  });
-  if (!r.ok()) return r.status();
-  const auto n = static_cast<size_t>(*r);
-  if (n > 0 && n < buf.size()) note_short_read(fd);
-  return n;
 }
 
+// The send of every reply, without a frame of its own: each way out that does more than return
+// is a tail call with at most six register arguments.
 absl::StatusOr<size_t> ReadinessBackend::send(int fd, std::span<const std::byte> buf,
                                               Deadline deadline) {
   loop_thread_.check();
-  auto r = retry_until_ready(
-      *this, fd, Interest::kWrite, deadline, "send",
-      [&] { return raw_syscall(SYS_sendto, fd, buf.data(), buf.size(), MSG_NOSIGNAL, 0, 0); },
-      buf.size());
-  if (!r.ok()) return r.status();
-  return static_cast<size_t>(*r);
+  const long n = sys_send(fd, buf.data(), buf.size());
+  if (n >= 0) [[likely]] {
+    const auto sent = static_cast<size_t>(n);
+    if (sent == buf.size()) [[likely]] {
+      detail::spend_io_budget();  // the caller holds nothing unsent: the budget may yield
+    } else {
+      detail::count_io();  // a partial send: the caller still holds the rest, no yield
+    }
+    return sent;
+  }
+  if (n == -EAGAIN) return send_when_writable(fd, buf, deadline);
+  if (n == -EINTR) return send(fd, buf, deadline);
+  return send_failed(fd, n);
+}
+
+absl::StatusOr<size_t> ReadinessBackend::send_when_writable(int fd, std::span<const std::byte> buf,
+                                                            Deadline deadline) {
+  absl::Status s = wait(fd, Interest::kWrite, deadline);
+  if (!s.ok()) return s;
+  return send(fd, buf, deadline);
+}
+
+absl::StatusOr<size_t> ReadinessBackend::send_failed(int fd, long n) {
+  return errno_status(static_cast<int>(-n), "send", fd);
 }
 
 absl::StatusOr<size_t> ReadinessBackend::readv(int fd, std::span<const iovec> iov,

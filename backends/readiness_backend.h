@@ -12,10 +12,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "reactor/backend.h"
 #include "reactor/fiber.h"
+#include "reactor/reactor.h"
 #include "reactor/stats.h"
 #include "reactor/thread_check.h"
 
@@ -65,7 +67,8 @@ class ReadinessBackend : public Backend {
 
   // fd became readable and/or writable (an error or hang-up makes it both); `hangup`: the edge
   // said the peer's end or an error arrived. Wakes the waiting fiber, or keeps the edge for the
-  // next wait. Loop thread, scheduler context (the backend's poll).
+  // next wait. Loop thread, scheduler context (the backend's poll). Inline in the poll: every
+  // edge pays it.
   void deliver_edge(int fd, bool readable, bool writable, bool hangup);
   // Reads the wakeup eventfd back to zero after poll saw it readable. Loop thread.
   void drain_wakeup();
@@ -78,33 +81,68 @@ class ReadinessBackend : public Backend {
   LoopThreadCheck loop_thread_;
 
  private:
-  struct FdRecord {
+  // 32 bytes: an fd's record is a shift away, and the bounds check needs no division.
+  struct alignas(32) FdRecord {
     detail::Fiber* reader = nullptr;
     detail::Fiber* writer = nullptr;
     bool registered = false;
     bool unpollable = false;  // never registered, always ready
     bool ready_read = false;  // an edge arrived while nobody waited to read
     bool ready_write = false;
-    bool drains = false;   // a short read empties it (kWaitForEdge and short_read_drains)
-    bool drained = false;  // the last read was short, and no wait since
-    bool hangup = false;   // an edge said RDHUP, HUP or ERR: the end may be queued behind data
+    // A short read empties it: kWaitForEdge, short_read_drains, and no edge has said the peer's
+    // end or an error arrived (which may be queued behind the data a short read stopped at).
+    bool drains = false;
+    bool drained = false;         // the last read was short, and no wait since
     bool accept_stopped = false;  // stop_accepting(): accept returns OutOfRange until close()
   };
 
-  FdRecord& record(int fd);
+  FdRecord& record(int fd) {
+    if (static_cast<size_t>(fd) >= fds_.size()) [[unlikely]] {
+      grow_records(fd);
+    }
+    return fds_[static_cast<size_t>(fd)];
+  }
+  // The record, or null if fd has none yet (or is negative).
+  FdRecord* find(int fd) {
+    return static_cast<size_t>(fd) < fds_.size() ? &fds_[static_cast<size_t>(fd)] : nullptr;
+  }
   void grow_records(int fd);
-  // A read that returned fewer bytes than asked left the fd's receive queue empty: the next recv
-  // waits for the edge first. wait() forgets it.
-  void note_short_read(int fd);
-  bool known_drained(int fd);
+  // send() after EAGAIN: waits until fd is writable, then sends again.
+  absl::StatusOr<size_t> send_when_writable(int fd, std::span<const std::byte> buf,
+                                            Deadline deadline);
+  // send() that failed with -n (the kernel's -errno).
+  [[gnu::cold]] static absl::StatusOr<size_t> send_failed(int fd, long n);
+  // wait() for a registered fd: r is fd's record, which a park may move (the vector grows).
+  // Forgets that the last read was short (drained: a recv that returned fewer bytes than asked
+  // left the receive queue empty, so the next recv waits for the edge first).
+  // Inline in recv() and wait(): the recv after a short read waits here for every request.
+  [[gnu::always_inline]] absl::Status wait_registered(int fd, FdRecord& r, bool read,
+                                                      Deadline deadline);
 
   const int wakeup_fd_;
   const ShortReads short_reads_;
   std::atomic<bool> wakeup_pending_{false};
   std::vector<FdRecord> fds_;
-  RelaxedCounter reads_skipped_;      // recvs that waited first (known_drained)
+  RelaxedCounter reads_skipped_;      // recvs that waited first (drained)
   std::atomic<uint64_t> wakeups_{0};  // written from any thread
 };
+
+inline void ReadinessBackend::deliver_edge(int fd, bool readable, bool writable, bool hangup) {
+  FdRecord& r = record(fd);
+  // After the edge that reported the peer's FIN or an error, a short read may have stopped at
+  // that end, which no later edge will report again: short reads prove nothing from now on.
+  if (hangup) r.drains = false;
+  // A waiter that is no longer parked (its deadline or a cancel woke it, and it has not run yet)
+  // cannot take the edge: keep it for the next wait.
+  if (readable) {
+    detail::Fiber* const f = std::exchange(r.reader, nullptr);
+    if (f == nullptr || !f->reactor->wake_ok(f)) r.ready_read = true;
+  }
+  if (writable) {
+    detail::Fiber* const f = std::exchange(r.writer, nullptr);
+    if (f == nullptr || !f->reactor->wake_ok(f)) r.ready_write = true;
+  }
+}
 
 // Whether a read returning fewer bytes than asked means fd had nothing more to read: stream
 // sockets, pipes, eventfds, ttys; not datagram or seqpacket sockets (one message per read).

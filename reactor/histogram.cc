@@ -4,26 +4,9 @@
 #include <limits>
 
 namespace reactor {
-namespace {
-
-struct Bounds {
-  std::array<int64_t, Histogram::kBuckets> upper{};
-  Bounds() {
-    upper[0] = 1000;  // underflow: below 1 us
-    int64_t decade = 1000;
-    size_t i = 1;
-    for (int d = 0; d < Histogram::kDecades; ++d, decade *= 10) {
-      for (int m = 2; m <= 10; ++m) upper[i++] = decade * m;
-    }
-    upper[Histogram::kBuckets - 1] = std::numeric_limits<int64_t>::max();
-  }
-};
-const Bounds kBounds;
-
-}  // namespace
 
 int64_t Histogram::upper_bound_ns(size_t i) {
-  return kBounds.upper[i];
+  return i + 1 < kBuckets ? static_cast<int64_t>(kUpper[i]) : std::numeric_limits<int64_t>::max();
 }
 
 Histogram::Snapshot Histogram::snapshot() const {
@@ -60,14 +43,14 @@ int64_t Histogram::Snapshot::quantile_ns(double q) const {
   for (size_t i = 0; i < kBuckets; ++i) {
     if (buckets[i] == 0) continue;
     if (seen + static_cast<double>(buckets[i]) >= rank) {
-      const int64_t lo = i == 0 ? 0 : kBounds.upper[i - 1];
-      const int64_t hi = i == kBuckets - 1 ? lo * 2 : kBounds.upper[i];
+      const int64_t lo = i == 0 ? 0 : static_cast<int64_t>(kUpper[i - 1]);
+      const int64_t hi = i == kBuckets - 1 ? lo * 2 : static_cast<int64_t>(kUpper[i]);
       const double frac = (rank - seen) / static_cast<double>(buckets[i]);
       return lo + static_cast<int64_t>(frac * static_cast<double>(hi - lo));
     }
     seen += static_cast<double>(buckets[i]);
   }
-  return kBounds.upper[kBuckets - 2];
+  return static_cast<int64_t>(kUpper[kBuckets - 2]);
 }
 
 }  // namespace reactor

@@ -30,17 +30,16 @@ class Histogram {
   // Upper bound (exclusive) of bucket i, in nanoseconds; the overflow bucket's is "infinite".
   static int64_t upper_bound_ns(size_t i);
 
-  // Inline and the same few instructions for any value (a bit scan, a look-up, a compare, a
-  // division): every slice, scheduling latency and poll records one.
+  // Inline and a few instructions for any value: a bit scan, a table look-up, then at most four
+  // compares (a binade [2^b, 2^(b+1)) holds at most four bucket bounds), no division. Every
+  // slice, scheduling latency and poll records one.
   static size_t bucket_of(int64_t ns) {
     if (ns < 1000) return 0;
-    if (ns >= kPow10[3 + kDecades]) return kBuckets - 1;
-    // 2^b <= ns < 2^(b+1), so floor(log10 ns) is floor(b log10 2) or one more.
     const int b = 63 - __builtin_clzll(static_cast<uint64_t>(ns));
-    int e = kLog10Pow2[b];
-    if (ns >= kPow10[e + 1]) ++e;
-    // 10^e <= ns < 10^(e+1): decade e - 3 from 1 us, and the leading digit 1..9.
-    return static_cast<size_t>(e - 3) * 9 + static_cast<size_t>(ns / kPow10[e]);
+    size_t i = kFirstOfBinade[static_cast<size_t>(b)];
+    // kUpper's overflow bound is above every int64_t: the scan ends there at the latest.
+    while (static_cast<uint64_t>(ns) >= kUpper[i]) ++i;
+    return i;
   }
 
   // Single writer.
@@ -74,17 +73,28 @@ class Histogram {
   uint64_t sum_ns() const { return sum_ns_.load(std::memory_order_relaxed); }
 
  private:
-  static constexpr std::array<int64_t, 13> kPow10 = [] {
-    std::array<int64_t, 13> p{};
-    p[0] = 1;
-    for (size_t i = 1; i < p.size(); ++i) p[i] = p[i - 1] * 10;
-    return p;
+  // Bucket i holds [kUpper[i - 1], kUpper[i]): below 1 us, then 1..9 times each power of ten
+  // from 1 us to 10 s in steps of its leading digit, then everything from 100 s on.
+  static constexpr std::array<uint64_t, kBuckets> kUpper = [] {
+    std::array<uint64_t, kBuckets> u{};
+    u[0] = 1000;
+    uint64_t decade = 1000;
+    size_t i = 1;
+    for (int d = 0; d < kDecades; ++d, decade *= 10) {
+      for (uint64_t m = 2; m <= 10; ++m) u[i++] = decade * m;
+    }
+    u[kBuckets - 1] = ~uint64_t{0};
+    return u;
   }();
-  // floor(b * log10 2) for b = 0..63 (30103 / 100000 is exact enough for every b below 64).
-  static constexpr std::array<int8_t, 64> kLog10Pow2 = [] {
-    std::array<int8_t, 64> t{};
-    for (int b = 0; b < 64; ++b)
-      t[static_cast<size_t>(b)] = static_cast<int8_t>(b * 30103 / 100000);
+  // The bucket of 2^b, for b = 0..63: where bucket_of's scan starts.
+  static constexpr std::array<uint8_t, 64> kFirstOfBinade = [] {
+    std::array<uint8_t, 64> t{};
+    for (size_t b = 0; b < 64; ++b) {
+      const uint64_t p = uint64_t{1} << b;
+      size_t i = 0;
+      while (p >= kUpper[i]) ++i;
+      t[b] = static_cast<uint8_t>(i);
+    }
     return t;
   }();
 

@@ -15,8 +15,10 @@
 #include "reactor/profiler.h"
 
 namespace reactor {
+constinit thread_local Reactor* detail::t_reactor = nullptr;
+using detail::t_reactor;
+
 namespace {
-thread_local Reactor* t_reactor = nullptr;
 
 int64_t to_ns(Duration d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -205,10 +207,6 @@ Reactor::~Reactor() {
   }
 }
 
-Reactor* Reactor::current() {
-  return t_reactor;
-}
-
 absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::FiberBody* body) {
   absl::StatusOr<Stack> stack = stacks_.allocate();
   if (!stack.ok()) {
@@ -292,7 +290,7 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   free_fibers_.push_back(f);
 }
 
-void Reactor::begin_slice(detail::Fiber* f) {
+inline void Reactor::begin_slice(detail::Fiber* f) {
   // On the scheduler's stack or the previous fiber's, never f's own.
   if (f->saved_stack != nullptr) [[unlikely]] {
     restore_stack(f);
@@ -312,7 +310,7 @@ void Reactor::begin_slice(detail::Fiber* f) {
 }
 
 // On the fiber's own stack, before it switches away.
-void Reactor::end_slice(detail::Fiber* f) {
+inline void Reactor::end_slice(detail::Fiber* f) {
   if constexpr (kWatchdogHooks) slice_start_ns_.store(0, std::memory_order_release);
   const Deadline start = slice_start_;
   last_clock_ = clock_.now();
@@ -350,7 +348,7 @@ void Reactor::resume(detail::Fiber* f) {
 // timers, run posts and return on stop(), so a new batch begins here only when none of that is
 // due (run_until's `done` is then asked after this batch instead). Each hand-off counts as a
 // resume, so a chain of them still ends for a poll after kResumesPerPoll.
-detail::Fiber* Reactor::hand_off_target() {
+inline detail::Fiber* Reactor::hand_off_target() {
   detail::Fiber* next = ready_head_;
   if (next == nullptr || next == current_) return nullptr;
   if (batch_left_ == 0) {
@@ -387,7 +385,8 @@ __attribute__((noinline)) void Reactor::suspend(detail::Fiber* self, bool finish
   landed();
 }
 
-absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable, bool releasable) {
+absl::Status Reactor::park_slow(Deadline deadline, const char* op, bool cancellable,
+                                bool releasable) {
   detail::Fiber* f = current_;
   if (f == nullptr) {
     std::fprintf(stderr, "reactor: '%s' would suspend outside a fiber\n", op);

@@ -84,6 +84,9 @@ class Inbox {
   std::atomic<uint64_t> wakeups_{0};
   Backend* backend_;  // null once closed
 };
+
+// The reactor of this thread, or null (Reactor::current()).
+extern constinit thread_local Reactor* t_reactor;
 }  // namespace detail
 
 class Reactor {
@@ -124,7 +127,7 @@ class Reactor {
       -> std::conditional_t<std::is_void_v<R>, absl::Status, absl::StatusOr<R>>;
 
   // The reactor of the calling thread, or null. Any thread.
-  static Reactor* current();
+  static Reactor* current() { return detail::t_reactor; }
 
   // Starts fn() in a new fiber, runnable at once. Fails (ResourceExhausted) only when no stack can
   // be mapped. Loop thread.
@@ -240,8 +243,12 @@ class Reactor {
 
   // Scheduling hooks (see fiber.h). Loop thread.
   detail::Fiber* current_fiber() const { return current_; }
+  // Inline: the path without a deadline or a pending cancel is the one every wait for an fd takes.
   absl::Status park(Deadline deadline, const char* op, bool cancellable, bool releasable = false);
   bool wake(detail::Fiber* fiber, absl::Status status);
+  // wake(fiber, OkStatus()) without touching the status: a parked fiber's is always OK (park()
+  // leaves it so), which makes this the few instructions every readiness edge pays.
+  bool wake_ok(detail::Fiber* fiber);
   // The running fiber's stack may be released while it waits for an fd (Options::
   // release_idle_stacks; nothing if that is zero). Its code promises that nothing outside the
   // fiber points into its stack while it waits: what others read or write (a connection's state,
@@ -279,15 +286,18 @@ class Reactor {
   // Scheduler context: runs `fiber` (its slice, and the hand-offs that follow it).
   void resume(detail::Fiber* fiber);
   // Start and end of a fiber's slice: the statistics, the watchdog's view, the canary check.
-  void begin_slice(detail::Fiber* fiber);
-  void end_slice(detail::Fiber* fiber);
+  // Inline in resume() and suspend(), the only callers: no frame of their own.
+  [[gnu::always_inline]] void begin_slice(detail::Fiber* fiber);
+  [[gnu::always_inline]] void end_slice(detail::Fiber* fiber);
   [[gnu::cold, gnu::noinline]] void note_slow_slice(const detail::Fiber* f, int64_t slice,
                                                     Deadline start);
   // The running fiber `self` stops running (its state says why: parked, runnable again or done)
   // and switches to the next runnable fiber when the loop would run that one next anyway
   // (hand_off_target), else to the scheduler. Returns when `self` runs again, except `finishing`.
   void suspend(detail::Fiber* self, bool finishing = false);
-  detail::Fiber* hand_off_target();
+  [[gnu::always_inline]] detail::Fiber* hand_off_target();
+  // park() with a deadline, a cancel to check, or outside a fiber (which aborts).
+  absl::Status park_slow(Deadline deadline, const char* op, bool cancellable, bool releasable);
   // Where a switch lands (scheduler or fiber): frees the fiber that ended and switched here.
   void landed() {
     if (finished_ != nullptr) [[unlikely]]
@@ -394,6 +404,31 @@ inline void Reactor::make_runnable(detail::Fiber* f) {
   (ready_tail_ ? ready_tail_->next_ready : ready_head_) = f;
   ready_tail_ = f;
   ++ready_count_;
+}
+
+inline absl::Status Reactor::park(Deadline deadline, const char* op, bool cancellable,
+                                  bool releasable) {
+  detail::Fiber* const f = current_;
+  if (f == nullptr || deadline != kNoDeadline || (cancellable && f->cancel_requested))
+      [[unlikely]] {
+    return park_slow(deadline, op, cancellable, releasable);
+  }
+  f->state = detail::FiberState::kParked;
+  f->park_op = op;
+  f->park_cancellable = cancellable;
+  f->park_releasable = releasable;  // the sweep reads it with ready_at (release_idle_stacks)
+  suspend(f);
+  f->park_op = nullptr;
+  if (f->wake_status.ok()) [[likely]] {
+    return absl::OkStatus();
+  }
+  return std::exchange(f->wake_status, absl::OkStatus());
+}
+
+inline bool Reactor::wake_ok(detail::Fiber* f) {
+  if (f->state != detail::FiberState::kParked) return false;
+  make_runnable(f);
+  return true;
 }
 
 inline bool Reactor::wake(detail::Fiber* f, absl::Status status) {

@@ -32,7 +32,7 @@ TEST(Histogram, BucketBoundariesAreDecadeAligned) {
   }
 }
 
-// bucket_of (bit scan, table, one division) agrees with the bucket bounds on both sides of every
+// bucket_of (bit scan, table, a short scan) agrees with the bucket bounds on both sides of every
 // boundary, on powers of two and on large and negative values.
 TEST(Histogram, BucketOfAgreesWithTheBoundsEverywhere) {
   auto by_bounds = [](int64_t ns) {
