@@ -85,7 +85,9 @@ absl::Status park(Deadline deadline, const char* op, bool cancellable = true,
 
 // Makes a parked fiber runnable; park() returns `status`. False, doing nothing, if the fiber was
 // not parked (already woken by its deadline or a cancel). Loop thread of the fiber's reactor.
-bool wake(Fiber* fiber, absl::Status status = absl::OkStatus());
+bool wake(Fiber* fiber, absl::Status status);
+// wake(fiber, absl::OkStatus()) in fewer instructions: a parked fiber's status is OK already.
+bool wake(Fiber* fiber);
 
 // What is left of the running fiber's I/O budget; the reactor refills it at every resume.
 extern constinit thread_local uint32_t t_io_budget;

@@ -134,6 +134,10 @@ bool detail::wake(Fiber* fiber, absl::Status status) {
   return fiber->reactor->wake(fiber, std::move(status));
 }
 
+bool detail::wake(Fiber* fiber) {
+  return fiber->reactor->wake_ok(fiber);
+}
+
 constinit thread_local Backend* detail::t_loop_backend = nullptr;
 constinit thread_local detail::FramePool* detail::t_frame_pool = nullptr;
 constinit thread_local uint32_t detail::t_io_budget = Reactor::kIoBudget;
@@ -223,8 +227,12 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
     f = fiber_records_.back().get();
   }
   f->id.store(next_fiber_id_++, std::memory_order_relaxed);
-  f->name = std::move(name);
-  f->packed_name.set(f->name);
+  // A record keeps its last fiber's name (destroy_fiber): a fiber spawned under the same name, as
+  // a service's connections and a loop's workers are, need not pack it again.
+  if (f->name != name) {
+    f->name = std::move(name);
+    f->packed_name.set(f->name);
+  }
   f->state = detail::FiberState::kRunnable;
   f->cancel_requested = false;
   f->stack_releasable = false;
@@ -285,8 +293,7 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   stats_.stacks_guarded.set(stacks_.guarded_in_use());
   stats_.stacks_canary.set(stacks_.canary_in_use());
   if (f->body != nullptr) std::exchange(f->body, nullptr)->release();  // abandoned
-  f->name.clear();
-  f->id.store(0, std::memory_order_relaxed);
+  f->id.store(0, std::memory_order_relaxed);  // the name stays, for the next fiber (new_fiber)
   free_fibers_.push_back(f);
 }
 

@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 #include <atomic>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -427,6 +428,7 @@ inline absl::Status Reactor::park(Deadline deadline, const char* op, bool cancel
 
 inline bool Reactor::wake_ok(detail::Fiber* f) {
   if (f->state != detail::FiberState::kParked) return false;
+  assert(f->wake_status.ok());
   make_runnable(f);
   return true;
 }

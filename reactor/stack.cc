@@ -21,14 +21,16 @@
 #include "absl/strings/str_cat.h"
 
 namespace reactor {
+
+const size_t kPageBytes = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+
 namespace {
 
 constexpr uint64_t kCanary = 0x5245414354524421ULL;  // "REACTRD!"
 constexpr size_t kCanaryWords = 4;
 
 size_t page_size() {
-  static const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return size;
+  return kPageBytes;
 }
 
 std::atomic<int64_t> g_guarded_live{0};
@@ -78,13 +80,6 @@ void overflow_signal_handler(int sig, siginfo_t* info, void* uctx) {
 }
 
 }  // namespace
-
-std::byte* Stack::bottom() const {
-  return mapping + page_size();
-}
-size_t Stack::usable_size() const {
-  return mapping_size - page_size();
-}
 
 bool Stack::canary_words_intact() const {
   const auto* words = reinterpret_cast<const uint64_t*>(bottom());

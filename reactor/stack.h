@@ -14,6 +14,9 @@
 
 namespace reactor {
 
+// The system's page size (sysconf), read once at start-up.
+extern const size_t kPageBytes;
+
 struct Stack {
   std::byte* mapping = nullptr;  // start of the mmap'd region (the guard or canary page)
   size_t mapping_size = 0;
@@ -21,8 +24,8 @@ struct Stack {
 
   std::byte* top() const { return mapping + mapping_size; }
   // Lowest usable address: above the guard page; the canary sits in the page below it too.
-  std::byte* bottom() const;
-  size_t usable_size() const;
+  std::byte* bottom() const { return mapping + kPageBytes; }
+  size_t usable_size() const { return mapping_size - kPageBytes; }
   // Inline for guarded stacks: the scheduler asks at every switch away from a fiber.
   bool canary_intact() const { return guarded || canary_words_intact(); }
   bool canary_words_intact() const;
