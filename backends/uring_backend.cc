@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -138,6 +139,21 @@ absl::Status UringBackend::init(int level) {
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
   ring_fd_registered_ = options_.register_ring_fd && io_uring_register_ring_fd(&ring_) == 1;
 
+  // The fixed-file table, empty (a sparse registration, 5.19); sockets go in as they are used.
+  // Only an optimisation: without it every SQE names its fd.
+  if (options_.fixed_files && features->files_update && options_.fixed_file_slots > 0) {
+    rlimit lim{};
+    unsigned slots = options_.fixed_file_slots;
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < slots) {
+      slots = static_cast<unsigned>(lim.rlim_cur);
+    }
+    if (slots > 0 && io_uring_register_files_sparse(&ring_, slots) == 0) {
+      fixed_slots_ = slots;
+      // Uninitialised: a page is touched only once an fd number in it is registered.
+      slot_fds_.reset(new int[slots]);
+    }
+  }
+
   // A blocking eventfd: io_uring would complete a read on a non-blocking one with EAGAIN instead of
   // waiting for it. Only the ring reads it; wakeup() writes at most one pending token.
   eventfd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -198,6 +214,7 @@ std::string UringBackend::describe() const {
       "ring flags ", absl::string_view(mode.data(), mode.size()), sqpoll,
       multishot_accept_ ? ", multishot accept" : ", single-shot accept",
       no_sqarray_ ? ", no SQ array" : "", ring_fd_registered_ ? ", registered ring fd" : "",
+      fixed_slots_ > 0 ? absl::StrCat(", fixed files (", fixed_slots_, " slots)") : "",
       provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer",
       options_.async_send ? ", async send" : "",
       options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
@@ -228,6 +245,10 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
     handle_send_cqe(reinterpret_cast<SendQueue*>(user_data & ~kTagMask), res);
     return;
   }
+  if ((user_data & kTagMask) == kTagFiles) {
+    handle_files_cqe(user_data, res);
+    return;
+  }
   Op* op = reinterpret_cast<Op*>(user_data);
   if ((flags & IORING_CQE_F_BUFFER) != 0 && buffers_ != nullptr) {
     const uint16_t bid = UringBufferRing::buffer_id(flags);
@@ -245,6 +266,44 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
   op->done = true;
   if (op->linked) unlink_op(op);
   (void)detail::wake(op->fiber);  // false if it already woke for its deadline or a cancel
+}
+
+// ---- fixed files ----
+
+void UringBackend::use_fixed_file(int fd) {
+  if (fixed_slots_ == 0 || fd < 0 || static_cast<unsigned>(fd) >= fixed_slots_ || fixed_failed_) {
+    return;
+  }
+  // Never grows fds_ (a caller may hold an FdState&): a socket this backend knows has its entry.
+  if (static_cast<size_t>(fd) >= fds_.size()) return;
+  FdState& st = fds_[static_cast<size_t>(fd)];
+  // Only sockets this backend saw accepted, connected or sent on: their holders close them
+  // through close(), which clears the slot (a file left in the table would stay open).
+  if (st.fixed || st.socket != 1) return;
+  slot_fds_[fd] = fd;
+  io_uring_sqe* sqe = get_sqe();
+  // In the same submission as the operation, ahead of it: the kernel issues SQEs in ring order,
+  // and a FILES_UPDATE completes when it is issued.
+  io_uring_prep_files_update(sqe, &slot_fds_[fd], 1, fd);
+  io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(fd) << 4) | kTagFiles);
+  st.fixed = true;
+  fixed_file_registrations_.add();
+}
+
+void UringBackend::handle_files_cqe(uint64_t user_data, int32_t res) {
+  if (res >= 0) return;
+  // Not expected (the fd was open when the update was prepared, its slot inside the table): the
+  // operations prepared with the slot fail with EBADF and their callers see the error. No more
+  // sockets go into the table; this one's later operations name the fd again.
+  fixed_file_errors_.add();
+  const auto slot = static_cast<size_t>(user_data >> 4);
+  const bool clear = (user_data & kFilesClear) != 0;
+  if (!clear && slot < fds_.size()) fds_[slot].fixed = false;
+  if (!fixed_failed_) {
+    fixed_failed_ = true;
+    notice(absl::StrCat("io_uring: ", clear ? "clearing" : "filling", " fixed-file slot ", slot,
+                        " failed (", std::strerror(-res), "); fixed files off from now on"));
+  }
 }
 
 void UringBackend::arm_wakeup() {
@@ -276,6 +335,8 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_provided_buffer_recvs_total", provided_buffer_recvs_.get()});
   out.push_back({"io_uring_provided_buffer_enobufs_total", provided_buffer_enobufs_.get()});
   out.push_back({"io_uring_sqpoll_wakeups_total", sqpoll_wakeups_.get()});
+  out.push_back({"io_uring_fixed_file_registrations_total", fixed_file_registrations_.get()});
+  out.push_back({"io_uring_fixed_file_errors_total", fixed_file_errors_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
   // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags, 3 SQPOLL|SINGLE_ISSUER,
   // 4 SQPOLL.
@@ -290,6 +351,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_sqpoll", sqpoll_ ? 1u : 0u});
   out.push_back({"io_uring_feature_registered_ring_fd", ring_fd_registered_ ? 1u : 0u});
   out.push_back({"io_uring_feature_no_sqarray", no_sqarray_ ? 1u : 0u});
+  out.push_back({"io_uring_feature_fixed_files", fixed_slots_ > 0 ? 1u : 0u});
 }
 
 // ---- operation records ----
@@ -341,8 +403,10 @@ absl::StatusOr<int32_t> UringBackend::run_op(int fd, Deadline deadline, const ch
                                              bool releasable) {
   loop_thread_.check();
   Op* op = new_op(fd);
+  use_fixed_file(fd);
   io_uring_sqe* sqe = get_sqe();
   prep(sqe, op);
+  mark_fixed(sqe, fd);
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(op));
   link_op(op);
   const absl::Status parked = detail::park(deadline, what, /*cancellable=*/true, releasable);
@@ -699,6 +763,16 @@ absl::Status UringBackend::close(int fd) {
     FdState& st = fds_[static_cast<size_t>(fd)];
     st.drained = false;
     st.socket = 0;
+    if (st.fixed) {
+      // Empties the slot, so the file closes with ::close below (its last reference) once this SQE
+      // is issued: with the cancel below if one is due, else at the loop's next submit. A later
+      // registration of the same number comes after it in the ring.
+      st.fixed = false;
+      static const int kNoFile = -1;
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_files_update(sqe, const_cast<int*>(&kNoFile), 1, fd);
+      io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(fd) << 4) | kFilesClear | kTagFiles);
+    }
     // The fibers of these ops wake when their CQEs arrive (the cancel below makes them come) and
     // then report the close. Unlinked now so a new fd with this number starts clean.
     while (Op* op = st.ops) {
@@ -769,6 +843,9 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   }
   if (const char* v = std::getenv("REACTOR_URING_NO_SQARRAY"); v != nullptr && *v == '0') {
     options.no_sqarray = false;
+  }
+  if (const char* v = std::getenv("REACTOR_URING_FIXED_FILES"); v != nullptr && *v == '0') {
+    options.fixed_files = false;
   }
   // REACTOR_URING_MULTISHOT_ACCEPT=0 accepts with one single-shot SQE per accept(), as on kernels
   // before 5.19 (the conformance suite runs so).

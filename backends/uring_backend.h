@@ -88,6 +88,15 @@ class UringBackend final : public Backend {
     // IORING_SETUP_NO_SQARRAY (Linux 6.6) where the kernel has it: the kernel takes SQEs in ring
     // order, without reading the SQ index array for each.
     bool no_sqarray = true;
+    // Registered (fixed) files for connection sockets: the first operation on an accepted,
+    // connected or sent-on socket puts it in the ring's file table at the slot of its fd number
+    // (an IORING_OP_FILES_UPDATE SQE ahead of the operation's, in the same submission), and its
+    // SQEs carry IOSQE_FIXED_FILE, so the kernel takes no file reference (fget/fput, two atomics)
+    // per operation. close() clears the slot (another SQE, ahead of any later use of the number).
+    // Sockets with fd numbers at or above the table's size (the smaller of `fixed_file_slots` and
+    // RLIMIT_NOFILE) go without. Off where the kernel lacks a sparse table (5.19) or FILES_UPDATE.
+    bool fixed_files = true;
+    unsigned fixed_file_slots = 65536;
   };
 
   // Which ring set-up flags the kernel accepted, best first (the last two with SQPOLL).
@@ -148,6 +157,9 @@ class UringBackend final : public Backend {
   bool registered_ring_fd() const { return ring_fd_registered_; }
   // Whether the ring was set up without the SQ index array (IORING_SETUP_NO_SQARRAY). Any thread.
   bool no_sqarray() const { return no_sqarray_; }
+  // The size of the fixed-file table sockets go into (Options::fixed_files), 0 without one.
+  // Any thread (fixed at creation).
+  unsigned fixed_file_slots() const { return fixed_slots_; }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 
@@ -160,6 +172,7 @@ class UringBackend final : public Backend {
   struct FdState {
     Op* ops = nullptr;     // operations in flight on this fd, until their final CQE
     bool drained = false;  // the last recv was short: the next finds the socket empty
+    bool fixed = false;    // in the fixed-file table, at slot fd (Options::fixed_files)
     int8_t socket = 0;     // 1: a socket (accepted, connected or sent on), -1: not one, 0: unknown
     Acceptor* acceptor = nullptr;
     SendQueue* sendq = nullptr;  // async_send: the fd's outgoing bytes
@@ -193,6 +206,15 @@ class UringBackend final : public Backend {
   absl::Status detach_send_queue(int fd, bool* in_flight);
 
   io_uring_sqe* get_sqe();
+  // Before the SQE of an operation on fd is taken: puts a socket's file in the fixed-file table
+  // (an update SQE ahead of the operation's). After: marks the SQE IOSQE_FIXED_FILE if it is.
+  void use_fixed_file(int fd);
+  void mark_fixed(io_uring_sqe* sqe, int fd) const {
+    if (static_cast<size_t>(fd) < fds_.size() && fds_[static_cast<size_t>(fd)].fixed) {
+      sqe->flags |= IOSQE_FIXED_FILE;
+    }
+  }
+  void handle_files_cqe(uint64_t user_data, int32_t res);
   int enter_submit();  // io_uring_submit, counted; with SQPOLL sqpoll_submit_now()
   // SQPOLL: publishes the SQEs prepared so far to the SQ thread (the ring's tail) and wakes the
   // thread only if it sleeps (IORING_SQ_NEED_WAKEUP): no system call while it is awake.
@@ -245,6 +267,11 @@ class UringBackend final : public Backend {
   bool sqpoll_ = false;              // set up with IORING_SETUP_SQPOLL
   bool ring_fd_registered_ = false;  // io_uring_register_ring_fd (5.18) took
   bool no_sqarray_ = false;          // IORING_SETUP_NO_SQARRAY (6.6) took
+  unsigned fixed_slots_ = 0;         // the sparse fixed-file table's size (0: none)
+  bool fixed_failed_ = false;        // an update failed: no more sockets go in (loop thread)
+  // slot_fds_[n] == n once fd n was registered: the FILES_UPDATE SQE points here, and the value
+  // never changes, so the pointer stays valid however late the kernel (an SQ thread) reads it.
+  std::unique_ptr<int[]> slot_fds_;
 
   int eventfd_ = -1;
   uint64_t eventfd_value_ = 0;
@@ -276,6 +303,8 @@ class UringBackend final : public Backend {
   RelaxedCounter provided_buffer_recvs_;
   RelaxedCounter provided_buffer_enobufs_;
   RelaxedCounter sqpoll_wakeups_;
+  RelaxedCounter fixed_file_registrations_;
+  RelaxedCounter fixed_file_errors_;
 };
 
 // Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry
@@ -287,7 +316,7 @@ class UringBackend final : public Backend {
 // SQPOLL (the daemon's runtime.io_uring_sqpoll*); so does REACTOR_URING_SQPOLL=1 (tests run the
 // conformance suite under SQPOLL with it; REACTOR_URING_SQPOLL=0 turns it off whatever `params`
 // say); REACTOR_URING_REGISTER_RING_FD=0 turns off register_ring_fd; REACTOR_URING_NO_SQARRAY=0
-// turns off no_sqarray.
+// turns off no_sqarray; REACTOR_URING_FIXED_FILES=0 turns off fixed_files.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams& params = {});
 
 }  // namespace reactor

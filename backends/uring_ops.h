@@ -15,12 +15,16 @@
 namespace reactor::uring_detail {
 
 // user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor or SendQueue pointer
-// tagged with kTagAcceptor or kTagSend, or one of the small constants below.
+// tagged with kTagAcceptor or kTagSend, a fixed-file update (kTagFiles), or one of the small
+// constants below.
 constexpr uint64_t kIgnoreData = 0;  // cancel SQEs: their own CQEs carry nothing we need
 constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
 constexpr uint64_t kTagMask = 7;
 constexpr uint64_t kTagAcceptor = 2;
 constexpr uint64_t kTagSend = 3;
+// A FILES_UPDATE of the fixed-file table: (slot << 4) | (8 if it clears the slot) | kTagFiles.
+constexpr uint64_t kTagFiles = 4;
+constexpr uint64_t kFilesClear = 8;
 
 inline std::string closed_message(const char* what, int fd) {
   return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");

@@ -187,8 +187,10 @@ absl::StatusOr<size_t> UringBackend::queue_send(int fd, std::span<const iovec> i
 void UringBackend::submit_send(SendQueue* q) {
   q->inflight.swap(q->pending);
   q->pending.clear();
+  use_fixed_file(q->fd);
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_send(sqe, q->fd, q->inflight.data(), q->inflight.size(), MSG_NOSIGNAL);
+  mark_fixed(sqe, q->fd);
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(q) | kTagSend);
   q->in_flight = true;
   send_sqes_.add();

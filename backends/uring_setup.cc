@@ -122,6 +122,7 @@ absl::StatusOr<UringFeatures> probe_uring(io_uring* ring) {
   UringFeatures f;
   f.multishot_accept = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
   f.cancel_fd = f.multishot_accept;
+  f.files_update = io_uring_opcode_supported(probe, IORING_OP_FILES_UPDATE);
   io_uring_free_probe(probe);
   return f;
 }

@@ -37,6 +37,7 @@ absl::Status init_uring(io_uring* ring, int level, const UringSetup& setup, bool
 struct UringFeatures {
   bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)
   bool cancel_fd = false;         // IORING_ASYNC_CANCEL_FD (5.19)
+  bool files_update = false;      // IORING_OP_FILES_UPDATE (5.6)
 };
 
 // Checks that the kernel has every opcode the backend submits (FailedPrecondition naming the

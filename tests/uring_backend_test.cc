@@ -149,6 +149,88 @@ TEST(UringBackend, NoSqArrayIsReportedAndCanBeTurnedOff) {
   EXPECT_EQ(counter(**with_array, "io_uring_feature_no_sqarray"), 0u);
 }
 
+// Connection sockets go into the ring's fixed-file table (5.19: a sparse table) at their first
+// operation, and it is reported; turned off, every SQE names its fd (and the suites pass: ctest's
+// *_uring_no_fixed_files).
+TEST(UringFixedFiles, AreReportedAndCanBeTurnedOff) {
+  REQUIRE_URING();
+  auto b = UringBackend::create();
+  ASSERT_TRUE(b.ok());
+  if (kernel_version() >= 519) {
+    EXPECT_GT((*b)->fixed_file_slots(), 0u);
+    EXPECT_THAT((*b)->describe(), ::testing::HasSubstr("fixed files"));
+    EXPECT_EQ(counter(**b, "io_uring_feature_fixed_files"), 1u);
+  }
+  UringBackend::Options options;
+  options.fixed_files = false;
+  auto plain = UringBackend::create(options);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ((*plain)->fixed_file_slots(), 0u);
+  EXPECT_THAT((*plain)->describe(), ::testing::Not(::testing::HasSubstr("fixed files")));
+  EXPECT_EQ(counter(**plain, "io_uring_feature_fixed_files"), 0u);
+}
+
+// The table holds a reference to each socket in it: close() must clear the slot, or the socket
+// would stay open and the peer never see its end. Pairs opened and closed one after another reuse
+// the same fd numbers, so each round also puts a new socket where the last one's slot was cleared.
+TEST(UringFixedFiles, ClosedSocketsReachThePeerAndSlotsAreReused) {
+  REQUIRE_URING();
+  run_uring([] {
+    const auto& b = static_cast<const UringBackend&>(Reactor::current()->backend());
+    if (b.fixed_file_slots() == 0) GTEST_SKIP() << "no fixed-file table on this kernel";
+    const uint64_t before = counter(b, "io_uring_fixed_file_registrations_total");
+    constexpr int kRounds = 30;
+    for (int i = 0; i < kRounds; ++i) {
+      SCOPED_TRACE(i);
+      test::Pair p = test::connected_pair();
+      const std::string msg = "round " + std::to_string(i);
+      ASSERT_TRUE(p.client.write_all(std::as_bytes(std::span(msg)), deadline_after(5s)).ok());
+      std::string got(msg.size(), '\0');
+      ASSERT_TRUE(
+          p.server.read_exact(std::as_writable_bytes(std::span(got)), deadline_after(5s)).ok());
+      EXPECT_EQ(got, msg);
+      // The server's side closes with nothing in flight on it: the slot is cleared by the loop's
+      // next submit, which the client's read below causes.
+      ASSERT_TRUE(p.server.close().ok());
+      std::byte buf[16];
+      auto n = p.client.read(buf, deadline_after(5s));
+      ASSERT_TRUE(n.ok()) << n.status();
+      EXPECT_EQ(*n, 0u) << "the peer's close did not arrive";
+    }
+    // Both ends of every pair went in (the client at its write, the server at its read).
+    EXPECT_EQ(counter(b, "io_uring_fixed_file_registrations_total") - before, 2u * kRounds);
+    EXPECT_EQ(counter(b, "io_uring_fixed_file_errors_total"), 0u);
+  });
+}
+
+// A socket closed while a fiber waits in a receive on it: the waiter is told it was closed, and
+// the peer sees the end, with the socket in the fixed-file table.
+TEST(UringFixedFiles, CloseWithAReceivePendingEndsBoth) {
+  REQUIRE_URING();
+  run_uring([] {
+    test::Pair p = test::connected_pair();
+    std::byte warm[1] = {std::byte{1}};
+    ASSERT_TRUE(p.client.write_all(warm, deadline_after(5s)).ok());
+    ASSERT_TRUE(p.server.read_exact(warm, deadline_after(5s)).ok());  // the server's socket is in
+    absl::Status waited;
+    const int fd = p.server.fd();
+    auto reader = spawn("reader", [&] {
+      std::byte buf[8];
+      waited = Reactor::current()->backend().recv(fd, buf, deadline_after(5s)).status();
+    });
+    ASSERT_TRUE(reader.ok());
+    yield();  // the receive is in the ring
+    ASSERT_TRUE(p.server.close().ok());
+    reader->join();
+    EXPECT_TRUE(absl::IsFailedPrecondition(waited)) << waited;
+    std::byte buf[8];
+    auto n = p.client.read(buf, deadline_after(5s));
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, 0u);
+    EXPECT_EQ(counter(Reactor::current()->backend(), "io_uring_fixed_file_errors_total"), 0u);
+  });
+}
+
 // wakeup() writes the eventfd only when no token is pending: a burst from another thread costs one
 // write, and the next poll clears it.
 TEST(UringBackend, WakeupWritesOnceWhilePending) {
