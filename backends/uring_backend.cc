@@ -160,15 +160,24 @@ absl::Status UringBackend::init(int level) {
   if (eventfd_ < 0) return errno_status(errno, "eventfd");
   arm_wakeup();
 
-  if (options_.provided_buffers) {
-    // Optional: without it recv goes straight into the caller's span (see docs/backends.md).
+  // recv_lent needs a multishot receive (6.0) and cancelling by fd at close (5.19).
+  const bool lend = options_.lent_recv && features->multishot_recv && has_cancel_fd_;
+  if (options_.provided_buffers || lend) {
+    // Optional: without it recv goes straight into the caller's span (see docs/backends.md) and
+    // recv_lent is not offered. One ring serves both.
     absl::StatusOr<std::unique_ptr<UringBufferRing>> b =
-        UringBufferRing::create(&ring_, options_.buffer_count, options_.buffer_size);
+        options_.provided_buffers
+            ? UringBufferRing::create(&ring_, options_.buffer_count, options_.buffer_size)
+            : UringBufferRing::create(&ring_, options_.lent_buffer_count,
+                                      options_.lent_buffer_size);
     if (b.ok()) {
       buffers_ = *std::move(b);
+      provided_recv_ = options_.provided_buffers;
+      lend_ = lend;
     } else {
-      notice(absl::StrCat("io_uring provided buffers unavailable, recv copies none: ",
-                          b.status().message()));
+      notice(
+          absl::StrCat("io_uring provided buffers unavailable, recv copies none and lends none: ",
+                       b.status().message()));
     }
   }
   return absl::OkStatus();
@@ -180,6 +189,7 @@ UringBackend::~UringBackend() {
   // destroyed with fibers alive can have left some) and unregisters the buffer ring, which is
   // unmapped after it.
   if (ring_ready_) io_uring_queue_exit(&ring_);
+  while (receivers_ != nullptr) destroy_receiver(receivers_);
   buffers_.reset();
   while (acceptors_ != nullptr) destroy_acceptor(acceptors_);
   if (eventfd_ >= 0) ::close(eventfd_);
@@ -216,6 +226,9 @@ std::string UringBackend::describe() const {
       no_sqarray_ ? ", no SQ array" : "", ring_fd_registered_ ? ", registered ring fd" : "",
       fixed_slots_ > 0 ? absl::StrCat(", fixed files (", fixed_slots_, " slots)") : "",
       provided_buffers() ? ", recv via provided buffers" : ", recv into caller's buffer",
+      lend_ ? absl::StrCat(", recv_lent via multishot receive (", buffers_->buffer_count(), " x ",
+                           buffers_->buffer_size(), " B buffers)")
+            : "",
       options_.async_send ? ", async send" : "",
       options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
                           : "",
@@ -247,6 +260,10 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
   }
   if ((user_data & kTagMask) == kTagFiles) {
     handle_files_cqe(user_data, res);
+    return;
+  }
+  if ((user_data & kTagMask) == kTagRecv) {
+    handle_recv_cqe(reinterpret_cast<Receiver*>(user_data & ~kTagMask), res, flags);
     return;
   }
   Op* op = reinterpret_cast<Op*>(user_data);
@@ -337,6 +354,10 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_sqpoll_wakeups_total", sqpoll_wakeups_.get()});
   out.push_back({"io_uring_fixed_file_registrations_total", fixed_file_registrations_.get()});
   out.push_back({"io_uring_fixed_file_errors_total", fixed_file_errors_.get()});
+  out.push_back({"io_uring_lent_recv_arms_total", lent_recv_arms_.get()});
+  out.push_back({"io_uring_lent_recv_cqes_total", lent_recv_cqes_.get()});
+  out.push_back({"io_uring_lent_recv_pauses_total", lent_recv_pauses_.get()});
+  out.push_back({"io_uring_lent_recv_fallbacks_total", lent_recv_fallbacks_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
   // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags, 3 SQPOLL|SINGLE_ISSUER,
   // 4 SQPOLL.
@@ -352,6 +373,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_registered_ring_fd", ring_fd_registered_ ? 1u : 0u});
   out.push_back({"io_uring_feature_no_sqarray", no_sqarray_ ? 1u : 0u});
   out.push_back({"io_uring_feature_fixed_files", fixed_slots_ > 0 ? 1u : 0u});
+  out.push_back({"io_uring_feature_lent_recv", lend_ ? 1u : 0u});
 }
 
 // ---- operation records ----
@@ -641,7 +663,11 @@ absl::Status UringBackend::connect(int fd, const sockaddr* addr, socklen_t len, 
 }
 
 absl::StatusOr<size_t> UringBackend::recv(int fd, std::span<std::byte> buf, Deadline deadline) {
-  if (buffers_ != nullptr && !buf.empty()) {
+  if (receiver_of(fd) != nullptr) {  // recv_lent was used on fd: take from its queue, in order
+    const iovec v{buf.data(), buf.size()};
+    return recv_copy(fd, std::span(&v, 1), deadline);
+  }
+  if (provided_recv_ && !buf.empty()) {
     bool fall_back = false;
     absl::StatusOr<size_t> r = recv_provided(fd, buf, deadline, &fall_back);
     if (!fall_back) return r;
@@ -695,7 +721,16 @@ absl::StatusOr<size_t> UringBackend::recv_provided(int fd, std::span<std::byte> 
   return static_cast<size_t>(*r);
 }
 
+absl::StatusOr<int32_t> UringBackend::recv_own_buffer(int fd, std::byte* buf, size_t len,
+                                                      Deadline deadline) {
+  return run_op(
+      fd, deadline, "recv",
+      [&](io_uring_sqe* sqe, Op*) { io_uring_prep_recv(sqe, fd, buf, len, 0); },
+      /*returns_fd=*/false, /*cqe_flags=*/nullptr, /*releasable=*/true);
+}
+
 absl::StatusOr<size_t> UringBackend::readv(int fd, std::span<const iovec> iov, Deadline deadline) {
+  if (receiver_of(fd) != nullptr) return recv_copy(fd, iov, deadline);
   return vectored(fd, iov, deadline, /*output=*/false, /*socket=*/true);
 }
 
@@ -742,6 +777,7 @@ absl::StatusOr<size_t> UringBackend::vectored(int fd, std::span<const iovec> iov
 absl::Status UringBackend::wait(int fd, Interest interest, Deadline deadline) {
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("wait on invalid fd ", fd));
   const bool read = interest == Interest::kRead;
+  if (read && receiver_of(fd) != nullptr) return wait_receiver(fd, deadline);
   const unsigned mask = read ? (POLLIN | POLLRDHUP) : POLLOUT;
   // A poll holds no memory of the fiber's: its stack may be released meanwhile.
   absl::StatusOr<int32_t> r = run_op(
@@ -798,6 +834,10 @@ absl::Status UringBackend::close(int fd) {
         destroy_acceptor(a);
       }
     }
+    // Receivers exist only with lent_recv, so with CANCEL_FD.
+    if (Receiver* r = std::exchange(st.receiver, nullptr); r != nullptr && detach_receiver(r)) {
+      in_flight = true;
+    }
   }
   if (in_flight) {
     cancels_.add();
@@ -846,6 +886,9 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   }
   if (const char* v = std::getenv("REACTOR_URING_FIXED_FILES"); v != nullptr && *v == '0') {
     options.fixed_files = false;
+  }
+  if (const char* v = std::getenv("REACTOR_URING_LENT_RECV"); v != nullptr && *v == '0') {
+    options.lent_recv = false;
   }
   // REACTOR_URING_MULTISHOT_ACCEPT=0 accepts with one single-shot SQE per accept(), as on kernels
   // before 5.19 (the conformance suite runs so).

@@ -97,6 +97,13 @@ class UringBackend final : public Backend {
     // RLIMIT_NOFILE) go without. Off where the kernel lacks a sparse table (5.19) or FILES_UPDATE.
     bool fixed_files = true;
     unsigned fixed_file_slots = 65536;
+    // recv_lent (uring_recv.cc): one multishot RECV per fd (Linux 6.0) selecting buffers from the
+    // provided-buffer ring (5.19) — `lent_buffer_count` buffers of `lent_buffer_size` bytes per
+    // ring, unless provided_buffers already made one — and the caller reads the ring's buffer
+    // in place. Off (or without the kernel's support): lends_buffers() is false.
+    bool lent_recv = true;
+    unsigned lent_buffer_count = 1024;  // a power of two
+    unsigned lent_buffer_size = 4096;
   };
 
   // Which ring set-up flags the kernel accepted, best first (the last two with SQPOLL).
@@ -126,6 +133,11 @@ class UringBackend final : public Backend {
   absl::StatusOr<size_t> writev(int fd, std::span<const iovec> iov, Deadline deadline) override;
   absl::Status wait(int fd, Interest interest, Deadline deadline) override;
   absl::Status flush(int fd, Deadline deadline) override;
+  // Where the ring has a multishot receive and a buffer ring (Options::lent_recv). Any thread.
+  bool lends_buffers() const override { return lend_; }
+  // Loop thread, inside a fiber (uring_recv.cc).
+  absl::StatusOr<std::span<const std::byte>> recv_lent(int fd, Deadline deadline) override;
+  void release_lent(int fd) override;
   // Loop thread. Cancels the listener's multishot accept; accept() hands out what it accepted
   // before its final CQE and what the kernel's queue still holds then (sweep_stopped), then
   // returns OutOfRange. Single-shot: cancels the accept in flight, then the same.
@@ -148,7 +160,7 @@ class UringBackend final : public Backend {
   // Whether accept uses one multishot SQE per listener (Linux 5.19+). Any thread.
   bool multishot_accept() const { return multishot_accept_; }
   // Whether recv uses the provided-buffer ring (asked for, and registered). Any thread.
-  bool provided_buffers() const { return buffers_ != nullptr; }
+  bool provided_buffers() const { return provided_recv_; }
   // Whether sends on sockets are queued without waiting (Options::async_send). Any thread.
   bool async_send() const { return options_.async_send; }
   // Whether the kernel's SQ thread submits (Options::sqpoll). Any thread.
@@ -169,13 +181,15 @@ class UringBackend final : public Backend {
   struct AcceptWaiter;
   struct SendQueue;
   struct SendWaiter;
+  struct Receiver;
   struct FdState {
     Op* ops = nullptr;     // operations in flight on this fd, until their final CQE
     bool drained = false;  // the last recv was short: the next finds the socket empty
     bool fixed = false;    // in the fixed-file table, at slot fd (Options::fixed_files)
     int8_t socket = 0;     // 1: a socket (accepted, connected or sent on), -1: not one, 0: unknown
     Acceptor* acceptor = nullptr;
-    SendQueue* sendq = nullptr;  // async_send: the fd's outgoing bytes
+    SendQueue* sendq = nullptr;    // async_send: the fd's outgoing bytes
+    Receiver* receiver = nullptr;  // lent_recv: the fd's multishot receive, once recv_lent used it
   };
 
   UringBackend(Options options, SetupMode mode);
@@ -249,6 +263,32 @@ class UringBackend final : public Backend {
   absl::StatusOr<size_t> recv_provided(int fd, std::span<std::byte> buf, Deadline deadline,
                                        bool* fall_back);
 
+  // lent_recv (uring_recv.cc). The fd's receiver, or null if recv_lent never ran on it.
+  Receiver* receiver_of(int fd) const {
+    return static_cast<size_t>(fd) < fds_.size() ? fds_[static_cast<size_t>(fd)].receiver : nullptr;
+  }
+  // Waits until fd's receiver has a chunk and returns the receiver, or null at the end of the
+  // stream (*eof) or on an error (*status), arming the multishot, and receiving into a buffer of
+  // the receiver's own when the ring ran dry.
+  Receiver* next_chunk(int fd, Deadline deadline, absl::Status* status, bool* eof);
+  const std::byte* chunk_data(const Receiver* r, uint16_t bid) const;
+  // A single-shot RECV into memory of the backend's (not the fiber's: its stack may be released
+  // meanwhile).
+  absl::StatusOr<int32_t> recv_own_buffer(int fd, std::byte* buf, size_t len, Deadline deadline);
+  void give_back_lent(Receiver* r);  // the chunk recv_lent lent, back to the ring
+  absl::Status wait_receiver(int fd, Deadline deadline);
+  absl::StatusOr<size_t> recv_copy(int fd, std::span<const iovec> iov, Deadline deadline);
+  void arm_receiver(Receiver* r);
+  void recycle_chunk(Receiver* r, uint16_t bid);
+  void handle_recv_cqe(Receiver* r, int32_t res, uint32_t flags);
+  // Parks the running fiber as r's waiter (releasably).
+  absl::Status park_on(Receiver* r, Deadline deadline, const char* what);
+  // close(): wakes the waiter, gives every buffer back; the receiver goes when nothing is pending
+  // on it (destroy_if_done). True if a multishot is still in flight.
+  bool detach_receiver(Receiver* r);
+  bool destroy_if_done(Receiver* r);
+  void destroy_receiver(Receiver* r);
+
   absl::StatusOr<int> accept_single(int fd, sockaddr_storage* peer, Deadline deadline);
   absl::StatusOr<int> sweep_stopped(Acceptor* a, sockaddr_storage* peer);
   Acceptor* acceptor(int fd);  // creates it
@@ -283,7 +323,11 @@ class UringBackend final : public Backend {
   Op* free_ops_ = nullptr;
   Acceptor* acceptors_ = nullptr;  // every acceptor alive, attached or draining
 
-  std::unique_ptr<UringBufferRing> buffers_;  // provided buffers, when asked for and registered
+  // The provided-buffer ring (Options::provided_buffers or lent_recv), when registered.
+  std::unique_ptr<UringBufferRing> buffers_;
+  bool provided_recv_ = false;     // recv() copies out of buffers_ (Options::provided_buffers)
+  bool lend_ = false;              // recv_lent: multishot receives into buffers_
+  Receiver* receivers_ = nullptr;  // every receiver alive, attached or draining
 
   std::vector<std::unique_ptr<SendQueue>> send_queues_;  // every queue, attached, detached or free
   SendQueue* free_send_queues_ = nullptr;
@@ -305,6 +349,10 @@ class UringBackend final : public Backend {
   RelaxedCounter sqpoll_wakeups_;
   RelaxedCounter fixed_file_registrations_;
   RelaxedCounter fixed_file_errors_;
+  RelaxedCounter lent_recv_arms_;
+  RelaxedCounter lent_recv_cqes_;
+  RelaxedCounter lent_recv_pauses_;
+  RelaxedCounter lent_recv_fallbacks_;
 };
 
 // Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry
@@ -316,7 +364,8 @@ class UringBackend final : public Backend {
 // SQPOLL (the daemon's runtime.io_uring_sqpoll*); so does REACTOR_URING_SQPOLL=1 (tests run the
 // conformance suite under SQPOLL with it; REACTOR_URING_SQPOLL=0 turns it off whatever `params`
 // say); REACTOR_URING_REGISTER_RING_FD=0 turns off register_ring_fd; REACTOR_URING_NO_SQARRAY=0
-// turns off no_sqarray; REACTOR_URING_FIXED_FILES=0 turns off fixed_files.
+// turns off no_sqarray; REACTOR_URING_FIXED_FILES=0 turns off fixed_files;
+// REACTOR_URING_LENT_RECV=0 turns off lent_recv.
 absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams& params = {});
 
 }  // namespace reactor

@@ -1,7 +1,8 @@
 // The io_uring backend's provided-buffer ring: `count` buffers of `size` bytes registered as one
 // buffer group, from which the kernel picks a buffer for a receive submitted with
 // IOSQE_BUFFER_SELECT. The CQE names the buffer (IORING_CQE_F_BUFFER); the backend copies out of
-// it and hands it back with recycle() at once. liburing 2.3 has no io_uring_setup_buf_ring, so
+// it and hands it back with recycle() at once (provided_buffers), or lends it to the caller until
+// its next call on the fd (recv_lent, uring_recv.cc). liburing 2.3 has no io_uring_setup_buf_ring, so
 // the ring is mapped page-aligned here and registered by hand (io_uring_register_buf_ring, Linux
 // 5.19). docs/backends.md says why the backend leaves it off by default.
 #pragma once
@@ -32,6 +33,7 @@ class UringBufferRing {
 
   // Bytes per buffer. Any thread.
   unsigned buffer_size() const { return size_; }
+  unsigned buffer_count() const { return count_; }
   // The buffer a CQE with IORING_CQE_F_BUFFER in `cqe_flags` filled. Loop thread.
   static uint16_t buffer_id(uint32_t cqe_flags) {
     return static_cast<uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);

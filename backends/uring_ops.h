@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,9 @@
 
 namespace reactor::uring_detail {
 
-// user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor or SendQueue pointer
-// tagged with kTagAcceptor or kTagSend, a fixed-file update (kTagFiles), or one of the small
-// constants below.
+// user_data of an SQE: an Op pointer (8-byte aligned, tag 0), an Acceptor, SendQueue or Receiver
+// pointer tagged with kTagAcceptor, kTagSend or kTagRecv, a fixed-file update (kTagFiles), or one
+// of the small constants below.
 constexpr uint64_t kIgnoreData = 0;  // cancel SQEs: their own CQEs carry nothing we need
 constexpr uint64_t kWakeupData = 1;  // the read on the wakeup eventfd
 constexpr uint64_t kTagMask = 7;
@@ -25,6 +26,7 @@ constexpr uint64_t kTagSend = 3;
 // A FILES_UPDATE of the fixed-file table: (slot << 4) | (8 if it clears the slot) | kTagFiles.
 constexpr uint64_t kTagFiles = 4;
 constexpr uint64_t kFilesClear = 8;
+constexpr uint64_t kTagRecv = 5;
 
 inline std::string closed_message(const char* what, int fd) {
   return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
@@ -76,6 +78,38 @@ struct UringBackend::SendQueue {
   SendQueue* next_free = nullptr;
 
   size_t queued() const { return inflight.size() + pending.size(); }
+};
+
+// lent_recv: an fd's multishot receive and what it received that nobody took yet. Chunks are ring
+// buffers in arrival order (or the receiver's own `fallback` buffer, after the ring ran dry), each
+// given back to the ring once taken whole: by the next call after recv_lent lent it, or as recv
+// copies its last byte. Attached to its fd until close(); then it lives until its final CQE, the
+// end of a fallback receive in flight and the return of a fiber that waited on it.
+struct UringBackend::Receiver {
+  static constexpr uint16_t kFallback = 0xffff;  // the chunk is in `fallback`, not the ring
+  struct Chunk {
+    uint16_t bid;
+    uint32_t begin;  // bytes of it already taken
+    uint32_t end;
+  };
+  int fd = -1;
+  bool armed = false;        // the multishot is in flight (until its final CQE)
+  bool cancel_sent = false;  // paused: too much received and not taken
+  bool detached = false;     // fd closed
+  bool eof = false;          // the peer closed: after the chunks, every call returns end of stream
+  bool nobufs = false;       // the last multishot ended for want of ring buffers
+  bool busy = false;         // a fiber receives through `fallback` now
+  int error = 0;             // errno, for the next call once the chunks are taken
+  int32_t lent = -1;         // bid of the chunk recv_lent lent out, until the next call
+  std::vector<Chunk> ready;  // FIFO from `head`
+  size_t head = 0;
+  detail::Fiber* waiter = nullptr;  // parked in next_chunk or wait_receiver
+  std::unique_ptr<std::byte[]> fallback;
+  Receiver* prev = nullptr;  // UringBackend::receivers_
+  Receiver* next = nullptr;
+
+  bool has_chunk() const { return head < ready.size(); }
+  size_t queued() const { return ready.size() - head; }
 };
 
 }  // namespace reactor

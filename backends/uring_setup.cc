@@ -123,6 +123,8 @@ absl::StatusOr<UringFeatures> probe_uring(io_uring* ring) {
   f.multishot_accept = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
   f.cancel_fd = f.multishot_accept;
   f.files_update = io_uring_opcode_supported(probe, IORING_OP_FILES_UPDATE);
+  // Multishot receive (IORING_RECV_MULTISHOT) came with Linux 6.0, as did IORING_OP_SEND_ZC.
+  f.multishot_recv = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
   io_uring_free_probe(probe);
   return f;
 }

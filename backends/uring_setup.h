@@ -38,6 +38,7 @@ struct UringFeatures {
   bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)
   bool cancel_fd = false;         // IORING_ASYNC_CANCEL_FD (5.19)
   bool files_update = false;      // IORING_OP_FILES_UPDATE (5.6)
+  bool multishot_recv = false;    // IORING_RECV_MULTISHOT (6.0)
 };
 
 // Checks that the kernel has every opcode the backend submits (FailedPrecondition naming the

@@ -61,6 +61,24 @@ class Backend {
   // when false may fibers share one buffer for their reads. Any thread.
   virtual bool recv_holds_buffer() const { return true; }
 
+  // A receive into memory the backend owns, lent to the caller: the bytes received (empty at end
+  // of stream). They stay valid until the next recv_lent, recv, readv or release_lent on fd, or
+  // close(fd); then the backend takes the memory back. One fiber at a time receives on an fd
+  // this way (a second gets FailedPrecondition). Only where lends_buffers(): io_uring with a
+  // multishot receive into its provided-buffer ring, where the kernel fills a ring buffer when
+  // data arrives rather than a buffer the waiting fiber holds, so a connection waiting for input
+  // holds no buffer and its stack may be released (Reactor::allow_stack_release). Elsewhere
+  // recv_lent is Unimplemented and release_lent does nothing. Loop thread, inside a fiber
+  // (release_lent: any fiber of the loop). recv, readv and wait(kRead) on an fd received on this
+  // way take from the same queue, in order.
+  virtual bool lends_buffers() const { return false; }
+  virtual absl::StatusOr<std::span<const std::byte>> recv_lent(int fd, Deadline deadline) {
+    (void)fd;
+    (void)deadline;
+    return absl::UnimplementedError("recv_lent: this backend does not lend buffers");
+  }
+  virtual void release_lent(int fd) { (void)fd; }
+
   // Waits until every byte accepted by send/writev on fd was taken by the kernel; returns the
   // error of a queued send, if any. Callers use it before shutdown(SHUT_WR) and other calls that
   // must follow the bytes. Loop thread, inside a fiber (backends that queue nothing: at once).

@@ -75,6 +75,9 @@ class Connection {
 
   // I/O that counts bytes into the service's stats. Loop thread, inside the connection's fiber.
   absl::StatusOr<size_t> read(std::span<std::byte> buf, reactor::Deadline deadline);
+  // Where the backend lends buffers (Backend::lends_buffers): the next bytes received (empty at
+  // end of stream), in the backend's memory until the next read or close on this connection.
+  absl::StatusOr<std::span<const std::byte>> read_lent(reactor::Deadline deadline);
   // Some of buf (one send: at least one byte unless buf is empty).
   absl::StatusOr<size_t> write(std::span<const std::byte> buf, reactor::Deadline deadline);
   absl::Status write_all(std::span<const std::byte> buf, reactor::Deadline deadline);
@@ -164,6 +167,19 @@ inline absl::StatusOr<size_t> Connection::read(std::span<std::byte> buf,
   if (n.ok()) {
     stats_.bytes_in.add(*n);
     bytes_in_ += *n;
+  }
+  return n;
+}
+
+inline absl::StatusOr<std::span<const std::byte>> Connection::read_lent(
+    reactor::Deadline deadline) {
+  io_ = Io::kReading;
+  absl::StatusOr<std::span<const std::byte>> n =
+      reactor::Reactor::current()->backend().recv_lent(stream_.fd(), deadline);
+  io_ = Io::kNone;
+  if (n.ok()) {
+    stats_.bytes_in.add(n->size());
+    bytes_in_ += n->size();
   }
   return n;
 }

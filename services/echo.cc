@@ -41,7 +41,19 @@ struct GiveBlock {
 }  // namespace
 
 void serve_echo(Connection& c, const EchoOptions& options) {
-  if (!reactor::Reactor::current()->backend().recv_holds_buffer()) {
+  reactor::Backend& backend = reactor::Reactor::current()->backend();
+  if (backend.lends_buffers()) {
+    // The backend's buffer, read in place and written back from (a send that waits keeps it
+    // lent). A connection waiting for input holds no buffer, and the wait lets its stack go.
+    for (;;) {
+      const reactor::Deadline deadline = timeout_deadline(options.idle_timeout);
+      absl::StatusOr<std::span<const std::byte>> n = c.read_lent(deadline);
+      if (!n.ok() || n->empty()) return;
+      c.count_requests();
+      if (!c.write_all(*n, deadline).ok()) return;
+    }
+  }
+  if (!backend.recv_holds_buffer()) {
     std::byte* const shared = shard_read_buffer();
     for (;;) {
       const reactor::Deadline deadline = timeout_deadline(options.idle_timeout);

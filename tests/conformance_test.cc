@@ -1102,6 +1102,189 @@ TEST_P(ConformanceTest, StopAcceptingStrandsNoConnectionItWasWokenFor) {
   });
 }
 
+// ---- recv_lent: receives into the backend's memory (Backend::lends_buffers) ----
+
+// Where the backend lends no buffers, recv_lent says so and release_lent does nothing; true means
+// the caller may go on with the lent-buffer case.
+bool lends_or_refuses(int fd) {
+  if (backend().lends_buffers()) return true;
+  auto r = backend().recv_lent(fd, deadline_after(1s));
+  EXPECT_TRUE(absl::IsUnimplemented(r.status())) << r.status();
+  backend().release_lent(fd);
+  return false;
+}
+
+// Appends what one recv_lent returned; false at the end of the stream or on an error (in *end).
+bool take_lent(int fd, std::vector<std::byte>* got, Deadline deadline, absl::Status* end) {
+  auto r = backend().recv_lent(fd, deadline);
+  if (!r.ok()) {
+    *end = r.status();
+    return false;
+  }
+  if (r->empty()) return false;
+  got->insert(got->end(), r->begin(), r->end());
+  return true;
+}
+
+// Lent receives, copying receives and readv on one fd take from one stream, in order, byte-exact.
+TEST_P(ConformanceTest, LentReceivesMixWithCopiesByteExact) {
+  run([] {
+    Pair p = connected_pair();
+    const int fd = p.client.fd();
+    if (!lends_or_refuses(fd)) return;
+    const std::vector<std::byte> data = pattern(3 << 20, 21);
+    auto writer =
+        spawn("writer", [&] { ASSERT_TRUE(p.server.write_all(data, deadline_after(20s)).ok()); });
+    ASSERT_TRUE(writer.ok());
+    std::vector<std::byte> got;
+    absl::Status end;
+    size_t span = 1;
+    for (int i = 0; got.size() < data.size(); ++i) {
+      if (i % 3 == 0) {
+        ASSERT_TRUE(take_lent(fd, &got, deadline_after(20s), &end)) << end;
+      } else if (i % 3 == 1) {
+        std::vector<std::byte> buf(span);
+        auto n = backend().recv(fd, buf, deadline_after(20s));
+        ASSERT_TRUE(n.ok()) << n.status();
+        ASSERT_GT(*n, 0u);
+        got.insert(got.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(*n));
+        span = span * 7 % 9000 + 1;  // 1 byte up to past a ring buffer
+      } else {
+        std::vector<std::byte> a(span / 2 + 1), b(span);
+        const iovec iov[2] = {{a.data(), a.size()}, {b.data(), b.size()}};
+        auto n = backend().readv(fd, iov, deadline_after(20s));
+        ASSERT_TRUE(n.ok()) << n.status();
+        ASSERT_GT(*n, 0u);
+        const size_t in_a = std::min(*n, a.size());
+        got.insert(got.end(), a.begin(), a.begin() + static_cast<ptrdiff_t>(in_a));
+        got.insert(got.end(), b.begin(), b.begin() + static_cast<ptrdiff_t>(*n - in_a));
+      }
+    }
+    writer->join();
+    EXPECT_TRUE(got == data) << "bytes lost, duplicated or reordered";
+    backend().release_lent(fd);
+  });
+}
+
+// A deadline or a cancel ends a waiting lent receive without losing what arrives after it.
+TEST_P(ConformanceTest, LentReceiveDeadlineAndCancelLoseNoBytes) {
+  run([] {
+    Pair p = connected_pair();
+    const int fd = p.client.fd();
+    if (!lends_or_refuses(fd)) return;
+    auto r = backend().recv_lent(fd, deadline_after(20ms));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
+    const std::vector<std::byte> data = pattern(2 << 20, 22);
+    auto writer =
+        spawn("writer", [&] { ASSERT_TRUE(p.server.write_all(data, deadline_after(20s)).ok()); });
+    ASSERT_TRUE(writer.ok());
+    std::vector<std::byte> got;
+    absl::Status reader_end;
+    interrupt_pending(
+        "reader",
+        [&] {
+          while (take_lent(fd, &got, deadline_after(20s), &reader_end)) {
+          }
+        },
+        cancel, 1ms);
+    EXPECT_TRUE(absl::IsCancelled(reader_end)) << reader_end;
+    absl::Status end;
+    while (got.size() < data.size()) ASSERT_TRUE(take_lent(fd, &got, deadline_after(20s), &end));
+    EXPECT_TRUE(got == data) << "bytes lost, duplicated or reordered around the cancel";
+    writer->join();
+  });
+}
+
+// The end of the stream is an empty span, every time it is asked; a reset is ECONNRESET.
+TEST_P(ConformanceTest, LentReceiveSeesEndOfStreamAndReset) {
+  run([] {
+    Pair p = connected_pair();
+    if (!lends_or_refuses(p.client.fd())) return;
+    ASSERT_TRUE(p.server.write_all("last").ok());
+    ASSERT_TRUE(p.server.close().ok());
+    std::vector<std::byte> got;
+    absl::Status end;
+    while (take_lent(p.client.fd(), &got, deadline_after(5s), &end)) {
+    }
+    EXPECT_TRUE(end.ok()) << end;
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), got.size()), "last");
+    auto again = backend().recv_lent(p.client.fd(), deadline_after(5s));
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(again->empty());
+
+    Pair q = connected_pair();
+    absl::Status s;
+    interrupt_pending(
+        "reader",
+        [&] {
+          std::vector<std::byte> none;
+          (void)take_lent(q.client.fd(), &none, deadline_after(10s), &s);
+        },
+        [&](Task<void>&) { reset(q.server); });
+    EXPECT_EQ(status_errno(s), ECONNRESET) << s;
+  });
+}
+
+// close() under a waiting lent receive ends it with the close's error; the peer sees the end; a
+// new socket with the same number starts clean.
+TEST_P(ConformanceTest, CloseResumesPendingLentReceiveWithError) {
+  run([] {
+    for (int round = 0; round < 10; ++round) {
+      Pair p = connected_pair();
+      const int fd = p.client.fd();
+      if (!lends_or_refuses(fd)) return;
+      absl::Status s;
+      interrupt_pending(
+          "reader",
+          [&] {
+            std::vector<std::byte> none;
+            EXPECT_FALSE(take_lent(fd, &none, deadline_after(10s), &s));
+          },
+          [&](Task<void>&) { ASSERT_TRUE(p.client.close().ok()); });
+      EXPECT_TRUE(closed_under_it(s));
+      std::byte b[4];
+      auto n = p.server.read(b, deadline_after(5s));
+      ASSERT_TRUE(n.ok()) << n.status();
+      EXPECT_EQ(*n, 0u);
+      Pair q = connected_pair();  // likely gets fd's number again
+      ASSERT_TRUE(q.server.write_all("new").ok());
+      std::vector<std::byte> got;
+      absl::Status end;
+      while (got.size() < 3) ASSERT_TRUE(take_lent(q.client.fd(), &got, deadline_after(5s), &end));
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), got.size()), "new");
+    }
+  });
+}
+
+// One fiber at a time receives on an fd this way; wait(kRead) sees bytes the backend holds.
+TEST_P(ConformanceTest, LentReceiveHasOneReaderAndWaitSeesItsBytes) {
+  run([] {
+    Pair p = connected_pair();
+    const int fd = p.client.fd();
+    if (!lends_or_refuses(fd)) return;
+    absl::Status first;
+    auto reader = spawn("reader", [&] {
+      std::vector<std::byte> got;
+      EXPECT_TRUE(take_lent(fd, &got, deadline_after(10s), &first)) << first;
+    });
+    ASSERT_TRUE(reader.ok());
+    yield();
+    auto second = backend().recv_lent(fd, deadline_after(1s));
+    EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+    ASSERT_TRUE(p.server.write_all("a").ok());
+    reader->join();
+    // Bytes that arrive while nobody receives are the backend's until asked for: wait says so.
+    ASSERT_TRUE(p.server.write_all("bc").ok());
+    EXPECT_TRUE(backend().wait(fd, Interest::kRead, deadline_after(5s)).ok());
+    std::vector<std::byte> got;
+    absl::Status end;
+    while (got.size() < 2) ASSERT_TRUE(take_lent(fd, &got, deadline_after(5s), &end));
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), got.size()), "bc");
+    absl::Status w = backend().wait(fd, Interest::kRead, deadline_after(30ms));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(w)) << w;
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(test::available_backends()),
                          test::backend_test_name);
 

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "backends/registry.h"
 #include "backends/uring_backend.h"
 #include "reactor/error.h"
@@ -552,6 +553,112 @@ TEST_F(ProvidedBuffers, UnavailableRingIsANotice) {
   ASSERT_EQ(g_notices.size(), 1u);
   EXPECT_THAT(g_notices[0], ::testing::HasSubstr("io_uring provided buffers unavailable"));
   EXPECT_THAT(g_notices[0], ::testing::HasSubstr("power of two"));
+}
+
+// ---- lent_recv: multishot receives into the buffer ring (backends/uring_recv.cc) ----
+
+TEST(UringLentRecv, IsReportedAndCanBeTurnedOff) {
+  REQUIRE_URING();
+  if (kernel_version() < 600) GTEST_SKIP() << "multishot receive needs Linux 6.0";
+  auto on = UringBackend::create();
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE((*on)->lends_buffers());
+  EXPECT_THAT((*on)->describe(), ::testing::HasSubstr("recv_lent via multishot receive"));
+  EXPECT_EQ(counter(**on, "io_uring_feature_lent_recv"), 1u);
+  UringBackend::Options options;
+  options.lent_recv = false;
+  auto off = UringBackend::create(options);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE((*off)->lends_buffers());
+  EXPECT_THAT((*off)->describe(), ::testing::Not(::testing::HasSubstr("recv_lent")));
+  EXPECT_EQ(counter(**off, "io_uring_feature_lent_recv"), 0u);
+}
+
+// A reader that stops taking: its multishot is paused once a few buffers wait, so the ring is not
+// drained into one connection, and when it reads again every byte comes, in order.
+TEST(UringLentRecv, SlowReaderPausesTheMultishotAndLosesNothing) {
+  REQUIRE_URING();
+  run_uring([] {
+    Backend& b = Reactor::current()->backend();
+    if (!b.lends_buffers()) GTEST_SKIP() << "no multishot receive on this kernel";
+    test::Pair p = test::connected_pair();
+    const int fd = p.client.fd();
+    const std::vector<std::byte> data = pattern(1 << 20, 31);
+    auto writer =
+        spawn("writer", [&] { ASSERT_TRUE(p.server.write_all(data, deadline_after(20s)).ok()); });
+    ASSERT_TRUE(writer.ok());
+    std::vector<std::byte> got;
+    const uint64_t pauses = counter(b, "io_uring_lent_recv_pauses_total");
+    const uint64_t cqes = counter(b, "io_uring_lent_recv_cqes_total");
+    auto first = b.recv_lent(fd, deadline_after(5s));
+    ASSERT_TRUE(first.ok()) << first.status();
+    got.insert(got.end(), first->begin(), first->end());
+    ASSERT_TRUE(sleep_for(50ms).ok());  // the writer fills the socket; nobody takes
+    EXPECT_GT(counter(b, "io_uring_lent_recv_pauses_total"), pauses);
+    // Paused at 8 waiting buffers; what the kernel received before the cancel was issued (at the
+    // next submit: up to a loop iteration's sends, 256 KiB, here) comes on top. Unpaused, the
+    // multishot would have taken the whole MiB that the writer got into the socket meanwhile (256
+    // buffers of the 1,024), and it would go on taking while nobody reads.
+    const uint64_t taken = counter(b, "io_uring_lent_recv_cqes_total") - cqes;
+    EXPECT_LT(taken, 256u) << "the whole transfer went into ring buffers while nobody read";
+    ASSERT_TRUE(sleep_for(50ms).ok());
+    EXPECT_EQ(counter(b, "io_uring_lent_recv_cqes_total") - cqes, taken) << "still receiving";
+    while (got.size() < data.size()) {
+      auto r = b.recv_lent(fd, deadline_after(20s));
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_FALSE(r->empty());
+      got.insert(got.end(), r->begin(), r->end());
+    }
+    writer->join();
+    EXPECT_TRUE(got == data);
+  });
+}
+
+// With fewer ring buffers than connections receiving, a multishot that finds none ends, and its
+// reader receives into a buffer of its own once, then goes on: nobody starves.
+TEST(UringLentRecv, DryRingFallsBackToTheReceiversOwnBuffer) {
+  REQUIRE_URING();
+  ::setenv("REACTOR_URING_PROVIDED_BUFFERS", "2", 1);  // a ring of two buffers
+  run_uring([] {
+    Backend& b = Reactor::current()->backend();
+    if (!b.lends_buffers()) GTEST_SKIP() << "no multishot receive on this kernel";
+    constexpr int kPairs = 20;
+    std::vector<test::Pair> pairs;
+    for (int i = 0; i < kPairs; ++i) pairs.push_back(test::connected_pair());
+    std::vector<std::string> got(kPairs);
+    std::vector<Task<void>> readers;
+    for (int i = 0; i < kPairs; ++i) {
+      auto t = spawn("reader", [&, i] {
+        const int fd = pairs[static_cast<size_t>(i)].client.fd();
+        std::string& g = got[static_cast<size_t>(i)];
+        while (g.size() < 8) {
+          auto r = b.recv_lent(fd, deadline_after(10s));
+          ASSERT_TRUE(r.ok()) << r.status();
+          ASSERT_FALSE(r->empty());
+          g.append(reinterpret_cast<const char*>(r->data()), r->size());
+          // Holds the buffer across a yield, as a service handling a request does.
+          yield();
+        }
+        b.release_lent(fd);
+      });
+      ASSERT_TRUE(t.ok());
+      readers.push_back(*std::move(t));
+    }
+    yield();
+    // Every reader's multishot is armed now; all the data arrives before the next poll, so the
+    // completions compete for the two buffers.
+    for (int i = 0; i < kPairs; ++i) {
+      const std::string msg = absl::StrCat("msg", i + 10, "xyz");
+      ASSERT_EQ(::send(pairs[static_cast<size_t>(i)].server.fd(), msg.data(), msg.size(), 0),
+                static_cast<ssize_t>(msg.size()));
+    }
+    join_all(readers);
+    for (int i = 0; i < kPairs; ++i) {
+      EXPECT_EQ(got[static_cast<size_t>(i)], absl::StrCat("msg", i + 10, "xyz"));
+    }
+    EXPECT_GT(counter(b, "io_uring_lent_recv_fallbacks_total"), 0u);
+  });
+  ::unsetenv("REACTOR_URING_PROVIDED_BUFFERS");
 }
 
 // ---- async_send: sends that do not wait (backends/uring_send.cc) ----
