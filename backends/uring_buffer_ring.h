@@ -2,8 +2,8 @@
 // buffer group, from which the kernel picks a buffer for a receive submitted with
 // IOSQE_BUFFER_SELECT. The CQE names the buffer (IORING_CQE_F_BUFFER); the backend copies out of
 // it and hands it back with recycle() at once (provided_buffers), or lends it to the caller until
-// its next call on the fd (recv_lent, uring_recv.cc). liburing 2.3 has no io_uring_setup_buf_ring, so
-// the ring is mapped page-aligned here and registered by hand (io_uring_register_buf_ring, Linux
+// its next call on the fd (recv_lent, uring_recv.cc). liburing 2.3 has no io_uring_setup_buf_ring,
+// so the ring is mapped page-aligned here and registered by hand (io_uring_register_buf_ring, Linux
 // 5.19). docs/backends.md says why the backend leaves it off by default.
 #pragma once
 
