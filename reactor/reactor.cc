@@ -191,6 +191,9 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
     }
     pthread_attr_destroy(&attr);
   }
+  stats_.fibers_alive.bind_difference(&stats_.fibers_created, &stats_.fibers_finished);
+  stats_.stacks_guarded.bind(&stacks_.guarded_in_use_count());
+  stats_.stacks_canary.bind(&stacks_.canary_in_use_count());
   last_clock_ = last_poll_end_ = clock_.sync();
   release_timer_.fire = &fire_release_sweep;
   release_timer_.data = this;
@@ -255,10 +258,7 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
   if (alive_head_ != nullptr) alive_head_->prev_alive = f;
   alive_head_ = f;
   ++alive_count_;
-  stats_.fibers_created.add();
-  stats_.fibers_alive.set(alive_count_);
-  stats_.stacks_guarded.set(stacks_.guarded_in_use());
-  stats_.stacks_canary.set(stacks_.canary_in_use());
+  stats_.fibers_created.add();  // the gauges (alive, stacks in use) are derived: stats.h
   make_runnable(f);
   return f;
 }
@@ -288,10 +288,7 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   if (f->stack_releasable) --releasable_fibers_;
   stacks_.release(f->stack);
   detail::destroy_context(&f->context);
-  stats_.fibers_finished.add();
-  stats_.fibers_alive.set(alive_count_);
-  stats_.stacks_guarded.set(stacks_.guarded_in_use());
-  stats_.stacks_canary.set(stacks_.canary_in_use());
+  stats_.fibers_finished.add_release();  // after fibers_created's add: DerivedGauge
   if (f->body != nullptr) std::exchange(f->body, nullptr)->release();  // abandoned
   f->id.store(0, std::memory_order_relaxed);  // the name stays, for the next fiber (new_fiber)
   free_fibers_.push_back(f);

@@ -116,7 +116,7 @@ absl::StatusOr<Stack> StackPool::allocate() {
   if (!cache_.empty()) {
     Stack s = cache_.back();
     cache_.pop_back();
-    (s.guarded ? guarded_in_use_ : canary_in_use_)++;
+    bump(s.guarded ? guarded_in_use_ : canary_in_use_, 1);
     return s;
   }
   Stack s;
@@ -144,12 +144,12 @@ absl::StatusOr<Stack> StackPool::allocate() {
     auto* words = reinterpret_cast<uint64_t*>(s.bottom());
     for (size_t i = 0; i < kCanaryWords; ++i) words[i] = kCanary;
   }
-  (s.guarded ? guarded_in_use_ : canary_in_use_)++;
+  bump(s.guarded ? guarded_in_use_ : canary_in_use_, 1);
   return s;
 }
 
 void StackPool::release(Stack s) {
-  (s.guarded ? guarded_in_use_ : canary_in_use_)--;
+  bump(s.guarded ? guarded_in_use_ : canary_in_use_, static_cast<size_t>(-1));
   if (cache_.size() < max_cached_) {
     cache_.push_back(s);
   } else {

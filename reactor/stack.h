@@ -6,6 +6,7 @@
 // fiber. Either kind of overflow ends the process with `fiber 'NAME' overflowed its N KiB stack`.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -47,8 +48,13 @@ class StackPool {
   void release(Stack stack);
 
   size_t stack_size() const { return stack_size_; }
-  size_t guarded_in_use() const { return guarded_in_use_; }
-  size_t canary_in_use() const { return canary_in_use_; }
+  // Stacks in use by kind. Any thread (relaxed loads: a reading, exact at the owner's last
+  // allocate or release).
+  size_t guarded_in_use() const { return guarded_in_use_.load(std::memory_order_relaxed); }
+  size_t canary_in_use() const { return canary_in_use_.load(std::memory_order_relaxed); }
+  // The counts themselves, for the reactor's gauges (stats.h: DerivedGauge).
+  const std::atomic<size_t>& guarded_in_use_count() const { return guarded_in_use_; }
+  const std::atomic<size_t>& canary_in_use_count() const { return canary_in_use_; }
   size_t cached() const { return cache_.size(); }
 
  private:
@@ -57,8 +63,12 @@ class StackPool {
   size_t stack_size_;
   size_t max_cached_;
   size_t max_guarded_;
-  size_t guarded_in_use_ = 0;
-  size_t canary_in_use_ = 0;
+  // One writer (the owner thread): updated with a relaxed load and store, no locked instruction.
+  static void bump(std::atomic<size_t>& n, size_t delta) {
+    n.store(n.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+  std::atomic<size_t> guarded_in_use_{0};
+  std::atomic<size_t> canary_in_use_{0};
   size_t guarded_owned_ = 0;  // guarded stacks mapped by this pool, in use or cached
   std::vector<Stack> cache_;
 };
