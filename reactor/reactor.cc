@@ -271,8 +271,8 @@ void Reactor::fiber_entry(void* arg) {
   r->landed();
   f->body->run();
   std::exchange(f->body, nullptr)->release();
-  f->state = detail::FiberState::kDone;
-  r->suspend(f, /*finishing=*/true);
+  f->state = detail::FiberState::kDone;  // suspend() then never returns
+  r->suspend();
   __builtin_unreachable();
 }
 
@@ -296,9 +296,6 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
 
 inline void Reactor::begin_slice(detail::Fiber* f) {
   // On the scheduler's stack or the previous fiber's, never f's own.
-  if (f->saved_stack != nullptr) [[unlikely]] {
-    restore_stack(f);
-  }
   current_ = f;
   f->state = detail::FiberState::kRunning;
   // The last clock reading is the end of the previous slice or poll: nothing waits in between.
@@ -313,22 +310,28 @@ inline void Reactor::begin_slice(detail::Fiber* f) {
   }
 }
 
-// On the fiber's own stack, before it switches away.
-inline void Reactor::end_slice(detail::Fiber* f) {
+// On the fiber's own stack, before it switches away. Every field is read after the clock's read
+// (a call when the TSC is not in use), and nothing computed before a call is used after it: the
+// only register suspend() keeps across a call is `this`, one saved register in its frame.
+inline void Reactor::end_slice() {
   if constexpr (kWatchdogHooks) slice_start_ns_.store(0, std::memory_order_release);
-  const Deadline start = slice_start_;
-  last_clock_ = clock_.now();
+  const Deadline now = clock_.now();
+  last_clock_ = now;
+  detail::Fiber* const f = current_;
   // Not below 0: a poll's real reading may be a microsecond before a TSC-extended one.
-  const int64_t slice = std::max<int64_t>(0, to_ns(last_clock_ - start));
+  const int64_t slice = std::max<int64_t>(0, to_ns(now - slice_start_));
   stats_.slice.record(slice);
   f->last_slice_ns = slice;
   ++f->slices;
-  if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) [[unlikely]] {
-    note_slow_slice(f, slice, start);
+  if (slice > slow_slice_ns_.load(std::memory_order_relaxed) || !f->stack.guarded) [[unlikely]] {
+    end_slice_cold(f, slice);
   }
-  if (!f->stack.canary_intact()) [[unlikely]] {
-    report_overflow(f->name.c_str(), f->stack.usable_size());
-  }
+}
+
+void Reactor::end_slice_cold(const detail::Fiber* f, int64_t slice) {
+  if (slice > slow_slice_ns_.load(std::memory_order_relaxed))
+    note_slow_slice(f, slice, slice_start_);
+  if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
 }
 
 // Out of end_slice's line, so its fast path saves no registers for the map look-up.
@@ -340,6 +343,9 @@ void Reactor::note_slow_slice(const detail::Fiber* f, int64_t slice, Deadline st
 }
 
 void Reactor::resume(detail::Fiber* f) {
+  if (f->saved_stack != nullptr) [[unlikely]] {
+    restore_stack(f);
+  }
   begin_slice(f);
   switch_from_ = &scheduler_context_;
   detail::switch_context(&scheduler_context_, &f->context);
@@ -355,6 +361,10 @@ void Reactor::resume(detail::Fiber* f) {
 inline detail::Fiber* Reactor::hand_off_target() {
   detail::Fiber* next = ready_head_;
   if (next == nullptr || next == current_) return nullptr;
+  // A released stack is restored by resume(): the scheduler runs that fiber next, as it would.
+  if (next->saved_stack != nullptr) [[unlikely]] {
+    return nullptr;
+  }
   if (batch_left_ == 0) {
     if (resumes_since_poll_ >= kResumesPerPoll || inbox_->pending() ||
         stop_requested_.load(std::memory_order_acquire) ||
@@ -373,8 +383,10 @@ inline detail::Fiber* Reactor::hand_off_target() {
 
 // Not inline, and one switch in it: every suspended fiber then waits at the same return address,
 // which lets the switch return to it with a predicted `ret` on a hand-off (switch_x86_64.S).
-__attribute__((noinline)) void Reactor::suspend(detail::Fiber* self, bool finishing) {
-  end_slice(self);
+__attribute__((noinline)) void Reactor::suspend() {
+  end_slice();
+  detail::Fiber* const self = current_;
+  const bool finishing = self->state == detail::FiberState::kDone;
   detail::Fiber* const next = hand_off_target();
   if (finishing) finished_ = self;
   switch_from_ = &self->context;
@@ -409,7 +421,7 @@ absl::Status Reactor::park_slow(Deadline deadline, const char* op, bool cancella
   f->park_op = op;
   f->park_cancellable = cancellable;
   f->park_releasable = releasable;  // the sweep reads it with ready_at (release_idle_stacks)
-  suspend(f);
+  suspend();
   if (f->deadline.armed()) {
     timers_.cancel(&f->deadline);
     stats_.timers_cancelled.add();
@@ -522,7 +534,7 @@ void Reactor::spend_io_budget() {
 void Reactor::yield() {
   detail::Fiber* f = current_;
   make_runnable(f);
-  suspend(f);
+  suspend();
 }
 
 absl::Status Reactor::sleep_until(Deadline deadline) {

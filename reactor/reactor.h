@@ -287,15 +287,19 @@ class Reactor {
   // Scheduler context: runs `fiber` (its slice, and the hand-offs that follow it).
   void resume(detail::Fiber* fiber);
   // Start and end of a fiber's slice: the statistics, the watchdog's view, the canary check.
-  // Inline in resume() and suspend(), the only callers: no frame of their own.
+  // Inline in resume() and suspend(), the only callers: no frame of their own. begin_slice's
+  // fiber has its stack (suspend never hands off to a fiber whose stack is released).
   [[gnu::always_inline]] void begin_slice(detail::Fiber* fiber);
-  [[gnu::always_inline]] void end_slice(detail::Fiber* fiber);
+  // Ends the running fiber's (current_'s) slice.
+  [[gnu::always_inline]] void end_slice();
+  // end_slice's rare part: a slow slice, or a canary stack to check.
+  [[gnu::cold, gnu::noinline]] void end_slice_cold(const detail::Fiber* f, int64_t slice);
   [[gnu::cold, gnu::noinline]] void note_slow_slice(const detail::Fiber* f, int64_t slice,
                                                     Deadline start);
-  // The running fiber `self` stops running (its state says why: parked, runnable again or done)
-  // and switches to the next runnable fiber when the loop would run that one next anyway
-  // (hand_off_target), else to the scheduler. Returns when `self` runs again, except `finishing`.
-  void suspend(detail::Fiber* self, bool finishing = false);
+  // The running fiber (current_) stops running — its state says why: parked, runnable again, or
+  // done (then it never returns) — and switches to the next runnable fiber when the loop would run
+  // that one next anyway (hand_off_target), else to the scheduler. Returns when it runs again.
+  void suspend();
   [[gnu::always_inline]] detail::Fiber* hand_off_target();
   // park() with a deadline, a cancel to check, or outside a fiber (which aborts).
   absl::Status park_slow(Deadline deadline, const char* op, bool cancellable, bool releasable);
@@ -418,7 +422,7 @@ inline absl::Status Reactor::park(Deadline deadline, const char* op, bool cancel
   f->park_op = op;
   f->park_cancellable = cancellable;
   f->park_releasable = releasable;  // the sweep reads it with ready_at (release_idle_stacks)
-  suspend(f);
+  suspend();
   f->park_op = nullptr;
   if (f->wake_status.ok()) [[likely]] {
     return absl::OkStatus();
