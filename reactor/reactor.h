@@ -444,6 +444,29 @@ inline bool Reactor::wake(detail::Fiber* f, absl::Status status) {
   return true;
 }
 
+inline absl::Status detail::WaitList::wait(Deadline deadline, const char* op, bool cancellable) {
+  Reactor* const r = Reactor::current();
+  Waiter w;
+  w.fiber = r->current_fiber();
+  push_back(&w);
+  absl::Status s = r->park(deadline, op, cancellable);
+  if (w.linked) remove(&w);
+  return s;
+}
+
+inline bool detail::WaitList::wake_one() {
+  while (Waiter* w = pop_front()) {
+    if (w->fiber->reactor->wake_ok(w->fiber)) return true;
+  }
+  return false;
+}
+
+inline size_t detail::WaitList::wake_all() {
+  size_t n = 0;
+  while (Waiter* w = pop_front()) n += w->fiber->reactor->wake_ok(w->fiber) ? 1 : 0;
+  return n;
+}
+
 template <class F, class R>
 absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
   loop_thread_.check();
