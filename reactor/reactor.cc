@@ -215,11 +215,15 @@ Reactor::~Reactor() {
 }
 
 absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::FiberBody* body) {
-  absl::StatusOr<Stack> stack = stacks_.allocate();
-  if (!stack.ok()) {
-    stats_.spawn_failures.add();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("spawn '", name, "': ", stack.status().message()));
+  Stack stack;
+  if (!stacks_.take_cached(&stack)) [[unlikely]] {
+    absl::StatusOr<Stack> mapped = stacks_.allocate();
+    if (!mapped.ok()) {
+      stats_.spawn_failures.add();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("spawn '", name, "': ", mapped.status().message()));
+    }
+    stack = *mapped;
   }
   detail::Fiber* f;
   if (!free_fibers_.empty()) {
@@ -246,7 +250,7 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
   f->last_slice_ns = 0;
   f->slices = 0;
   f->reactor = this;
-  f->stack = *stack;
+  f->stack = stack;
   f->body = body;
   // The loop's last clock reading: the start of the spawning slice (or the end of the last poll),
   // not a clock read of its own per spawn.

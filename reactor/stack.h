@@ -44,8 +44,24 @@ class StackPool {
   // A stack from the cache, or a new mapping. Fails (ResourceExhausted, with errno) only when the
   // kernel refuses the mapping. Owner thread only.
   absl::StatusOr<Stack> allocate();
+  // allocate()'s common case inline, without a StatusOr: a stack from the cache, false (changing
+  // nothing) when the cache is empty. Owner thread only.
+  bool take_cached(Stack* out) {
+    if (cache_.empty()) return false;
+    *out = cache_.back();
+    cache_.pop_back();
+    bump(out->guarded ? guarded_in_use_ : canary_in_use_, 1);
+    return true;
+  }
   // Returns a stack to the cache, or unmaps it when the cache is full. Owner thread only.
-  void release(Stack stack);
+  void release(Stack stack) {
+    bump(stack.guarded ? guarded_in_use_ : canary_in_use_, static_cast<size_t>(-1));
+    if (cache_.size() < max_cached_) [[likely]] {
+      cache_.push_back(stack);
+    } else {
+      unmap(stack);
+    }
+  }
 
   size_t stack_size() const { return stack_size_; }
   // Stacks in use by kind. Any thread (relaxed loads: a reading, exact at the owner's last
