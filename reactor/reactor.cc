@@ -214,14 +214,16 @@ Reactor::~Reactor() {
   }
 }
 
-absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::FiberBody* body) {
+detail::Fiber* Reactor::new_fiber(std::string&& name, detail::FiberBody* body,
+                                  absl::Status* error) {
   Stack stack;
   if (!stacks_.take_cached(&stack)) [[unlikely]] {
     absl::StatusOr<Stack> mapped = stacks_.allocate();
     if (!mapped.ok()) {
       stats_.spawn_failures.add();
-      return absl::ResourceExhaustedError(
+      *error = absl::ResourceExhaustedError(
           absl::StrCat("spawn '", name, "': ", mapped.status().message()));
+      return nullptr;
     }
     stack = *mapped;
   }
@@ -245,7 +247,10 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
   f->stack_releasable = false;
   f->park_releasable = false;
   f->park_op = nullptr;
-  f->wake_status = absl::OkStatus();
+  // OK already unless the record's last fiber was abandoned while woken with a status.
+  if (!f->wake_status.ok()) [[unlikely]] {
+    f->wake_status = absl::OkStatus();
+  }
   f->prev_alive = nullptr;
   f->last_slice_ns = 0;
   f->slices = 0;
@@ -533,12 +538,6 @@ void Reactor::spend_io_budget() {
   stats_.io_budget_yields.add();
   resumes_since_poll_ = kResumesPerPoll;  // poll before the next batch: others may wait on I/O
   yield();
-}
-
-void Reactor::yield() {
-  detail::Fiber* f = current_;
-  make_runnable(f);
-  suspend();
 }
 
 absl::Status Reactor::sleep_until(Deadline deadline) {

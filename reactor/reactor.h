@@ -280,8 +280,8 @@ class Reactor {
 
  private:
   explicit Reactor(Options options, std::unique_ptr<Backend> backend);
-  // Takes `body` only on success.
-  absl::StatusOr<detail::Fiber*> new_fiber(std::string name, detail::FiberBody* body);
+  // Takes `body` and `name` only on success; null on failure, with *error saying why.
+  detail::Fiber* new_fiber(std::string&& name, detail::FiberBody* body, absl::Status* error);
   static void fiber_entry(void* arg);
   void make_runnable(detail::Fiber* fiber);
   // Scheduler context: runs `fiber` (its slice, and the hand-offs that follow it).
@@ -430,6 +430,11 @@ inline absl::Status Reactor::park(Deadline deadline, const char* op, bool cancel
   return std::exchange(f->wake_status, absl::OkStatus());
 }
 
+inline void Reactor::yield() {
+  make_runnable(current_);
+  suspend();
+}
+
 inline bool Reactor::wake_ok(detail::Fiber* f) {
   if (f->state != detail::FiberState::kParked) return false;
   assert(f->wake_status.ok());
@@ -473,13 +478,14 @@ absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
   using Fn = std::decay_t<F>;
   // One allocation for the task's state and the callable (task.h).
   auto* frame = new detail::TaskFrame<R, Fn>(Fn(std::forward<F>(fn)));
-  absl::StatusOr<detail::Fiber*> fiber = new_fiber(std::move(name), frame);
-  if (!fiber.ok()) {
+  absl::Status error;
+  detail::Fiber* const fiber = new_fiber(std::move(name), frame, &error);
+  if (fiber == nullptr) [[unlikely]] {
     frame->release();
-    return fiber.status();
+    return error;
   }
-  frame->fiber = *fiber;
-  return Task<R>(frame, (*fiber)->id);
+  frame->fiber = fiber;
+  return Task<R>(frame, fiber->id);
 }
 
 template <class F, class R>

@@ -44,15 +44,18 @@ class WaitList {
     tail_ = w;
     w->linked = true;
   }
+  // An unlinked waiter's prev and next are left as they were: only `linked` says where it is.
   void remove(Waiter* w) {
     (w->prev ? w->prev->next : head_) = w->next;
     (w->next ? w->next->prev : tail_) = w->prev;
-    w->prev = w->next = nullptr;
     w->linked = false;
   }
   Waiter* pop_front() {
     Waiter* w = head_;
-    if (w != nullptr) remove(w);
+    if (w == nullptr) return nullptr;
+    head_ = w->next;
+    (head_ ? head_->prev : tail_) = nullptr;
+    w->linked = false;
     return w;
   }
 
