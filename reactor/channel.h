@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "reactor/reactor.h"  // WaitList's wait and wakes (wait_list.h)
 #include "reactor/wait_list.h"
 
 namespace reactor {

@@ -88,20 +88,18 @@ void switch_context(Context* from, Context* to, bool finishing) {
 }
 #endif
 
-void on_context_start(Context* from) {
 #if defined(REACTOR_ASAN)
+void on_context_start(Context* from) {
   // Learns the bounds of the stack we came from (the thread's own stack on the first switch).
   __sanitizer_finish_switch_fiber(nullptr, &from->stack_bottom, &from->stack_size);
-#else
-  (void)from;
-#endif
 }
-
-void destroy_context(Context* ctx) {
-#if defined(REACTOR_TSAN)
-  if (ctx->tsan_fiber != nullptr) __tsan_destroy_fiber(ctx->tsan_fiber);
 #endif
+
+#if defined(REACTOR_TSAN)
+void destroy_context(Context* ctx) {
+  if (ctx->tsan_fiber != nullptr) __tsan_destroy_fiber(ctx->tsan_fiber);
   *ctx = Context{};
 }
+#endif
 
 }  // namespace reactor::detail

@@ -191,6 +191,9 @@ Reactor::Reactor(Options options, std::unique_ptr<Backend> backend)
     }
     pthread_attr_destroy(&attr);
   }
+  stats_.fibers_alive.bind_difference(&stats_.fibers_created, &stats_.fibers_finished);
+  stats_.stacks_guarded.bind(&stacks_.guarded_in_use_count());
+  stats_.stacks_canary.bind(&stacks_.canary_in_use_count());
   last_clock_ = last_poll_end_ = clock_.sync();
   release_timer_.fire = &fire_release_sweep;
   release_timer_.data = this;
@@ -211,12 +214,18 @@ Reactor::~Reactor() {
   }
 }
 
-absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::FiberBody* body) {
-  absl::StatusOr<Stack> stack = stacks_.allocate();
-  if (!stack.ok()) {
-    stats_.spawn_failures.add();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("spawn '", name, "': ", stack.status().message()));
+detail::Fiber* Reactor::new_fiber(std::string&& name, detail::FiberBody* body,
+                                  absl::Status* error) {
+  Stack stack;
+  if (!stacks_.take_cached(&stack)) [[unlikely]] {
+    absl::StatusOr<Stack> mapped = stacks_.allocate();
+    if (!mapped.ok()) {
+      stats_.spawn_failures.add();
+      *error = absl::ResourceExhaustedError(
+          absl::StrCat("spawn '", name, "': ", mapped.status().message()));
+      return nullptr;
+    }
+    stack = *mapped;
   }
   detail::Fiber* f;
   if (!free_fibers_.empty()) {
@@ -238,12 +247,15 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
   f->stack_releasable = false;
   f->park_releasable = false;
   f->park_op = nullptr;
-  f->wake_status = absl::OkStatus();
+  // OK already unless the record's last fiber was abandoned while woken with a status.
+  if (!f->wake_status.ok()) [[unlikely]] {
+    f->wake_status = absl::OkStatus();
+  }
   f->prev_alive = nullptr;
   f->last_slice_ns = 0;
   f->slices = 0;
   f->reactor = this;
-  f->stack = *stack;
+  f->stack = stack;
   f->body = body;
   // The loop's last clock reading: the start of the spawning slice (or the end of the last poll),
   // not a clock read of its own per spawn.
@@ -255,10 +267,7 @@ absl::StatusOr<detail::Fiber*> Reactor::new_fiber(std::string name, detail::Fibe
   if (alive_head_ != nullptr) alive_head_->prev_alive = f;
   alive_head_ = f;
   ++alive_count_;
-  stats_.fibers_created.add();
-  stats_.fibers_alive.set(alive_count_);
-  stats_.stacks_guarded.set(stacks_.guarded_in_use());
-  stats_.stacks_canary.set(stacks_.canary_in_use());
+  stats_.fibers_created.add();  // the gauges (alive, stacks in use) are derived: stats.h
   make_runnable(f);
   return f;
 }
@@ -271,8 +280,8 @@ void Reactor::fiber_entry(void* arg) {
   r->landed();
   f->body->run();
   std::exchange(f->body, nullptr)->release();
-  f->state = detail::FiberState::kDone;
-  r->suspend(f, /*finishing=*/true);
+  f->state = detail::FiberState::kDone;  // suspend() then never returns
+  r->suspend();
   __builtin_unreachable();
 }
 
@@ -288,10 +297,7 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   if (f->stack_releasable) --releasable_fibers_;
   stacks_.release(f->stack);
   detail::destroy_context(&f->context);
-  stats_.fibers_finished.add();
-  stats_.fibers_alive.set(alive_count_);
-  stats_.stacks_guarded.set(stacks_.guarded_in_use());
-  stats_.stacks_canary.set(stacks_.canary_in_use());
+  stats_.fibers_finished.add_release();  // after fibers_created's add: DerivedGauge
   if (f->body != nullptr) std::exchange(f->body, nullptr)->release();  // abandoned
   f->id.store(0, std::memory_order_relaxed);  // the name stays, for the next fiber (new_fiber)
   free_fibers_.push_back(f);
@@ -299,9 +305,6 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
 
 inline void Reactor::begin_slice(detail::Fiber* f) {
   // On the scheduler's stack or the previous fiber's, never f's own.
-  if (f->saved_stack != nullptr) [[unlikely]] {
-    restore_stack(f);
-  }
   current_ = f;
   f->state = detail::FiberState::kRunning;
   // The last clock reading is the end of the previous slice or poll: nothing waits in between.
@@ -316,22 +319,28 @@ inline void Reactor::begin_slice(detail::Fiber* f) {
   }
 }
 
-// On the fiber's own stack, before it switches away.
-inline void Reactor::end_slice(detail::Fiber* f) {
+// On the fiber's own stack, before it switches away. Every field is read after the clock's read
+// (a call when the TSC is not in use), and nothing computed before a call is used after it: the
+// only register suspend() keeps across a call is `this`, one saved register in its frame.
+inline void Reactor::end_slice() {
   if constexpr (kWatchdogHooks) slice_start_ns_.store(0, std::memory_order_release);
-  const Deadline start = slice_start_;
-  last_clock_ = clock_.now();
+  const Deadline now = clock_.now();
+  last_clock_ = now;
+  detail::Fiber* const f = current_;
   // Not below 0: a poll's real reading may be a microsecond before a TSC-extended one.
-  const int64_t slice = std::max<int64_t>(0, to_ns(last_clock_ - start));
+  const int64_t slice = std::max<int64_t>(0, to_ns(now - slice_start_));
   stats_.slice.record(slice);
   f->last_slice_ns = slice;
   ++f->slices;
-  if (slice > slow_slice_ns_.load(std::memory_order_relaxed)) [[unlikely]] {
-    note_slow_slice(f, slice, start);
+  if (slice > slow_slice_ns_.load(std::memory_order_relaxed) || !f->stack.guarded) [[unlikely]] {
+    end_slice_cold(f, slice);
   }
-  if (!f->stack.canary_intact()) [[unlikely]] {
-    report_overflow(f->name.c_str(), f->stack.usable_size());
-  }
+}
+
+void Reactor::end_slice_cold(const detail::Fiber* f, int64_t slice) {
+  if (slice > slow_slice_ns_.load(std::memory_order_relaxed))
+    note_slow_slice(f, slice, slice_start_);
+  if (!f->stack.canary_intact()) report_overflow(f->name.c_str(), f->stack.usable_size());
 }
 
 // Out of end_slice's line, so its fast path saves no registers for the map look-up.
@@ -343,6 +352,9 @@ void Reactor::note_slow_slice(const detail::Fiber* f, int64_t slice, Deadline st
 }
 
 void Reactor::resume(detail::Fiber* f) {
+  if (f->saved_stack != nullptr) [[unlikely]] {
+    restore_stack(f);
+  }
   begin_slice(f);
   switch_from_ = &scheduler_context_;
   detail::switch_context(&scheduler_context_, &f->context);
@@ -358,6 +370,10 @@ void Reactor::resume(detail::Fiber* f) {
 inline detail::Fiber* Reactor::hand_off_target() {
   detail::Fiber* next = ready_head_;
   if (next == nullptr || next == current_) return nullptr;
+  // A released stack is restored by resume(): the scheduler runs that fiber next, as it would.
+  if (next->saved_stack != nullptr) [[unlikely]] {
+    return nullptr;
+  }
   if (batch_left_ == 0) {
     if (resumes_since_poll_ >= kResumesPerPoll || inbox_->pending() ||
         stop_requested_.load(std::memory_order_acquire) ||
@@ -376,8 +392,10 @@ inline detail::Fiber* Reactor::hand_off_target() {
 
 // Not inline, and one switch in it: every suspended fiber then waits at the same return address,
 // which lets the switch return to it with a predicted `ret` on a hand-off (switch_x86_64.S).
-__attribute__((noinline)) void Reactor::suspend(detail::Fiber* self, bool finishing) {
-  end_slice(self);
+__attribute__((noinline)) void Reactor::suspend() {
+  end_slice();
+  detail::Fiber* const self = current_;
+  const bool finishing = self->state == detail::FiberState::kDone;
   detail::Fiber* const next = hand_off_target();
   if (finishing) finished_ = self;
   switch_from_ = &self->context;
@@ -412,7 +430,7 @@ absl::Status Reactor::park_slow(Deadline deadline, const char* op, bool cancella
   f->park_op = op;
   f->park_cancellable = cancellable;
   f->park_releasable = releasable;  // the sweep reads it with ready_at (release_idle_stacks)
-  suspend(f);
+  suspend();
   if (f->deadline.armed()) {
     timers_.cancel(&f->deadline);
     stats_.timers_cancelled.add();
@@ -520,12 +538,6 @@ void Reactor::spend_io_budget() {
   stats_.io_budget_yields.add();
   resumes_since_poll_ = kResumesPerPoll;  // poll before the next batch: others may wait on I/O
   yield();
-}
-
-void Reactor::yield() {
-  detail::Fiber* f = current_;
-  make_runnable(f);
-  suspend(f);
 }
 
 absl::Status Reactor::sleep_until(Deadline deadline) {

@@ -280,22 +280,26 @@ class Reactor {
 
  private:
   explicit Reactor(Options options, std::unique_ptr<Backend> backend);
-  // Takes `body` only on success.
-  absl::StatusOr<detail::Fiber*> new_fiber(std::string name, detail::FiberBody* body);
+  // Takes `body` and `name` only on success; null on failure, with *error saying why.
+  detail::Fiber* new_fiber(std::string&& name, detail::FiberBody* body, absl::Status* error);
   static void fiber_entry(void* arg);
   void make_runnable(detail::Fiber* fiber);
   // Scheduler context: runs `fiber` (its slice, and the hand-offs that follow it).
   void resume(detail::Fiber* fiber);
   // Start and end of a fiber's slice: the statistics, the watchdog's view, the canary check.
-  // Inline in resume() and suspend(), the only callers: no frame of their own.
+  // Inline in resume() and suspend(), the only callers: no frame of their own. begin_slice's
+  // fiber has its stack (suspend never hands off to a fiber whose stack is released).
   [[gnu::always_inline]] void begin_slice(detail::Fiber* fiber);
-  [[gnu::always_inline]] void end_slice(detail::Fiber* fiber);
+  // Ends the running fiber's (current_'s) slice.
+  [[gnu::always_inline]] void end_slice();
+  // end_slice's rare part: a slow slice, or a canary stack to check.
+  [[gnu::cold, gnu::noinline]] void end_slice_cold(const detail::Fiber* f, int64_t slice);
   [[gnu::cold, gnu::noinline]] void note_slow_slice(const detail::Fiber* f, int64_t slice,
                                                     Deadline start);
-  // The running fiber `self` stops running (its state says why: parked, runnable again or done)
-  // and switches to the next runnable fiber when the loop would run that one next anyway
-  // (hand_off_target), else to the scheduler. Returns when `self` runs again, except `finishing`.
-  void suspend(detail::Fiber* self, bool finishing = false);
+  // The running fiber (current_) stops running — its state says why: parked, runnable again, or
+  // done (then it never returns) — and switches to the next runnable fiber when the loop would run
+  // that one next anyway (hand_off_target), else to the scheduler. Returns when it runs again.
+  void suspend();
   [[gnu::always_inline]] detail::Fiber* hand_off_target();
   // park() with a deadline, a cancel to check, or outside a fiber (which aborts).
   absl::Status park_slow(Deadline deadline, const char* op, bool cancellable, bool releasable);
@@ -418,12 +422,17 @@ inline absl::Status Reactor::park(Deadline deadline, const char* op, bool cancel
   f->park_op = op;
   f->park_cancellable = cancellable;
   f->park_releasable = releasable;  // the sweep reads it with ready_at (release_idle_stacks)
-  suspend(f);
+  suspend();
   f->park_op = nullptr;
   if (f->wake_status.ok()) [[likely]] {
     return absl::OkStatus();
   }
   return std::exchange(f->wake_status, absl::OkStatus());
+}
+
+inline void Reactor::yield() {
+  make_runnable(current_);
+  suspend();
 }
 
 inline bool Reactor::wake_ok(detail::Fiber* f) {
@@ -440,19 +449,43 @@ inline bool Reactor::wake(detail::Fiber* f, absl::Status status) {
   return true;
 }
 
+inline absl::Status detail::WaitList::wait(Deadline deadline, const char* op, bool cancellable) {
+  Reactor* const r = Reactor::current();
+  Waiter w;
+  w.fiber = r->current_fiber();
+  push_back(&w);
+  absl::Status s = r->park(deadline, op, cancellable);
+  if (w.linked) remove(&w);
+  return s;
+}
+
+inline bool detail::WaitList::wake_one() {
+  while (Waiter* w = pop_front()) {
+    if (w->fiber->reactor->wake_ok(w->fiber)) return true;
+  }
+  return false;
+}
+
+inline size_t detail::WaitList::wake_all() {
+  size_t n = 0;
+  while (Waiter* w = pop_front()) n += w->fiber->reactor->wake_ok(w->fiber) ? 1 : 0;
+  return n;
+}
+
 template <class F, class R>
 absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
   loop_thread_.check();
   using Fn = std::decay_t<F>;
   // One allocation for the task's state and the callable (task.h).
   auto* frame = new detail::TaskFrame<R, Fn>(Fn(std::forward<F>(fn)));
-  absl::StatusOr<detail::Fiber*> fiber = new_fiber(std::move(name), frame);
-  if (!fiber.ok()) {
+  absl::Status error;
+  detail::Fiber* const fiber = new_fiber(std::move(name), frame, &error);
+  if (fiber == nullptr) [[unlikely]] {
     frame->release();
-    return fiber.status();
+    return error;
   }
-  frame->fiber = *fiber;
-  return Task<R>(frame, (*fiber)->id);
+  frame->fiber = fiber;
+  return Task<R>(frame, fiber->id);
 }
 
 template <class F, class R>

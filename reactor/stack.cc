@@ -113,12 +113,7 @@ StackPool::~StackPool() {
 }
 
 absl::StatusOr<Stack> StackPool::allocate() {
-  if (!cache_.empty()) {
-    Stack s = cache_.back();
-    cache_.pop_back();
-    (s.guarded ? guarded_in_use_ : canary_in_use_)++;
-    return s;
-  }
+  if (Stack cached; take_cached(&cached)) return cached;
   Stack s;
   s.mapping_size = stack_size_ + page_size();
   void* p = ::mmap(nullptr, s.mapping_size, PROT_READ | PROT_WRITE,
@@ -144,17 +139,8 @@ absl::StatusOr<Stack> StackPool::allocate() {
     auto* words = reinterpret_cast<uint64_t*>(s.bottom());
     for (size_t i = 0; i < kCanaryWords; ++i) words[i] = kCanary;
   }
-  (s.guarded ? guarded_in_use_ : canary_in_use_)++;
+  bump(s.guarded ? guarded_in_use_ : canary_in_use_, 1);
   return s;
-}
-
-void StackPool::release(Stack s) {
-  (s.guarded ? guarded_in_use_ : canary_in_use_)--;
-  if (cache_.size() < max_cached_) {
-    cache_.push_back(s);
-  } else {
-    unmap(s);
-  }
 }
 
 void StackPool::unmap(const Stack& s) {

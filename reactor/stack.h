@@ -6,6 +6,7 @@
 // fiber. Either kind of overflow ends the process with `fiber 'NAME' overflowed its N KiB stack`.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -43,12 +44,33 @@ class StackPool {
   // A stack from the cache, or a new mapping. Fails (ResourceExhausted, with errno) only when the
   // kernel refuses the mapping. Owner thread only.
   absl::StatusOr<Stack> allocate();
+  // allocate()'s common case inline, without a StatusOr: a stack from the cache, false (changing
+  // nothing) when the cache is empty. Owner thread only.
+  bool take_cached(Stack* out) {
+    if (cache_.empty()) return false;
+    *out = cache_.back();
+    cache_.pop_back();
+    bump(out->guarded ? guarded_in_use_ : canary_in_use_, 1);
+    return true;
+  }
   // Returns a stack to the cache, or unmaps it when the cache is full. Owner thread only.
-  void release(Stack stack);
+  void release(Stack stack) {
+    bump(stack.guarded ? guarded_in_use_ : canary_in_use_, static_cast<size_t>(-1));
+    if (cache_.size() < max_cached_) [[likely]] {
+      cache_.push_back(stack);
+    } else {
+      unmap(stack);
+    }
+  }
 
   size_t stack_size() const { return stack_size_; }
-  size_t guarded_in_use() const { return guarded_in_use_; }
-  size_t canary_in_use() const { return canary_in_use_; }
+  // Stacks in use by kind. Any thread (relaxed loads: a reading, exact at the owner's last
+  // allocate or release).
+  size_t guarded_in_use() const { return guarded_in_use_.load(std::memory_order_relaxed); }
+  size_t canary_in_use() const { return canary_in_use_.load(std::memory_order_relaxed); }
+  // The counts themselves, for the reactor's gauges (stats.h: DerivedGauge).
+  const std::atomic<size_t>& guarded_in_use_count() const { return guarded_in_use_; }
+  const std::atomic<size_t>& canary_in_use_count() const { return canary_in_use_; }
   size_t cached() const { return cache_.size(); }
 
  private:
@@ -57,8 +79,12 @@ class StackPool {
   size_t stack_size_;
   size_t max_cached_;
   size_t max_guarded_;
-  size_t guarded_in_use_ = 0;
-  size_t canary_in_use_ = 0;
+  // One writer (the owner thread): updated with a relaxed load and store, no locked instruction.
+  static void bump(std::atomic<size_t>& n, size_t delta) {
+    n.store(n.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+  std::atomic<size_t> guarded_in_use_{0};
+  std::atomic<size_t> canary_in_use_{0};
   size_t guarded_owned_ = 0;  // guarded stacks mapped by this pool, in use or cached
   std::vector<Stack> cache_;
 };

@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "absl/status/status.h"
+#include "reactor/reactor.h"  // WaitList's wait and wakes (wait_list.h)
 #include "reactor/wait_list.h"
 
 namespace reactor {

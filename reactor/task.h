@@ -228,3 +228,7 @@ void join_all(std::vector<Task<T>>& tasks) {
 }
 
 }  // namespace reactor
+
+// WaitList's wait and wakes, inline with the reactor's (wait_list.h). At the end: reactor.h needs
+// Task, so a file that includes this one first still sees it complete there.
+#include "reactor/reactor.h"  // IWYU pragma: keep

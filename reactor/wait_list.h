@@ -24,30 +24,17 @@ class WaitList {
 
   // Parks the running fiber on this list until woken through it, the deadline passes or (when
   // cancellable) the fiber is cancelled.
-  absl::Status wait(Deadline deadline, const char* op, bool cancellable = true) {
-    Waiter w;
-    w.fiber = current_fiber();
-    push_back(&w);
-    absl::Status s = park(deadline, op, cancellable);
-    if (w.linked) remove(&w);
-    return s;
-  }
+  absl::Status wait(Deadline deadline, const char* op, bool cancellable = true);
 
   // Wakes the first waiter that is still parked (skipping those already woken by a deadline or
   // cancel). True if one was woken: it then returns OK from wait().
-  bool wake_one() {
-    while (Waiter* w = pop_front()) {
-      if (wake(w->fiber)) return true;
-    }
-    return false;
-  }
+  bool wake_one();
 
   // Wakes every waiter. Returns how many were woken.
-  size_t wake_all() {
-    size_t n = 0;
-    while (Waiter* w = pop_front()) n += wake(w->fiber) ? 1 : 0;
-    return n;
-  }
+  size_t wake_all();
+
+  // The three are defined at the end of reactor.h, inline with the reactor's park and wake (no
+  // call of their own per wait or wake); task.h, channel.h and sync.h include it.
 
  private:
   void push_back(Waiter* w) {
@@ -57,15 +44,18 @@ class WaitList {
     tail_ = w;
     w->linked = true;
   }
+  // An unlinked waiter's prev and next are left as they were: only `linked` says where it is.
   void remove(Waiter* w) {
     (w->prev ? w->prev->next : head_) = w->next;
     (w->next ? w->next->prev : tail_) = w->prev;
-    w->prev = w->next = nullptr;
     w->linked = false;
   }
   Waiter* pop_front() {
     Waiter* w = head_;
-    if (w != nullptr) remove(w);
+    if (w == nullptr) return nullptr;
+    head_ = w->next;
+    (head_ ? head_->prev : tail_) = nullptr;
+    w->linked = false;
     return w;
   }
 
