@@ -136,6 +136,21 @@ absl::Status UringBackend::init(int level) {
   // IORING_CQE_F_SOCK_NONEMPTY came with 5.19, as did IORING_OP_SOCKET (multishot_accept).
   sock_nonempty_ = options_.sock_nonempty_hint && features->multishot_accept;
 
+  // Batched waits: min_wait_usec in the enter's argument (IORING_FEAT_MIN_TIMEOUT, 6.12).
+  if (options_.min_wait_us > 0) {
+    if (sqpoll_) {
+      notice(
+          "io_uring: io_uring_min_wait_us is ignored with SQPOLL (the shard does not wait in "
+          "the kernel for submissions)");
+    } else if ((ring_.features & kFeatMinTimeout) == 0) {
+      notice(
+          "io_uring: io_uring_min_wait_us needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT); "
+          "waiting without it");
+    } else {
+      min_wait_us_ = options_.min_wait_us;
+    }
+  }
+
   // Lets io_uring_enter skip the fd lookup (5.18); only an optimisation, so failure is ignored.
   ring_fd_registered_ = options_.register_ring_fd && io_uring_register_ring_fd(&ring_) == 1;
 
@@ -233,7 +248,10 @@ std::string UringBackend::describe() const {
       options_.send_first ? (options_.async_send ? ", send-first for large sends" : ", send-first")
                           : "",
       options_.poll_first ? (sock_nonempty_ ? ", poll-first from SOCK_NONEMPTY" : ", poll-first")
-                          : "");
+                          : "",
+      min_wait_us_ > 0 ? absl::StrCat(", batched waits (", kMinWaitEvents, " completions or ",
+                                      min_wait_us_, " us)")
+                       : "");
 }
 
 UringBackend::FdState& UringBackend::fd_state(int fd) {
@@ -374,6 +392,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_no_sqarray", no_sqarray_ ? 1u : 0u});
   out.push_back({"io_uring_feature_fixed_files", fixed_slots_ > 0 ? 1u : 0u});
   out.push_back({"io_uring_feature_lent_recv", lend_ ? 1u : 0u});
+  out.push_back({"io_uring_feature_min_wait", min_wait_us_ > 0 ? 1u : 0u});
 }
 
 // ---- operation records ----
@@ -862,6 +881,10 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   options.sqpoll = params.uring_sqpoll;
   options.sqpoll_cpu = params.uring_sqpoll_cpu;
   options.sqpoll_idle_ms = params.uring_sqpoll_idle_ms;
+  options.min_wait_us = params.uring_min_wait_us;
+  if (const char* v = std::getenv("REACTOR_URING_MIN_WAIT_US"); v != nullptr && *v != '\0') {
+    options.min_wait_us = static_cast<unsigned>(std::strtoul(v, nullptr, 10));
+  }
   // REACTOR_URING_SQPOLL=1 asks for SQPOLL (tests run suites under it), =0 never.
   if (const char* v = std::getenv("REACTOR_URING_SQPOLL"); v != nullptr && *v != '\0') {
     options.sqpoll = *v != '0';

@@ -28,6 +28,10 @@ constexpr uint64_t kTagFiles = 4;
 constexpr uint64_t kFilesClear = 8;
 constexpr uint64_t kTagRecv = 5;
 
+// Newer than liburing 2.3's header: the ring takes min_wait_usec in io_uring_getevents_arg (the
+// field liburing 2.3 calls `pad`), Linux 6.12.
+constexpr unsigned kFeatMinTimeout = 1U << 15;  // IORING_FEAT_MIN_TIMEOUT
+
 inline std::string closed_message(const char* what, int fd) {
   return absl::StrCat(what, " on fd ", fd, ": fd closed while the operation was pending");
 }

@@ -125,6 +125,8 @@ void UringBackend::poll(Duration timeout) {
       return;
     }
     (void)io_uring_submit_and_get_events(&ring_);
+  } else if (min_wait_us_ > 0) {
+    enter_batched_wait(timeout);
   } else if (timeout < Duration::zero()) {
     (void)io_uring_submit_and_wait(&ring_, 1);
   } else {
@@ -135,6 +137,30 @@ void UringBackend::poll(Duration timeout) {
   enter_calls_.add();
   sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
   reap();
+}
+
+void UringBackend::enter_batched_wait(Duration timeout) {
+  // liburing 2.3 cannot pass min_wait_usec: publish the prepared SQEs (the tail, as io_uring_submit
+  // would) and make the enter here. The SQ index array, where the ring has one, maps entry i to
+  // SQE i (liburing fills it so at set-up), so the tail is all the kernel reads.
+  io_uring_sq& sq = ring_.sq;
+  const unsigned to_submit = sq.sqe_tail - sq.sqe_head;
+  if (to_submit > 0) {
+    sq.sqe_head = sq.sqe_tail;
+    io_uring_smp_store_release(sq.ktail, sq.sqe_tail);
+  }
+  io_uring_getevents_arg arg{};
+  arg.pad = min_wait_us_;  // min_wait_usec
+  __kernel_timespec ts{};
+  if (timeout > Duration::zero()) {
+    ts = to_timespec(timeout);
+    arg.ts = reinterpret_cast<uintptr_t>(&ts);
+  }
+  const unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG |
+                         (ring_fd_registered_ ? IORING_ENTER_REGISTERED_RING : 0u);
+  // -ETIME: the timeout passed; -EINTR: a signal. Either way the loop reaps what is there.
+  (void)io_uring_enter2(static_cast<unsigned>(ring_.enter_ring_fd), to_submit, kMinWaitEvents,
+                        flags, reinterpret_cast<sigset_t*>(&arg), sizeof arg);
 }
 
 // SQPOLL: submitting is publishing (sqpoll_submit); the SQ thread also runs the task work that

@@ -70,6 +70,9 @@ struct RuntimeConfig {
   bool io_uring_sqpoll = false;
   int32_t io_uring_sqpoll_cpu = -1;
   uint32_t io_uring_sqpoll_idle_ms = 1000;
+  // io_uring only, 0..100000, 0 off: a shard's wait for completions returns with fewer than a
+  // batch of them only after this many microseconds (batched waits, Linux 6.12).
+  uint32_t io_uring_min_wait_us = 0;
   bool operator==(const RuntimeConfig&) const = default;
 };
 

@@ -434,24 +434,25 @@ const Sections& sections() {
   using A = AdminConfig;
   using W = WatchdogConfig;
   static const auto* all = new Sections{
-      .runtime = {"runtime",
-                  &Config::runtime,
-                  {
-                      enum_field<R>("backend", &R::backend, kRestart),
-                      int_field<R>("shards", &R::shards, 0, 1024, kRestart),
-                      bool_field<R>("pin_cpus", &R::pin_cpus, kRestart),
-                      int_field<R>("stack_size_kib", &R::stack_size_kib, 16, 8192, kRestart, 4),
-                      enum_field<R>("idle", &R::idle, kRestart),
-                      int_field<R>("spin_us", &R::spin_us, 0, 100000, kRestart),
-                      int_field<R>("release_idle_stacks_ms", &R::release_idle_stacks_ms, 0, 3600000,
-                                   kRestart),
-                      int_field<R>("offload_threads", &R::offload_threads, 1, 256, kRestart),
-                      bool_field<R>("io_uring_sqpoll", &R::io_uring_sqpoll, kRestart),
-                      int_field<R>("io_uring_sqpoll_cpu", &R::io_uring_sqpoll_cpu, -1, 4095,
-                                   kRestart),
-                      int_field<R>("io_uring_sqpoll_idle_ms", &R::io_uring_sqpoll_idle_ms, 1, 60000,
-                                   kRestart),
-                  }},
+      .runtime =
+          {"runtime",
+           &Config::runtime,
+           {
+               enum_field<R>("backend", &R::backend, kRestart),
+               int_field<R>("shards", &R::shards, 0, 1024, kRestart),
+               bool_field<R>("pin_cpus", &R::pin_cpus, kRestart),
+               int_field<R>("stack_size_kib", &R::stack_size_kib, 16, 8192, kRestart, 4),
+               enum_field<R>("idle", &R::idle, kRestart),
+               int_field<R>("spin_us", &R::spin_us, 0, 100000, kRestart),
+               int_field<R>("release_idle_stacks_ms", &R::release_idle_stacks_ms, 0, 3600000,
+                            kRestart),
+               int_field<R>("offload_threads", &R::offload_threads, 1, 256, kRestart),
+               bool_field<R>("io_uring_sqpoll", &R::io_uring_sqpoll, kRestart),
+               int_field<R>("io_uring_sqpoll_cpu", &R::io_uring_sqpoll_cpu, -1, 4095, kRestart),
+               int_field<R>("io_uring_sqpoll_idle_ms", &R::io_uring_sqpoll_idle_ms, 1, 60000,
+                            kRestart),
+               int_field<R>("io_uring_min_wait_us", &R::io_uring_min_wait_us, 0, 100000, kRestart),
+           }},
       .log = {"log",
               &Config::log,
               {

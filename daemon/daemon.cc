@@ -325,6 +325,7 @@ std::optional<Failure> Daemon::State::start_shards() {
   options.backend_params.uring_sqpoll = cfg.runtime.io_uring_sqpoll;
   options.backend_params.uring_sqpoll_cpu = cfg.runtime.io_uring_sqpoll_cpu;
   options.backend_params.uring_sqpoll_idle_ms = cfg.runtime.io_uring_sqpoll_idle_ms;
+  options.backend_params.uring_min_wait_us = cfg.runtime.io_uring_min_wait_us;
   // The shards and the admin thread count down; reactors are destroyed only when all have, so
   // neither a cross-shard post nor an admin read ever meets a destroyed reactor.
   stopped = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(num_shards + 1));
@@ -716,11 +717,13 @@ int Daemon::run() {
   s.num_shards = s.cfg.runtime.shards == 0 ? online_cpus() : s.cfg.runtime.shards;
   check_map_count(s.cfg, s.num_shards);
   s.backend_name = std::string(to_string(s.cfg.runtime.backend));
-  if (s.cfg.runtime.io_uring_sqpoll && s.cfg.runtime.backend != IoBackend::kAuto &&
+  const bool uring_keys = s.cfg.runtime.io_uring_sqpoll || s.cfg.runtime.io_uring_min_wait_us > 0;
+  if (uring_keys && s.cfg.runtime.backend != IoBackend::kAuto &&
       s.cfg.runtime.backend != IoBackend::kIoUring) {
-    const std::string why = absl::StrCat(
-        "runtime.io_uring_sqpoll = true needs backend \"io_uring\" or \"auto\", not \"",
-        s.backend_name, "\"");
+    const std::string why =
+        absl::StrCat(s.cfg.runtime.io_uring_sqpoll ? "runtime.io_uring_sqpoll = true"
+                                                   : "runtime.io_uring_min_wait_us > 0",
+                     " needs backend \"io_uring\" or \"auto\", not \"", s.backend_name, "\"");
     std::fprintf(stderr, "reactord: %s\n", why.c_str());
     upgrade::report_failure(why);
     return kExitConfig;

@@ -107,6 +107,7 @@ def echo_rows(sqpoll_cpu=0):
     cells), the adaptive rows in the latency cell only. sqpoll_cpu: the CPU the SQPOLL row pins its
     kernel SQ thread to (io_uring_sqpoll_cpu; -1 leaves it unpinned)."""
     variant_cells = tuple((c, z) for c in ECHO_CONNS for z in ECHO_SIZES if (c, z) != (1, 4096))
+    many_cells = tuple((c, z) for c in ECHO_CONNS for z in ECHO_SIZES if c > 1)
     return [
         Row("reactord-epoll", "epoll"),
         Row("reactord-io_uring", "io_uring"),
@@ -124,6 +125,10 @@ def echo_rows(sqpoll_cpu=0):
         Row("reactord-io_uring-sqpoll", "io_uring",
             {"io_uring_sqpoll": True, "io_uring_sqpoll_cpu": sqpoll_cpu}, cells=variant_cells,
             exclusive=True, open_loop=False),
+        # Batched waits: fewer io_uring_enter calls per request at up to 25 us more latency per
+        # wait; where many connections keep completions coming (a lone connection would only wait).
+        Row("reactord-io_uring-minwait", "io_uring", {"io_uring_min_wait_us": 25},
+            cells=many_cells, open_loop=False),
         Row("reactord-epoll-adaptive", "epoll", {"idle": "adaptive"}, cells=(LATENCY_CELL,),
             exclusive=True, open_loop=False),
         Row("reactord-io_uring-adaptive", "io_uring", {"idle": "adaptive"},

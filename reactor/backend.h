@@ -122,6 +122,9 @@ struct BackendParams {
   bool uring_sqpoll = false;
   int uring_sqpoll_cpu = -1;
   uint32_t uring_sqpoll_idle_ms = 1000;
+  // io_uring: a poll that waits returns early with fewer than a batch of completions only after
+  // this many microseconds (batched waits, Linux 6.12); 0: off.
+  uint32_t uring_min_wait_us = 0;
 };
 
 // Creates the backend `name` ("auto", "epoll", ...) for the calling thread's loop, or says why it

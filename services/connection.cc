@@ -8,7 +8,8 @@ Connection::Connection(reactor::Stream stream, ServiceStats& stats, const ShardV
       shard_(shard),
       created_(reactor::Clock::now()),
       loop_(reactor::Reactor::current()),
-      release_after_(loop_ != nullptr ? loop_->stack_release_after() : reactor::Duration::zero()) {
+      release_after_(loop_ != nullptr ? loop_->stack_release_after() : reactor::Duration::zero()),
+      lends_(loop_ != nullptr && loop_->backend().lends_buffers()) {
   stats_.connections_accepted.add();
   stats_.connections_active.add();
 }

@@ -30,6 +30,7 @@
 #include "reactor/reactor.h"
 #include "reactor/stats.h"
 #include "reactor/time.h"
+#include "services/read_buffer.h"
 
 namespace reactord {
 
@@ -78,6 +79,26 @@ class Connection {
   // Where the backend lends buffers (Backend::lends_buffers): the next bytes received (empty at
   // end of stream), in the backend's memory until the next read or close on this connection.
   absl::StatusOr<std::span<const std::byte>> read_lent(reactor::Deadline deadline);
+  // Gives the bytes read_lent lent back to the backend before the next read. Loop thread.
+  void release_lent() { reactor::Reactor::current()->backend().release_lent(stream_.fd()); }
+  // Whether the shard's backend lends buffers (read_lent). Fixed at construction.
+  bool lends_buffers() const { return lends_; }
+
+  // What read_into() did.
+  enum class ReadStep : uint8_t {
+    kRead,    // bytes arrived
+    kWaited,  // idle for a while: buffers' pages given back, waited until readable; read again
+    kDone,    // the peer closed (*status OK), or *status says why not: close
+  };
+  // One read of request bytes into `input` (a ParserInput), for a parsing service. `idle`: nothing
+  // is buffered and begin_idle() was called (the wait for the next request); read_into ends the
+  // idle mark. Where the backend lends buffers the lent bytes are appended to `input` (one copy,
+  // no buffer held while waiting, and the wait lets the stack go); elsewhere `input` grows by a
+  // read chunk that the kernel fills, and an idle connection past idle_read_until gives the pages
+  // of `input` and `out` (its reply buffer) back before it waits. Loop thread, inside the fiber.
+  template <class Input>
+  ReadStep read_into(Input& input, std::string& out, bool idle, reactor::Deadline deadline,
+                     absl::Status* status);
   // Some of buf (one send: at least one byte unless buf is empty).
   absl::StatusOr<size_t> write(std::span<const std::byte> buf, reactor::Deadline deadline);
   absl::Status write_all(std::span<const std::byte> buf, reactor::Deadline deadline);
@@ -155,6 +176,7 @@ class Connection {
   reactor::Deadline created_;
   reactor::Reactor* loop_;           // the shard's
   reactor::Duration release_after_;  // loop_->stack_release_after(), or zero without a loop
+  bool lends_;                       // the loop's backend lends buffers (Backend::lends_buffers)
 };
 
 // ---- implementation: inline, as every request makes these calls ----
@@ -214,6 +236,37 @@ inline absl::Status Connection::write_all(std::span<const std::byte> buf,
     bytes_out_ += buf.size();
   }
   return s;
+}
+
+template <class Input>
+Connection::ReadStep Connection::read_into(Input& input, std::string& out, bool idle,
+                                           reactor::Deadline deadline, absl::Status* status) {
+  if (lends_) {
+    absl::StatusOr<std::span<const std::byte>> r = read_lent(deadline);
+    if (idle) end_idle();
+    if (!r.ok() || r->empty()) {
+      *status = r.status();
+      return ReadStep::kDone;
+    }
+    input.feed(std::string_view(reinterpret_cast<const char*>(r->data()), r->size()));
+    release_lent();
+    return ReadStep::kRead;
+  }
+  std::span<char> space = input.prepare(kReadChunk);
+  const reactor::Deadline read_until = idle ? idle_read_until(deadline) : deadline;
+  absl::StatusOr<size_t> n = read(std::as_writable_bytes(space), read_until);
+  input.commit(n.ok() ? *n : 0);
+  if (idle && idle_read_ended(n.status(), read_until, deadline)) {
+    // Idle for a while: its buffers' pages go back, and the wait lets the stack go too.
+    input.release_pages();
+    release_whole_pages(out.data(), out.capacity());
+    *status = wait_readable(deadline);
+    end_idle();
+    return status->ok() ? ReadStep::kWaited : ReadStep::kDone;
+  }
+  if (idle) end_idle();
+  *status = n.status();
+  return n.ok() && *n > 0 ? ReadStep::kRead : ReadStep::kDone;
 }
 
 using ConnectionHandler = std::function<void(Connection&)>;

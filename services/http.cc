@@ -221,28 +221,18 @@ void HttpConnection::run() {
     } else {
       deadline = timeout_deadline(o_.idle_timeout);
     }
-    std::span<char> space = parser_.prepare(kReadChunk);
-    const reactor::Deadline read_until = idle ? c_.idle_read_until(deadline) : deadline;
-    absl::StatusOr<size_t> n = c_.read(std::as_writable_bytes(space), read_until);
-    parser_.commit(n.ok() ? *n : 0);
-    if (idle && Connection::idle_read_ended(n.status(), read_until, deadline)) {
-      // Idle for a while: its buffers' pages go back, and the wait lets the stack go too.
-      parser_.release_pages();
-      release_whole_pages(out_.data(), out_.capacity());
-      const absl::Status readable = c_.wait_readable(deadline);
-      c_.end_idle();
-      if (!readable.ok()) return;
-      continue;
-    }
-    if (idle) c_.end_idle();
-    if (!n.ok()) {
-      if (absl::IsDeadlineExceeded(n.status()) && !idle) {
+    absl::Status status;
+    const Connection::ReadStep step = c_.read_into(parser_, out_, idle, deadline, &status);
+    if (step == Connection::ReadStep::kWaited) continue;
+    if (step == Connection::ReadStep::kDone) {
+      if (absl::IsDeadlineExceeded(status) && !idle) {
         fail(408, parser_.in_body() ? "request body not received in time"
                                     : "request header not received in time");
       }
-      return;  // idle timeout, cancelled (drain) or a broken connection: close quietly
+      // Otherwise the peer closed, the idle timeout, cancelled (drain) or a broken connection:
+      // close quietly.
+      return;
     }
-    if (*n == 0) return;  // the peer closed
     last_read = reactor::Clock::now();
   }
 }

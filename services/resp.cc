@@ -481,22 +481,10 @@ void RespConnection::run() {
 
     const bool idle = parser_.buffered() == 0;
     if (idle && !c_.begin_idle()) return;  // draining: nothing in flight, close
-    std::span<char> space = parser_.prepare(kReadChunk);
     const reactor::Deadline deadline = timeout_deadline(o_.idle_timeout);
-    const reactor::Deadline read_until = idle ? c_.idle_read_until(deadline) : deadline;
-    absl::StatusOr<size_t> n = c_.read(std::as_writable_bytes(space), read_until);
-    parser_.commit(n.ok() ? *n : 0);
-    if (idle && Connection::idle_read_ended(n.status(), read_until, deadline)) {
-      // Idle for a while: its buffers' pages go back, and the wait lets the stack go too.
-      parser_.release_pages();
-      release_whole_pages(out_.data(), out_.capacity());
-      const absl::Status readable = c_.wait_readable(deadline);
-      c_.end_idle();
-      if (!readable.ok()) return;
-      continue;
-    }
-    if (idle) c_.end_idle();
-    if (!n.ok() || *n == 0) return;  // timeout, drain, a broken connection or the peer closed
+    absl::Status status;
+    // kDone: timeout, drain, a broken connection or the peer closed.
+    if (c_.read_into(parser_, out_, idle, deadline, &status) == Connection::ReadStep::kDone) return;
   }
 }
 

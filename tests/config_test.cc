@@ -221,6 +221,7 @@ TEST(ConfigDefaultsTest, OmittedKeysTakeDocumentedDefaults) {
   EXPECT_FALSE(cfg.runtime.io_uring_sqpoll);
   EXPECT_EQ(cfg.runtime.io_uring_sqpoll_cpu, -1);
   EXPECT_EQ(cfg.runtime.io_uring_sqpoll_idle_ms, 1000u);
+  EXPECT_EQ(cfg.runtime.io_uring_min_wait_us, 0u);
   EXPECT_EQ(cfg.log.level, LogLevel::kInfo);
   EXPECT_EQ(cfg.log.format, LogFormat::kAuto);
   EXPECT_EQ(cfg.admin.socket, "/run/reactord/admin.sock");
@@ -302,6 +303,7 @@ TEST(ConfigRangeTest, EveryNumberHasItsRange) {
       {"runtime", "offload_threads", 1, 256},
       {"runtime", "io_uring_sqpoll_cpu", -1, 4095},
       {"runtime", "io_uring_sqpoll_idle_ms", 1, 60000},
+      {"runtime", "io_uring_min_wait_us", 0, 100000},
       {"admin", "max_clients", 1, 1024},
       {"admin", "idle_timeout_ms", 100, 3600000},
       {"watchdog", "reports_per_minute", 1, 6000},
@@ -422,7 +424,7 @@ TEST(ConfigErrorTest, EachKindOfMistakeNamesKeyLineAndColumn) {
        "t.toml:3:3: runtime.shardz: unknown key; [runtime] has backend, shards, pin_cpus, "
        "stack_size_kib, idle, spin_us, release_idle_stacks_ms, offload_threads, io_uring_sqpoll, "
        "io_uring_sqpoll_cpu, "
-       "io_uring_sqpoll_idle_ms"},
+       "io_uring_sqpoll_idle_ms, io_uring_min_wait_us"},
       {"unknown section", "[runtme]\nshards = 2\n" + svc,
        "t.toml:1:2: runtme: unknown section; expected runtime, log, admin, watchdog, shutdown, "
        "service"},

@@ -661,6 +661,50 @@ TEST(UringLentRecv, DryRingFallsBackToTheReceiversOwnBuffer) {
   ::unsetenv("REACTOR_URING_PROVIDED_BUFFERS");
 }
 
+// ---- batched waits: min_wait_usec (Options::min_wait_us) ----
+
+// Completions that arrive within the min wait, one after another, are reaped by one enter:
+// without it each arrival ends a wait of its own.
+TEST(UringMinWait, OneEnterGathersCompletionsArrivingWithinTheMinWait) {
+  REQUIRE_URING();
+  if (kernel_version() < 612) GTEST_SKIP() << "min_wait_usec needs Linux 6.12";
+  ::setenv("REACTOR_URING_MIN_WAIT_US", "100000", 1);  // 100 ms
+  run_uring([] {
+    auto& b = static_cast<UringBackend&>(Reactor::current()->backend());
+    ASSERT_EQ(b.min_wait_us(), 100000u) << b.describe();
+    EXPECT_THAT(b.describe(), ::testing::HasSubstr("batched waits (32 completions or 100000 us)"));
+    EXPECT_EQ(counter(b, "io_uring_feature_min_wait"), 1u);
+    constexpr int kPairs = 8;
+    std::vector<test::Pair> pairs;
+    for (int i = 0; i < kPairs; ++i) pairs.push_back(test::connected_pair());
+    std::vector<Task<void>> readers;
+    for (int i = 0; i < kPairs; ++i) {
+      auto t = spawn("reader", [&, i] {
+        std::byte one[1];
+        auto n = pairs[static_cast<size_t>(i)].client.read(one, deadline_after(10s));
+        ASSERT_TRUE(n.ok()) << n.status();
+        EXPECT_EQ(*n, 1u);
+      });
+      ASSERT_TRUE(t.ok());
+      readers.push_back(*std::move(t));
+    }
+    yield();  // every receive is prepared
+    const uint64_t enters = counter(b, "io_uring_enter_calls_total");
+    std::thread writer([&] {
+      for (int i = 0; i < kPairs; ++i) {
+        std::this_thread::sleep_for(1ms);  // 8 ms in all, well inside the 100 ms
+        EXPECT_EQ(::send(pairs[static_cast<size_t>(i)].server.fd(), "x", 1, 0), 1);
+      }
+    });
+    join_all(readers);
+    writer.join();
+    // The enter that submits the receives and waits, perhaps one more if a timer of the loop
+    // ended it early, and the one after the readers ran.
+    EXPECT_LE(counter(b, "io_uring_enter_calls_total") - enters, 3u);
+  });
+  ::unsetenv("REACTOR_URING_MIN_WAIT_US");
+}
+
 // ---- async_send: sends that do not wait (backends/uring_send.cc) ----
 
 std::vector<std::byte> numbered_bytes(size_t n) {
