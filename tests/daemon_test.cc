@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -682,6 +683,41 @@ TEST(DaemonSqpoll, ShardsRunWithSqpollAndRefusalsAreStartupErrors) {
   EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + epoll.dir() + "/reactord.toml"}, &out), 78)
       << out;
   EXPECT_THAT(out, HasSubstr("runtime.io_uring_sqpoll = true needs backend"));
+}
+
+// runtime.io_uring_min_wait_us: each shard's ring waits in batches (the stats say so, where the
+// kernel has min_wait_usec) and echo is byte-exact; the key with epoll is a config error (78).
+TEST(DaemonMinWait, ShardsWaitInBatchesAndTheKeyNeedsIoUring) {
+  if (!reactor::probe_backend("io_uring").available) GTEST_SKIP() << "no io_uring here";
+  auto with_runtime = [](DaemonProcess& d, const std::string& keys) {
+    std::string cfg = config_with(d.dir(), kEchoService);
+    return cfg.replace(cfg.find("shards = 2\n"), 11, "shards = 2\n" + keys);
+  };
+  DaemonProcess d;
+  ASSERT_TRUE(test::start_daemon(
+      d, with_runtime(d, "backend = \"io_uring\"\nio_uring_min_wait_us = 20\n")));
+  const std::string addr = d.addresses()["echo"];
+  ASSERT_FALSE(addr.empty()) << d.log();
+  for (int i = 0; i < 3; ++i) {
+    const std::string payload = pattern(64 * 1024, i);
+    EXPECT_TRUE(echo_through(addr, payload) == payload) << "connection " << i;
+  }
+  const std::string stats = reactorctl(d.dir(), "--json stats");
+  utsname u{};
+  ::uname(&u);
+  int major = 0, minor = 0;
+  std::sscanf(u.release, "%d.%d", &major, &minor);
+  const char* want = major * 100 + minor >= 612 ? "\"io_uring_feature_min_wait\":1"
+                                                : "\"io_uring_feature_min_wait\":0";
+  EXPECT_THAT(stats, HasSubstr(want)) << stats;
+  EXPECT_TRUE(test::stops_cleanly(d));
+
+  std::string out;
+  DaemonProcess epoll;
+  epoll.write_config(with_runtime(epoll, "backend = \"epoll\"\nio_uring_min_wait_us = 20\n"));
+  EXPECT_EQ(DaemonProcess::run_to_exit({"--config=" + epoll.dir() + "/reactord.toml"}, &out), 78)
+      << out;
+  EXPECT_THAT(out, HasSubstr("runtime.io_uring_min_wait_us > 0 needs backend"));
 }
 
 // A [::] listener is dual-stack: the same service answers over IPv6 and IPv4 loopback.
