@@ -102,7 +102,14 @@ class UringBackend final : public Backend {
     // ring, unless provided_buffers already made one — and the caller reads the ring's buffer
     // in place. Off (or without the kernel's support): lends_buffers() is false.
     bool lent_recv = true;
-    unsigned lent_buffer_count = 1024;  // a power of two
+    // Ring entries, a power of two (1,008 buffers fit the 4 MiB mapping, see uring_buffer_ring.h).
+    // Under ThreadSanitizer 64: its shadow memory multiplies what the ring's pages cost, and the
+    // reliability suites bound the daemon's RSS.
+#if defined(REACTOR_TSAN)
+    unsigned lent_buffer_count = 64;
+#else
+    unsigned lent_buffer_count = 1024;
+#endif
     unsigned lent_buffer_size = 4096;
     // Batched waits (off at 0): a poll that waits for completions asks the kernel for
     // kMinWaitEvents of them and returns early with fewer only once `min_wait_us` has passed (the
@@ -126,11 +133,15 @@ class UringBackend final : public Backend {
   // of io_uring_setup (EPERM, ENOSYS, ...) or FailedPrecondition naming a missing opcode. Loop
   // thread (the ring is bound to the thread that creates it).
   static absl::StatusOr<std::unique_ptr<UringBackend>> create(Options options);
-  static absl::StatusOr<std::unique_ptr<UringBackend>> create() { return create(Options{}); }
+  static absl::StatusOr<std::unique_ptr<UringBackend>> create() {
+    return create(Options{});
+  }
   ~UringBackend() override;  // Loop thread.
 
   // Any thread.
-  std::string_view name() const override { return "io_uring"; }
+  std::string_view name() const override {
+    return "io_uring";
+  }
   // Loop thread, inside a fiber.
   absl::StatusOr<int> accept(int fd, sockaddr_storage* peer, Deadline deadline) override;
   absl::Status connect(int fd, const sockaddr* addr, socklen_t len, Deadline deadline) override;
@@ -141,7 +152,9 @@ class UringBackend final : public Backend {
   absl::Status wait(int fd, Interest interest, Deadline deadline) override;
   absl::Status flush(int fd, Deadline deadline) override;
   // Where the ring has a multishot receive and a buffer ring (Options::lent_recv). Any thread.
-  bool lends_buffers() const override { return lend_; }
+  bool lends_buffers() const override {
+    return lend_;
+  }
   // Loop thread, inside a fiber (uring_recv.cc).
   absl::StatusOr<std::span<const std::byte>> recv_lent(int fd, Deadline deadline) override;
   void release_lent(int fd) override;
@@ -161,26 +174,44 @@ class UringBackend final : public Backend {
   void counters(std::vector<Counter>& out) const override;
 
   // Any thread (fixed at creation).
-  SetupMode setup_mode() const { return setup_mode_; }
+  SetupMode setup_mode() const {
+    return setup_mode_;
+  }
   // "SINGLE_ISSUER|DEFER_TASKRUN", "COOP_TASKRUN" or "none". Any thread.
   static std::string_view setup_mode_name(SetupMode mode);
   // Whether accept uses one multishot SQE per listener (Linux 5.19+). Any thread.
-  bool multishot_accept() const { return multishot_accept_; }
+  bool multishot_accept() const {
+    return multishot_accept_;
+  }
   // Whether recv uses the provided-buffer ring (asked for, and registered). Any thread.
-  bool provided_buffers() const { return provided_recv_; }
+  bool provided_buffers() const {
+    return provided_recv_;
+  }
   // Whether sends on sockets are queued without waiting (Options::async_send). Any thread.
-  bool async_send() const { return options_.async_send; }
+  bool async_send() const {
+    return options_.async_send;
+  }
   // The batched wait's min_wait_usec in force (Options::min_wait_us), 0 without. Any thread.
-  unsigned min_wait_us() const { return min_wait_us_; }
+  unsigned min_wait_us() const {
+    return min_wait_us_;
+  }
   // Whether the kernel's SQ thread submits (Options::sqpoll). Any thread.
-  bool sqpoll() const { return sqpoll_; }
+  bool sqpoll() const {
+    return sqpoll_;
+  }
   // Whether io_uring_enter goes through the registered ring fd. Any thread.
-  bool registered_ring_fd() const { return ring_fd_registered_; }
+  bool registered_ring_fd() const {
+    return ring_fd_registered_;
+  }
   // Whether the ring was set up without the SQ index array (IORING_SETUP_NO_SQARRAY). Any thread.
-  bool no_sqarray() const { return no_sqarray_; }
+  bool no_sqarray() const {
+    return no_sqarray_;
+  }
   // The size of the fixed-file table sockets go into (Options::fixed_files), 0 without one.
   // Any thread (fixed at creation).
-  unsigned fixed_file_slots() const { return fixed_slots_; }
+  unsigned fixed_file_slots() const {
+    return fixed_slots_;
+  }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -47,7 +48,16 @@ absl::StatusOr<std::unique_ptr<UringBufferRing>> UringBufferRing::create(io_urin
   }
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   const size_t ring_bytes = (count * sizeof(io_uring_buf) + page - 1) / page * page;
-  const size_t buffers_bytes = static_cast<size_t>(count) * stride_of(size);
+  // A mapping of huge pages (map_buffers) is kept to `count` buffers' worth (4 MiB by default: two
+  // huge pages exactly, where one line more per buffer would take a third); with the line of
+  // spacing, a few fewer buffers than ring entries fit in it (1,008 of 1,024). A smaller mapping
+  // holds all `count`.
+  const size_t plain = static_cast<size_t>(count) * size;
+  const size_t buffers_bytes =
+      plain >= kHugePage ? plain
+                         : (static_cast<size_t>(count) * stride_of(size) + page - 1) / page * page;
+  const auto in_use =
+      static_cast<unsigned>(std::min<size_t>(count, buffers_bytes / stride_of(size)));
   void* ring_mem =
       ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (ring_mem == MAP_FAILED) return errno_status(errno, "mmap(buffer ring)");
@@ -69,24 +79,26 @@ absl::StatusOr<std::unique_ptr<UringBufferRing>> UringBufferRing::create(io_urin
   }
   std::unique_ptr<UringBufferRing> b(
       new UringBufferRing(static_cast<io_uring_buf_ring*>(ring_mem), ring_bytes,
-                          static_cast<std::byte*>(buf_mem), buffers_bytes, count, size));
+                          static_cast<std::byte*>(buf_mem), buffers_bytes, count, in_use, size));
   io_uring_buf_ring_init(b->ring_);
   const int mask = io_uring_buf_ring_mask(count);
-  for (unsigned i = 0; i < count; ++i) {
+  for (unsigned i = 0; i < in_use; ++i) {
     io_uring_buf_ring_add(b->ring_, const_cast<std::byte*>(b->buffer(static_cast<uint16_t>(i))),
                           size, static_cast<unsigned short>(i), mask, static_cast<int>(i));
   }
-  io_uring_buf_ring_advance(b->ring_, static_cast<int>(count));
+  io_uring_buf_ring_advance(b->ring_, static_cast<int>(in_use));
   return b;
 }
 
 UringBufferRing::UringBufferRing(io_uring_buf_ring* ring, size_t ring_bytes, std::byte* buffers,
-                                 size_t buffers_bytes, unsigned count, unsigned size)
+                                 size_t buffers_bytes, unsigned count, unsigned in_use,
+                                 unsigned size)
     : ring_(ring),
       ring_bytes_(ring_bytes),
       buffers_(buffers),
       buffers_bytes_(buffers_bytes),
       count_(count),
+      in_use_(in_use),
       size_(size) {}
 
 UringBufferRing::~UringBufferRing() {

@@ -33,7 +33,8 @@ class UringBufferRing {
 
   // Bytes per buffer. Any thread.
   unsigned buffer_size() const { return size_; }
-  unsigned buffer_count() const { return count_; }
+  // Buffers in the ring (its entries may be a few more: see create()).
+  unsigned buffer_count() const { return in_use_; }
   // The buffer a CQE with IORING_CQE_F_BUFFER in `cqe_flags` filled. Loop thread.
   static uint16_t buffer_id(uint32_t cqe_flags) {
     return static_cast<uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
@@ -53,13 +54,14 @@ class UringBufferRing {
 
  private:
   UringBufferRing(io_uring_buf_ring* ring, size_t ring_bytes, std::byte* buffers,
-                  size_t buffers_bytes, unsigned count, unsigned size);
+                  size_t buffers_bytes, unsigned count, unsigned in_use, unsigned size);
 
   io_uring_buf_ring* ring_;
   size_t ring_bytes_;
   std::byte* buffers_;
   size_t buffers_bytes_;
-  unsigned count_;
+  unsigned count_;   // ring entries (a power of two)
+  unsigned in_use_;  // buffers registered in it
   unsigned size_;
 };
 
