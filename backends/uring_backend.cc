@@ -910,8 +910,8 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   if (const char* v = std::getenv("REACTOR_URING_FIXED_FILES"); v != nullptr && *v == '0') {
     options.fixed_files = false;
   }
-  if (const char* v = std::getenv("REACTOR_URING_LENT_RECV"); v != nullptr && *v == '0') {
-    options.lent_recv = false;
+  if (const char* v = std::getenv("REACTOR_URING_LENT_RECV"); v != nullptr && *v != '\0') {
+    options.lent_recv = *v != '0';  // 0 off, anything else on (it is off under TSan)
   }
   // REACTOR_URING_MULTISHOT_ACCEPT=0 accepts with one single-shot SQE per accept(), as on kernels
   // before 5.19 (the conformance suite runs so).

@@ -560,7 +560,9 @@ TEST_F(ProvidedBuffers, UnavailableRingIsANotice) {
 TEST(UringLentRecv, IsReportedAndCanBeTurnedOff) {
   REQUIRE_URING();
   if (kernel_version() < 600) GTEST_SKIP() << "multishot receive needs Linux 6.0";
-  auto on = UringBackend::create();
+  UringBackend::Options asked;
+  asked.lent_recv = true;  // the default, but under TSan (uring_backend.h)
+  auto on = UringBackend::create(asked);
   ASSERT_TRUE(on.ok()) << on.status();
   EXPECT_TRUE((*on)->lends_buffers());
   EXPECT_THAT((*on)->describe(), ::testing::HasSubstr("recv_lent via multishot receive"));
@@ -578,6 +580,7 @@ TEST(UringLentRecv, IsReportedAndCanBeTurnedOff) {
 // drained into one connection, and when it reads again every byte comes, in order.
 TEST(UringLentRecv, SlowReaderPausesTheMultishotAndLosesNothing) {
   REQUIRE_URING();
+  ::setenv("REACTOR_URING_LENT_RECV", "1", 1);  // on under TSan too
   run_uring([] {
     Backend& b = Reactor::current()->backend();
     if (!b.lends_buffers()) GTEST_SKIP() << "no multishot receive on this kernel";
@@ -612,12 +615,14 @@ TEST(UringLentRecv, SlowReaderPausesTheMultishotAndLosesNothing) {
     writer->join();
     EXPECT_TRUE(got == data);
   });
+  ::unsetenv("REACTOR_URING_LENT_RECV");
 }
 
 // With fewer ring buffers than connections receiving, a multishot that finds none ends, and its
 // reader receives into a buffer of its own once, then goes on: nobody starves.
 TEST(UringLentRecv, DryRingFallsBackToTheReceiversOwnBuffer) {
   REQUIRE_URING();
+  ::setenv("REACTOR_URING_LENT_RECV", "1", 1);         // on under TSan too
   ::setenv("REACTOR_URING_PROVIDED_BUFFERS", "2", 1);  // a ring of two buffers
   run_uring([] {
     Backend& b = Reactor::current()->backend();
@@ -659,6 +664,7 @@ TEST(UringLentRecv, DryRingFallsBackToTheReceiversOwnBuffer) {
     EXPECT_GT(counter(b, "io_uring_lent_recv_fallbacks_total"), 0u);
   });
   ::unsetenv("REACTOR_URING_PROVIDED_BUFFERS");
+  ::unsetenv("REACTOR_URING_LENT_RECV");
 }
 
 // ---- batched waits: min_wait_usec (Options::min_wait_us) ----
