@@ -87,6 +87,13 @@ def service_cells(r):
     return [fmt(r["rps"]), us(r["cpu_us"], 2), util_cell(r), us(r["p50"]), us(r["p99"])]
 
 
+def client_cells(r):
+    """redis-benchmark's CPU per request and utilization, absent from results older than them."""
+    if r.get("client_cpu_us") is None:
+        return "", ""
+    return us(r["client_cpu_us"], 2), fmt(r["client_util"], 2)
+
+
 def ratio_cells(r):
     return [fx(r.get("x_rps")), fx(r.get("x_cpu")), fmt(r["load1"], 1)]
 
@@ -323,9 +330,14 @@ def markdown(res, info, args, svg_name):
         a(f"## RESP: redis-benchmark -c 50 -n {n:,} (`GET -P 16`: -n {piped:,}, pipelined 16 deep; "
           "the others one request at a time)")
         a("")
-        L += table(["test", "server", *SERVICE_COLUMNS, "× redis rate", "× redis CPU", "load"],
-                   [[test, name, *service_cells(r), *ratio_cells(r)]
+        L += table(["test", "server", *SERVICE_COLUMNS, "client CPU/req", "client util",
+                    "× redis rate", "× redis CPU", "load"],
+                   [[test, name, *service_cells(r), *client_cells(r), *ratio_cells(r)]
                     for test, d in resp.items() for name, r in d["summary"].items()])
+        a("")
+        a("Client: redis-benchmark's own CPU time (user + system) per request and over the run's "
+          "wall time; where it is near 1 while the server's is below 0.9, the rate measures the "
+          "client's CPU per request, not the server's capacity.")
         a("")
     http = res["sections"].get("http")
     if http:
