@@ -137,15 +137,18 @@ absl::Status UringBackend::init(int level) {
   sock_nonempty_ = options_.sock_nonempty_hint && features->multishot_accept;
 
   // Batched waits: min_wait_usec in the enter's argument (IORING_FEAT_MIN_TIMEOUT, 6.12).
+  const bool min_wait_default = options_.min_wait_us == BackendParams::kDefaultUringMinWaitUs;
   if (options_.min_wait_us > 0) {
     if (sqpoll_) {
-      notice(
-          "io_uring: io_uring_min_wait_us is ignored with SQPOLL (the shard does not wait in "
-          "the kernel for submissions)");
+      if (!min_wait_default)
+        notice(
+            "io_uring: io_uring_min_wait_us is ignored with SQPOLL (the shard does not wait in "
+            "the kernel for submissions)");
     } else if ((ring_.features & kFeatMinTimeout) == 0) {
-      notice(
-          "io_uring: io_uring_min_wait_us needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT); "
-          "waiting without it");
+      if (!min_wait_default)
+        notice(
+            "io_uring: io_uring_min_wait_us needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT); "
+            "waiting without it");
     } else {
       min_wait_us_ = options_.min_wait_us;
     }
@@ -249,9 +252,10 @@ std::string UringBackend::describe() const {
                           : "",
       options_.poll_first ? (sock_nonempty_ ? ", poll-first from SOCK_NONEMPTY" : ", poll-first")
                           : "",
-      min_wait_us_ > 0 ? absl::StrCat(", batched waits (", kMinWaitEvents, " completions or ",
-                                      min_wait_us_, " us)")
-                       : "");
+      min_wait_us_ > 0
+          ? absl::StrCat(", batched waits (as many completions as the last poll, up to ",
+                         kMinWaitEvents, ", or ", min_wait_us_, " us)")
+          : "");
 }
 
 UringBackend::FdState& UringBackend::fd_state(int fd) {

@@ -113,12 +113,14 @@ class UringBackend final : public Backend {
     // Ring entries, a power of two (1,008 buffers fit the 4 MiB mapping, see uring_buffer_ring.h).
     unsigned lent_buffer_count = 1024;
     unsigned lent_buffer_size = 4096;
-    // Batched waits (off at 0): a poll that waits for completions asks the kernel for
-    // kMinWaitEvents of them and returns early with fewer only once `min_wait_us` has passed (the
-    // enter's min_wait_usec, IORING_FEAT_MIN_TIMEOUT, Linux 6.12), so one io_uring_enter serves
-    // more requests at up to that much more latency. Not with SQPOLL; ignored (with a notice)
-    // where the kernel lacks it.
-    unsigned min_wait_us = 0;
+    // Batched waits (off at 0): a poll that waits for completions asks the kernel for as many
+    // as the previous poll reaped (at most kMinWaitEvents; a plain wait for one after a poll
+    // that reaped one or none) and returns early with fewer only once `min_wait_us` has passed
+    // (the enter's min_wait_usec, IORING_FEAT_MIN_TIMEOUT, Linux 6.12). Under load one
+    // io_uring_enter then serves many requests, each at most `min_wait_us` later; a lone
+    // connection's wait is a plain one and costs no latency. Not with SQPOLL; off where the
+    // kernel lacks it (with a notice when the value is not the default).
+    unsigned min_wait_us = BackendParams::kDefaultUringMinWaitUs;
   };
   static constexpr unsigned kMinWaitEvents = 32;
 
@@ -281,9 +283,10 @@ class UringBackend final : public Backend {
   int sqpoll_submit_now();
   void poll_sqpoll(Duration timeout);
   // A waiting poll's one io_uring_enter with min_wait_usec (min_wait_us_ > 0): submits what is
-  // prepared and waits for kMinWaitEvents completions, or min_wait_us_ and one, or `timeout`.
-  void enter_batched_wait(Duration timeout);
-  void reap();
+  // prepared and waits for `events` completions, or min_wait_us_ and one, or `timeout`.
+  void enter_batched_wait(Duration timeout, unsigned events);
+  // Handles every completion the CQ holds (bounded by its size); returns how many.
+  unsigned reap();
   void handle_cqe(uint64_t user_data, int32_t res, uint32_t flags);
   void arm_wakeup();
 
@@ -354,6 +357,7 @@ class UringBackend final : public Backend {
   bool no_sqarray_ = false;          // IORING_SETUP_NO_SQARRAY (6.6) took
   unsigned fixed_slots_ = 0;         // the sparse fixed-file table's size (0: none)
   unsigned min_wait_us_ = 0;         // Options::min_wait_us, where the kernel has it
+  unsigned wait_target_ = 0;         // completions the last poll reaped, at most kMinWaitEvents
   bool fixed_failed_ = false;        // an update failed: no more sockets go in (loop thread)
   // slot_fds_[n] == n once fd n was registered: the FILES_UPDATE SQE points here, and the value
   // never changes, so the pointer stays valid however late the kernel (an SQ thread) reads it.

@@ -125,8 +125,9 @@ void UringBackend::poll(Duration timeout) {
       return;
     }
     (void)io_uring_submit_and_get_events(&ring_);
-  } else if (min_wait_us_ > 0) {
-    enter_batched_wait(timeout);
+  } else if (min_wait_us_ > 0 && wait_target_ > 1) {
+    // The last poll found several completions: wait for as many, or min_wait_us_.
+    enter_batched_wait(timeout, wait_target_);
   } else if (timeout < Duration::zero()) {
     (void)io_uring_submit_and_wait(&ring_, 1);
   } else {
@@ -136,10 +137,11 @@ void UringBackend::poll(Duration timeout) {
   }
   enter_calls_.add();
   sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
-  reap();
+  const unsigned reaped = reap();
+  wait_target_ = reaped < kMinWaitEvents ? reaped : kMinWaitEvents;
 }
 
-void UringBackend::enter_batched_wait(Duration timeout) {
+void UringBackend::enter_batched_wait(Duration timeout, unsigned events) {
   // liburing 2.3 cannot pass min_wait_usec: publish the prepared SQEs (the tail, as io_uring_submit
   // would) and make the enter here. The SQ index array, where the ring has one, maps entry i to
   // SQE i (liburing fills it so at set-up), so the tail is all the kernel reads.
@@ -151,16 +153,17 @@ void UringBackend::enter_batched_wait(Duration timeout) {
   }
   io_uring_getevents_arg arg{};
   arg.pad = min_wait_us_;  // min_wait_usec
-  __kernel_timespec ts{};
-  if (timeout > Duration::zero()) {
-    ts = to_timespec(timeout);
-    arg.ts = reinterpret_cast<uintptr_t>(&ts);
-  }
+  // Always a timeout: without one the kernel ends the wait when min_wait_usec passes even with
+  // no completion at all (io_cqring_min_timer_wakeup), so an idle shard would wake every
+  // min_wait_us. With one, it goes on sleeping until the first completion or the timeout.
+  __kernel_timespec ts =
+      to_timespec(timeout > Duration::zero() ? timeout : Duration(std::chrono::hours(24)));
+  arg.ts = reinterpret_cast<uintptr_t>(&ts);
   const unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG |
                          (ring_fd_registered_ ? IORING_ENTER_REGISTERED_RING : 0u);
   // -ETIME: the timeout passed; -EINTR: a signal. Either way the loop reaps what is there.
-  (void)io_uring_enter2(static_cast<unsigned>(ring_.enter_ring_fd), to_submit, kMinWaitEvents,
-                        flags, reinterpret_cast<sigset_t*>(&arg), sizeof arg);
+  (void)io_uring_enter2(static_cast<unsigned>(ring_.enter_ring_fd), to_submit, events, flags,
+                        reinterpret_cast<sigset_t*>(&arg), sizeof arg);
 }
 
 // SQPOLL: submitting is publishing (sqpoll_submit); the SQ thread also runs the task work that
@@ -187,7 +190,7 @@ void UringBackend::poll_sqpoll(Duration timeout) {
   reap();
 }
 
-void UringBackend::reap() {
+unsigned UringBackend::reap() {
   struct Completion {
     uint64_t user_data;
     int32_t res;
@@ -195,7 +198,8 @@ void UringBackend::reap() {
   };
   Completion batch[kReapBatch];
   // Bounded so that handlers which complete new operations inline cannot keep the loop here.
-  for (unsigned total = 0; total < ring_.cq.ring_entries;) {
+  unsigned total = 0;
+  while (total < ring_.cq.ring_entries) {
     unsigned n = 0;
     unsigned head;
     io_uring_cqe* cqe;
@@ -203,7 +207,7 @@ void UringBackend::reap() {
       batch[n++] = {cqe->user_data, cqe->res, cqe->flags};
       if (n == kReapBatch) break;
     }
-    if (n == 0) return;
+    if (n == 0) return total;
     // Copy, then release the slots: a handler may submit (a full SQ), and must find the CQ
     // consumed.
     io_uring_cq_advance(&ring_, n);
@@ -211,6 +215,7 @@ void UringBackend::reap() {
     total += n;
     for (unsigned i = 0; i < n; ++i) handle_cqe(batch[i].user_data, batch[i].res, batch[i].flags);
   }
+  return total;
 }
 
 }  // namespace reactor

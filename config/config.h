@@ -70,9 +70,11 @@ struct RuntimeConfig {
   bool io_uring_sqpoll = false;
   int32_t io_uring_sqpoll_cpu = -1;
   uint32_t io_uring_sqpoll_idle_ms = 1000;
-  // io_uring only, 0..100000, 0 off: a shard's wait for completions returns with fewer than a
-  // batch of them only after this many microseconds (batched waits, Linux 6.12).
-  uint32_t io_uring_min_wait_us = 0;
+  // io_uring only, 0..100000, 0 off: a shard's wait for completions asks for as many as its
+  // previous poll reaped and returns with fewer only after this many microseconds (batched
+  // waits, Linux 6.12). Other values than the default need backend io_uring or auto.
+  static constexpr uint32_t kDefaultIoUringMinWaitUs = 10;
+  uint32_t io_uring_min_wait_us = kDefaultIoUringMinWaitUs;
   bool operator==(const RuntimeConfig&) const = default;
 };
 

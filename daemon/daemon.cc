@@ -717,13 +717,17 @@ int Daemon::run() {
   s.num_shards = s.cfg.runtime.shards == 0 ? online_cpus() : s.cfg.runtime.shards;
   check_map_count(s.cfg, s.num_shards);
   s.backend_name = std::string(to_string(s.cfg.runtime.backend));
-  const bool uring_keys = s.cfg.runtime.io_uring_sqpoll || s.cfg.runtime.io_uring_min_wait_us > 0;
+  // The io_uring keys set away from their defaults with a backend that cannot use them.
+  const bool min_wait_set =
+      s.cfg.runtime.io_uring_min_wait_us != RuntimeConfig::kDefaultIoUringMinWaitUs;
+  const bool uring_keys = s.cfg.runtime.io_uring_sqpoll || min_wait_set;
   if (uring_keys && s.cfg.runtime.backend != IoBackend::kAuto &&
       s.cfg.runtime.backend != IoBackend::kIoUring) {
-    const std::string why =
-        absl::StrCat(s.cfg.runtime.io_uring_sqpoll ? "runtime.io_uring_sqpoll = true"
-                                                   : "runtime.io_uring_min_wait_us > 0",
-                     " needs backend \"io_uring\" or \"auto\", not \"", s.backend_name, "\"");
+    const std::string why = absl::StrCat(
+        s.cfg.runtime.io_uring_sqpoll
+            ? std::string("runtime.io_uring_sqpoll = true")
+            : absl::StrCat("runtime.io_uring_min_wait_us = ", s.cfg.runtime.io_uring_min_wait_us),
+        " needs backend \"io_uring\" or \"auto\", not \"", s.backend_name, "\"");
     std::fprintf(stderr, "reactord: %s\n", why.c_str());
     upgrade::report_failure(why);
     return kExitConfig;

@@ -122,9 +122,10 @@ struct BackendParams {
   bool uring_sqpoll = false;
   int uring_sqpoll_cpu = -1;
   uint32_t uring_sqpoll_idle_ms = 1000;
-  // io_uring: a poll that waits returns early with fewer than a batch of completions only after
-  // this many microseconds (batched waits, Linux 6.12); 0: off.
-  uint32_t uring_min_wait_us = 0;
+  // io_uring: a poll that waits asks for as many completions as the previous poll reaped and
+  // returns with fewer only after this many microseconds (batched waits, Linux 6.12); 0: off.
+  static constexpr uint32_t kDefaultUringMinWaitUs = 10;
+  uint32_t uring_min_wait_us = kDefaultUringMinWaitUs;
 };
 
 // Creates the backend `name` ("auto", "epoll", ...) for the calling thread's loop, or says why it

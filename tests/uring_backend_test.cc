@@ -669,31 +669,44 @@ TEST(UringLentRecv, DryRingFallsBackToTheReceiversOwnBuffer) {
 
 // ---- batched waits: min_wait_usec (Options::min_wait_us) ----
 
-// Completions that arrive within the min wait, one after another, are reaped by one enter:
-// without it each arrival ends a wait of its own.
-TEST(UringMinWait, OneEnterGathersCompletionsArrivingWithinTheMinWait) {
+// A waiting poll asks for as many completions as the previous poll reaped. After a poll that
+// reaped 8, eight arrivals 1 ms apart, all within the min wait, are reaped by one enter: without
+// batched waits each arrival ends a wait of its own (9 enters).
+TEST(UringMinWait, OneEnterGathersAsManyCompletionsAsTheLastPollReaped) {
   REQUIRE_URING();
   if (kernel_version() < 612) GTEST_SKIP() << "min_wait_usec needs Linux 6.12";
   ::setenv("REACTOR_URING_MIN_WAIT_US", "100000", 1);  // 100 ms
   run_uring([] {
     auto& b = static_cast<UringBackend&>(Reactor::current()->backend());
     ASSERT_EQ(b.min_wait_us(), 100000u) << b.describe();
-    EXPECT_THAT(b.describe(), ::testing::HasSubstr("batched waits (32 completions or 100000 us)"));
+    EXPECT_THAT(b.describe(), ::testing::HasSubstr("batched waits (as many completions as the "
+                                                   "last poll, up to 32, or 100000 us)"));
     EXPECT_EQ(counter(b, "io_uring_feature_min_wait"), 1u);
     constexpr int kPairs = 8;
     std::vector<test::Pair> pairs;
     for (int i = 0; i < kPairs; ++i) pairs.push_back(test::connected_pair());
-    std::vector<Task<void>> readers;
+    auto read_all = [&] {
+      std::vector<Task<void>> readers;
+      for (int i = 0; i < kPairs; ++i) {
+        auto t = spawn("reader", [&, i] {
+          std::byte one[1];
+          auto n = pairs[static_cast<size_t>(i)].client.read(one, deadline_after(10s));
+          ASSERT_TRUE(n.ok()) << n.status();
+          EXPECT_EQ(*n, 1u);
+        });
+        EXPECT_TRUE(t.ok()) << t.status();
+        if (t.ok()) readers.push_back(*std::move(t));
+      }
+      return readers;
+    };
+    // Round one: every byte is there before the readers run, so one poll reaps all eight.
     for (int i = 0; i < kPairs; ++i) {
-      auto t = spawn("reader", [&, i] {
-        std::byte one[1];
-        auto n = pairs[static_cast<size_t>(i)].client.read(one, deadline_after(10s));
-        ASSERT_TRUE(n.ok()) << n.status();
-        EXPECT_EQ(*n, 1u);
-      });
-      ASSERT_TRUE(t.ok());
-      readers.push_back(*std::move(t));
+      ASSERT_EQ(::send(pairs[static_cast<size_t>(i)].server.fd(), "x", 1, 0), 1);
     }
+    std::vector<Task<void>> first = read_all();
+    join_all(first);
+    // Round two: the bytes arrive one by one.
+    std::vector<Task<void>> readers = read_all();
     yield();  // every receive is prepared
     const uint64_t enters = counter(b, "io_uring_enter_calls_total");
     std::thread writer([&] {
@@ -707,6 +720,38 @@ TEST(UringMinWait, OneEnterGathersCompletionsArrivingWithinTheMinWait) {
     // The enter that submits the receives and waits, perhaps one more if a timer of the loop
     // ended it early, and the one after the readers ran.
     EXPECT_LE(counter(b, "io_uring_enter_calls_total") - enters, 3u);
+  });
+  ::unsetenv("REACTOR_URING_MIN_WAIT_US");
+}
+
+// After a poll that reaped one completion the wait is a plain one: a lone connection's byte
+// wakes its reader at once, not after the 100 ms min wait.
+TEST(UringMinWait, ALoneCompletionIsNotHeldForTheMinWait) {
+  REQUIRE_URING();
+  if (kernel_version() < 612) GTEST_SKIP() << "min_wait_usec needs Linux 6.12";
+  ::setenv("REACTOR_URING_MIN_WAIT_US", "100000", 1);  // 100 ms
+  run_uring([] {
+    auto& b = static_cast<UringBackend&>(Reactor::current()->backend());
+    ASSERT_EQ(b.min_wait_us(), 100000u) << b.describe();
+    test::Pair p = test::connected_pair();
+    // Round 0 follows the polls of the set-up, which may have reaped several completions (and
+    // then may wait the min wait, as designed); each later one follows a poll that reaped one.
+    for (int round = 0; round < 5; ++round) {
+      std::thread writer([&] {
+        std::this_thread::sleep_for(2ms);
+        EXPECT_EQ(::send(p.server.fd(), "x", 1, 0), 1);
+      });
+      const auto start = std::chrono::steady_clock::now();
+      std::byte one[1];
+      auto n = p.client.read(one, deadline_after(10s));
+      const auto took = std::chrono::steady_clock::now() - start;
+      writer.join();
+      ASSERT_TRUE(n.ok()) << n.status();
+      // Held for the min wait it would take 100 ms or more.
+      if (round > 0) {
+        EXPECT_LT(took, 100ms) << "round " << round;
+      }
+    }
   });
   ::unsetenv("REACTOR_URING_MIN_WAIT_US");
 }
