@@ -92,8 +92,10 @@ class Connection {
   };
   // One read of request bytes into `input` (a ParserInput), for a parsing service. `idle`: nothing
   // is buffered and begin_idle() was called (the wait for the next request); read_into ends the
-  // idle mark. Where the backend lends buffers the lent bytes are appended to `input` (one copy,
-  // no buffer held while waiting, and the wait lets the stack go); elsewhere `input` grows by a
+  // idle mark. Where the backend lends buffers `input` parses the lent bytes where they lie
+  // (ParserInput::parse_in_place: no copy unless bytes were already buffered, and only a partial
+  // request's tail is copied, by the next read_into, before they go back; no buffer held while
+  // waiting, and the wait lets the stack go); elsewhere `input` grows by a
   // read chunk that the kernel fills, and an idle connection past idle_read_until gives the pages
   // of `input` and `out` (its reply buffer) back before it waits. Loop thread, inside the fiber.
   template <class Input>
@@ -242,14 +244,17 @@ template <class Input>
 Connection::ReadStep Connection::read_into(Input& input, std::string& out, bool idle,
                                            reactor::Deadline deadline, absl::Status* status) {
   if (lends_) {
+    // The last lent bytes go back with this read (recv_lent): what no request consumed of them
+    // moves to the parser's own buffer first.
+    input.settle();
     absl::StatusOr<std::span<const std::byte>> r = read_lent(deadline);
     if (idle) end_idle();
     if (!r.ok() || r->empty()) {
       *status = r.status();
       return ReadStep::kDone;
     }
-    input.feed(std::string_view(reinterpret_cast<const char*>(r->data()), r->size()));
-    release_lent();
+    // Parsed where they lie when nothing else is buffered; they stay ours until the next read.
+    input.parse_in_place(std::string_view(reinterpret_cast<const char*>(r->data()), r->size()));
     return ReadStep::kRead;
   }
   std::span<char> space = input.prepare(kReadChunk);

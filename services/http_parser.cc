@@ -128,8 +128,8 @@ HttpParseResult HttpRequestParser::next(HttpRequest& out) {
   if (state_ == State::kHeaders) {
     // Find the empty line ending the header section; empty lines before the request line are
     // skipped but count towards the limit.
-    const char* data = buffer_.data();
-    const size_t size = buffer_.size();
+    const char* data = this->data();
+    const size_t size = this->size();
     size_t head_end = 0;
     while (scan_ < size) {
       const void* hit = std::memchr(data + scan_, '\n', size - scan_);
@@ -165,15 +165,15 @@ HttpParseResult HttpRequestParser::next(HttpRequest& out) {
   } else {
     // The head was parsed and checked when it completed; once the body is here, parse it again
     // for views into the current buffer.
-    if (buffer_.size() - head_end_ < body_length_) return HttpParseResult::kNeedMore;
-    if (!parse_head(std::string_view(buffer_.data() + start_, head_end_ - start_), out)) {
+    if (size() - head_end_ < body_length_) return HttpParseResult::kNeedMore;
+    if (!parse_head(std::string_view(data() + start_, head_end_ - start_), out)) {
       return HttpParseResult::kError;
     }
   }
 
   // kBody: wait for body_length_ bytes after the head.
-  if (buffer_.size() - head_end_ < body_length_) return HttpParseResult::kNeedMore;
-  out.body = std::string_view(buffer_.data() + head_end_, body_length_);
+  if (size() - head_end_ < body_length_) return HttpParseResult::kNeedMore;
+  out.body = std::string_view(data() + head_end_, body_length_);
   out.wire_bytes = head_end_ + body_length_ - start_;
   start_ = head_end_ + body_length_;
   scan_ = start_;

@@ -7,7 +7,10 @@
 //
 // ParserInput<Parser>: bytes arrive through feed() or prepare()/commit() and the parser consumes
 // them from the front (start_). Before bytes are added the consumed prefix is dropped, and the
-// parser's rebase(n) shifts its own offsets into the buffer down by the n bytes dropped.
+// parser's rebase(n) shifts its own offsets into the buffer down by the n bytes dropped. Bytes a
+// backend lends (Backend::recv_lent) can instead be parsed where they lie (parse_in_place):
+// while nothing else is buffered the parser reads the lent bytes themselves, and settle() copies
+// only what no request consumed — a partial request's tail — into the buffer before they go back.
 #pragma once
 
 #include <sys/mman.h>
@@ -88,12 +91,41 @@ class ParserInput {
  public:
   // Appends bytes received from the peer.
   void feed(std::string_view bytes) {
+    settle();
     compact();
     buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  }
+  // Bytes that stay valid until settle(): parsed where they lie if nothing is buffered (the
+  // requests parsed from them point into them), else appended as feed() does. The caller calls
+  // settle() before the bytes go away. Returns whether they are parsed in place.
+  bool parse_in_place(std::string_view bytes) {
+    if (buffered() != 0 || bytes.empty()) {
+      feed(bytes);
+      return false;
+    }
+    settle();
+    compact();  // drops the consumed prefix (rebases the parser's offsets to 0)
+    lent_ = bytes.data();
+    lent_size_ = bytes.size();
+    return true;
+  }
+  // Ends parsing in place: the bytes no request consumed move into the parser's own buffer, at
+  // offset 0 (the parser's offsets rebased by what was consumed). Requests parsed from the lent
+  // bytes are invalid from here. Nothing to do when the parser reads its own buffer.
+  void settle() {
+    if (lent_ == nullptr) return;
+    const char* lent = lent_;
+    const size_t size = lent_size_;
+    lent_ = nullptr;
+    lent_size_ = 0;
+    buffer_.assign(lent + start_, lent + size);
+    static_cast<Parser*>(this)->rebase(start_);
+    start_ = 0;
   }
   // Zero-copy alternative to feed(): space for up to n bytes, then commit(k) with k <= n to keep
   // the first k of them.
   std::span<char> prepare(size_t n) {
+    settle();
     compact();
     const size_t old = buffer_.size();
     buffer_.resize(old + n);
@@ -106,17 +138,24 @@ class ParserInput {
     pending_ = 0;
   }
 
-  // Bytes buffered and not yet part of a returned request or command.
-  size_t buffered() const { return buffer_.size() - start_; }
+  // Bytes buffered (or lent and parsed in place) and not yet part of a returned request or
+  // command.
+  size_t buffered() const { return size() - start_; }
   // With nothing buffered: gives the buffer's pages back to the kernel, keeping its capacity
   // (an idle connection's, Connection::idle_read_until).
   void release_pages() {
     if (buffered() != 0) return;
+    settle();
     compact();
     release_whole_pages(buffer_.data(), buffer_.capacity());
   }
 
  protected:
+  // The bytes the parser reads: the lent ones while parsing in place, else the buffer's. Offsets
+  // (start_ and the parser's own) index into them.
+  const char* data() const { return lent_ != nullptr ? lent_ : buffer_.data(); }
+  size_t size() const { return lent_ != nullptr ? lent_size_ : buffer_.size(); }
+
   ReadBuffer buffer_;
   size_t start_ = 0;  // first byte not yet consumed
 
@@ -136,7 +175,9 @@ class ParserInput {
     start_ = 0;
   }
 
-  size_t pending_ = 0;  // bytes reserved by prepare()
+  size_t pending_ = 0;          // bytes reserved by prepare()
+  const char* lent_ = nullptr;  // parse_in_place's bytes, until settle()
+  size_t lent_size_ = 0;
 };
 
 }  // namespace reactord

@@ -33,7 +33,7 @@ bool parse_length(std::string_view s, int64_t* out) {
 
 // Finds the `\r\n`-terminated line starting at `from` in buf: its end (the '\r'), or npos if no
 // '\n' is buffered yet. Sets *bad when a line is there but does not end in CRLF or is too long.
-size_t find_length_line(const ReadBuffer& buf, size_t from, bool* bad) {
+size_t find_length_line(std::string_view buf, size_t from, bool* bad) {
   *bad = false;
   const size_t limit = std::min(buf.size(), from + kMaxLengthLine);
   const void* hit = std::memchr(buf.data() + from, '\n', limit - from);
@@ -66,17 +66,17 @@ RespParseResult RespParser::fail(std::string reason) {
 
 RespParseResult RespParser::next(RespCommand& out) {
   if (failed_) return RespParseResult::kError;
-  const size_t size = buffer_.size();
+  const size_t size = this->size();
 
   while (!in_array_) {
     if (start_ >= size) return RespParseResult::kNeedMore;
-    if (buffer_[start_] == '*') {
+    if (data()[start_] == '*') {
       bool bad = false;
-      const size_t cr = find_length_line(buffer_, start_, &bad);
+      const size_t cr = find_length_line(std::string_view(data(), size), start_, &bad);
       if (bad) return fail("invalid multibulk length");
       if (cr == std::string::npos) return RespParseResult::kNeedMore;
       int64_t n = 0;
-      if (!parse_length(std::string_view(buffer_.data() + start_ + 1, cr - start_ - 1), &n) ||
+      if (!parse_length(std::string_view(data() + start_ + 1, cr - start_ - 1), &n) ||
           (n > 0 && static_cast<uint64_t>(n) > limits_.max_array_len)) {
         return fail("invalid multibulk length");
       }
@@ -96,22 +96,22 @@ RespParseResult RespParser::next(RespCommand& out) {
     // Inline: one line split on whitespace.
     if (inline_scan_ < start_) inline_scan_ = start_;
     const size_t window_end = std::min(size, start_ + limits_.max_inline_bytes + 1);
-    const void* hit = inline_scan_ < window_end ? std::memchr(buffer_.data() + inline_scan_, '\n',
-                                                              window_end - inline_scan_)
-                                                : nullptr;
+    const void* hit = inline_scan_ < window_end
+                          ? std::memchr(data() + inline_scan_, '\n', window_end - inline_scan_)
+                          : nullptr;
     if (hit == nullptr) {
       inline_scan_ = window_end;
       if (size - start_ > limits_.max_inline_bytes) return fail("too big inline request");
       return RespParseResult::kNeedMore;
     }
-    const size_t lf = static_cast<size_t>(static_cast<const char*>(hit) - buffer_.data());
+    const size_t lf = static_cast<size_t>(static_cast<const char*>(hit) - data());
     out.args.clear();
     size_t i = start_;
     while (i < lf) {
-      while (i < lf && is_space(buffer_[i])) ++i;
+      while (i < lf && is_space(data()[i])) ++i;
       const size_t begin = i;
-      while (i < lf && !is_space(buffer_[i])) ++i;
-      if (i > begin) out.args.emplace_back(buffer_.data() + begin, i - begin);
+      while (i < lf && !is_space(data()[i])) ++i;
+      if (i > begin) out.args.emplace_back(data() + begin, i - begin);
     }
     if (out.args.size() > limits_.max_array_len) {
       return fail("too many arguments in an inline request");
@@ -132,18 +132,18 @@ RespParseResult RespParser::next(RespCommand& out) {
   while (array_left_ > 0) {
     if (bulk_len_ < 0) {
       if (cursor_ >= size) return RespParseResult::kNeedMore;
-      if (buffer_[cursor_] != '$') {
-        const char c = buffer_[cursor_];
+      if (data()[cursor_] != '$') {
+        const char c = data()[cursor_];
         const bool printable = c > 0x20 && c < 0x7f;
         return fail(printable ? std::string("expected '$', got '") + c + "'"
                               : std::string("expected '$'"));
       }
       bool bad = false;
-      const size_t cr = find_length_line(buffer_, cursor_, &bad);
+      const size_t cr = find_length_line(std::string_view(data(), size), cursor_, &bad);
       if (bad) return fail("invalid bulk length");
       if (cr == std::string::npos) return RespParseResult::kNeedMore;
       int64_t len = 0;
-      if (!parse_length(std::string_view(buffer_.data() + cursor_ + 1, cr - cursor_ - 1), &len) ||
+      if (!parse_length(std::string_view(data() + cursor_ + 1, cr - cursor_ - 1), &len) ||
           len < 0 || static_cast<uint64_t>(len) > limits_.max_bulk_bytes) {
         return fail("invalid bulk length");
       }
@@ -156,7 +156,7 @@ RespParseResult RespParser::next(RespCommand& out) {
     }
     const size_t len = static_cast<size_t>(bulk_len_);
     if (size - cursor_ < len + 2) return RespParseResult::kNeedMore;
-    if (buffer_[cursor_ + len] != '\r' || buffer_[cursor_ + len + 1] != '\n') {
+    if (data()[cursor_ + len] != '\r' || data()[cursor_ + len + 1] != '\n') {
       return fail("expected CRLF after a bulk string");
     }
     args_.emplace_back(cursor_ - start_, len);
@@ -167,7 +167,7 @@ RespParseResult RespParser::next(RespCommand& out) {
 
   out.args.clear();
   for (const auto& [offset, len] : args_) {
-    out.args.emplace_back(buffer_.data() + start_ + offset, len);
+    out.args.emplace_back(data() + start_ + offset, len);
   }
   out.wire_bytes = skipped_ + (cursor_ - start_);
   skipped_ = 0;

@@ -41,13 +41,28 @@ struct Outcome {
   size_t buffered = 0;
 };
 
+// How the chunks reach the parser: copied in (feed), or parsed where they lie (parse_in_place,
+// as a connection does with a backend's lent buffers: settle() before the next chunk, whose
+// bytes then replace the last ones, scribbled over first so that a view kept past settle()
+// reads garbage).
+enum class Input { kFeed, kInPlace };
+
 // Feeds the chunks one by one, draining complete requests after each.
-Outcome parse_chunks(const std::vector<std::string>& chunks, HttpLimits limits = {}) {
+Outcome parse_chunks(const std::vector<std::string>& chunks, HttpLimits limits = {},
+                     Input input = Input::kFeed) {
   HttpRequestParser parser(limits);
   HttpRequest req;
   Outcome out;
+  std::string lent;
   for (const std::string& chunk : chunks) {
-    parser.feed(chunk);
+    if (input == Input::kFeed) {
+      parser.feed(chunk);
+    } else {
+      parser.settle();
+      std::fill(lent.begin(), lent.end(), '\xaa');
+      lent = chunk;
+      parser.parse_in_place(lent);
+    }
     for (;;) {
       HttpParseResult r = parser.next(req);
       if (r == HttpParseResult::kRequest) {
@@ -77,6 +92,11 @@ void expect_same_at_every_split(const std::string& input, HttpLimits limits = {}
   const Outcome whole = parse(input, limits);
   for (size_t i = 1; i < input.size(); ++i) {
     const Outcome split = parse_chunks({input.substr(0, i), input.substr(i)}, limits);
+    const Outcome in_place =
+        parse_chunks({input.substr(0, i), input.substr(i)}, limits, Input::kInPlace);
+    ASSERT_EQ(in_place.requests, whole.requests) << "in place, split at " << i;
+    ASSERT_EQ(in_place.error_status, whole.error_status) << "in place, split at " << i;
+    ASSERT_EQ(in_place.buffered, whole.buffered) << "in place, split at " << i;
     ASSERT_EQ(split.requests, whole.requests) << "split at " << i;
     ASSERT_EQ(split.error_status, whole.error_status) << "split at " << i;
     ASSERT_EQ(split.buffered, whole.buffered) << "split at " << i;
@@ -84,8 +104,39 @@ void expect_same_at_every_split(const std::string& input, HttpLimits limits = {}
   std::vector<std::string> bytes;
   for (char c : input) bytes.emplace_back(1, c);
   const Outcome trickled = parse_chunks(bytes, limits);
+  const Outcome trickled_in_place = parse_chunks(bytes, limits, Input::kInPlace);
+  EXPECT_EQ(trickled_in_place.requests, whole.requests) << "in place, a byte at a time";
+  EXPECT_EQ(trickled_in_place.error_status, whole.error_status) << "in place, a byte at a time";
   EXPECT_EQ(trickled.requests, whole.requests);
   EXPECT_EQ(trickled.error_status, whole.error_status);
+}
+
+// Parsed in place, a complete request points into the lent bytes (no copy); settle() copies only
+// the partial request's tail, which the next bytes complete; bytes lent while some are buffered
+// are copied in behind them.
+TEST(HttpParserTest, InPlaceRequestsPointIntoTheLentBytesAndOnlyATailIsCopied) {
+  HttpRequestParser parser;
+  HttpRequest req;
+  std::string lent = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHo";
+  ASSERT_TRUE(parser.parse_in_place(lent));
+  ASSERT_EQ(parser.next(req), HttpParseResult::kRequest);
+  EXPECT_EQ(req.path, "/a");
+  EXPECT_TRUE(req.path.data() >= lent.data() && req.path.data() < lent.data() + lent.size())
+      << "copied";
+  ASSERT_EQ(parser.next(req), HttpParseResult::kNeedMore);
+  const size_t tail = parser.buffered();
+  EXPECT_EQ(tail, std::string_view("GET /b HTTP/1.1\r\nHo").size());
+  parser.settle();
+  std::fill(lent.begin(), lent.end(), 'x');  // the lent bytes go back
+  EXPECT_EQ(parser.buffered(), tail);
+  std::string more = "st: h\r\n\r\n";
+  EXPECT_FALSE(parser.parse_in_place(more)) << "a partial request is buffered: copied behind it";
+  more = "zzzzzzzzzzz";  // copied, so this changes nothing
+  ASSERT_EQ(parser.next(req), HttpParseResult::kRequest);
+  EXPECT_EQ(req.path, "/b");
+  ASSERT_NE(req.find_header("host"), nullptr);
+  EXPECT_EQ(req.find_header("host")->value, "h");
+  EXPECT_EQ(parser.buffered(), 0u);
 }
 
 TEST(HttpParserTest, SimpleGet) {

@@ -20,12 +20,27 @@ struct Outcome {
   size_t buffered = 0;
 };
 
-Outcome parse_chunks(const std::vector<std::string>& chunks, RespLimits limits = {}) {
+// How the chunks reach the parser: copied in (feed), or parsed where they lie (parse_in_place,
+// as a connection does with a backend's lent buffers: settle() before the next chunk, whose
+// bytes then replace the last ones, scribbled over first so that a view kept past settle()
+// reads garbage).
+enum class Input { kFeed, kInPlace };
+
+Outcome parse_chunks(const std::vector<std::string>& chunks, RespLimits limits = {},
+                     Input input = Input::kFeed) {
   RespParser parser(limits);
   RespCommand cmd;
   Outcome out;
+  std::string lent;
   for (const std::string& chunk : chunks) {
-    parser.feed(chunk);
+    if (input == Input::kFeed) {
+      parser.feed(chunk);
+    } else {
+      parser.settle();
+      std::fill(lent.begin(), lent.end(), '\xaa');
+      lent = chunk;
+      parser.parse_in_place(lent);
+    }
     for (;;) {
       RespParseResult r = parser.next(cmd);
       if (r == RespParseResult::kCommand) {
@@ -54,6 +69,12 @@ void expect_same_at_every_split(const std::string& input, RespLimits limits = {}
   const Outcome whole = parse(input, limits);
   for (size_t i = 1; i < input.size(); ++i) {
     const Outcome split = parse_chunks({input.substr(0, i), input.substr(i)}, limits);
+    const Outcome in_place =
+        parse_chunks({input.substr(0, i), input.substr(i)}, limits, Input::kInPlace);
+    ASSERT_EQ(in_place.commands, whole.commands) << "in place, split at " << i;
+    ASSERT_EQ(in_place.wire_bytes, whole.wire_bytes) << "in place, split at " << i;
+    ASSERT_EQ(in_place.error, whole.error) << "in place, split at " << i;
+    ASSERT_EQ(in_place.buffered, whole.buffered) << "in place, split at " << i;
     ASSERT_EQ(split.commands, whole.commands) << "split at " << i;
     ASSERT_EQ(split.wire_bytes, whole.wire_bytes) << "split at " << i;
     ASSERT_EQ(split.error, whole.error) << "split at " << i;
@@ -62,6 +83,9 @@ void expect_same_at_every_split(const std::string& input, RespLimits limits = {}
   std::vector<std::string> bytes;
   for (char c : input) bytes.emplace_back(1, c);
   const Outcome trickled = parse_chunks(bytes, limits);
+  const Outcome trickled_in_place = parse_chunks(bytes, limits, Input::kInPlace);
+  EXPECT_EQ(trickled_in_place.commands, whole.commands) << "in place, a byte at a time";
+  EXPECT_EQ(trickled_in_place.error, whole.error) << "in place, a byte at a time";
   EXPECT_EQ(trickled.commands, whole.commands);
   EXPECT_EQ(trickled.error, whole.error);
 }
@@ -70,6 +94,36 @@ std::string multibulk(const Args& args) {
   std::string s = "*" + std::to_string(args.size()) + "\r\n";
   for (const std::string& a : args) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
   return s;
+}
+
+// Parsed in place, complete commands point into the lent bytes (no copy); settle() copies only
+// the partial command's tail, which the next bytes complete; bytes lent while some are buffered
+// are copied in behind them.
+TEST(RespParserTest, InPlaceCommandsPointIntoTheLentBytesAndOnlyATailIsCopied) {
+  RespParser parser;
+  RespCommand cmd;
+  std::string lent = "*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$3\r\nGE";
+  ASSERT_TRUE(parser.parse_in_place(lent));
+  auto inside = [&](std::string_view v) {
+    return v.data() >= lent.data() && v.data() + v.size() <= lent.data() + lent.size();
+  };
+  ASSERT_EQ(parser.next(cmd), RespParseResult::kCommand);
+  EXPECT_EQ(cmd.args, (std::vector<std::string_view>{"PING"}));
+  EXPECT_TRUE(inside(cmd.args[0])) << "copied";
+  ASSERT_EQ(parser.next(cmd), RespParseResult::kCommand);
+  EXPECT_EQ(cmd.args, (std::vector<std::string_view>{"GET", "k"}));
+  EXPECT_TRUE(inside(cmd.args[0]) && inside(cmd.args[1])) << "copied";
+  ASSERT_EQ(parser.next(cmd), RespParseResult::kNeedMore);
+  EXPECT_EQ(parser.buffered(), 10u);  // "*1\r\n$3\r\nGE"
+  parser.settle();
+  std::fill(lent.begin(), lent.end(), 'x');  // the lent bytes go back
+  EXPECT_EQ(parser.buffered(), 10u);
+  std::string more = "T\r\n";
+  EXPECT_FALSE(parser.parse_in_place(more)) << "a partial command is buffered: copied behind it";
+  more = "zzzz";  // copied, so this changes nothing
+  ASSERT_EQ(parser.next(cmd), RespParseResult::kCommand);
+  EXPECT_EQ(cmd.args, (std::vector<std::string_view>{"GET"}));
+  EXPECT_EQ(parser.buffered(), 0u);
 }
 
 TEST(RespParserTest, Multibulk) {
