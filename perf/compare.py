@@ -107,7 +107,6 @@ def echo_rows(sqpoll_cpu=0):
     cells), the adaptive rows in the latency cell only. sqpoll_cpu: the CPU the SQPOLL row pins its
     kernel SQ thread to (io_uring_sqpoll_cpu; -1 leaves it unpinned)."""
     variant_cells = tuple((c, z) for c in ECHO_CONNS for z in ECHO_SIZES if (c, z) != (1, 4096))
-    many_cells = tuple((c, z) for c in ECHO_CONNS for z in ECHO_SIZES if c > 1)
     return [
         Row("reactord-epoll", "epoll"),
         Row("reactord-io_uring", "io_uring"),
@@ -125,10 +124,10 @@ def echo_rows(sqpoll_cpu=0):
         Row("reactord-io_uring-sqpoll", "io_uring",
             {"io_uring_sqpoll": True, "io_uring_sqpoll_cpu": sqpoll_cpu}, cells=variant_cells,
             exclusive=True, open_loop=False),
-        # Batched waits: fewer io_uring_enter calls per request at up to 25 us more latency per
-        # wait; where many connections keep completions coming (a lone connection would only wait).
-        Row("reactord-io_uring-minwait", "io_uring", {"io_uring_min_wait_us": 25},
-            cells=many_cells, open_loop=False),
+        # Without batched waits (on by default, 10 us): what they change, system calls per request
+        # first, and that the lone connection of the 1 x 64 B cell is not delayed by them.
+        Row("reactord-io_uring-nominwait", "io_uring", {"io_uring_min_wait_us": 0},
+            cells=variant_cells, open_loop=False),
         Row("reactord-epoll-adaptive", "epoll", {"idle": "adaptive"}, cells=(LATENCY_CELL,),
             exclusive=True, open_loop=False),
         Row("reactord-io_uring-adaptive", "io_uring", {"idle": "adaptive"},
