@@ -377,6 +377,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_fixed_file_registrations_total", fixed_file_registrations_.get()});
   out.push_back({"io_uring_fixed_file_errors_total", fixed_file_errors_.get()});
   out.push_back({"io_uring_lent_recv_arms_total", lent_recv_arms_.get()});
+  out.push_back({"io_uring_lent_sends_total", lent_sends_.get()});
   out.push_back({"io_uring_lent_recv_cqes_total", lent_recv_cqes_.get()});
   out.push_back({"io_uring_lent_recv_pauses_total", lent_recv_pauses_.get()});
   out.push_back({"io_uring_lent_recv_fallbacks_total", lent_recv_fallbacks_.get()});

@@ -162,6 +162,10 @@ class UringBackend final : public Backend {
   // Loop thread, inside a fiber (uring_recv.cc).
   absl::StatusOr<std::span<const std::byte>> recv_lent(int fd, Deadline deadline) override;
   void release_lent(int fd) override;
+  // async_send and lent_recv (uring_send.cc): the queue's next SEND goes from the lent ring buffer
+  // itself, which returns to the ring at its CQE, when nothing is queued on fd before it.
+  absl::StatusOr<size_t> send_lent(int fd, std::span<const std::byte> buf,
+                                   Deadline deadline) override;
   // Loop thread. Cancels the listener's multishot accept; accept() hands out what it accepted
   // before its final CQE and what the kernel's queue still holds then (sweep_stopped), then
   // returns OutOfRange. Single-shot: cancels the accept in flight, then the same.
@@ -403,6 +407,7 @@ class UringBackend final : public Backend {
   RelaxedCounter lent_recv_cqes_;
   RelaxedCounter lent_recv_pauses_;
   RelaxedCounter lent_recv_fallbacks_;
+  RelaxedCounter lent_sends_;  // send_lent calls that sent from the ring buffer itself
 };
 
 // Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry

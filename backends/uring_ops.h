@@ -77,11 +77,20 @@ struct UringBackend::SendQueue {
   bool dirty = false;     // on dirty_sends_
   bool detached = false;  // fd closed
   int error = 0;          // errno of a failed SEND, for the next call on the fd
-  Deadline deadline{};    // of the latest send that queued bytes: close waits at most until then
+  // send_lent: a ring buffer (its id, or -1) whose bytes [lent_data, +lent_len) go before
+  // `pending`, from the buffer itself; back to the ring once sent (or the fd is given up).
+  int32_t lent_bid = -1;
+  bool lent_in_flight = false;  // the SEND in flight carries the lent bytes
+  const std::byte* lent_data = nullptr;
+  size_t lent_len = 0;
+  Deadline deadline{};  // of the latest send that queued bytes: close waits at most until then
   std::vector<SendWaiter*> waiters;
   SendQueue* next_free = nullptr;
 
-  size_t queued() const { return inflight.size() + pending.size(); }
+  size_t queued() const {
+    return inflight.size() + pending.size() + (lent_bid >= 0 ? lent_len : 0);
+  }
+  bool has_unsent() const { return lent_bid >= 0 || !pending.empty(); }
 };
 
 // lent_recv: an fd's multishot receive and what it received that nobody took yet. Chunks are ring

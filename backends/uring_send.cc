@@ -103,6 +103,38 @@ absl::StatusOr<size_t> UringBackend::send_socket(int fd, std::span<const iovec> 
   return vectored(fd, iov, deadline, /*output=*/true, /*socket=*/true);
 }
 
+absl::StatusOr<size_t> UringBackend::send_lent(int fd, std::span<const std::byte> buf,
+                                               Deadline deadline) {
+  loop_thread_.check();
+  Receiver* const r = options_.async_send ? receiver_of(fd) : nullptr;
+  // Only the ring's buffers (not a fallback receive's own) and only with nothing queued before
+  // them; a send large enough for send_first goes directly, which copies nothing either.
+  if (r == nullptr || r->lent < 0 || r->lent == Receiver::kFallback || buf.empty() ||
+      (options_.send_first && buf.size() >= options_.send_first_min)) {
+    return send(fd, buf, deadline);
+  }
+  const std::byte* const base = buffers_->buffer(static_cast<uint16_t>(r->lent));
+  if (buf.data() < base || buf.data() + buf.size() > base + buffers_->buffer_size()) {
+    return send(fd, buf, deadline);
+  }
+  SendQueue* q = send_queue(fd);
+  if (q->error != 0) return errno_status(std::exchange(q->error, 0), "send", fd);
+  if (q->queued() > 0) return send(fd, buf, deadline);
+  // The buffer is the queue's now: the receiver's next call does not give it back.
+  q->lent_bid = std::exchange(r->lent, -1);
+  q->lent_data = buf.data();
+  q->lent_len = buf.size();
+  q->deadline = deadline;
+  if (!q->in_flight && !q->dirty) {
+    q->dirty = true;
+    dirty_sends_.push_back(q);
+  }
+  queued_sends_.add();
+  lent_sends_.add();
+  detail::spend_io_budget();
+  return buf.size();
+}
+
 // ---- async_send ----
 
 UringBackend::SendQueue* UringBackend::send_queue(int fd) {
@@ -122,6 +154,11 @@ UringBackend::SendQueue* UringBackend::send_queue(int fd) {
 }
 
 void UringBackend::release_send_queue(SendQueue* q) {
+  if (q->lent_bid >= 0) buffers_->recycle(static_cast<uint16_t>(q->lent_bid));
+  q->lent_bid = -1;
+  q->lent_in_flight = false;
+  q->lent_data = nullptr;
+  q->lent_len = 0;
   q->inflight.clear();
   q->pending.clear();
   if (q->inflight.capacity() > kKeptCapacity) std::vector<std::byte>().swap(q->inflight);
@@ -185,11 +222,21 @@ absl::StatusOr<size_t> UringBackend::queue_send(int fd, std::span<const iovec> i
 }
 
 void UringBackend::submit_send(SendQueue* q) {
-  q->inflight.swap(q->pending);
-  q->pending.clear();
+  const void* data;
+  size_t len;
+  if (q->lent_bid >= 0) {  // the lent bytes go first: they were queued before `pending`
+    q->lent_in_flight = true;
+    data = q->lent_data;
+    len = q->lent_len;
+  } else {
+    q->inflight.swap(q->pending);
+    q->pending.clear();
+    data = q->inflight.data();
+    len = q->inflight.size();
+  }
   use_fixed_file(q->fd);
   io_uring_sqe* sqe = get_sqe();
-  io_uring_prep_send(sqe, q->fd, q->inflight.data(), q->inflight.size(), MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, q->fd, data, len, MSG_NOSIGNAL);
   mark_fixed(sqe, q->fd);
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(q) | kTagSend);
   q->in_flight = true;
@@ -200,7 +247,7 @@ void UringBackend::flush_sends() {
   // submit_send may submit early (a full SQ), which reaps nothing: the list stays stable.
   for (SendQueue* q : dirty_sends_) {
     q->dirty = false;
-    if (q->fd >= 0 && !q->detached && !q->in_flight && !q->pending.empty()) submit_send(q);
+    if (q->fd >= 0 && !q->detached && !q->in_flight && q->has_unsent()) submit_send(q);
   }
   dirty_sends_.clear();
 }
@@ -212,7 +259,22 @@ void UringBackend::handle_send_cqe(SendQueue* q, int32_t res) {
     return;
   }
   if (res == -EINTR || res == -EAGAIN) res = 0;  // try the same bytes again
-  if (res < 0) {
+  if (q->lent_in_flight) {
+    q->lent_in_flight = false;
+    if (res >= 0 && static_cast<size_t>(res) < q->lent_len) {
+      q->lent_data += res;  // a short send: the rest goes first in the next SEND
+      q->lent_len -= static_cast<size_t>(res);
+    } else {
+      buffers_->recycle(static_cast<uint16_t>(q->lent_bid));
+      q->lent_bid = -1;
+      q->lent_data = nullptr;
+      q->lent_len = 0;
+    }
+    if (res < 0) {
+      q->error = -res;
+      q->pending.clear();
+    }
+  } else if (res < 0) {
     // The socket is broken: what is queued can never be sent. The next call on the fd says why.
     q->error = -res;
     q->inflight.clear();
@@ -224,7 +286,7 @@ void UringBackend::handle_send_cqe(SendQueue* q, int32_t res) {
   } else {
     q->inflight.clear();
   }
-  if (!q->pending.empty()) submit_send(q);  // with the next enter; order kept (one in flight)
+  if (q->error == 0 && q->has_unsent()) submit_send(q);  // with the next enter; one in flight
   wake_send_waiters(q, absl::OkStatus());
 }
 
@@ -272,7 +334,7 @@ absl::Status UringBackend::detach_send_queue(int fd, bool* in_flight) {
   fd_state(fd).sendq = nullptr;
   // What is queued but not yet submitted goes in one last SEND, issued before the close's cancel:
   // whatever fits the socket's buffer still reaches the peer.
-  if (!q->in_flight && !q->pending.empty() && q->error == 0) submit_send(q);
+  if (!q->in_flight && q->has_unsent() && q->error == 0) submit_send(q);
   if (q->in_flight) {
     q->detached = true;
     *in_flight = true;

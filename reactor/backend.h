@@ -78,6 +78,15 @@ class Backend {
     return absl::UnimplementedError("recv_lent: this backend does not lend buffers");
   }
   virtual void release_lent(int fd) { (void)fd; }
+  // A send of bytes that lie in the memory recv_lent(fd) lent last, which the backend may send
+  // without copying them: it then keeps that memory until the kernel has taken the bytes (the
+  // caller reads the span no more, and the next call on fd does not take it back). Otherwise —
+  // bytes queued before them, a span outside the lent memory, a backend that lends nothing — the
+  // same as send(). Returns the bytes accepted, as send() does. Loop thread, inside a fiber.
+  virtual absl::StatusOr<size_t> send_lent(int fd, std::span<const std::byte> buf,
+                                           Deadline deadline) {
+    return send(fd, buf, deadline);
+  }
 
   // Waits until every byte accepted by send/writev on fd was taken by the kernel; returns the
   // error of a queued send, if any. Callers use it before shutdown(SHUT_WR) and other calls that

@@ -104,6 +104,9 @@ class Connection {
   // Some of buf (one send: at least one byte unless buf is empty).
   absl::StatusOr<size_t> write(std::span<const std::byte> buf, reactor::Deadline deadline);
   absl::Status write_all(std::span<const std::byte> buf, reactor::Deadline deadline);
+  // write_all of bytes read_lent lent, which the backend may send from its buffer without a copy
+  // (Backend::send_lent): `buf` is not read again by the caller after this.
+  absl::Status write_lent_all(std::span<const std::byte> buf, reactor::Deadline deadline);
   absl::Status write_all(std::string_view s, reactor::Deadline deadline) {
     return write_all(std::as_bytes(std::span(s.data(), s.size())), deadline);
   }
@@ -237,6 +240,25 @@ inline absl::Status Connection::write_all(std::span<const std::byte> buf,
     stats_.bytes_out.add(buf.size());
     bytes_out_ += buf.size();
   }
+  return s;
+}
+
+inline absl::Status Connection::write_lent_all(std::span<const std::byte> buf,
+                                               reactor::Deadline deadline) {
+  reactor::Backend& backend = reactor::Reactor::current()->backend();
+  io_ = Io::kWriting;
+  absl::Status s;
+  while (!buf.empty()) {
+    absl::StatusOr<size_t> n = backend.send_lent(stream_.fd(), buf, deadline);
+    if (!n.ok()) {
+      s = n.status();
+      break;
+    }
+    stats_.bytes_out.add(*n);
+    bytes_out_ += *n;
+    buf = buf.subspan(*n);
+  }
+  io_ = Io::kNone;
   return s;
 }
 

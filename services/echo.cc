@@ -50,7 +50,7 @@ void serve_echo(Connection& c, const EchoOptions& options) {
       absl::StatusOr<std::span<const std::byte>> n = c.read_lent(deadline);
       if (!n.ok() || n->empty()) return;
       c.count_requests();
-      if (!c.write_all(*n, deadline).ok()) return;
+      if (!c.write_lent_all(*n, deadline).ok()) return;
     }
   }
   if (!backend.recv_holds_buffer()) {

@@ -667,6 +667,93 @@ TEST(UringLentRecv, DryRingFallsBackToTheReceiversOwnBuffer) {
   ::unsetenv("REACTOR_URING_LENT_RECV");
 }
 
+// ---- send_lent: sends from the lent ring buffer itself ----
+
+// Each echo goes out from the ring buffer it came in (no copy), and the buffer returns to the ring
+// once sent: with a ring of two buffers, 300 round trips and the close after a last send find a
+// buffer every time (a buffer kept would dry the ring within two, and the receives would fall
+// back to a buffer of their own, whose bytes send_lent copies).
+TEST(UringLentSend, EchoesFromTheRingBufferAndGivesItBack) {
+  REQUIRE_URING();
+  ::setenv("REACTOR_URING_LENT_RECV", "1", 1);         // on under TSan too
+  ::setenv("REACTOR_URING_PROVIDED_BUFFERS", "2", 1);  // a ring of two buffers
+  run_uring([] {
+    Backend& b = Reactor::current()->backend();
+    if (!b.lends_buffers()) GTEST_SKIP() << "no multishot receive on this kernel";
+    const uint64_t lent_sends = counter(b, "io_uring_lent_sends_total");
+    const uint64_t fallbacks = counter(b, "io_uring_lent_recv_fallbacks_total");
+    constexpr int kRounds = 300;
+    for (int pass = 0; pass < 2; ++pass) {  // the second on a new pair, after a close
+      test::Pair p = test::connected_pair();
+      for (int i = 0; i < kRounds; ++i) {
+        const std::vector<std::byte> msg = pattern(64, static_cast<uint32_t>(pass * kRounds + i));
+        ASSERT_TRUE(p.server.write_all(msg, deadline_after(5s)).ok());
+        std::vector<std::byte> got;
+        while (got.size() < msg.size()) {
+          auto r = b.recv_lent(p.client.fd(), deadline_after(5s));
+          ASSERT_TRUE(r.ok()) << r.status();
+          ASSERT_FALSE(r->empty());
+          got.insert(got.end(), r->begin(), r->end());
+          auto n = b.send_lent(p.client.fd(), *r, deadline_after(5s));
+          ASSERT_TRUE(n.ok()) << n.status();
+          ASSERT_EQ(*n, r->size());
+        }
+        std::vector<std::byte> back(msg.size());
+        ASSERT_TRUE(p.server.read_exact(back, deadline_after(5s)).ok());
+        ASSERT_TRUE(back == msg) << "round " << i;
+      }
+      // The last send may still be in the ring: close sends it first, and the buffer comes back.
+      const std::vector<std::byte> last = pattern(64, 7);
+      ASSERT_TRUE(p.server.write_all(last, deadline_after(5s)).ok());
+      auto r = b.recv_lent(p.client.fd(), deadline_after(5s));
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_TRUE(b.send_lent(p.client.fd(), *r, deadline_after(5s)).ok());
+      ASSERT_TRUE(p.client.close().ok());
+      std::vector<std::byte> back(r->size());
+      ASSERT_TRUE(p.server.read_exact(back, deadline_after(5s)).ok());
+    }
+    EXPECT_GE(counter(b, "io_uring_lent_sends_total") - lent_sends, 2u * (kRounds + 1));
+    EXPECT_EQ(counter(b, "io_uring_lent_recv_fallbacks_total"), fallbacks) << "a buffer was kept";
+  });
+  ::unsetenv("REACTOR_URING_PROVIDED_BUFFERS");
+  ::unsetenv("REACTOR_URING_LENT_RECV");
+}
+
+// Behind bytes already queued on the fd the lent bytes are copied into the queue, after them: the
+// peer gets both in order.
+TEST(UringLentSend, BehindQueuedBytesItCopiesInOrder) {
+  REQUIRE_URING();
+  ::setenv("REACTOR_URING_LENT_RECV", "1", 1);  // on under TSan too
+  run_uring([] {
+    Backend& b = Reactor::current()->backend();
+    if (!b.lends_buffers()) GTEST_SKIP() << "no multishot receive on this kernel";
+    test::Pair p = test::connected_pair();
+    const std::vector<std::byte> in = pattern(64, 3);
+    ASSERT_TRUE(p.server.write_all(in, deadline_after(5s)).ok());
+    std::vector<std::byte> got;
+    std::span<const std::byte> lent;
+    while (got.size() < in.size()) {
+      auto r = b.recv_lent(p.client.fd(), deadline_after(5s));
+      ASSERT_TRUE(r.ok()) << r.status();
+      got.insert(got.end(), r->begin(), r->end());
+      lent = *r;
+    }
+    const std::vector<std::byte> first = pattern(100, 4);
+    ASSERT_TRUE(b.send(p.client.fd(), first, deadline_after(5s)).ok());  // queued, not yet sent
+    const uint64_t lent_sends = counter(b, "io_uring_lent_sends_total");
+    auto n = b.send_lent(p.client.fd(), lent, deadline_after(5s));
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, lent.size());
+    EXPECT_EQ(counter(b, "io_uring_lent_sends_total"), lent_sends) << "sent past queued bytes";
+    std::vector<std::byte> want = first;
+    want.insert(want.end(), lent.begin(), lent.end());
+    std::vector<std::byte> back(want.size());
+    ASSERT_TRUE(p.server.read_exact(back, deadline_after(5s)).ok());
+    EXPECT_TRUE(back == want) << "out of order";
+  });
+  ::unsetenv("REACTOR_URING_LENT_RECV");
+}
+
 // ---- batched waits: min_wait_usec (Options::min_wait_us) ----
 
 // A waiting poll asks for as many completions as the previous poll reaped. After a poll that
