@@ -65,6 +65,7 @@ struct Fiber {
   absl::Status wake_status;
   TimerNode deadline;  // armed while parked with a deadline
   Fiber* next_ready = nullptr;
+  Fiber* next_free = nullptr;  // on the reactor's list of records not in use
   Fiber* prev_alive = nullptr;
   Fiber* next_alive = nullptr;
   Deadline created{};         // the loop's clock when it was spawned (the spawning slice's start)
