@@ -304,8 +304,8 @@ void Reactor::fiber_entry(void* arg) {
   // Started by the scheduler or by a fiber's hand-off.
   detail::on_context_start(r->switch_from_);
   r->landed();
-  f->body->run();
-  std::exchange(f->body, nullptr)->release();
+  f->body->run();  // releases the body as well
+  f->body = nullptr;
   f->state = detail::FiberState::kDone;  // suspend() then never returns
   r->suspend();
   __builtin_unreachable();
