@@ -255,15 +255,19 @@ bool same_name(const std::string& a, std::string_view b) {
 
 detail::Fiber* Reactor::new_fiber(std::string_view name, detail::FiberBody* body,
                                   absl::Status* error) {
-  Stack stack;
-  if (!stacks_.take_cached(&stack)) [[unlikely]] {
-    if (!map_stack(&stack, name, error)) return nullptr;
-  }
   detail::Fiber* f = free_fibers_;
   if (f != nullptr) [[likely]] {
     free_fibers_ = f->next_free;
   } else {
     f = new_fiber_record();
+  }
+  // Straight into the record (nothing reads a record's stack before it is alive).
+  if (!stacks_.take_cached(&f->stack)) [[unlikely]] {
+    if (!map_stack(&f->stack, name, error)) {
+      f->next_free = free_fibers_;
+      free_fibers_ = f;
+      return nullptr;
+    }
   }
   f->id.store(next_fiber_id_++, std::memory_order_relaxed);
   // A record keeps its last fiber's name (destroy_fiber): a fiber spawned under the same name, as
@@ -283,7 +287,6 @@ detail::Fiber* Reactor::new_fiber(std::string_view name, detail::FiberBody* body
   f->prev_alive = nullptr;
   f->last_slice_ns = 0;
   f->slices = 0;
-  f->stack = stack;
   f->body = body;
   // The loop's last clock reading: the start of the spawning slice (or the end of the last poll),
   // not a clock read of its own per spawn.
