@@ -20,11 +20,12 @@ template <class T>
 class Channel {
  public:
   // capacity >= 1.
-  explicit Channel(size_t capacity) : slots_(capacity == 0 ? 1 : capacity) {}
+  explicit Channel(size_t capacity)
+      : slots_(capacity == 0 ? 1 : capacity), capacity_(slots_.size()) {}
 
   // OK, DeadlineExceeded, Cancelled, or FailedPrecondition once closed. `value` is consumed.
   absl::Status push(T value, Deadline deadline = kNoDeadline) {
-    while (size_ == slots_.size() && !closed_) {
+    while (size_ == capacity_ && !closed_) {
       absl::Status s = not_full_.wait(deadline, "Channel::push");
       if (!s.ok()) return s;
     }
@@ -44,7 +45,7 @@ class Channel {
   }
 
   bool try_push(T& value) {
-    if (closed_ || size_ == slots_.size()) return false;
+    if (closed_ || size_ == capacity_) return false;
     put(std::move(value));
     return true;
   }
@@ -60,11 +61,11 @@ class Channel {
   }
   bool closed() const { return closed_; }
   size_t size() const { return size_; }
-  size_t capacity() const { return slots_.size(); }
+  size_t capacity() const { return capacity_; }
 
  private:
   // Ring indices by compare and subtract: a division costs more than the rest of a push.
-  size_t wrap(size_t i) const { return i >= slots_.size() ? i - slots_.size() : i; }
+  size_t wrap(size_t i) const { return i >= capacity_ ? i - capacity_ : i; }
   void put(T&& value) {
     slots_[wrap(head_ + size_)].emplace(std::move(value));
     ++size_;
@@ -81,6 +82,7 @@ class Channel {
   }
 
   std::vector<std::optional<T>> slots_;
+  size_t capacity_;  // slots_.size(), kept: the vector's size is a subtraction and a shift
   size_t head_ = 0;
   size_t size_ = 0;
   bool closed_ = false;

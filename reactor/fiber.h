@@ -21,8 +21,9 @@ namespace reactor::detail {
 
 enum class FiberState : uint8_t { kRunnable, kRunning, kParked, kDone };
 
-// What a fiber runs. The reactor calls run() once on the fiber, then release() when the fiber ends
-// (or is abandoned with its reactor); release() ends the reactor's use of the body.
+// What a fiber runs. The reactor calls run() once on the fiber: it runs the body and ends with what
+// release() does (one virtual call per fiber, not two). A fiber abandoned with its reactor before
+// run() returned gets release() instead. Either ends the reactor's use of the body.
 struct FiberBody {
   virtual ~FiberBody() = default;
   virtual void run() = 0;
@@ -65,6 +66,7 @@ struct Fiber {
   absl::Status wake_status;
   TimerNode deadline;  // armed while parked with a deadline
   Fiber* next_ready = nullptr;
+  Fiber* next_free = nullptr;  // on the reactor's list of records not in use
   Fiber* prev_alive = nullptr;
   Fiber* next_alive = nullptr;
   Deadline created{};         // the loop's clock when it was spawned (the spawning slice's start)

@@ -17,8 +17,12 @@
 // same time. Never earlier than the last sync(). One per loop thread; not thread-safe.
 #pragma once
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <ratio>
+#include <type_traits>
 
 #include "reactor/time.h"
 
@@ -35,9 +39,18 @@ class LoopClock {
 
   LoopClock();
 
+  // Clock::now() without its call into libstdc++: the same clock_gettime(CLOCK_MONOTONIC) that
+  // steady_clock::now() makes on Linux, inline.
+  static Deadline steady_now() {
+    static_assert(std::is_same_v<Duration::period, std::nano>);
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return Deadline(Duration(int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec));
+  }
+
   // A real reading (Clock::now()), which also anchors and calibrates the TSC path.
   Deadline sync() {
-    const Deadline t = Clock::now();
+    const Deadline t = steady_now();
     if (!tsc_) return t;
     const uint64_t c = ticks();
     if (first_ticks_ == 0) {
@@ -60,7 +73,7 @@ class LoopClock {
 
   // Now: the last sync() plus the TSC ticks since, or Clock::now() (see above).
   Deadline now() const {
-    if (mult_ == 0) return Clock::now();
+    if (mult_ == 0) return steady_now();
     const int64_t ticks_since = static_cast<int64_t>(ticks() - anchor_ticks_);
     if (ticks_since <= 0) return anchor_;  // an earlier read of a CPU whose TSC is a tick behind
     const auto ns =

@@ -214,33 +214,66 @@ Reactor::~Reactor() {
   }
 }
 
-detail::Fiber* Reactor::new_fiber(std::string&& name, detail::FiberBody* body,
+bool Reactor::map_stack(Stack* stack, std::string_view name, absl::Status* error) {
+  absl::StatusOr<Stack> mapped = stacks_.allocate();
+  if (!mapped.ok()) {
+    stats_.spawn_failures.add();
+    *error = absl::ResourceExhaustedError(
+        absl::StrCat("spawn '", std::string(name), "': ", mapped.status().message()));
+    return false;
+  }
+  *stack = *mapped;
+  return true;
+}
+
+// A record belongs to this reactor for the reactor's life: what never changes is set once here.
+detail::Fiber* Reactor::new_fiber_record() {
+  fiber_records_.push_back(std::make_unique<detail::Fiber>());
+  detail::Fiber* f = fiber_records_.back().get();
+  f->reactor = this;
+  f->deadline.fire = &fire_fiber_deadline;
+  f->deadline.data = f;
+  return f;
+}
+
+void Reactor::set_name(detail::Fiber* f, std::string_view name) {
+  f->name.assign(name);
+  f->packed_name.set(f->name);
+}
+
+namespace {
+// a == b, without a call to memcmp for the short names most fibers have.
+bool same_name(const std::string& a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (b.size() > 16) return a == b;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+detail::Fiber* Reactor::new_fiber(std::string_view name, detail::FiberBody* body,
                                   absl::Status* error) {
-  Stack stack;
-  if (!stacks_.take_cached(&stack)) [[unlikely]] {
-    absl::StatusOr<Stack> mapped = stacks_.allocate();
-    if (!mapped.ok()) {
-      stats_.spawn_failures.add();
-      *error = absl::ResourceExhaustedError(
-          absl::StrCat("spawn '", name, "': ", mapped.status().message()));
+  detail::Fiber* f = free_fibers_;
+  if (f != nullptr) [[likely]] {
+    free_fibers_ = f->next_free;
+  } else {
+    f = new_fiber_record();
+  }
+  // Straight into the record (nothing reads a record's stack before it is alive).
+  if (!stacks_.take_cached(&f->stack)) [[unlikely]] {
+    if (!map_stack(&f->stack, name, error)) {
+      f->next_free = free_fibers_;
+      free_fibers_ = f;
       return nullptr;
     }
-    stack = *mapped;
-  }
-  detail::Fiber* f;
-  if (!free_fibers_.empty()) {
-    f = free_fibers_.back();
-    free_fibers_.pop_back();
-  } else {
-    fiber_records_.push_back(std::make_unique<detail::Fiber>());
-    f = fiber_records_.back().get();
   }
   f->id.store(next_fiber_id_++, std::memory_order_relaxed);
   // A record keeps its last fiber's name (destroy_fiber): a fiber spawned under the same name, as
-  // a service's connections and a loop's workers are, need not pack it again.
-  if (f->name != name) {
-    f->name = std::move(name);
-    f->packed_name.set(f->name);
+  // a service's connections and a loop's workers are, need not copy and pack it again.
+  if (!same_name(f->name, name)) [[unlikely]] {
+    set_name(f, name);
   }
   f->state = detail::FiberState::kRunnable;
   f->cancel_requested = false;
@@ -254,14 +287,10 @@ detail::Fiber* Reactor::new_fiber(std::string&& name, detail::FiberBody* body,
   f->prev_alive = nullptr;
   f->last_slice_ns = 0;
   f->slices = 0;
-  f->reactor = this;
-  f->stack = stack;
   f->body = body;
   // The loop's last clock reading: the start of the spawning slice (or the end of the last poll),
   // not a clock read of its own per spawn.
   f->created = last_clock_;
-  f->deadline.fire = &fire_fiber_deadline;
-  f->deadline.data = f;
   detail::make_context(&f->context, f->stack.bottom(), f->stack.usable_size(), &fiber_entry, f);
   f->next_alive = alive_head_;
   if (alive_head_ != nullptr) alive_head_->prev_alive = f;
@@ -278,8 +307,8 @@ void Reactor::fiber_entry(void* arg) {
   // Started by the scheduler or by a fiber's hand-off.
   detail::on_context_start(r->switch_from_);
   r->landed();
-  f->body->run();
-  std::exchange(f->body, nullptr)->release();
+  f->body->run();  // releases the body as well
+  f->body = nullptr;
   f->state = detail::FiberState::kDone;  // suspend() then never returns
   r->suspend();
   __builtin_unreachable();
@@ -289,18 +318,25 @@ void Reactor::destroy_fiber(detail::Fiber* f) {
   (f->prev_alive ? f->prev_alive->next_alive : alive_head_) = f->next_alive;
   if (f->next_alive != nullptr) f->next_alive->prev_alive = f->prev_alive;
   --alive_count_;
+  if (f->deadline.armed() || f->saved_stack != nullptr || f->body != nullptr) [[unlikely]] {
+    destroy_fiber_cold(f);
+  }
+  if (f->stack_releasable) --releasable_fibers_;
+  stacks_.release(f->stack);
+  detail::destroy_context(&f->context);
+  stats_.fibers_finished.add_release();       // after fibers_created's add: DerivedGauge
+  f->id.store(0, std::memory_order_relaxed);  // the name stays, for the next fiber (new_fiber)
+  f->next_free = free_fibers_;
+  free_fibers_ = f;
+}
+
+void Reactor::destroy_fiber_cold(detail::Fiber* f) {
   if (f->deadline.armed()) timers_.cancel(&f->deadline);
   if (f->saved_stack != nullptr) {  // abandoned while released
     std::free(std::exchange(f->saved_stack, nullptr));
     stats_.stacks_released.set(--stacks_released_);
   }
-  if (f->stack_releasable) --releasable_fibers_;
-  stacks_.release(f->stack);
-  detail::destroy_context(&f->context);
-  stats_.fibers_finished.add_release();  // after fibers_created's add: DerivedGauge
   if (f->body != nullptr) std::exchange(f->body, nullptr)->release();  // abandoned
-  f->id.store(0, std::memory_order_relaxed);  // the name stays, for the next fiber (new_fiber)
-  free_fibers_.push_back(f);
 }
 
 inline void Reactor::begin_slice(detail::Fiber* f) {
@@ -548,7 +584,7 @@ absl::Status Reactor::sleep_until(Deadline deadline) {
 
 bool Reactor::submit(std::string name, absl::AnyInvocable<void()> fn) {
   return post([this, name = std::move(name), fn = std::move(fn)]() mutable {
-    (void)spawn(std::move(name), std::move(fn));
+    (void)spawn(name, std::move(fn));
   });
 }
 

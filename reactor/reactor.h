@@ -130,10 +130,11 @@ class Reactor {
   // The reactor of the calling thread, or null. Any thread.
   static Reactor* current() { return detail::t_reactor; }
 
-  // Starts fn() in a new fiber, runnable at once. Fails (ResourceExhausted) only when no stack can
-  // be mapped. Loop thread.
+  // Starts fn() in a new fiber, runnable at once; the name is copied (only when it differs from
+  // the reused fiber record's last one). Fails (ResourceExhausted) only when no stack can be
+  // mapped. Loop thread.
   template <class F, class R = std::invoke_result_t<F>>
-  absl::StatusOr<Task<R>> spawn(std::string name, F&& fn);
+  absl::StatusOr<Task<R>> spawn(std::string_view name, F&& fn);
 
   // Runs the loop until done() returns true (asked after each batch; a null done never does) or
   // stop(). Loop thread, outside
@@ -280,8 +281,15 @@ class Reactor {
 
  private:
   explicit Reactor(Options options, std::unique_ptr<Backend> backend);
-  // Takes `body` and `name` only on success; null on failure, with *error saying why.
-  detail::Fiber* new_fiber(std::string&& name, detail::FiberBody* body, absl::Status* error);
+  // Takes `body` only on success; null on failure, with *error saying why.
+  detail::Fiber* new_fiber(std::string_view name, detail::FiberBody* body, absl::Status* error);
+  // new_fiber's rare parts, out of its line so that its fast path saves few registers: a stack
+  // mapped because the pool's cache is empty (false, with *error, when that fails), a new fiber
+  // record, a name other than the record's last one.
+  [[gnu::cold, gnu::noinline]] bool map_stack(Stack* stack, std::string_view name,
+                                              absl::Status* error);
+  [[gnu::cold, gnu::noinline]] detail::Fiber* new_fiber_record();
+  [[gnu::cold, gnu::noinline]] static void set_name(detail::Fiber* f, std::string_view name);
   static void fiber_entry(void* arg);
   void make_runnable(detail::Fiber* fiber);
   // Scheduler context: runs `fiber` (its slice, and the hand-offs that follow it).
@@ -309,6 +317,8 @@ class Reactor {
       destroy_fiber(std::exchange(finished_, nullptr));
   }
   void destroy_fiber(detail::Fiber* fiber);
+  // destroy_fiber's rare part: an armed deadline, a released stack, a body (abandoned fibers).
+  [[gnu::cold, gnu::noinline]] void destroy_fiber_cold(detail::Fiber* fiber);
   void run_ready_batch();
   void drain_inbox();
   void poll_once(Duration timeout);
@@ -350,7 +360,7 @@ class Reactor {
   // Fiber records are reused and freed only with the reactor, so a published pointer to the
   // running fiber stays readable from other threads.
   std::vector<std::unique_ptr<detail::Fiber>> fiber_records_;
-  std::vector<detail::Fiber*> free_fibers_;
+  detail::Fiber* free_fibers_ = nullptr;  // records not in use, linked through next_free
   // The current slice, published with relaxed stores (two per switch).
   std::atomic<int64_t> slice_start_ns_{0};
   std::atomic<detail::Fiber*> slice_fiber_{nullptr};
@@ -374,8 +384,8 @@ class Reactor {
 
 // Shorthands for the reactor of the calling thread. Loop thread, inside a fiber.
 template <class F, class R = std::invoke_result_t<F>>
-absl::StatusOr<Task<R>> spawn(std::string name, F&& fn) {
-  return Reactor::current()->spawn(std::move(name), std::forward<F>(fn));
+absl::StatusOr<Task<R>> spawn(std::string_view name, F&& fn) {
+  return Reactor::current()->spawn(name, std::forward<F>(fn));
 }
 inline void yield() {
   Reactor::current()->yield();
@@ -473,13 +483,13 @@ inline size_t detail::WaitList::wake_all() {
 }
 
 template <class F, class R>
-absl::StatusOr<Task<R>> Reactor::spawn(std::string name, F&& fn) {
+absl::StatusOr<Task<R>> Reactor::spawn(std::string_view name, F&& fn) {
   loop_thread_.check();
   using Fn = std::decay_t<F>;
   // One allocation for the task's state and the callable (task.h).
   auto* frame = new detail::TaskFrame<R, Fn>(Fn(std::forward<F>(fn)));
   absl::Status error;
-  detail::Fiber* const fiber = new_fiber(std::move(name), frame, &error);
+  detail::Fiber* const fiber = new_fiber(name, frame, &error);
   if (fiber == nullptr) [[unlikely]] {
     frame->release();
     return error;

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -109,7 +110,20 @@ StackPool::StackPool(size_t stack_size, size_t max_cached, size_t max_guarded)
 }
 
 StackPool::~StackPool() {
-  for (const Stack& s : cache_) unmap(s);
+  for (size_t i = 0; i < cached_; ++i) unmap(cache_[i]);
+}
+
+void StackPool::release_slow(Stack stack) {
+  if (cached_ >= max_cached_) {
+    unmap(stack);
+    return;
+  }
+  const size_t slots = std::min(max_cached_, std::max<size_t>(16, slots_ * 2));
+  auto grown = std::make_unique<Stack[]>(slots);
+  for (size_t i = 0; i < cached_; ++i) grown[i] = cache_[i];
+  cache_ = std::move(grown);
+  slots_ = slots;
+  cache_[cached_++] = stack;
 }
 
 absl::StatusOr<Stack> StackPool::allocate() {

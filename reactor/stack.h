@@ -9,7 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 #include "absl/status/statusor.h"
 
@@ -47,19 +47,18 @@ class StackPool {
   // allocate()'s common case inline, without a StatusOr: a stack from the cache, false (changing
   // nothing) when the cache is empty. Owner thread only.
   bool take_cached(Stack* out) {
-    if (cache_.empty()) return false;
-    *out = cache_.back();
-    cache_.pop_back();
+    if (cached_ == 0) return false;
+    *out = cache_[--cached_];
     bump(out->guarded ? guarded_in_use_ : canary_in_use_, 1);
     return true;
   }
   // Returns a stack to the cache, or unmaps it when the cache is full. Owner thread only.
   void release(Stack stack) {
     bump(stack.guarded ? guarded_in_use_ : canary_in_use_, static_cast<size_t>(-1));
-    if (cache_.size() < max_cached_) [[likely]] {
-      cache_.push_back(stack);
+    if (cached_ < slots_) [[likely]] {
+      cache_[cached_++] = stack;
     } else {
-      unmap(stack);
+      release_slow(stack);
     }
   }
 
@@ -71,10 +70,12 @@ class StackPool {
   // The counts themselves, for the reactor's gauges (stats.h: DerivedGauge).
   const std::atomic<size_t>& guarded_in_use_count() const { return guarded_in_use_; }
   const std::atomic<size_t>& canary_in_use_count() const { return canary_in_use_; }
-  size_t cached() const { return cache_.size(); }
+  size_t cached() const { return cached_; }
 
  private:
   void unmap(const Stack& stack);
+  // release() with every slot of the cache taken: more slots (up to max_cached), or unmap.
+  [[gnu::noinline]] void release_slow(Stack stack);
 
   size_t stack_size_;
   size_t max_cached_;
@@ -86,7 +87,11 @@ class StackPool {
   std::atomic<size_t> guarded_in_use_{0};
   std::atomic<size_t> canary_in_use_{0};
   size_t guarded_owned_ = 0;  // guarded stacks mapped by this pool, in use or cached
-  std::vector<Stack> cache_;
+  // The cache: cache_[0, cached_) of slots_ slots, grown by release_slow (a plain array, so that
+  // release's fast path has no reallocation in its line).
+  std::unique_ptr<Stack[]> cache_;
+  size_t slots_ = 0;
+  size_t cached_ = 0;
 };
 
 // The process-wide guard budget: how many guarded stacks may exist at once, derived once from

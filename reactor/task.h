@@ -107,8 +107,9 @@ struct TaskState<void> : TaskStateBase {};
 
 void cancel_fiber(Fiber* fiber);
 
-// The task state with the fiber's callable beside it. run() records fn's result or exception;
-// release() destroys fn (when the fiber ends, or is abandoned) and drops the fiber's reference.
+// The task state with the fiber's callable beside it. run() records fn's result or exception, wakes
+// the joiners, then releases; release() destroys fn (when the fiber ends, or is abandoned) and
+// drops the fiber's reference.
 template <class T, class F>
 struct TaskFrame final : TaskState<T> {
   static_assert(alignof(F) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__,
@@ -130,6 +131,7 @@ struct TaskFrame final : TaskState<T> {
     this->done = true;
     this->fiber = nullptr;
     this->joiners.wake_all();
+    release();  // non-virtual here: TaskFrame is final
   }
   void release() override {
     if (fn_alive) {
