@@ -9,6 +9,8 @@
 #   SERVER: reactord-epoll, reactord-io_uring, reactord-libevent, epoll, libuv, asio,
 #           redis (MODE resp) or nginx (MODE http)
 # reactord runs one shard with idle_timeout_ms = 0, as in perf/compare.py (the peers arm no timers).
+# CACHE_SIM=1 adds valgrind's cache simulation (--cache-sim=yes) and prints both runs' totals
+# (Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw): simulated misses per request, by the same difference.
 #   e.g. perf/callgrind-server.sh build/release reactord-epoll echo 100 64 20000 40000
 #        perf/callgrind-server.sh build/release nginx http 50
 set -euo pipefail
@@ -84,7 +86,7 @@ wait_port() {
 run() {
   local tool=$1 n=$2 pid
   case "$tool" in
-    callgrind) eval "exec valgrind --tool=callgrind --callgrind-out-file=$tmp/cg.$n $(server_argv)" \
+    callgrind) eval "exec valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --callgrind-out-file=$tmp/cg.$n $(server_argv)" \
                  >"$tmp/server.$n.log" 2>&1 & ;;
     strace) eval "exec strace -f -c -o $tmp/st.$n $(server_argv)" >"$tmp/server.$n.log" 2>&1 & ;;
   esac
@@ -101,6 +103,12 @@ for n in "$n1" "$n2"; do run callgrind "$n"; done
 for n in "$n1" "$n2"; do run strace "$n"; done
 
 echo "# $server, $mode, $conns connections, $size B: per request (difference of $n1 and $n2 requests)"
+if [[ -n "${CACHE_SIM:-}" ]]; then
+  for n in "$n1" "$n2"; do
+    echo "totals at $n requests: $(callgrind_annotate --inclusive=no --threshold=100 "$tmp/cg.$n" |
+      grep 'PROGRAM TOTALS' | sed 's/ ([0-9.]*%)//g')"
+  done
+fi
 python3 - "$tmp" "$n1" "$n2" <<'EOF'
 import re, subprocess, sys
 tmp, n1, n2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
