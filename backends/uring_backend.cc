@@ -381,6 +381,8 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_lent_recv_cqes_total", lent_recv_cqes_.get()});
   out.push_back({"io_uring_lent_recv_pauses_total", lent_recv_pauses_.get()});
   out.push_back({"io_uring_lent_recv_fallbacks_total", lent_recv_fallbacks_.get()});
+  out.push_back({"io_uring_batched_waits_total", batched_waits_.get()});
+  out.push_back({"io_uring_batched_waits_short_total", batched_waits_short_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
   // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags, 3 SQPOLL|SINGLE_ISSUER,
   // 4 SQPOLL.

@@ -407,7 +407,9 @@ class UringBackend final : public Backend {
   RelaxedCounter lent_recv_cqes_;
   RelaxedCounter lent_recv_pauses_;
   RelaxedCounter lent_recv_fallbacks_;
-  RelaxedCounter lent_sends_;  // send_lent calls that sent from the ring buffer itself
+  RelaxedCounter lent_sends_;           // send_lent calls that sent from the ring buffer itself
+  RelaxedCounter batched_waits_;        // enters with min_wait_usec
+  RelaxedCounter batched_waits_short_;  // ... that returned with fewer completions than asked
 };
 
 // Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry

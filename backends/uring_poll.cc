@@ -127,7 +127,15 @@ void UringBackend::poll(Duration timeout) {
     (void)io_uring_submit_and_get_events(&ring_);
   } else if (min_wait_us_ > 0 && wait_target_ > 1) {
     // The last poll found several completions: wait for as many, or min_wait_us_.
-    enter_batched_wait(timeout, wait_target_);
+    const unsigned asked = wait_target_;
+    enter_batched_wait(timeout, asked);
+    enter_calls_.add();
+    sqes_submitted_.add(io_uring_smp_load_acquire(ring_.sq.khead) - before);
+    const unsigned got = reap();
+    batched_waits_.add();
+    if (got < asked) batched_waits_short_.add();
+    wait_target_ = got < kMinWaitEvents ? got : kMinWaitEvents;
+    return;
   } else if (timeout < Duration::zero()) {
     (void)io_uring_submit_and_wait(&ring_, 1);
   } else {

@@ -72,8 +72,9 @@ struct RuntimeConfig {
   uint32_t io_uring_sqpoll_idle_ms = 1000;
   // io_uring only, 0..100000, 0 off: a shard's wait for completions asks for as many as its
   // previous poll reaped and returns with fewer only after this many microseconds (batched
-  // waits, Linux 6.12). Other values than the default need backend io_uring or auto.
-  static constexpr uint32_t kDefaultIoUringMinWaitUs = 10;
+  // waits, Linux 6.12; off by default). Other values than the default need backend io_uring or
+  // auto.
+  static constexpr uint32_t kDefaultIoUringMinWaitUs = 0;
   uint32_t io_uring_min_wait_us = kDefaultIoUringMinWaitUs;
   bool operator==(const RuntimeConfig&) const = default;
 };

@@ -132,8 +132,10 @@ struct BackendParams {
   int uring_sqpoll_cpu = -1;
   uint32_t uring_sqpoll_idle_ms = 1000;
   // io_uring: a poll that waits asks for as many completions as the previous poll reaped and
-  // returns with fewer only after this many microseconds (batched waits, Linux 6.12); 0: off.
-  static constexpr uint32_t kDefaultUringMinWaitUs = 10;
+  // returns with fewer only after this many microseconds (batched waits, Linux 6.12); 0: off,
+  // the default (on this machine they cost CPU per request wherever the shard is not saturated:
+  // docs/backends.md, "Batched waits").
+  static constexpr uint32_t kDefaultUringMinWaitUs = 0;
   uint32_t uring_min_wait_us = kDefaultUringMinWaitUs;
 };
 

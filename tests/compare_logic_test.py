@@ -162,9 +162,9 @@ def check_rows():
     sq = rows["reactord-io_uring-sqpoll"].runtime
     assert sq["io_uring_sqpoll"] is True and sq["io_uring_sqpoll_cpu"] == 0, sq
     assert compare.echo_rows(sqpoll_cpu=-1)[9].runtime["io_uring_sqpoll_cpu"] == -1
-    mw = rows["reactord-io_uring-nominwait"]
-    assert mw.runtime == {"io_uring_min_wait_us": 0} and not mw.exclusive, mw
-    assert "reactord-io_uring-nominwait" in in_1x64
+    mw = rows["reactord-io_uring-minwait"]
+    assert mw.runtime == {"io_uring_min_wait_us": 10} and not mw.exclusive, mw
+    assert "reactord-io_uring-minwait" in in_1x64
     assert all(compare.in_cell(mw, c, z) for c in (100, 1000) for z in (64, 4096))
     summary = {"epoll": {"rps": 40000}, "reactord-epoll": {"rps": 30000},
                "reactord-io_uring-sqpoll": {"rps": 2000}, "epoll+thread": {"rps": 1000}}

@@ -221,7 +221,7 @@ TEST(ConfigDefaultsTest, OmittedKeysTakeDocumentedDefaults) {
   EXPECT_FALSE(cfg.runtime.io_uring_sqpoll);
   EXPECT_EQ(cfg.runtime.io_uring_sqpoll_cpu, -1);
   EXPECT_EQ(cfg.runtime.io_uring_sqpoll_idle_ms, 1000u);
-  EXPECT_EQ(cfg.runtime.io_uring_min_wait_us, 10u);
+  EXPECT_EQ(cfg.runtime.io_uring_min_wait_us, 0u);
   EXPECT_EQ(cfg.log.level, LogLevel::kInfo);
   EXPECT_EQ(cfg.log.format, LogFormat::kAuto);
   EXPECT_EQ(cfg.admin.socket, "/run/reactord/admin.sock");

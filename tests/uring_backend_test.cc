@@ -796,6 +796,8 @@ TEST(UringMinWait, OneEnterGathersAsManyCompletionsAsTheLastPollReaped) {
     std::vector<Task<void>> readers = read_all();
     yield();  // every receive is prepared
     const uint64_t enters = counter(b, "io_uring_enter_calls_total");
+    const uint64_t batched = counter(b, "io_uring_batched_waits_total");
+    const uint64_t short_waits = counter(b, "io_uring_batched_waits_short_total");
     std::thread writer([&] {
       for (int i = 0; i < kPairs; ++i) {
         std::this_thread::sleep_for(1ms);  // 8 ms in all, well inside the 100 ms
@@ -807,6 +809,9 @@ TEST(UringMinWait, OneEnterGathersAsManyCompletionsAsTheLastPollReaped) {
     // The enter that submits the receives and waits, perhaps one more if a timer of the loop
     // ended it early, and the one after the readers ran.
     EXPECT_LE(counter(b, "io_uring_enter_calls_total") - enters, 3u);
+    // The counters say so: a batched wait (asking for eight), short at most once (that timer).
+    EXPECT_GE(counter(b, "io_uring_batched_waits_total") - batched, 1u);
+    EXPECT_LE(counter(b, "io_uring_batched_waits_short_total") - short_waits, 1u);
   });
   ::unsetenv("REACTOR_URING_MIN_WAIT_US");
 }
@@ -823,7 +828,9 @@ TEST(UringMinWait, ALoneCompletionIsNotHeldForTheMinWait) {
     test::Pair p = test::connected_pair();
     // Round 0 follows the polls of the set-up, which may have reaped several completions (and
     // then may wait the min wait, as designed); each later one follows a poll that reaped one.
+    uint64_t batched = 0;
     for (int round = 0; round < 5; ++round) {
+      if (round == 1) batched = counter(b, "io_uring_batched_waits_total");
       std::thread writer([&] {
         std::this_thread::sleep_for(2ms);
         EXPECT_EQ(::send(p.server.fd(), "x", 1, 0), 1);
@@ -839,6 +846,7 @@ TEST(UringMinWait, ALoneCompletionIsNotHeldForTheMinWait) {
         EXPECT_LT(took, 100ms) << "round " << round;
       }
     }
+    EXPECT_EQ(counter(b, "io_uring_batched_waits_total"), batched) << "rounds 1-4 waited plainly";
   });
   ::unsetenv("REACTOR_URING_MIN_WAIT_US");
 }
