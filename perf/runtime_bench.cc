@@ -136,11 +136,20 @@ void label_control_words(benchmark::State& state, const reactor::detail::Context
 #endif
 }
 
-// The fiber side through the public wrapper, detail::switch_context (what the scheduler calls).
+// The fiber side through the public wrapper, detail::switch_context (what the scheduler calls
+// between fibers that share the floating-point control state), or with kFp
+// detail::switch_context_fp (to or from a fiber that owns it: own_fp_control).
+template <bool kFp>
 void bounce_wrapped(void* arg) {
   auto* p = static_cast<SwitchPair*>(arg);
   reactor::detail::on_context_start(&p->thread);
-  for (;;) reactor::detail::switch_context(&p->fiber, &p->thread);
+  for (;;) {
+    if constexpr (kFp) {
+      reactor::detail::switch_context_fp(&p->fiber, &p->thread);
+    } else {
+      reactor::detail::switch_context(&p->fiber, &p->thread);
+    }
+  }
 }
 
 void set_words(const reactor::detail::Context& fiber, Words words) {
@@ -148,18 +157,24 @@ void set_words(const reactor::detail::Context& fiber, Words words) {
   if (words == Words::kDefaults) set_frame_control_words(fiber, ControlWords{0x1F80, 0x037F});
 }
 
-template <Words kWords>
+template <Words kWords, bool kFp = false>
 void BM_switch_reactor(benchmark::State& state) {
   reactor::StackPool pool(kStackSize, 1);
   absl::StatusOr<reactor::Stack> stack = pool.allocate();
   if (!stack.ok()) return state.SkipWithError(stack.status().ToString().c_str());
   SwitchPair p;
   reactor::detail::init_thread_context(&p.thread);
-  reactor::detail::make_context(&p.fiber, stack->bottom(), stack->usable_size(), &bounce_wrapped,
-                                &p);
+  reactor::detail::make_context(&p.fiber, stack->bottom(), stack->usable_size(),
+                                &bounce_wrapped<kFp>, &p);
   set_words(p.fiber, kWords);
   label_control_words(state, p.fiber);
-  for (auto _ : state) reactor::detail::switch_context(&p.thread, &p.fiber);
+  for (auto _ : state) {
+    if constexpr (kFp) {
+      reactor::detail::switch_context_fp(&p.thread, &p.fiber);
+    } else {
+      reactor::detail::switch_context(&p.thread, &p.fiber);
+    }
+  }
   // The fiber stays suspended in its loop and holds nothing: forgetting it is enough.
   reactor::detail::destroy_context(&p.fiber);
   pool.release(*stack);
@@ -218,10 +233,15 @@ void BM_switch_fcontext(benchmark::State& state) {
 
 // Two fibers yielding to each other. An iteration: this fiber yields, the other runs and yields,
 // this one runs again (two yields, four switches through the scheduler).
+// With kOwn both fibers own their floating-point control state (own_fp_control): every switch
+// saves and loads it.
+template <bool kOwn>
 void BM_yield_round_trip(benchmark::State& state) {
   run_in_reactor(state, [&](Reactor& r) {
     bool stop = false;
+    if (kOwn) reactor::own_fp_control();
     auto other = reactor::spawn("yielder", [&] {
+      if (kOwn) reactor::own_fp_control();
       while (!stop) reactor::yield();
     });
     if (!other.ok()) return state.SkipWithError(other.status().ToString().c_str());
@@ -472,6 +492,9 @@ void register_benchmarks() {
   add("switch/reactor/switch_context", BM_switch_reactor<kMadeByContext>);
   add("switch/reactor/switch_context/default_fp_control", BM_switch_reactor<kDefaults>);
   add("switch/reactor/asm_only", BM_switch_raw<&reactor_switch_context, kMadeByContext>);
+  // The switch to and from a fiber that owns its floating-point control state.
+  add("switch/reactor/switch_context_fp", BM_switch_reactor<kMadeByContext, true>);
+  add("switch/reactor/asm_only_fp", BM_switch_raw<&reactor_switch_context_fp, kMadeByContext>);
 #if defined(REACTOR_BENCH_FCONTEXT)
   add("switch/boost_fcontext", BM_switch_fcontext);
 #else
@@ -494,7 +517,8 @@ void register_benchmarks() {
       BM_switch_raw<&bench_switch_jmp_fp_if_changed, kDefaults>);
   add("switch/variant/fp_control_stored_early", BM_switch_raw<&bench_switch_fp_early, kDefaults>);
 #endif
-  add("yield/round_trip_two_fibers", BM_yield_round_trip);
+  add("yield/round_trip_two_fibers", BM_yield_round_trip<false>);
+  add("yield/round_trip_two_fibers/own_fp_control", BM_yield_round_trip<true>);
   add("yield/alone", BM_yield_alone);
   add("spawn_join/pooled_stack", BM_spawn_join);
   add("spawn_join/batch", BM_spawn_join_batch)->Arg(100);

@@ -36,7 +36,10 @@ void init_thread_context(Context* ctx) {
 }
 
 #if defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
-void switch_context(Context* from, Context* to, bool finishing) {
+namespace {
+
+// Tells the sanitizers, then switches with `routine` (one of the two assembly switches).
+void annotated_switch(void (*routine)(void**, void*), Context* from, Context* to, bool finishing) {
 #if defined(REACTOR_ASAN)
   __sanitizer_start_switch_fiber(finishing ? nullptr : &from->asan_fake_stack, to->stack_bottom,
                                  to->stack_size);
@@ -46,13 +49,23 @@ void switch_context(Context* from, Context* to, bool finishing) {
 #if defined(REACTOR_TSAN)
   __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-  reactor_switch_context(&from->sp, to->sp);
+  routine(&from->sp, to->sp);
   // Resumed: whoever switched to us was running on some other context.
 #if defined(REACTOR_ASAN)
   const void* old_bottom = nullptr;
   size_t old_size = 0;
   __sanitizer_finish_switch_fiber(from->asan_fake_stack, &old_bottom, &old_size);
 #endif
+}
+
+}  // namespace
+
+void switch_context(Context* from, Context* to, bool finishing) {
+  annotated_switch(&reactor_switch_context, from, to, finishing);
+}
+
+void switch_context_fp(Context* from, Context* to, bool finishing) {
+  annotated_switch(&reactor_switch_context_fp, from, to, finishing);
 }
 #endif
 

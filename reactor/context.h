@@ -2,8 +2,9 @@
 //
 // A Context is a suspended stack: its saved stack pointer plus what the sanitizers need to follow
 // a switch (ASan's stack bounds and fake stack, TSan's fiber handle). The switch itself is the
-// hand-written assembly in switch_{x86_64,aarch64}.S: callee-saved registers and the floating-point
-// control state, no system call. Everything here is used by one thread at a time.
+// hand-written assembly in switch_{x86_64,aarch64}.S: callee-saved registers, no system call; and
+// with switch_context_fp the floating-point control state as well. Everything here is used by one
+// thread at a time.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 
 extern "C" {
 void reactor_switch_context(void** save_sp, void* load_sp);
+void reactor_switch_context_fp(void** save_sp, void* load_sp);
 void reactor_fiber_trampoline();
 }
 
@@ -27,6 +29,41 @@ struct Context {
   void* tsan_fiber = nullptr;
 };
 
+// The floating-point control state that switch_context_fp saves and loads: x86-64's MXCSR (SSE
+// rounding, exception masks and sticky flags) and x87 control word, AArch64's FPCR.
+struct FpControl {
+#if defined(__x86_64__)
+  uint32_t mxcsr = 0x1F80;
+  uint16_t x87 = 0x037F;
+#else
+  uint64_t fpcr = 0;
+#endif
+};
+
+// The running thread's.
+inline FpControl live_fp_control() {
+  FpControl c;
+#if defined(__x86_64__)
+  asm volatile("stmxcsr %0" : "=m"(c.mxcsr));
+  asm volatile("fnstcw %0" : "=m"(c.x87));
+#elif defined(__aarch64__)
+  asm volatile("mrs %0, fpcr" : "=r"(c.fpcr));
+#endif
+  return c;
+}
+
+// Writes `c` into the frame of a context suspended at `sp` (by either switch, or made by
+// make_context), where switch_context_fp loads it from when it resumes that context.
+inline void set_frame_fp_control(void* sp, const FpControl& c) {
+  auto* frame = static_cast<uint64_t*>(sp);
+#if defined(__x86_64__)
+  frame[0] = c.x87;    // fldcw reads the low 16 bits
+  frame[1] = c.mxcsr;  // ldmxcsr the low 32
+#elif defined(__aarch64__)
+  frame[20] = c.fpcr;  // byte 160 of the 176-byte frame
+#endif
+}
+
 // The frame reactor_switch_context pops on the first switch to a new stack [bottom, bottom+size),
 // written at its top: returns the stack pointer to save. Inline: every spawn builds one.
 inline void* initial_frame(void* bottom, size_t size, void (*entry)(void*), void* arg) {
@@ -39,8 +76,9 @@ inline void* initial_frame(void* bottom, size_t size, void (*entry)(void*), void
   // as the trampoline's call requires.
   frame -= 9;
   // The control words of the thread making the context (as pthread_create and Boost's
-  // make_fcontext give them): the switch loads them unconditionally, and writing MXCSR with a
-  // value other than the live one is slow on some CPUs (docs/benchmarks.md).
+  // make_fcontext give them), for switch_context_fp, which loads them unconditionally: writing
+  // MXCSR with a value other than the live one is slow on some CPUs (docs/benchmarks.md).
+  // switch_context leaves them alone.
   uint32_t mxcsr = 0;
   uint16_t x87 = 0;
   asm volatile("stmxcsr %0" : "=m"(mxcsr));
@@ -55,9 +93,11 @@ inline void* initial_frame(void* bottom, size_t size, void (*entry)(void*), void
   frame[7] = 0;                                  // rbp: ends frame-pointer walks
   frame[8] = reinterpret_cast<uint64_t>(&reactor_fiber_trampoline);
 #elif defined(__aarch64__)
-  // The 176-byte frame of switch_aarch64.S: x19..x30, d8..d15, FPCR.
+  // The 176-byte frame of switch_aarch64.S: x19..x30, d8..d15, FPCR (the creating thread's, as
+  // above).
   frame -= 22;
   std::memset(frame, 0, 22 * sizeof(uint64_t));
+  asm volatile("mrs %0, fpcr" : "=r"(frame[20]));
   frame[0] = reinterpret_cast<uint64_t>(arg);                         // x19
   frame[1] = reinterpret_cast<uint64_t>(entry);                       // x20
   frame[11] = reinterpret_cast<uint64_t>(&reactor_fiber_trampoline);  // x30
@@ -86,12 +126,21 @@ void init_thread_context(Context* ctx);
 // Saves the running context into `from` and resumes `to`. With finishing=true, `from` is never
 // resumed again (ASan frees its fake stack). Without sanitizers it is the assembly routine itself,
 // inline, so that the switch lands straight in its caller's code (no wrapper frame to return
-// through on the other stack).
+// through on the other stack). The floating-point control state stays as it is: both sides share
+// it.
+//
+// switch_context_fp: the same, and it also saves the live floating-point control state in
+// `from`'s frame and loads the one in `to`'s (FpControl; set_frame_fp_control writes it). Either
+// resumes a context suspended by either.
 #if defined(REACTOR_ASAN) || defined(REACTOR_TSAN)
 void switch_context(Context* from, Context* to, bool finishing = false);
+void switch_context_fp(Context* from, Context* to, bool finishing = false);
 #else
 inline void switch_context(Context* from, Context* to, bool /*finishing*/ = false) {
   reactor_switch_context(&from->sp, to->sp);
+}
+inline void switch_context_fp(Context* from, Context* to, bool /*finishing*/ = false) {
+  reactor_switch_context_fp(&from->sp, to->sp);
 }
 #endif
 

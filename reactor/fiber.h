@@ -59,6 +59,9 @@ struct alignas(64) Fiber {
   // (allow_stack_release), and the reactor releases idle stacks.
   bool stack_releasable = false;
   bool park_releasable = false;  // parked in a wait that lets its stack be released (an fd's)
+  // Its floating-point control state is its own (own_fp_control): switches to and from it save
+  // and load it. Others share the loop thread's.
+  bool own_fp_control = false;
   Reactor* reactor = nullptr;
   Fiber* next_ready = nullptr;
   Deadline ready_at{};               // when it last became runnable

@@ -279,6 +279,7 @@ detail::Fiber* Reactor::new_fiber(std::string_view name, detail::FiberBody* body
   f->cancel_requested = false;
   f->stack_releasable = false;
   f->park_releasable = false;
+  f->own_fp_control = false;
   f->park_op = nullptr;
   // OK already unless the record's last fiber was abandoned while woken with a status.
   if (!f->wake_status.ok()) [[unlikely]] {
@@ -393,7 +394,7 @@ void Reactor::resume(detail::Fiber* f) {
   }
   begin_slice(f);
   switch_from_ = &scheduler_context_;
-  detail::switch_context(&scheduler_context_, &f->context);
+  switch_to(&scheduler_context_, false, &f->context, f->own_fp_control);
   // Back from whichever fiber ended the chain of slices this one began.
   landed();
 }
@@ -436,14 +437,33 @@ __attribute__((noinline)) void Reactor::suspend() {
   if (finishing) finished_ = self;
   switch_from_ = &self->context;
   detail::Context* to = &scheduler_context_;
+  bool to_own = false;
   if (next != nullptr) {
     begin_slice(next);
     to = &next->context;
+    to_own = next->own_fp_control;
   } else {
     current_ = nullptr;
   }
-  detail::switch_context(&self->context, to, finishing);
+  switch_to(&self->context, self->own_fp_control, to, to_own, finishing);
   landed();
+}
+
+void Reactor::switch_fp(detail::Context* from, bool from_own, detail::Context* to, bool to_own,
+                        bool finishing) {
+  // Leaving the shared state: keep it for whoever shares it next.
+  if (!from_own) shared_fp_ = detail::live_fp_control();
+  // Going back to it: the resumed frame holds what its side shares now, not what was live when
+  // it was suspended (another fiber sharing it may have changed it since).
+  if (!to_own) detail::set_frame_fp_control(to->sp, shared_fp_);
+  detail::switch_context_fp(from, to, finishing);
+}
+
+void Reactor::own_fp_control() {
+  if (current_ == nullptr || current_->own_fp_control) return;
+  // What it runs with now is the shared state: the state it keeps starts from there.
+  shared_fp_ = detail::live_fp_control();
+  current_->own_fp_control = true;
 }
 
 absl::Status Reactor::park_slow(Deadline deadline, const char* op, bool cancellable,

@@ -256,6 +256,14 @@ class Reactor {
   // fiber points into its stack while it waits: what others read or write (a connection's state,
   // a wait-list node) lives on the heap. Loop thread, inside a fiber.
   void allow_stack_release();
+  // From now on the running fiber owns its floating-point control state (x86-64: MXCSR and the
+  // x87 control word, so rounding mode, exception masks, flush-to-zero; AArch64: FPCR): what it
+  // sets stays its own across its suspensions and does not reach other fibers, as with a thread.
+  // Fibers that have not called it share the loop thread's state, as callbacks of one event loop
+  // do: a switch between two of them saves and loads none of it (it costs about half the switch:
+  // docs/benchmarks.md), so a fiber that changes it without this call changes it for every such
+  // fiber. Does nothing outside a fiber. Loop thread, inside a fiber.
+  void own_fp_control();
   // Stacks released now, in all. Loop thread (the stats: any thread).
   size_t stacks_released() const { return stacks_released_; }
   // How long a fiber that allowed it waits for an fd before its stack is released: zero when
@@ -309,6 +317,20 @@ class Reactor {
   // that one next anyway (hand_off_target), else to the scheduler. Returns when it runs again.
   void suspend();
   [[gnu::always_inline]] detail::Fiber* hand_off_target();
+  // The switch from `from` to `to`; `from_own`, `to_own`: whether each side owns its
+  // floating-point control state (the scheduler never does). Between two that share it, the
+  // plain switch; otherwise switch_fp.
+  [[gnu::always_inline]] void switch_to(detail::Context* from, bool from_own, detail::Context* to,
+                                        bool to_own, bool finishing = false) {
+    if (!(from_own | to_own)) [[likely]] {
+      detail::switch_context(from, to, finishing);
+    } else {
+      switch_fp(from, from_own, to, to_own, finishing);
+    }
+  }
+  // The shared state is kept in shared_fp_ while a fiber that owns its own runs.
+  [[gnu::cold, gnu::noinline]] void switch_fp(detail::Context* from, bool from_own,
+                                              detail::Context* to, bool to_own, bool finishing);
   // park() with a deadline, a cancel to check, or outside a fiber (which aborts).
   absl::Status park_slow(Deadline deadline, const char* op, bool cancellable, bool releasable);
   // Where a switch lands (scheduler or fiber): frees the fiber that ended and switched here.
@@ -347,7 +369,10 @@ class Reactor {
   size_t batch_left_ = 0;
   Deadline slice_start_{};                  // when the running fiber's slice began
   detail::Context* switch_from_ = nullptr;  // the context the last switch left
-  detail::Fiber* finished_ = nullptr;       // ended, switched away, not yet destroyed
+  // The floating-point control state the fibers without their own share: taken when one of them
+  // (or the scheduler) switches to a fiber that owns its own, given back when the switch returns.
+  detail::FpControl shared_fp_;
+  detail::Fiber* finished_ = nullptr;  // ended, switched away, not yet destroyed
   detail::Fiber* alive_head_ = nullptr;
   size_t alive_count_ = 0;
   uint64_t next_fiber_id_ = 1;
@@ -402,6 +427,10 @@ bool cancelled();
 // Reactor::allow_stack_release for the running fiber. Loop thread, inside a fiber.
 inline void allow_stack_release() {
   Reactor::current()->allow_stack_release();
+}
+// Reactor::own_fp_control for the running fiber. Loop thread, inside a fiber.
+inline void own_fp_control() {
+  Reactor::current()->own_fp_control();
 }
 
 // Runs fn in a new fiber on `target`, from any thread; wakes its loop. False if it is shutting

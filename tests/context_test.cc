@@ -1,7 +1,8 @@
-// The context switch keeps what each fiber owns of the CPU: the callee-saved registers, MXCSR
-// (SSE rounding and exception masks) and the x87 control word (rounding and precision). Two
-// fibers set different values and yield to each other many times; each must find its own values
-// after every switch; a new fiber starts with the values of the code that spawned it.
+// The context switch keeps what each fiber owns of the CPU: the callee-saved registers always;
+// MXCSR (SSE rounding and exception masks) and the x87 control word (rounding and precision) for
+// a fiber that owns them (own_fp_control), while the others share the loop thread's. Two fibers
+// set different values and yield to each other many times; each must find its own values after
+// every switch; a new fiber starts with the values of the code that spawned it.
 #include <execinfo.h>
 #include <fpu_control.h>
 #include <signal.h>
@@ -49,15 +50,21 @@ struct Seen {
 };
 
 // On a fresh reactor, fibers "a" and "b" run `fiber(value_a, &seen.a)` and
-// `fiber(value_b, &seen.b)`, yielding to each other; `main()` samples the main fiber's state
-// before and after.
+// `fiber(value_b, &seen.b)`, yielding to each other, each after own_fp_control() if `own`;
+// `main()` samples the main fiber's state before and after.
 template <class T, class V, class Fiber, class Main>
-Seen<T> run_two_fibers(V value_a, V value_b, Fiber fiber, Main main) {
+Seen<T> run_two_fibers(V value_a, V value_b, Fiber fiber, Main main, bool own = true) {
   Seen<T> seen;
   const absl::Status ran = Reactor::run([&] {
     seen.main_before = main();
-    auto a = spawn("a", [&] { fiber(value_a, &seen.a); });
-    auto b = spawn("b", [&] { fiber(value_b, &seen.b); });
+    auto a = spawn("a", [&] {
+      if (own) own_fp_control();
+      fiber(value_a, &seen.a);
+    });
+    auto b = spawn("b", [&] {
+      if (own) own_fp_control();
+      fiber(value_b, &seen.b);
+    });
     ASSERT_TRUE(a.ok() && b.ok());
     a->join();
     b->join();
@@ -94,7 +101,7 @@ template <class T, class Pred>
   return ::testing::AssertionSuccess();
 }
 
-TEST(ContextSwitch, EachFiberKeepsItsOwnMxcsr) {
+TEST(ContextSwitch, EachFiberThatOwnsItKeepsItsOwnMxcsr) {
   const Seen<uint32_t> seen = run_two_fibers<uint32_t>(
       0x6000u, 0x2000u,  // round toward zero, round down
       set_then_read_each_round(
@@ -109,7 +116,7 @@ TEST(ContextSwitch, EachFiberKeepsItsOwnMxcsr) {
   EXPECT_EQ(seen.main_after, seen.main_before);
 }
 
-TEST(ContextSwitch, EachFiberKeepsItsOwnX87ControlWord) {
+TEST(ContextSwitch, EachFiberThatOwnsItKeepsItsOwnX87ControlWord) {
   // Rounding control is bits 10-11, precision control bits 8-9.
   const uint16_t base = static_cast<uint16_t>(_FPU_DEFAULT & ~0x0F00);
   const uint16_t a_cw = static_cast<uint16_t>(base | 0x0C00 | 0x0000);  // toward zero, single
@@ -119,6 +126,117 @@ TEST(ContextSwitch, EachFiberKeepsItsOwnX87ControlWord) {
   EXPECT_TRUE(every_round(seen.a, [&](uint16_t cw) { return cw == a_cw; })) << "fiber a";
   EXPECT_TRUE(every_round(seen.b, [&](uint16_t cw) { return cw == b_cw; })) << "fiber b";
   EXPECT_EQ(seen.main_after, seen.main_before);
+}
+
+// Fibers that do not own it share the loop thread's state: what one sets, the other finds after
+// its yields (the plain switch saves and loads none of it), and the main fiber after them.
+TEST(ContextSwitch, FibersThatDoNotOwnItShareTheLoopThreadsMxcsr) {
+  const uint32_t before = _mm_getcsr();
+  Seen<uint32_t> seen = run_two_fibers<uint32_t>(
+      0x6000u, 0u,  // a: round toward zero; b: sets nothing (0)
+      [](uint32_t rounding, std::vector<uint32_t>* out) {
+        if (rounding != 0) _mm_setcsr((_mm_getcsr() & ~0x6000u) | rounding);
+        for (int i = 0; i < kRounds; ++i) {
+          yield();
+          out->push_back(mxcsr_control());
+        }
+      },
+      mxcsr_control, /*own=*/false);
+  _mm_setcsr(before);
+  EXPECT_TRUE(every_round(seen.a, [](uint32_t v) { return (v & 0x6000u) == 0x6000u; }))
+      << "fiber a";
+  EXPECT_TRUE(every_round(seen.b, [](uint32_t v) { return (v & 0x6000u) == 0x6000u; }))
+      << "fiber b found the shared state not a's";
+  EXPECT_EQ(seen.main_after & 0x6000u, 0x6000u);
+}
+
+// One fiber owns its state, one shares the thread's, and the main fiber shares it too: the
+// owner's rounding reaches neither of the others, and the shared rounding that the sharing fiber
+// sets survives every trip through the owner (by hand-off and by the scheduler) and reaches the
+// main fiber.
+TEST(ContextSwitch, AnOwnersStateNeitherLeaksNorIsOverwritten) {
+  const uint32_t before = _mm_getcsr();
+  const uint16_t cw_before = x87_control();
+  std::vector<uint32_t> owner_seen, sharer_seen;
+  std::vector<uint16_t> owner_cw, sharer_cw;
+  uint32_t main_after = 0;
+  const absl::Status ran = Reactor::run([&] {
+    auto owner = spawn("owner", [&] {
+      own_fp_control();
+      _mm_setcsr((_mm_getcsr() & ~0x6000u) | 0x6000u);                             // toward zero
+      set_x87_control(static_cast<uint16_t>((x87_control() & ~0x0C00) | 0x0C00));  // toward zero
+      for (int i = 0; i < kRounds; ++i) {
+        yield();
+        owner_seen.push_back(mxcsr_control());
+        owner_cw.push_back(x87_control());
+      }
+    });
+    auto sharer = spawn("sharer", [&] {
+      _mm_setcsr((_mm_getcsr() & ~0x6000u) | 0x2000u);                             // down
+      set_x87_control(static_cast<uint16_t>((x87_control() & ~0x0C00) | 0x0400));  // down
+      for (int i = 0; i < kRounds; ++i) {
+        yield();
+        sharer_seen.push_back(mxcsr_control());
+        sharer_cw.push_back(x87_control());
+      }
+    });
+    ASSERT_TRUE(owner.ok() && sharer.ok());
+    owner->join();
+    sharer->join();
+    main_after = mxcsr_control();
+  });
+  _mm_setcsr(before);
+  set_x87_control(cw_before);
+  ASSERT_TRUE(ran.ok()) << ran;
+  EXPECT_TRUE(every_round(owner_seen, [](uint32_t v) { return (v & 0x6000u) == 0x6000u; }))
+      << "owner";
+  EXPECT_TRUE(every_round(owner_cw, [](uint16_t v) { return (v & 0x0C00) == 0x0C00; }))
+      << "owner, x87";
+  EXPECT_TRUE(every_round(sharer_seen, [](uint32_t v) { return (v & 0x6000u) == 0x2000u; }))
+      << "sharer";
+  EXPECT_TRUE(every_round(sharer_cw, [](uint16_t v) { return (v & 0x0C00) == 0x0400; }))
+      << "sharer, x87";
+  EXPECT_EQ(main_after & 0x6000u, 0x2000u) << "the main fiber shares the sharer's";
+}
+
+// Two fibers share the thread's state and a third owns its own, all yielding in turn: each time
+// the second sharer runs again it finds the rounding mode the first one set last, although the
+// owner ran in between and the second one was suspended, with an older value live, by the plain
+// switch (which saved nothing).
+TEST(ContextSwitch, TheSharedStateReachesEverySharerAcrossAnOwner) {
+  const uint32_t before = _mm_getcsr();
+  uint32_t last_set = 0;
+  std::vector<bool> matched;
+  const absl::Status ran = Reactor::run([&] {
+    bool stop = false;
+    auto setter = spawn("setter", [&] {
+      for (int i = 0; i < kRounds; ++i) {
+        last_set = (i % 2 == 0) ? 0x6000u : 0x2000u;  // toward zero, down
+        _mm_setcsr((_mm_getcsr() & ~0x6000u) | last_set);
+        yield();
+      }
+      stop = true;
+    });
+    auto owner = spawn("owner", [&] {
+      own_fp_control();
+      _mm_setcsr((_mm_getcsr() & ~0x6000u) | 0x4000u);  // up: its own
+      while (!stop) yield();
+    });
+    auto reader = spawn("reader", [&] {
+      while (!stop) {
+        yield();
+        if (last_set != 0) matched.push_back((mxcsr_control() & 0x6000u) == last_set);
+      }
+    });
+    ASSERT_TRUE(setter.ok() && owner.ok() && reader.ok());
+    setter->join();
+    owner->join();
+    reader->join();
+  });
+  _mm_setcsr(before);
+  ASSERT_TRUE(ran.ok()) << ran;
+  ASSERT_GE(matched.size(), static_cast<size_t>(kRounds / 2));
+  for (size_t i = 0; i < matched.size(); ++i) ASSERT_TRUE(matched[i]) << "read " << i;
 }
 
 // A fiber starts with the control words live where it was spawned, as a thread does with its
@@ -234,7 +352,10 @@ TEST(ContextSwitch, EachFiberKeepsItsCalleeSavedRegisters) {
 // The switch alone, with no compiled frame between the registers' owner and the switch that
 // could save them itself: a bare context made by make_context and the thread's own.
 #if !defined(REACTOR_ASAN) && !defined(REACTOR_TSAN)
+using SwitchRoutine = void (*)(void**, void*);
+
 struct Bounce {
+  SwitchRoutine routine = nullptr;
   void* main_sp = nullptr;
   void* fiber_sp = nullptr;
   std::vector<uint64_t> lost_in_fiber;
@@ -244,27 +365,36 @@ struct Bounce {
   auto* b = static_cast<Bounce*>(arg);
   for (uint64_t i = 0;; ++i) {
     b->lost_in_fiber.push_back(
-        reactor_test_call_keeping(reinterpret_cast<void (*)(void*, void*)>(&reactor_switch_context),
+        reactor_test_call_keeping(reinterpret_cast<void (*)(void*, void*)>(b->routine),
                                   &b->fiber_sp, b->main_sp, 0x4444000000000000ull + 16 * i));
   }
 }
 
-TEST(ContextSwitch, TheSwitchItselfKeepsCalleeSavedRegisters) {
+void bounce_and_check_registers(SwitchRoutine routine) {
   alignas(16) static std::byte stack[64 * 1024];
   Bounce b;
+  b.routine = routine;
   detail::Context fiber;
   detail::make_context(&fiber, stack, sizeof stack, &bounce_entry, &b);
   b.fiber_sp = fiber.sp;
   std::vector<uint64_t> lost_in_main;
   for (int i = 0; i < kRounds; ++i) {
     lost_in_main.push_back(
-        reactor_test_call_keeping(reinterpret_cast<void (*)(void*, void*)>(&reactor_switch_context),
-                                  &b.main_sp, b.fiber_sp, 0x3333000000000000ull + 16 * i));
+        reactor_test_call_keeping(reinterpret_cast<void (*)(void*, void*)>(routine), &b.main_sp,
+                                  b.fiber_sp, 0x3333000000000000ull + 16 * i));
   }
   ASSERT_EQ(lost_in_main.size(), static_cast<size_t>(kRounds));
   ASSERT_EQ(b.lost_in_fiber.size(), static_cast<size_t>(kRounds - 1));
   for (int i = 0; i < kRounds; ++i) ASSERT_EQ(lost_in_main[i], 0u) << "main, round " << i;
   for (int i = 0; i < kRounds - 1; ++i) ASSERT_EQ(b.lost_in_fiber[i], 0u) << "fiber, round " << i;
+}
+
+TEST(ContextSwitch, TheSwitchItselfKeepsCalleeSavedRegisters) {
+  bounce_and_check_registers(&reactor_switch_context);
+}
+
+TEST(ContextSwitch, TheFpSwitchItselfKeepsCalleeSavedRegisters) {
+  bounce_and_check_registers(&reactor_switch_context_fp);
 }
 
 // Every instruction of the switch can be unwound from: the profiler and the watchdog call
@@ -305,7 +435,11 @@ void on_trap(int, siginfo_t*, void* context) {
   asm volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq" ::: "memory", "cc");
 }
 
-TEST(ContextSwitch, EveryInstructionOfTheSwitchUnwinds) {
+// Single-steps one yield of the main fiber to "other" (both owning their floating-point state if
+// `own`: the switch is then reactor_switch_context_fp) and checks every instruction's unwind.
+void step_one_switch_and_check_unwinds(bool own) {
+  g_step_count = 0;
+  g_stepped_inside = false;
   void* warm[4];
   (void)::backtrace(warm, 4);  // loads libgcc's unwinder now, not in the handler
   struct sigaction sa {
@@ -314,8 +448,10 @@ TEST(ContextSwitch, EveryInstructionOfTheSwitchUnwinds) {
   sa.sa_flags = SA_SIGINFO;
   sigemptyset(&sa.sa_mask);
   ASSERT_EQ(::sigaction(SIGTRAP, &sa, &old), 0);
-  absl::Status s = Reactor::run([] {
-    auto other = spawn("other", [] {
+  absl::Status s = Reactor::run([own] {
+    if (own) own_fp_control();
+    auto other = spawn("other", [own] {
+      if (own) own_fp_control();
       for (int i = 0; i < 3; ++i) yield();
     });
     ASSERT_TRUE(other.ok());
@@ -339,6 +475,14 @@ TEST(ContextSwitch, EveryInstructionOfTheSwitchUnwinds) {
         << "at offset " << st.rip - reinterpret_cast<uintptr_t>(&reactor_switch_context)
         << " the caller is " << caller;
   }
+}
+
+TEST(ContextSwitch, EveryInstructionOfTheSwitchUnwinds) {
+  step_one_switch_and_check_unwinds(false);
+}
+
+TEST(ContextSwitch, EveryInstructionOfTheFpSwitchUnwinds) {
+  step_one_switch_and_check_unwinds(true);
 }
 #else
 TEST(ContextSwitch, TheSwitchItselfKeepsCalleeSavedRegisters) {
