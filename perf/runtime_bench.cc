@@ -100,31 +100,9 @@ struct SwitchPair {
   reactor::detail::Context fiber;
 };
 
-struct ControlWords {
-  uint32_t mxcsr;
-  uint16_t x87;
-};
-
-ControlWords live_control_words() {
-  ControlWords w{};
-#if defined(__x86_64__)
-  asm volatile("stmxcsr %0" : "=m"(w.mxcsr));
-  asm volatile("fnstcw %0" : "=m"(w.x87));
-#endif
-  return w;
-}
-
-// Overwrites the control words of a frame made by detail::make_context (x86-64 layout: x87
-// control word, then MXCSR, at the saved stack pointer).
-void set_frame_control_words(const reactor::detail::Context& ctx, ControlWords w) {
-  auto* frame = static_cast<uint64_t*>(ctx.sp);
-  frame[0] = w.x87;
-  frame[1] = w.mxcsr;
-}
-
 void label_control_words(benchmark::State& state, const reactor::detail::Context& fiber) {
 #if defined(__x86_64__)
-  const ControlWords live = live_control_words();
+  const reactor::detail::FpControl live = reactor::detail::live_fp_control();
   const auto* frame = static_cast<const uint64_t*>(fiber.sp);
   char label[96];
   std::snprintf(label, sizeof label, "MXCSR thread %#x, new fiber %#x", live.mxcsr,
@@ -153,8 +131,13 @@ void bounce_wrapped(void* arg) {
 }
 
 void set_words(const reactor::detail::Context& fiber, Words words) {
-  if (words == Words::kLive) set_frame_control_words(fiber, live_control_words());
-  if (words == Words::kDefaults) set_frame_control_words(fiber, ControlWords{0x1F80, 0x037F});
+  // reactor::detail::FpControl{} holds the power-on defaults (0x1F80, 0x037F on x86-64).
+  if (words == Words::kLive) {
+    reactor::detail::set_frame_fp_control(fiber.sp, reactor::detail::live_fp_control());
+  }
+  if (words == Words::kDefaults) {
+    reactor::detail::set_frame_fp_control(fiber.sp, reactor::detail::FpControl{});
+  }
 }
 
 template <Words kWords, bool kFp = false>
