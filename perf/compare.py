@@ -23,7 +23,8 @@ Sections:
   memory   RSS per idle connection of reactord (and the floor) at 5,000, 10,000 and 18,000
            echo connections, and of reactord's http and resp services at 10,000, measured 2 s
            after the last request (reactord releases idle stacks after 1 to 1.5 s)
-Each cell runs the servers in turn (A B C ... A B C ...), three rounds (one with --quick), and
+Each cell runs the servers in turn (A B C ... A B C ...), three rounds (--rounds N; one with
+--quick), and
 reports medians; ratios are the median of the per-round ratios. Server CPU is utime + stime from
 /proc/PID/stat over the measured window. Writes perf/results/compare-<date>.{md,json,svg}
 (the report: perf/compare_report.py). A reply that fails reactord-load's byte check makes the
@@ -602,7 +603,7 @@ class Compare:
         self.args = args
         self.build = Path(args.build_dir).resolve()
         self.quick = args.quick
-        self.rounds = 1 if args.quick else 3
+        self.rounds = 1 if args.quick else getattr(args, "rounds", 3)
         # RESP runs are short (200,000 requests, ~2.5 s) and client-bound: five rounds.
         self.resp_rounds = 1 if args.quick else 5
         self.duration = 1.0 if args.quick else 5.0
@@ -1018,6 +1019,9 @@ def main():
                    help="one round, 1 s windows, fewer connections for memory: under 3 minutes")
     p.add_argument("--sections", default="echo,open,resp,http,memory",
                    help="comma-separated subset of echo,open,resp,http,memory")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds per echo and http cell without --quick (default 3): more of them "
+                        "when the host's speed drifts, each window still 5 s")
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--no-syscalls", action="store_true",
                    help="skip the counting runs (system calls per request; they need perf)")
@@ -1025,6 +1029,8 @@ def main():
                    help="io_uring_sqpoll_cpu of the SQPOLL row: the server's CPU (default "
                         f"{SERVER_CPU}), or -1 to leave the SQ thread unpinned")
     args = p.parse_args()
+    if args.rounds < 1:
+        sys.exit("compare: --rounds must be at least 1")
 
     if not shutil.which("taskset"):
         sys.exit("compare: taskset (util-linux) is needed")

@@ -228,7 +228,9 @@ def targets(res):
 def markdown(res, info, args, svg_name):
     L = []
     a = L.append
-    mode = "--quick (one round, 1 s windows)" if args.quick else "full (three rounds, 5 s windows)"
+    rounds = getattr(args, "rounds", 3)
+    mode = ("--quick (one round, 1 s windows)" if args.quick
+            else f"full ({rounds} rounds, 5 s windows)")
     a(f"# reactord comparison — {res['started']}")
     a("")
     if res.get("byte_mismatches"):

@@ -260,6 +260,12 @@ def check_report():
     class Args:
         quick = True
     md = compare_report.markdown(res, info, Args(), "x.svg")
+
+    class FiveRounds:
+        quick = False
+        rounds = 5
+    assert "full (5 rounds, 5 s windows)" in compare_report.markdown(res, info, FiveRounds(),
+                                                                     "x.svg")
     assert "| conns | size | server | req/s | server CPU/req | syscalls/req |" in md, md
     assert "## Echo latency, one connection × 64 B: block, adaptive, spin" in md, md
     assert "| reactord-io_uring | io_uring | block | 30.0 µs | 60.0 µs | 1.00× | 10.00 µs |" \
