@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -21,9 +22,24 @@
 #include "reactor/notice.h"
 
 namespace reactor {
+
+constinit thread_local UringBackend* uring_detail::t_msg_sender = nullptr;
+
 namespace {
 
 using namespace uring_detail;  // NOLINT(build/namespaces): the backend's private tags
+
+// Every ring a wakeup message may be sent to, for the sender's failure path: by the time the
+// kernel reports a message undelivered its target may have been destroyed. Never freed (a backend
+// may be destroyed during static destruction).
+struct LiveRings {
+  std::mutex mu;
+  std::vector<const UringBackend*> rings;
+};
+LiveRings& live_rings() {
+  static LiveRings* const live = new LiveRings;
+  return *live;
+}
 
 // A listener's multishot accept is cancelled once this many connections wait to be taken, so a
 // service that stops accepting leaves them in the kernel's backlog, as with epoll.
@@ -177,6 +193,15 @@ absl::Status UringBackend::init(int level) {
   eventfd_ = ::eventfd(0, EFD_CLOEXEC);
   if (eventfd_ < 0) return errno_status(errno, "eventfd");
   arm_wakeup();
+  // A sender's failed message finds its target here (CQE_SKIP_SUCCESS, 5.17: only failures
+  // post a CQE to the sender).
+  msg_ring_ = options_.msg_ring && features->msg_ring && (ring_.features & IORING_FEAT_CQE_SKIP);
+  {
+    LiveRings& live = live_rings();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.rings.push_back(this);
+  }
+  live_ = true;
 
   // recv_lent needs a multishot receive (6.0) and cancelling by fd at close (5.19).
   const bool lend = options_.lent_recv && features->multishot_recv && has_cancel_fd_;
@@ -203,6 +228,12 @@ absl::Status UringBackend::init(int level) {
 
 UringBackend::~UringBackend() {
   loop_thread_.check();
+  if (t_msg_sender == this) t_msg_sender = nullptr;
+  if (live_) {
+    LiveRings& live = live_rings();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.rings.erase(std::find(live.rings.begin(), live.rings.end(), this));
+  }
   // Exiting the ring cancels whatever is still in flight (only fibers abandoned by a reactor
   // destroyed with fibers alive can have left some) and unregisters the buffer ring, which is
   // unmapped after it.
@@ -255,7 +286,8 @@ std::string UringBackend::describe() const {
       min_wait_us_ > 0
           ? absl::StrCat(", batched waits (as many completions as the last poll, up to ",
                          kMinWaitEvents, ", or ", min_wait_us_, " us)")
-          : "");
+          : "",
+      msg_ring_ ? ", wakeups from io_uring loops via MSG_RING" : "");
 }
 
 UringBackend::FdState& UringBackend::fd_state(int fd) {
@@ -270,6 +302,14 @@ void UringBackend::handle_cqe(uint64_t user_data, int32_t res, uint32_t flags) {
   if (user_data == kWakeupData) {
     wakeup_pending_.store(false);
     arm_wakeup();
+    return;
+  }
+  if (user_data == kWakeupMsgData) {  // another loop's wakeup message; the eventfd stays armed
+    wakeup_pending_.store(false);
+    return;
+  }
+  if ((user_data & kTagMask) == kTagWakeupMsg) {
+    wakeup_message_failed(reinterpret_cast<UringBackend*>(user_data & ~kTagMask), res);
     return;
   }
   if ((user_data & kTagMask) == kTagAcceptor) {
@@ -354,9 +394,54 @@ void UringBackend::arm_wakeup() {
 void UringBackend::wakeup() {
   if (wakeup_pending_.exchange(true)) return;
   wakeups_.fetch_add(1, std::memory_order_relaxed);
+  // From another io_uring loop: a message through that loop's ring. wakeup_pending_ keeps every
+  // other waker from writing until this ring has taken it.
+  if (UringBackend* const sender = t_msg_sender; sender != nullptr && sender != this) {
+    sender->send_wakeup_message(this);
+    return;
+  }
+  eventfd_wakeup();
+}
+
+void UringBackend::eventfd_wakeup() {
   const uint64_t one = 1;
   ssize_t w = ::write(eventfd_, &one, sizeof one);
   (void)w;  // cannot block: the ring reads the counter back to zero after each token
+}
+
+void UringBackend::send_wakeup_message(UringBackend* target) {
+  io_uring_sqe* sqe = get_sqe();
+  // The target's ring fd is fixed at its creation; the target outlives this call (the poster
+  // holds it), and a target destroyed before the kernel issues the message fails it (EBADFD).
+  io_uring_prep_msg_ring(sqe, target->ring_.ring_fd, 0, kWakeupMsgData, 0);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(target) | kTagWakeupMsg);
+  wakeup_messages_.add();
+  // With the SQEs the loop prepared so far: they would have gone with its next poll. Under SQPOLL
+  // the SQ thread takes it, woken only if it sleeps.
+  if (sqpoll_) {
+    sqpoll_submit();
+  } else {
+    (void)enter_submit();
+  }
+}
+
+void UringBackend::wakeup_message_failed(UringBackend* target, int32_t res) {
+  wakeup_message_errors_.add();
+  bool woken = false;
+  {
+    LiveRings& live = live_rings();
+    std::lock_guard<std::mutex> lock(live.mu);
+    if (std::find(live.rings.begin(), live.rings.end(), target) != live.rings.end()) {
+      target->eventfd_wakeup();  // its wakeup_pending_ is still set: nobody else writes it
+      woken = true;
+    }
+  }
+  if (woken && !msg_failed_) {
+    msg_failed_ = true;
+    notice(absl::StrCat("io_uring: a wakeup message to another ring failed (", std::strerror(-res),
+                        "); woke it through its eventfd"));
+  }
 }
 
 void UringBackend::counters(std::vector<Counter>& out) const {
@@ -384,6 +469,8 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_batched_waits_total", batched_waits_.get()});
   out.push_back({"io_uring_batched_waits_short_total", batched_waits_short_.get()});
   out.push_back({"wakeups_total", wakeups_.load(std::memory_order_relaxed)});
+  out.push_back({"io_uring_wakeup_messages_total", wakeup_messages_.get()});
+  out.push_back({"io_uring_wakeup_message_errors_total", wakeup_message_errors_.get()});
   // Gauge: 0 SINGLE_ISSUER|DEFER_TASKRUN, 1 COOP_TASKRUN, 2 no flags, 3 SQPOLL|SINGLE_ISSUER,
   // 4 SQPOLL.
   out.push_back({"io_uring_setup_level", static_cast<uint64_t>(setup_mode_)});
@@ -398,6 +485,7 @@ void UringBackend::counters(std::vector<Counter>& out) const {
   out.push_back({"io_uring_feature_registered_ring_fd", ring_fd_registered_ ? 1u : 0u});
   out.push_back({"io_uring_feature_no_sqarray", no_sqarray_ ? 1u : 0u});
   out.push_back({"io_uring_feature_fixed_files", fixed_slots_ > 0 ? 1u : 0u});
+  out.push_back({"io_uring_feature_msg_ring", msg_ring_ ? 1u : 0u});
   out.push_back({"io_uring_feature_lent_recv", lend_ ? 1u : 0u});
   out.push_back({"io_uring_feature_min_wait", min_wait_us_ > 0 ? 1u : 0u});
 }
@@ -916,6 +1004,10 @@ absl::StatusOr<std::unique_ptr<Backend>> make_uring_backend(const BackendParams&
   }
   if (const char* v = std::getenv("REACTOR_URING_FIXED_FILES"); v != nullptr && *v == '0') {
     options.fixed_files = false;
+  }
+  // REACTOR_URING_MSG_RING=0: every wakeup writes the eventfd (measurement, the suite without it).
+  if (const char* v = std::getenv("REACTOR_URING_MSG_RING"); v != nullptr && *v == '0') {
+    options.msg_ring = false;
   }
   if (const char* v = std::getenv("REACTOR_URING_LENT_RECV"); v != nullptr && *v != '\0') {
     options.lent_recv = *v != '0';  // 0 off, anything else on (it is off under TSan)

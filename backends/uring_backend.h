@@ -121,6 +121,14 @@ class UringBackend final : public Backend {
     // connection's wait is a plain one and costs no latency. Not with SQPOLL; off where the
     // kernel lacks it (with a notice when the value is not the default).
     unsigned min_wait_us = BackendParams::kDefaultUringMinWaitUs;
+    // Cross-thread wakeup by ring message (IORING_OP_MSG_RING, Linux 5.18) where the waking
+    // thread runs an io_uring loop of its own: wakeup() submits a message SQE through that
+    // loop's ring at once instead of writing the eventfd, and the woken ring takes a CQE instead
+    // of completing and re-arming a read. Not deferred to the sender's next poll: a fiber that
+    // posts and then blocks its thread until the target reacts (a join) would wait forever.
+    // Other threads, and this one off, write the eventfd, which stays armed. A message the
+    // kernel could not deliver falls back to the eventfd (docs/backends.md has the measurements).
+    bool msg_ring = true;
   };
   static constexpr unsigned kMinWaitEvents = 32;
 
@@ -220,6 +228,11 @@ class UringBackend final : public Backend {
   unsigned fixed_file_slots() const {
     return fixed_slots_;
   }
+  // Whether wakeups from other io_uring loops come as ring messages (Options::msg_ring, where
+  // the kernel has IORING_OP_MSG_RING). Any thread (fixed at creation).
+  bool msg_ring() const {
+    return msg_ring_;
+  }
   // A one-line summary for listings: set-up mode and features. Any thread.
   std::string describe() const;
 
@@ -293,6 +306,13 @@ class UringBackend final : public Backend {
   unsigned reap();
   void handle_cqe(uint64_t user_data, int32_t res, uint32_t flags);
   void arm_wakeup();
+  void eventfd_wakeup();  // writes the eventfd's token. Any thread.
+  // Submits the wakeup message to `target` through this ring (the calling thread's loop). Loop
+  // thread.
+  void send_wakeup_message(UringBackend* target);
+  // A wakeup message failed (the sender's CQE): wakes `target` through its eventfd if it still
+  // exists. Loop thread (the sender's).
+  void wakeup_message_failed(UringBackend* target, int32_t res);
 
   Op* new_op(int fd);
   void free_op(Op* op);
@@ -371,6 +391,9 @@ class UringBackend final : public Backend {
   uint64_t eventfd_value_ = 0;
   std::atomic<bool> wakeup_pending_{false};
   std::atomic<uint64_t> wakeups_{0};  // written from any thread
+  bool msg_ring_ = false;             // Options::msg_ring, where the kernel has IORING_OP_MSG_RING
+  bool msg_failed_ = false;           // a wakeup message failed (noticed once; loop thread)
+  bool live_ = false;                 // in the rings wakeup messages may go to (uring_backend.cc)
 
   std::vector<FdState> fds_;
   std::vector<std::unique_ptr<Op[]>> op_blocks_;
@@ -407,9 +430,11 @@ class UringBackend final : public Backend {
   RelaxedCounter lent_recv_cqes_;
   RelaxedCounter lent_recv_pauses_;
   RelaxedCounter lent_recv_fallbacks_;
-  RelaxedCounter lent_sends_;           // send_lent calls that sent from the ring buffer itself
-  RelaxedCounter batched_waits_;        // enters with min_wait_usec
-  RelaxedCounter batched_waits_short_;  // ... that returned with fewer completions than asked
+  RelaxedCounter lent_sends_;             // send_lent calls that sent from the ring buffer itself
+  RelaxedCounter batched_waits_;          // enters with min_wait_usec
+  RelaxedCounter batched_waits_short_;    // ... that returned with fewer completions than asked
+  RelaxedCounter wakeup_messages_;        // wakeup messages this ring sent to other rings
+  RelaxedCounter wakeup_message_errors_;  // ... that the kernel could not deliver
 };
 
 // Creates the io_uring backend for the calling thread's loop, or says why it cannot (the registry

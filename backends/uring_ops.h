@@ -27,6 +27,15 @@ constexpr uint64_t kTagSend = 3;
 constexpr uint64_t kTagFiles = 4;
 constexpr uint64_t kFilesClear = 8;
 constexpr uint64_t kTagRecv = 5;
+// Wakeup messages (IORING_OP_MSG_RING): the CQE the message posts in the woken ring carries
+// kWakeupMsgData; the sender's own CQE, which only a failed message posts (CQE_SKIP_SUCCESS), the
+// woken backend's pointer tagged with kTagWakeupMsg.
+constexpr uint64_t kTagWakeupMsg = 6;
+constexpr uint64_t kWakeupMsgData = kTagWakeupMsg;
+
+// The io_uring backend whose loop runs on this thread and sends wakeups as ring messages
+// (Options::msg_ring): set by its first poll(), cleared by its destructor.
+extern constinit thread_local UringBackend* t_msg_sender;
 
 // Newer than liburing 2.3's header: the ring takes min_wait_usec in io_uring_getevents_arg (the
 // field liburing 2.3 calls `pad`), Linux 6.12.

@@ -107,6 +107,8 @@ int UringBackend::sqpoll_submit_now() {
 
 void UringBackend::poll(Duration timeout) {
   loop_thread_.check();
+  // This thread wakes other io_uring loops by message through this ring from now on.
+  if (msg_ring_) uring_detail::t_msg_sender = this;
   flush_sends();
   if (sqpoll_) {
     poll_sqpoll(timeout);

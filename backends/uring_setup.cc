@@ -125,6 +125,7 @@ absl::StatusOr<UringFeatures> probe_uring(io_uring* ring) {
   f.files_update = io_uring_opcode_supported(probe, IORING_OP_FILES_UPDATE);
   // Multishot receive (IORING_RECV_MULTISHOT) came with Linux 6.0, as did IORING_OP_SEND_ZC.
   f.multishot_recv = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
+  f.msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
   io_uring_free_probe(probe);
   return f;
 }

@@ -39,6 +39,7 @@ struct UringFeatures {
   bool cancel_fd = false;         // IORING_ASYNC_CANCEL_FD (5.19)
   bool files_update = false;      // IORING_OP_FILES_UPDATE (5.6)
   bool multishot_recv = false;    // IORING_RECV_MULTISHOT (6.0)
+  bool msg_ring = false;          // IORING_OP_MSG_RING (5.18)
 };
 
 // Checks that the kernel has every opcode the backend submits (FailedPrecondition naming the

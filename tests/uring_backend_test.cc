@@ -1,13 +1,15 @@
 // What only the io_uring backend does: ring set-up levels, opcode probing, counters that show the
-// batching, the wakeup eventfd's "one token while pending", multishot accept shared by several
-// waiters and throttled, and the provided-buffer recv path. Backend-neutral behaviour is in
-// conformance_test.cc and net_test.cc, which run on io_uring too.
+// batching, the wakeup eventfd's "one token while pending", wakeups by ring message, multishot
+// accept shared by several waiters and throttled, and the provided-buffer recv path.
+// Backend-neutral behaviour is in conformance_test.cc and net_test.cc, which run on io_uring too.
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1023,6 +1025,223 @@ TEST(UringSockNonempty, HintTellsAFullReceiveThatEmptiedTheSocket) {
   const uint64_t without = poll_first_after_full_reads();
   ::unsetenv("REACTOR_URING_SOCK_NONEMPTY");
   EXPECT_EQ(without, 0u) << "the short-receive guess asked for POLL_FIRST after full receives";
+}
+
+// ---- wakeups by ring message (Options::msg_ring) ----
+
+// A ring on a thread of its own (a ring belongs to the thread that created it). With `wait`, it
+// then waits in one poll of up to 10 s, as a loop with nothing to do does; waited_ms() says how
+// long that took. The ring is destroyed, on its thread, by destroy() or the destructor.
+class RingThread {
+ public:
+  explicit RingThread(bool wait, UringBackend::Options options = {})
+      : thread_([this, wait, options] {
+          auto b = UringBackend::create(options);
+          if (b.ok()) {
+            ring_ = *std::move(b);
+            ring_->poll(Duration::zero());  // submits the eventfd read
+          }
+          ready_.count_down();
+          if (ring_ != nullptr && wait) {
+            const Deadline start = Clock::now();
+            ring_->poll(10s);
+            waited_ms_ = test::ms_since(start);
+          }
+          polled_.count_down();
+          release_.wait();
+          ring_.reset();
+        }) {
+    ready_.wait();
+  }
+  ~RingThread() { destroy(); }
+  UringBackend* ring() { return ring_.get(); }
+  int64_t waited_ms() {
+    polled_.wait();
+    return waited_ms_;
+  }
+  void destroy() {
+    if (!thread_.joinable()) return;
+    release_.count_down();
+    thread_.join();
+  }
+
+ private:
+  std::unique_ptr<UringBackend> ring_;
+  int64_t waited_ms_ = -1;
+  std::latch ready_{1}, polled_{1}, release_{1};
+  std::thread thread_;
+};
+
+bool msg_ring_expected() {
+  return kernel_version() >= 518;  // IORING_OP_MSG_RING
+}
+
+// A thread running an io_uring loop wakes another ring with a message through its own ring,
+// submitted at once: no eventfd write, and the woken ring's CQE clears its pending wakeup.
+TEST(UringWakeupMessage, WakesAnotherRingAtOnce) {
+  REQUIRE_URING();
+  if (!msg_ring_expected()) GTEST_SKIP() << "IORING_OP_MSG_RING came with Linux 5.18";
+  RingThread target(/*wait=*/true);
+  ASSERT_NE(target.ring(), nullptr);
+  std::thread([&] {
+    auto sender = UringBackend::create();
+    ASSERT_TRUE(sender.ok());
+    ASSERT_TRUE((*sender)->msg_ring());
+    EXPECT_THAT((*sender)->describe(), ::testing::HasSubstr("MSG_RING"));
+    EXPECT_EQ(counter(**sender, "io_uring_feature_msg_ring"), 1u);
+    (*sender)->poll(Duration::zero());  // the loop on this thread: it sends wakeups from now on
+    target.ring()->wakeup();            // no poll of the sender's after it
+    EXPECT_EQ(counter(**sender, "io_uring_wakeup_messages_total"), 1u);
+    EXPECT_EQ(counter(*target.ring(), "wakeups_total"), 1u);
+    EXPECT_LT(target.waited_ms(), 5000) << "the message did not end the target's poll";
+    EXPECT_EQ(counter(**sender, "io_uring_wakeup_message_errors_total"), 0u);
+  }).join();
+  // The message's CQE cleared the pending flag: the next wakeup, from a thread without a ring
+  // (this one), writes the eventfd.
+  target.ring()->wakeup();
+  EXPECT_EQ(counter(*target.ring(), "wakeups_total"), 2u);
+}
+
+// Off, every wakeup writes the eventfd, from any thread.
+TEST(UringWakeupMessage, CanBeTurnedOff) {
+  REQUIRE_URING();
+  RingThread target(/*wait=*/true);
+  ASSERT_NE(target.ring(), nullptr);
+  std::thread([&] {
+    UringBackend::Options options;
+    options.msg_ring = false;
+    auto sender = UringBackend::create(options);
+    ASSERT_TRUE(sender.ok());
+    EXPECT_FALSE((*sender)->msg_ring());
+    EXPECT_THAT((*sender)->describe(), ::testing::Not(::testing::HasSubstr("MSG_RING")));
+    EXPECT_EQ(counter(**sender, "io_uring_feature_msg_ring"), 0u);
+    (*sender)->poll(Duration::zero());
+    target.ring()->wakeup();
+    EXPECT_EQ(counter(**sender, "io_uring_wakeup_messages_total"), 0u);
+    EXPECT_LT(target.waited_ms(), 5000) << "the eventfd did not end the target's poll";
+  }).join();
+}
+
+// A fiber that posts to another loop and then blocks its thread until that loop has reacted (as
+// a shutdown's join does) is answered: the message does not wait for this loop's next poll.
+TEST(UringWakeupMessage, APostFollowedByABlockingWaitIsDelivered) {
+  REQUIRE_URING();
+  Reactor* other = nullptr;
+  std::latch created(1), done(1);
+  std::atomic<bool> reacted{false};
+  std::thread t([&] {
+    Reactor::Options options;
+    options.backend = "io_uring";
+    auto r = Reactor::create(options);
+    other = r.ok() ? r->get() : nullptr;
+    created.count_down();
+    if (!r.ok()) return;
+    (*r)->run_until_stopped();
+    done.wait();
+  });
+  created.wait();
+  ASSERT_NE(other, nullptr);
+  run_uring([&] {
+    // This loop polls (so its thread wakes others by message from now on), and the other loop is
+    // asleep in its poll by then, mostly.
+    ASSERT_TRUE(reactor::sleep_for(20ms).ok());
+    other->post([&] {
+      reacted = true;
+      Reactor::current()->stop();
+    });
+    // Blocks this loop's thread, polling nothing, for up to 5 s.
+    const Deadline start = Clock::now();
+    while (!reacted.load() && test::ms_since(start) < 5000) std::this_thread::sleep_for(1ms);
+    EXPECT_TRUE(reacted.load()) << "the post's wakeup waited for this loop's next poll";
+    if (msg_ring_expected()) {
+      EXPECT_EQ(counter(Reactor::current()->backend(), "io_uring_wakeup_messages_total"), 1u);
+    }
+  });
+  if (!reacted.load()) other->stop();
+  done.count_down();
+  t.join();
+}
+
+struct PostPingPong {
+  uint64_t rounds = 0, messages = 0, errors = 0, wakeups = 0;
+};
+
+// Two io_uring reactors on two threads pass a post back and forth `rounds` times, each loop
+// asleep in between, so each post must wake the other loop.
+PostPingPong post_ping_pong(int rounds) {
+  PostPingPong out;
+  Reactor* reactors[2] = {nullptr, nullptr};
+  std::latch created(2), ran(2);
+  std::atomic<int> count{0};
+  std::function<void(int, int)> bounce = [&](int side, int n) {
+    count.fetch_add(1, std::memory_order_relaxed);
+    if (n == rounds) {  // the last round stops both loops; nothing posts after it
+      reactors[1 - side]->stop();
+      reactors[side]->stop();
+      return;
+    }
+    reactors[1 - side]->post([&bounce, side, n] { bounce(1 - side, n + 1); });
+  };
+  std::vector<Counter> totals[2];
+  auto loop = [&](int side) {
+    Reactor::Options options;
+    options.backend = "io_uring";
+    auto r = Reactor::create(options);
+    reactors[side] = r.ok() ? r->get() : nullptr;
+    created.count_down();
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status();
+      ran.count_down();
+      return;
+    }
+    created.wait();
+    if (reactors[1 - side] == nullptr) {
+      ran.count_down();
+      return;
+    }
+    if (side == 0) bounce(0, 1);
+    (*r)->run_until_stopped();
+    // Each run's last wakeup message (the stop of the other loop) is submitted when it ends; the
+    // other loop outlives it.
+    ran.arrive_and_wait();
+    (*r)->backend().counters(totals[side]);
+  };
+  std::thread a(loop, 0), b(loop, 1);
+  a.join();
+  b.join();
+  out.rounds = static_cast<uint64_t>(count.load());
+  for (const std::vector<Counter>& t : totals) {
+    for (const Counter& c : t) {
+      if (c.name == "io_uring_wakeup_messages_total") out.messages += c.value;
+      if (c.name == "io_uring_wakeup_message_errors_total") out.errors += c.value;
+      if (c.name == "wakeups_total") out.wakeups += c.value;
+    }
+  }
+  return out;
+}
+
+TEST(UringWakeupMessage, LoopsWakeEachOtherByMessage) {
+  REQUIRE_URING();
+  if (!msg_ring_expected()) GTEST_SKIP() << "IORING_OP_MSG_RING came with Linux 5.18";
+  constexpr int kRounds = 2000;
+  const PostPingPong p = post_ping_pong(kRounds);
+  EXPECT_EQ(p.rounds, static_cast<uint64_t>(kRounds));
+  EXPECT_GT(p.messages, 0u);
+  EXPECT_LE(p.messages, p.wakeups);
+  EXPECT_EQ(p.errors, 0u);
+  std::printf("%llu wakeups, %llu by message\n", static_cast<unsigned long long>(p.wakeups),
+              static_cast<unsigned long long>(p.messages));
+}
+
+TEST(UringWakeupMessage, LoopsWakeEachOtherByEventfdWhenTurnedOff) {
+  REQUIRE_URING();
+  ::setenv("REACTOR_URING_MSG_RING", "0", 1);
+  constexpr int kRounds = 2000;
+  const PostPingPong p = post_ping_pong(kRounds);
+  ::unsetenv("REACTOR_URING_MSG_RING");
+  EXPECT_EQ(p.rounds, static_cast<uint64_t>(kRounds));
+  EXPECT_GT(p.wakeups, 0u);
+  EXPECT_EQ(p.messages, 0u);
 }
 
 }  // namespace
