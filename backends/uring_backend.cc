@@ -392,12 +392,20 @@ void UringBackend::arm_wakeup() {
 }
 
 void UringBackend::wakeup() {
+  wake(/*defer=*/false);
+}
+
+void UringBackend::wakeup_deferred() {
+  wake(/*defer=*/true);
+}
+
+void UringBackend::wake(bool defer) {
   if (wakeup_pending_.exchange(true)) return;
   wakeups_.fetch_add(1, std::memory_order_relaxed);
   // From another io_uring loop: a message through that loop's ring. wakeup_pending_ keeps every
   // other waker from writing until this ring has taken it.
   if (UringBackend* const sender = t_msg_sender; sender != nullptr && sender != this) {
-    sender->send_wakeup_message(this);
+    sender->send_wakeup_message(this, defer);
     return;
   }
   eventfd_wakeup();
@@ -409,7 +417,7 @@ void UringBackend::eventfd_wakeup() {
   (void)w;  // cannot block: the ring reads the counter back to zero after each token
 }
 
-void UringBackend::send_wakeup_message(UringBackend* target) {
+void UringBackend::send_wakeup_message(UringBackend* target, bool defer) {
   io_uring_sqe* sqe = get_sqe();
   // The target's ring fd is fixed at its creation; the target outlives this call (the poster
   // holds it), and a target destroyed before the kernel issues the message fails it (EBADFD).
@@ -417,6 +425,7 @@ void UringBackend::send_wakeup_message(UringBackend* target) {
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(target) | kTagWakeupMsg);
   wakeup_messages_.add();
+  if (defer) return;  // poll() submits every SQE prepared, end_run() what is left
   // With the SQEs the loop prepared so far: they would have gone with its next poll. Under SQPOLL
   // the SQ thread takes it, woken only if it sleeps.
   if (sqpoll_) {
@@ -424,6 +433,11 @@ void UringBackend::send_wakeup_message(UringBackend* target) {
   } else {
     (void)enter_submit();
   }
+}
+
+void UringBackend::end_run() {
+  loop_thread_.check();
+  if (io_uring_sq_ready(&ring_) > 0) (void)enter_submit();
 }
 
 void UringBackend::wakeup_message_failed(UringBackend* target, int32_t res) {

@@ -124,9 +124,11 @@ class UringBackend final : public Backend {
     // Cross-thread wakeup by ring message (IORING_OP_MSG_RING, Linux 5.18) where the waking
     // thread runs an io_uring loop of its own: wakeup() submits a message SQE through that
     // loop's ring at once instead of writing the eventfd, and the woken ring takes a CQE instead
-    // of completing and re-arming a read. Not deferred to the sender's next poll: a fiber that
-    // posts and then blocks its thread until the target reacts (a join) would wait forever.
-    // Other threads, and this one off, write the eventfd, which stays armed. A message the
+    // of completing and re-arming a read. wakeup_deferred() (call_on's request and reply) leaves
+    // the SQE for that loop's next poll, or its end_run: no system call of its own. wakeup()
+    // never defers: a fiber that posts and then blocks its thread until the target reacts (a
+    // join) would wait forever. Other threads, and this one off, write the eventfd, which stays
+    // armed. A message the
     // kernel could not deliver falls back to the eventfd (docs/backends.md has the measurements).
     bool msg_ring = true;
   };
@@ -186,6 +188,9 @@ class UringBackend final : public Backend {
   void poll(Duration timeout) override;
   // Any thread.
   void wakeup() override;
+  void wakeup_deferred() override;
+  // Loop thread: submits what is prepared (deferred wakeup messages among it).
+  void end_run() override;
   // Any thread.
   void counters(std::vector<Counter>& out) const override;
 
@@ -306,10 +311,11 @@ class UringBackend final : public Backend {
   unsigned reap();
   void handle_cqe(uint64_t user_data, int32_t res, uint32_t flags);
   void arm_wakeup();
+  void wake(bool defer);  // wakeup() and wakeup_deferred()
   void eventfd_wakeup();  // writes the eventfd's token. Any thread.
-  // Submits the wakeup message to `target` through this ring (the calling thread's loop). Loop
-  // thread.
-  void send_wakeup_message(UringBackend* target);
+  // Prepares the wakeup message to `target` in this ring (the calling thread's loop) and, unless
+  // `defer`, submits it. Loop thread.
+  void send_wakeup_message(UringBackend* target, bool defer);
   // A wakeup message failed (the sender's CQE): wakes `target` through its eventfd if it still
   // exists. Loop thread (the sender's).
   void wakeup_message_failed(UringBackend* target, int32_t res);

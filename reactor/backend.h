@@ -117,6 +117,16 @@ class Backend {
   // Ends a poll in progress, or makes the next one return at once. Any thread.
   virtual void wakeup() = 0;
 
+  // wakeup() for a caller whose own loop (if the calling thread runs one) is about to poll: a
+  // fiber that parks right after, a job ending in scheduler context. A backend may let the
+  // wakeup go with that loop's next poll (io_uring's MSG_RING: no system call of its own), or
+  // when its run ends (end_run). Any thread.
+  virtual void wakeup_deferred() { wakeup(); }
+
+  // The reactor's run loop returns: what this backend left for its next poll that other loops
+  // wait for (deferred wakeups) goes to the kernel now. Loop thread, scheduler context.
+  virtual void end_run() {}
+
   // The backend's own counters, appended to `out`. Any thread (values are relaxed atomics).
   virtual void counters(std::vector<Counter>& out) const = 0;
 };

@@ -36,8 +36,9 @@ auto call_on(Reactor& target, F&& fn, Deadline deadline = kNoDeadline, bool in_f
   auto reply = std::make_shared<detail::Reply<R>>();
   reply->waiter = detail::current_fiber();
   auto job = detail::make_reply_job(reply, Reactor::current()->inbox(), std::forward<F>(fn));
-  const bool posted =
-      in_fiber ? target.submit("call_on", std::move(job)) : target.post(std::move(job));
+  // This fiber parks right after: the target's wakeup may go with this loop's next poll.
+  const bool posted = in_fiber ? target.submit("call_on", std::move(job))
+                               : target.inbox()->post(std::move(job), /*defer_wakeup=*/true);
   if (!posted) return absl::UnavailableError("call_on: the target reactor is shutting down");
   return detail::await_reply(*reply, deadline, "call_on");
 }

@@ -84,7 +84,7 @@ std::string_view idle_mode_name(IdleMode mode) {
 
 // ---- Inbox ----
 
-bool detail::Inbox::post(absl::AnyInvocable<void()> fn) {
+bool detail::Inbox::post(absl::AnyInvocable<void()> fn, bool defer_wakeup) {
   std::lock_guard<std::mutex> lock(mu_);
   if (backend_ == nullptr) return false;
   const bool first = items_.empty();
@@ -92,7 +92,11 @@ bool detail::Inbox::post(absl::AnyInvocable<void()> fn) {
   pending_.store(true, std::memory_order_seq_cst);
   if (first && sleeping_.load(std::memory_order_seq_cst)) {
     wakeups_.fetch_add(1, std::memory_order_relaxed);
-    backend_->wakeup();
+    if (defer_wakeup) {
+      backend_->wakeup_deferred();
+    } else {
+      backend_->wakeup();
+    }
   }
   return true;
 }
@@ -635,6 +639,10 @@ void Reactor::drain_inbox() {
 
 void Reactor::run_until(const std::function<bool()>& done) {
   loop_thread_.check();
+  struct EndRun {
+    Backend* backend;
+    ~EndRun() { backend->end_run(); }
+  } end_run{backend_.get()};
   last_clock_ = clock_.sync();
   for (;;) {
     stats_.loop_iterations.add();

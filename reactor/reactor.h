@@ -60,8 +60,9 @@ class Inbox {
   // Queues fn to run on the loop thread in scheduler context; false if the reactor is gone.
   // Writes the backend's wakeup only when the loop sleeps (between begin_sleep and end_sleep)
   // and nothing was queued before fn: a loop that is awake takes the queue before it sleeps,
-  // and a queue that was not empty has had its wakeup written.
-  bool post(absl::AnyInvocable<void()> fn);
+  // and a queue that was not empty has had its wakeup written. `defer_wakeup`: the caller's own
+  // loop is about to poll (Backend::wakeup_deferred), as when a fiber parks right after.
+  bool post(absl::AnyInvocable<void()> fn, bool defer_wakeup = false);
   // Takes everything queued. Loop thread.
   std::vector<absl::AnyInvocable<void()>> take();
   bool pending() const { return pending_.load(std::memory_order_acquire); }

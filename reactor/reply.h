@@ -28,7 +28,8 @@ struct Reply {
 };
 
 // A job that runs fn wherever it is run, keeps its value or exception in `reply`, and posts the
-// completion to `reply_to`. Any thread.
+// completion to `reply_to` as its last act (so the wakeup may go with the next poll of the loop
+// running it, if any: Backend::wakeup_deferred). Any thread.
 template <class R, class F>
 auto make_reply_job(std::shared_ptr<Reply<R>> reply, std::shared_ptr<Inbox> reply_to, F&& fn) {
   return [reply = std::move(reply), reply_to = std::move(reply_to),
@@ -42,10 +43,12 @@ auto make_reply_job(std::shared_ptr<Reply<R>> reply, std::shared_ptr<Inbox> repl
     } catch (...) {
       reply->error = std::current_exception();
     }
-    reply_to->post([reply] {
-      reply->done = true;
-      if (reply->waiter != nullptr) wake(reply->waiter);
-    });
+    reply_to->post(
+        [reply] {
+          reply->done = true;
+          if (reply->waiter != nullptr) wake(reply->waiter);
+        },
+        /*defer_wakeup=*/true);
   };
 }
 

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "backends/registry.h"
 #include "backends/uring_backend.h"
+#include "reactor/call_on.h"
 #include "reactor/error.h"
 #include "reactor/net.h"
 #include "reactor/notice.h"
@@ -1090,8 +1091,10 @@ TEST(UringWakeupMessage, WakesAnotherRingAtOnce) {
     EXPECT_THAT((*sender)->describe(), ::testing::HasSubstr("MSG_RING"));
     EXPECT_EQ(counter(**sender, "io_uring_feature_msg_ring"), 1u);
     (*sender)->poll(Duration::zero());  // the loop on this thread: it sends wakeups from now on
-    target.ring()->wakeup();            // no poll of the sender's after it
+    const uint64_t enters = counter(**sender, "io_uring_enter_calls_total");
+    target.ring()->wakeup();  // no poll of the sender's after it
     EXPECT_EQ(counter(**sender, "io_uring_wakeup_messages_total"), 1u);
+    EXPECT_EQ(counter(**sender, "io_uring_enter_calls_total"), enters + 1);  // its submission
     EXPECT_EQ(counter(*target.ring(), "wakeups_total"), 1u);
     EXPECT_LT(target.waited_ms(), 5000) << "the message did not end the target's poll";
     EXPECT_EQ(counter(**sender, "io_uring_wakeup_message_errors_total"), 0u);
@@ -1100,6 +1103,88 @@ TEST(UringWakeupMessage, WakesAnotherRingAtOnce) {
   // (this one), writes the eventfd.
   target.ring()->wakeup();
   EXPECT_EQ(counter(*target.ring(), "wakeups_total"), 2u);
+}
+
+// A deferred wakeup (call_on's request and reply) is a message left in the sender's ring: no
+// system call of its own, submitted with the sender's next poll.
+TEST(UringWakeupMessage, ADeferredWakeupGoesWithTheSendersNextPoll) {
+  REQUIRE_URING();
+  if (!msg_ring_expected()) GTEST_SKIP() << "IORING_OP_MSG_RING came with Linux 5.18";
+  RingThread target(/*wait=*/true);
+  ASSERT_NE(target.ring(), nullptr);
+  std::thread([&] {
+    auto sender = UringBackend::create();
+    ASSERT_TRUE(sender.ok());
+    (*sender)->poll(Duration::zero());
+    const uint64_t enters = counter(**sender, "io_uring_enter_calls_total");
+    target.ring()->wakeup_deferred();
+    EXPECT_EQ(counter(**sender, "io_uring_wakeup_messages_total"), 1u);
+    EXPECT_EQ(counter(**sender, "io_uring_enter_calls_total"), enters);
+    (*sender)->poll(Duration::zero());  // submits it
+    EXPECT_EQ(counter(**sender, "io_uring_enter_calls_total"), enters + 1);
+    EXPECT_LT(target.waited_ms(), 5000) << "the message did not end the target's poll";
+  }).join();
+}
+
+// A deferred message left when the sender's run ends goes out then (end_run), though the sender
+// never polls again.
+TEST(UringWakeupMessage, EndRunSubmitsADeferredWakeup) {
+  REQUIRE_URING();
+  if (!msg_ring_expected()) GTEST_SKIP() << "IORING_OP_MSG_RING came with Linux 5.18";
+  RingThread target(/*wait=*/true);
+  ASSERT_NE(target.ring(), nullptr);
+  std::thread([&] {
+    auto sender = UringBackend::create();
+    ASSERT_TRUE(sender.ok());
+    (*sender)->poll(Duration::zero());
+    target.ring()->wakeup_deferred();
+    (*sender)->end_run();
+    EXPECT_LT(target.waited_ms(), 5000) << "the deferred message was not submitted";
+  }).join();
+}
+
+// call_on between two io_uring loops: each call's request and reply wake the other loop by
+// deferred message, so the caller makes one io_uring_enter per call (its wait, which submits the
+// request), not two.
+TEST(UringWakeupMessage, CallOnBetweenLoopsMakesOneEnterPerCall) {
+  REQUIRE_URING();
+  if (!msg_ring_expected()) GTEST_SKIP() << "IORING_OP_MSG_RING came with Linux 5.18";
+  Reactor* other = nullptr;
+  std::latch created(1);
+  std::thread t([&] {
+    Reactor::Options options;
+    options.backend = "io_uring";
+    auto r = Reactor::create(options);
+    other = r.ok() ? r->get() : nullptr;
+    created.count_down();
+    if (r.ok()) (*r)->run_until_stopped();
+  });
+  created.wait();
+  ASSERT_NE(other, nullptr);
+  constexpr int kCalls = 1000;
+  run_uring([&] {
+    const Backend& b = Reactor::current()->backend();
+    ASSERT_TRUE(reactor::sleep_for(1ms).ok());  // a poll: this thread's loop sends messages
+    const uint64_t enters = counter(b, "io_uring_enter_calls_total");
+    const uint64_t messages = counter(b, "io_uring_wakeup_messages_total");
+    int sum = 0;
+    for (int i = 0; i < kCalls; ++i) {
+      absl::StatusOr<int> v = call_on(
+          *other, [i] { return i; }, deadline_after(5s));
+      ASSERT_TRUE(v.ok()) << v.status();
+      sum += *v == i ? 1 : 0;
+    }
+    EXPECT_EQ(sum, kCalls);
+    const uint64_t used = counter(b, "io_uring_enter_calls_total") - enters;
+    std::printf(
+        "%d calls: %llu enters, %llu messages sent\n", kCalls,
+        static_cast<unsigned long long>(used),
+        static_cast<unsigned long long>(counter(b, "io_uring_wakeup_messages_total") - messages));
+    EXPECT_LT(used, kCalls * 3 / 2);
+    EXPECT_GT(counter(b, "io_uring_wakeup_messages_total"), messages);
+  });
+  other->stop();
+  t.join();
 }
 
 // Off, every wakeup writes the eventfd, from any thread.
