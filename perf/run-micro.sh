@@ -8,8 +8,8 @@
 # Extra flags go to all three runs (a --benchmark_filter replaces the script's own).
 #
 # Single-thread benchmarks run under `taskset -c 0`. The two-thread ones (cross_thread/*,
-# echo_pinned/*) get CPUs 0 and 1 and pin their own threads: loop/server on CPU 0, the other
-# side on CPU 1. Figures are medians of three repetitions; read them with docs/benchmarks.md.
+# cross_shard/*, echo_pinned/*) get CPUs 0 and 1 and pin their own threads: loop/server on CPU 0,
+# the other side on CPU 1. Figures are medians of three repetitions; read them with docs/benchmarks.md.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -58,11 +58,11 @@ compiler() {
   echo
   echo "## runtime_bench, single-thread ($single_cpu; min time 0.2 s per repetition)"
   $single_cpu "$runtime_bench" "${common[@]}" --benchmark_min_time=0.2 \
-    --benchmark_filter=-cross_thread "$@" 2>&1 || echo "(runtime_bench exited with $?)"
+    --benchmark_filter=-cross_ "$@" 2>&1 || echo "(runtime_bench exited with $?)"
   echo
   echo "## runtime_bench, cross-thread (${pair_cpus:-unpinned}; loop thread on CPU 0, poster on CPU 1)"
   $pair_cpus "$runtime_bench" "${common[@]}" --benchmark_min_time=0.3 \
-    --benchmark_filter=cross_thread "$@" 2>&1 || echo "(runtime_bench exited with $?)"
+    --benchmark_filter=cross_ "$@" 2>&1 || echo "(runtime_bench exited with $?)"
   echo
   echo "## echo_bench (${pair_cpus:-unpinned}; pinned: server CPU 0, client CPU 1; one_loop: CPU 0)"
   $pair_cpus "$echo_bench" "${common[@]}" --benchmark_min_time=1 "$@" 2>&1 ||

@@ -1,6 +1,7 @@
 // Micro-benchmarks of the fiber runtime (layers 1 and 3): the context switch (ours beside Boost
-// Context's fcontext, in the same run), yield, spawn+join, timer arm+cancel, Channel ping-pong and
-// cross-thread wakeup. perf/run-micro.sh runs them pinned; docs/benchmarks.md records the figures.
+// Context's fcontext, in the same run), yield, spawn+join, timer arm+cancel, Channel ping-pong,
+// cross-thread wakeup and the cross-shard call. perf/run-micro.sh runs them pinned;
+// docs/benchmarks.md records the figures.
 //
 // Reactor benchmarks run the timed loop inside a fiber of a fresh reactor on the epoll backend (a
 // fixed backend, so these figures do not move when `auto` starts picking io_uring). Where the
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "perf/bench_util.h"
+#include "reactor/call_on.h"
 #include "reactor/channel.h"
 #include "reactor/context.h"
 #include "reactor/reactor.h"
@@ -422,6 +424,88 @@ void BM_cross_thread(benchmark::State& state) {
   loop.join();
 }
 
+// ---- cross-shard call ----
+
+uint64_t backend_counter(const Reactor& r, std::string_view name) {
+  std::vector<reactor::Counter> out;
+  r.backend().counters(out);
+  for (const reactor::Counter& c : out) {
+    if (c.name == name) return c.value;
+  }
+  return 0;
+}
+
+// Two shards: a reactor on a second thread (CPU 0) and one on this thread (CPU 1), on the same
+// backend. An iteration is call_on(other, fn) from a fiber here, both loops asleep in between:
+// the post and the other loop's wakeup, fn, the reply's post and this loop's wakeup. On io_uring
+// each loop wakes the other with a message in its own ring (MSG_RING), submitted with the poll it
+// makes anyway, unless `kMsgRing` is false (REACTOR_URING_MSG_RING=0: an eventfd write each).
+// `loop_cpu/op` is the other loop's CPU per call, the CPU column this one's; `messages/op` and
+// `wakeups/op` count both loops' wakeups.
+enum class ShardWake { kEpoll, kUringMessage, kUringEventfd };
+template <ShardWake kWake>
+void BM_cross_shard_call(benchmark::State& state) {
+  const char* backend = kWake == ShardWake::kEpoll ? "epoll" : "io_uring";
+  if (kWake == ShardWake::kUringEventfd) {
+    ::setenv("REACTOR_URING_MSG_RING", "0", 1);
+  } else {
+    ::unsetenv("REACTOR_URING_MSG_RING");
+  }
+  std::atomic<Reactor*> target{nullptr};
+  std::atomic<bool> failed{false};
+  clockid_t loop_clock = CLOCK_THREAD_CPUTIME_ID;  // written before `target`, read after it
+  std::thread loop([&] {
+    reactor::bench::ScopedPin pin(0);
+    Reactor::Options options;
+    options.backend = backend;
+    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::create(options);
+    if (!r.ok()) {
+      failed = true;
+      return;
+    }
+    pthread_getcpuclockid(pthread_self(), &loop_clock);
+    target.store(r->get(), std::memory_order_release);
+    (*r)->run_until_stopped();
+  });
+  reactor::bench::ScopedPin pin(1);
+  Reactor* other = nullptr;
+  while ((other = target.load(std::memory_order_acquire)) == nullptr && !failed)
+    std::this_thread::yield();
+  if (other == nullptr) {
+    loop.join();
+    ::unsetenv("REACTOR_URING_MSG_RING");
+    return state.SkipWithError("reactor on the loop thread could not be created");
+  }
+  Reactor::Options options;
+  options.backend = backend;
+  absl::Status s = Reactor::run(
+      [&] {
+        Reactor& self = *Reactor::current();
+        const uint64_t messages0 = backend_counter(self, "io_uring_wakeup_messages_total") +
+                                   backend_counter(*other, "io_uring_wakeup_messages_total");
+        const uint64_t wakeups0 =
+            backend_counter(self, "wakeups_total") + backend_counter(*other, "wakeups_total");
+        const double loop_cpu0 = reactor::bench::clock_seconds(loop_clock);
+        for (auto _ : state) {
+          absl::StatusOr<int> v = reactor::call_on(*other, [] { return 1; });
+          benchmark::DoNotOptimize(v);
+        }
+        set_per_op(state, "loop_cpu/op", reactor::bench::clock_seconds(loop_clock) - loop_cpu0);
+        set_per_op(state, "messages/op",
+                   static_cast<double>(backend_counter(self, "io_uring_wakeup_messages_total") +
+                                       backend_counter(*other, "io_uring_wakeup_messages_total") -
+                                       messages0));
+        set_per_op(state, "wakeups/op",
+                   static_cast<double>(backend_counter(self, "wakeups_total") +
+                                       backend_counter(*other, "wakeups_total") - wakeups0));
+      },
+      options);
+  if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+  other->stop();
+  loop.join();
+  ::unsetenv("REACTOR_URING_MSG_RING");
+}
+
 // ---- reference points: what the machine charges for the calls the scheduler makes ----
 
 // epoll_wait with a zero timeout on an epoll set holding one idle eventfd: what a backend poll
@@ -511,6 +595,10 @@ void register_benchmarks() {
   add("channel/ping_pong", BM_channel_ping_pong);
   add("cross_thread/post_round_trip", BM_cross_thread<false>)->UseRealTime();
   add("cross_thread/submit_round_trip", BM_cross_thread<true>)->UseRealTime();
+  add("cross_shard/call_on/epoll", BM_cross_shard_call<ShardWake::kEpoll>)->UseRealTime();
+  add("cross_shard/call_on/io_uring", BM_cross_shard_call<ShardWake::kUringMessage>)->UseRealTime();
+  add("cross_shard/call_on/io_uring_eventfd", BM_cross_shard_call<ShardWake::kUringEventfd>)
+      ->UseRealTime();
   add("reference/epoll_wait_timeout_0", BM_epoll_wait_zero);
   add("reference/steady_clock_now", BM_steady_clock_now);
   add("reference/clock_monotonic_coarse", BM_clock_monotonic_coarse);
