@@ -452,7 +452,7 @@ void BM_cross_shard_call(benchmark::State& state) {
     ::unsetenv("REACTOR_URING_MSG_RING");
   }
   std::atomic<Reactor*> target{nullptr};
-  std::atomic<bool> failed{false};
+  std::atomic<bool> failed{false}, stop_returned{false};
   clockid_t loop_clock = CLOCK_THREAD_CPUTIME_ID;  // written before `target`, read after it
   std::thread loop([&] {
     reactor::bench::ScopedPin pin(0);
@@ -466,6 +466,8 @@ void BM_cross_shard_call(benchmark::State& state) {
     pthread_getcpuclockid(pthread_self(), &loop_clock);
     target.store(r->get(), std::memory_order_release);
     (*r)->run_until_stopped();
+    // stop() writes the wakeup after the flag this loop saw: the reactor outlives that call.
+    while (!stop_returned.load(std::memory_order_acquire)) std::this_thread::yield();
   });
   reactor::bench::ScopedPin pin(1);
   Reactor* other = nullptr;
@@ -502,6 +504,7 @@ void BM_cross_shard_call(benchmark::State& state) {
       options);
   if (!s.ok()) state.SkipWithError(s.ToString().c_str());
   other->stop();
+  stop_returned.store(true, std::memory_order_release);
   loop.join();
   ::unsetenv("REACTOR_URING_MSG_RING");
 }

@@ -209,6 +209,12 @@ void Soak::run_load(Ledger& l, const std::atomic<bool>& stop, const std::string&
 }
 
 TEST_P(Soak, MixedLoadLosesNothing) {
+  // Under TSan the sanitizer, not the daemon, stalls the loops: docs/reliability.md, "The soak
+  // under TSan". `make soak SOAK_PRESET=tsan` (which sets REACTORD_SOAK_SECONDS) still runs it.
+  if (test::kTsan && std::getenv("REACTORD_SOAK_SECONDS") == nullptr) {
+    GTEST_SKIP() << "TSan's cost per fiber created stalls the daemon's loops under this load "
+                    "(docs/reliability.md); make soak SOAK_PRESET=tsan runs it";
+  }
   ASSERT_TRUE(start_on_backend(absl::StrCat(
       "[runtime]\nshards = 2\n\n[log]\nlevel = \"info\"\nformat = \"text\"\n\n[admin]\nsocket = \"",
       d_.dir(),

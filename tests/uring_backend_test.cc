@@ -1150,14 +1150,16 @@ TEST(UringWakeupMessage, CallOnBetweenLoopsMakesOneEnterPerCall) {
   REQUIRE_URING();
   if (!msg_ring_expected()) GTEST_SKIP() << "IORING_OP_MSG_RING came with Linux 5.18";
   Reactor* other = nullptr;
-  std::latch created(1);
+  std::latch created(1), stopped(1);
   std::thread t([&] {
     Reactor::Options options;
     options.backend = "io_uring";
     auto r = Reactor::create(options);
     other = r.ok() ? r->get() : nullptr;
     created.count_down();
-    if (r.ok()) (*r)->run_until_stopped();
+    if (!r.ok()) return;
+    (*r)->run_until_stopped();
+    stopped.wait();  // until stop() has returned: it still writes the wakeup after the flag
   });
   created.wait();
   ASSERT_NE(other, nullptr);
@@ -1184,6 +1186,7 @@ TEST(UringWakeupMessage, CallOnBetweenLoopsMakesOneEnterPerCall) {
     EXPECT_GT(counter(b, "io_uring_wakeup_messages_total"), messages);
   });
   other->stop();
+  stopped.count_down();
   t.join();
 }
 
