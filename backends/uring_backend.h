@@ -128,8 +128,8 @@ class UringBackend final : public Backend {
     // the SQE for that loop's next poll, or its end_run: no system call of its own. wakeup()
     // never defers: a fiber that posts and then blocks its thread until the target reacts (a
     // join) would wait forever. Other threads, and this one off, write the eventfd, which stays
-    // armed. A message the
-    // kernel could not deliver falls back to the eventfd (docs/backends.md has the measurements).
+    // armed. A message the kernel could not deliver falls back to the eventfd (docs/backends.md
+    // has the measurements).
     bool msg_ring = true;
   };
   static constexpr unsigned kMinWaitEvents = 32;

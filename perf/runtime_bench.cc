@@ -372,34 +372,53 @@ void BM_channel_ping_pong(benchmark::State& state) {
 // a function (post) or a fiber (submit) to it and spins until it has run. An iteration is that
 // round trip: queue, eventfd wakeup, the loop thread waking, running it, and the store seen here.
 // `loop_cpu/op` is the loop thread's CPU time per round trip.
+// A reactor on `backend` running on a thread of its own, pinned to CPU 0, until stop(): its
+// cancelled fibers finish before it goes, and it outlives stop()'s wakeup write (the flag the loop
+// sees comes first). reactor() is null if it could not be created; loop_clock() is the thread's
+// CPU clock.
+class LoopThread {
+ public:
+  explicit LoopThread(const char* backend)
+      : thread_([this, backend] {
+          reactor::bench::ScopedPin pin(0);
+          Reactor::Options options;
+          options.backend = backend;
+          absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::create(options);
+          if (r.ok()) pthread_getcpuclockid(pthread_self(), &clock_);
+          ready_.store(r.ok() ? r->get() : nullptr, std::memory_order_release);
+          created_.store(true, std::memory_order_release);
+          if (!r.ok()) return;
+          (*r)->run_until_stopped();
+          (*r)->cancel_all();
+          (*r)->run_until([&] { return (*r)->fibers_alive() == 0; });
+          while (!stop_returned_.load(std::memory_order_acquire)) std::this_thread::yield();
+        }) {
+    while (!created_.load(std::memory_order_acquire)) std::this_thread::yield();
+  }
+  ~LoopThread() { stop(); }
+  Reactor* reactor() const { return ready_.load(std::memory_order_acquire); }
+  clockid_t loop_clock() const { return clock_; }
+  void stop() {
+    if (!thread_.joinable()) return;
+    if (Reactor* r = reactor()) r->stop();
+    stop_returned_.store(true, std::memory_order_release);
+    thread_.join();
+  }
+
+ private:
+  std::atomic<Reactor*> ready_{nullptr};
+  std::atomic<bool> created_{false}, stop_returned_{false};
+  clockid_t clock_ = CLOCK_THREAD_CPUTIME_ID;  // written before created_, read after it
+  std::thread thread_;
+};
+
 template <bool kSubmit>
 void BM_cross_thread(benchmark::State& state) {
-  std::atomic<Reactor*> target{nullptr};
-  std::atomic<bool> failed{false};
-  clockid_t loop_clock = CLOCK_THREAD_CPUTIME_ID;  // written before `target`, read after it
-  std::thread loop([&] {
-    reactor::bench::ScopedPin pin(0);
-    Reactor::Options options;
-    options.backend = kBackend;
-    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::create(options);
-    if (!r.ok()) {
-      failed = true;
-      return;
-    }
-    pthread_getcpuclockid(pthread_self(), &loop_clock);
-    target.store(r->get(), std::memory_order_release);
-    (*r)->run_until_stopped();
-    (*r)->cancel_all();
-    (*r)->run_until([&] { return (*r)->fibers_alive() == 0; });
-  });
+  LoopThread loop(kBackend);
   reactor::bench::ScopedPin pin(1);
-  Reactor* r = nullptr;
-  while ((r = target.load(std::memory_order_acquire)) == nullptr && !failed)
-    std::this_thread::yield();
-  if (r == nullptr) {
-    loop.join();
-    return state.SkipWithError("reactor on the loop thread could not be created");
-  }
+  Reactor* r = loop.reactor();
+  if (r == nullptr) return state.SkipWithError("reactor on the loop thread could not be created");
+  const clockid_t loop_clock = loop.loop_clock();
   std::atomic<uint64_t> seen{0};
   uint64_t seq = 0;
   const double loop_cpu0 = reactor::bench::clock_seconds(loop_clock);
@@ -420,8 +439,6 @@ void BM_cross_thread(benchmark::State& state) {
   // The loop thread's CPU per round trip stays meaningful when other work on the machine delays
   // its wakeups (and with them the round trip's wall time).
   set_per_op(state, "loop_cpu/op", reactor::bench::clock_seconds(loop_clock) - loop_cpu0);
-  r->stop();
-  loop.join();
 }
 
 // ---- cross-shard call ----
@@ -451,33 +468,14 @@ void BM_cross_shard_call(benchmark::State& state) {
   } else {
     ::unsetenv("REACTOR_URING_MSG_RING");
   }
-  std::atomic<Reactor*> target{nullptr};
-  std::atomic<bool> failed{false}, stop_returned{false};
-  clockid_t loop_clock = CLOCK_THREAD_CPUTIME_ID;  // written before `target`, read after it
-  std::thread loop([&] {
-    reactor::bench::ScopedPin pin(0);
-    Reactor::Options options;
-    options.backend = backend;
-    absl::StatusOr<std::unique_ptr<Reactor>> r = Reactor::create(options);
-    if (!r.ok()) {
-      failed = true;
-      return;
-    }
-    pthread_getcpuclockid(pthread_self(), &loop_clock);
-    target.store(r->get(), std::memory_order_release);
-    (*r)->run_until_stopped();
-    // stop() writes the wakeup after the flag this loop saw: the reactor outlives that call.
-    while (!stop_returned.load(std::memory_order_acquire)) std::this_thread::yield();
-  });
+  LoopThread loop(backend);
   reactor::bench::ScopedPin pin(1);
-  Reactor* other = nullptr;
-  while ((other = target.load(std::memory_order_acquire)) == nullptr && !failed)
-    std::this_thread::yield();
+  Reactor* const other = loop.reactor();
   if (other == nullptr) {
-    loop.join();
     ::unsetenv("REACTOR_URING_MSG_RING");
     return state.SkipWithError("reactor on the loop thread could not be created");
   }
+  const clockid_t loop_clock = loop.loop_clock();
   Reactor::Options options;
   options.backend = backend;
   absl::Status s = Reactor::run(
@@ -503,9 +501,7 @@ void BM_cross_shard_call(benchmark::State& state) {
       },
       options);
   if (!s.ok()) state.SkipWithError(s.ToString().c_str());
-  other->stop();
-  stop_returned.store(true, std::memory_order_release);
-  loop.join();
+  loop.stop();
   ::unsetenv("REACTOR_URING_MSG_RING");
 }
 
